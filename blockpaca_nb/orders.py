@@ -1,0 +1,366 @@
+"""Orders: blockpaca's order schema, its side/action table, validation and client order ids.
+
+A strategy returns (or passes to ``submit_order``) plain dicts in blockpaca's schema::
+
+    {"ticker": "AAPL", "quantity": 10, "side": "buy", "order_type": "market"}
+
+:func:`parse_orders` turns whatever the strategy produced into validated :class:`Order`
+objects plus one :class:`~blockpaca_nb.errors.OrderValidationError` per bad order, so a
+typo is reported with the field at fault *before* anything reaches the broker, and one
+bad order never holds back the good ones of the same block.
+
+The side/action table is blockpaca's:
+
+=====  ==================  ======================================
+side   action              result
+=====  ==================  ======================================
+buy    none / buy_long     open long
+buy    buy_to_cover        close short
+buy    cover_short         close short (used at end of session)
+sell   none / sell_long    close long
+sell   short_sell          open short
+sell   liquidate           close long (used at end of session)
+=====  ==================  ======================================
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import uuid
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from types import MappingProxyType
+
+from .errors import OrderValidationError, show_value
+
+SIDES: tuple[str, ...] = ("buy", "sell")
+ORDER_TYPES: tuple[str, ...] = ("market", "limit", "stop", "stop_limit")
+TIME_IN_FORCE: tuple[str, ...] = ("day", "gtc", "ioc", "fok", "opg", "cls")
+
+ACTIONS_BY_SIDE: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "buy": ("buy_long", "buy_to_cover", "cover_short"),
+        "sell": ("sell_long", "short_sell", "liquidate"),
+    }
+)
+"""The actions each side accepts; the first one is the default when no action is given."""
+
+ACTION_RESULTS: Mapping[str, str] = MappingProxyType(
+    {
+        "buy_long": "open long",
+        "buy_to_cover": "close short",
+        "cover_short": "close short (end of session)",
+        "sell_long": "close long",
+        "short_sell": "open short",
+        "liquidate": "close long (end of session)",
+    }
+)
+"""What each action does to the position, in blockpaca's words."""
+
+ORDER_KEYS: tuple[str, ...] = (
+    "ticker",
+    "quantity",
+    "notional",
+    "side",
+    "order_type",
+    "action",
+    "limit_price",
+    "stop_price",
+    "time_in_force",
+)
+"""Every key an order dict may carry."""
+
+_KEY_SET = frozenset(ORDER_KEYS)
+_PRICES_BY_TYPE: Mapping[str, tuple[str, ...]] = {
+    "market": (),
+    "limit": ("limit_price",),
+    "stop": ("stop_price",),
+    "stop_limit": ("limit_price", "stop_price"),
+}
+_POSITIVE = "a finite number > 0"
+_HEX_DIGITS = frozenset("0123456789abcdef")
+_TICKERS_SHOWN = 10
+
+
+def _quoted(values: Iterable[object]) -> str:
+    return ", ".join(repr(value) for value in values)
+
+
+_ALLOWED_KEYS_TEXT = _quoted(ORDER_KEYS)
+_CHOICE_TEXT = {
+    "side": _quoted(SIDES),
+    "order_type": _quoted(ORDER_TYPES),
+    "time_in_force": _quoted(TIME_IN_FORCE),
+}
+_CHOICES = {"side": SIDES, "order_type": ORDER_TYPES, "time_in_force": TIME_IN_FORCE}
+_BLOCK_ALLOWED = (
+    "None, one order dict, or a list/tuple of order dicts (for a DataFrame: df.to_dict('records'))"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One validated order, ready to be sent.
+
+    ``action`` is always filled in (``buy_long`` / ``sell_long`` when the strategy gave
+    none), because it names the order's client id and its trade-log rows. Exactly one of
+    ``quantity`` (shares, fractional allowed) and ``notional`` (dollars, market orders
+    only) is set.
+    """
+
+    ticker: str
+    side: str
+    order_type: str
+    action: str
+    quantity: float | None = None
+    notional: float | None = None
+    limit_price: float | None = None
+    stop_price: float | None = None
+    time_in_force: str = "day"
+
+    def to_alpaca(self, client_order_id: str) -> dict[str, object]:
+        """Return the JSON body of Alpaca's ``POST /v2/orders`` for this order."""
+        body: dict[str, object] = {"symbol": self.ticker}
+        if self.quantity is not None:
+            body["qty"] = self.quantity
+        else:
+            body["notional"] = self.notional
+        body["side"] = self.side
+        body["type"] = self.order_type
+        body["time_in_force"] = self.time_in_force
+        if self.limit_price is not None:
+            body["limit_price"] = self.limit_price
+        if self.stop_price is not None:
+            body["stop_price"] = self.stop_price
+        body["client_order_id"] = client_order_id
+        return body
+
+
+def validate_order(raw: object, tickers: Collection[str] | None = None, index: int | None = None) -> Order:
+    """Check one order dict and return it as an :class:`Order`.
+
+    Raises :class:`OrderValidationError` naming the first field at fault and the values
+    it accepts. ``tickers``, when given, limits the symbols to the session's own (pass a
+    set for speed); ``index`` is the order's position in its block, for the message.
+    """
+    if type(raw) is not dict and not isinstance(raw, Mapping):
+        problem = f"got {type(raw).__name__} {show_value(raw)}"
+        raise OrderValidationError("order", raw, f"a dict with keys {_ALLOWED_KEYS_TEXT}", index, problem)
+    if not raw.keys() <= _KEY_SET:
+        _reject_unknown_key(raw, index)
+    ticker = _ticker(raw.get("ticker"), tickers, index)
+    side = _choice(raw, "side", index)
+    action = _action(raw.get("action"), side, index)
+    order_type = _choice(raw, "order_type", index)
+    quantity, notional = _amount(raw, order_type, index)
+    limit_price = _price(raw, "limit_price", order_type, index)
+    stop_price = _price(raw, "stop_price", order_type, index)
+    time_in_force = _choice(raw, "time_in_force", index, default="day")
+    return Order(ticker, side, order_type, action, quantity, notional, limit_price, stop_price, time_in_force)
+
+
+def parse_orders(
+    returned: object, tickers: Collection[str] | None = None
+) -> tuple[list[Order], list[OrderValidationError]]:
+    """Split what a strategy returned into valid orders and validation errors.
+
+    ``None`` means no orders, a dict one order, a list or tuple of dicts a block. Every
+    bad element yields its own error (with its index) and the good ones still go
+    through. Anything else yields a single error that says what is accepted.
+    """
+    if returned is None:
+        return [], []
+    if isinstance(returned, Mapping):
+        block: Iterable[tuple[int | None, object]] = ((None, returned),)
+    elif isinstance(returned, list | tuple):
+        block = enumerate(returned)
+    else:
+        problem = f"got {type(returned).__name__} {show_value(returned)}"
+        return [], [OrderValidationError("orders", returned, _BLOCK_ALLOWED, None, problem)]
+    lookup = _ticker_lookup(tickers)
+    orders: list[Order] = []
+    errors: list[OrderValidationError] = []
+    for index, raw in block:
+        try:
+            orders.append(validate_order(raw, lookup, index))
+        except OrderValidationError as error:
+            errors.append(error)
+    return orders, errors
+
+
+def new_client_order_id(action: str, worker: int) -> str:
+    """Return a fresh client order id ``{action}-{worker}-{8 hex}``, as blockpaca logs it.
+
+    The id is fixed before the first submission attempt, so a retried submission can be
+    recognised by the broker as the same order.
+    """
+    return f"{action}-{worker}-{uuid.uuid4().hex[:8]}"
+
+
+def action_from_client_order_id(client_order_id: object) -> str | None:
+    """Return the action encoded in one of our client order ids, or None if it is not ours."""
+    parts = _split_client_order_id(client_order_id)
+    return None if parts is None else parts[0]
+
+
+def worker_from_client_order_id(client_order_id: object) -> int | None:
+    """Return the number of the execution worker that submitted the order, or None if not ours."""
+    parts = _split_client_order_id(client_order_id)
+    return None if parts is None else parts[1]
+
+
+def liquidation_orders(positions: Iterable[Mapping[str, object]]) -> list[Order]:
+    """Return the market orders that flatten ``positions`` (blockpaca's position schema).
+
+    Longs are sold with action ``liquidate``, shorts bought back with ``cover_short``;
+    flat positions are skipped.
+    """
+    orders: list[Order] = []
+    for position in positions:
+        ticker = str(position["ticker"])
+        quantity = float(position["quantity"])  # type: ignore[arg-type]
+        if quantity > 0:
+            orders.append(Order(ticker, "sell", "market", "liquidate", quantity=quantity))
+        elif quantity < 0:
+            orders.append(Order(ticker, "buy", "market", "cover_short", quantity=-quantity))
+    return orders
+
+
+def _split_client_order_id(client_order_id: object) -> tuple[str, int] | None:
+    if not isinstance(client_order_id, str):
+        return None
+    parts = client_order_id.rsplit("-", 2)
+    if len(parts) != 3:
+        return None
+    action, worker, tag = parts
+    if action not in ACTION_RESULTS or not (worker.isascii() and worker.isdigit()):
+        return None
+    if len(tag) != 8 or not _HEX_DIGITS.issuperset(tag):
+        return None
+    return action, int(worker)
+
+
+def _ticker_lookup(tickers: Collection[str] | None) -> Collection[str] | None:
+    """Return ``tickers`` in a form with fast membership tests (validated once per block)."""
+    if tickers is None or isinstance(tickers, set | frozenset | dict):
+        return tickers
+    return frozenset(tickers)
+
+
+def _reject_unknown_key(raw: Mapping[object, object], index: int | None) -> None:
+    for key in raw:
+        if key == "client_order_id":
+            problem = "is assigned by the engine, not by the strategy"
+            raise OrderValidationError(key, raw[key], "leave it out", index, problem)
+        if key not in _KEY_SET:
+            problem = f"unknown key {show_value(key)}"
+            raise OrderValidationError(str(key), raw[key], _ALLOWED_KEYS_TEXT, index, problem)
+
+
+def _ticker(value: object, tickers: Collection[str] | None, index: int | None) -> str:
+    if not isinstance(value, str) or not value.strip():
+        problem = "missing" if value is None else None
+        raise OrderValidationError("ticker", value, _allowed_tickers(tickers), index, problem)
+    if tickers is not None and value not in tickers:
+        problem = f"got {value!r}, which is not one of the session's tickers"
+        raise OrderValidationError("ticker", value, _allowed_tickers(tickers), index, problem)
+    return value
+
+
+def _allowed_tickers(tickers: Collection[str] | None) -> str:
+    if tickers is None:
+        return "a ticker symbol such as 'AAPL'"
+    names = sorted(tickers)
+    shown = _quoted(names[:_TICKERS_SHOWN])
+    hidden = len(names) - _TICKERS_SHOWN
+    return f"{shown} … and {hidden} more" if hidden > 0 else shown
+
+
+def _choice(raw: Mapping[str, object], field: str, index: int | None, default: str | None = None) -> str:
+    """Return ``raw[field]`` as one of its allowed lower-case words (case-insensitive input)."""
+    value = raw.get(field)
+    allowed = _CHOICES[field]
+    if value is None and default is not None:
+        return default
+    if isinstance(value, str):
+        if value in allowed:
+            return value
+        lowered = value.lower()
+        if lowered in allowed:
+            return lowered
+    problem = "missing" if value is None else None
+    raise OrderValidationError(field, value, _CHOICE_TEXT[field], index, problem)
+
+
+def _action(value: object, side: str, index: int | None) -> str:
+    allowed = ACTIONS_BY_SIDE[side]
+    if value is None:
+        return allowed[0]
+    if isinstance(value, str):
+        if value in allowed or not value:
+            return value or allowed[0]
+        lowered = value.lower()
+        if lowered in allowed:
+            return lowered
+    text = f"for side {side!r}: leave it out, or {_quoted(allowed)}"
+    raise OrderValidationError("action", value, text, index)
+
+
+def _amount(
+    raw: Mapping[str, object], order_type: str, index: int | None
+) -> tuple[float | None, float | None]:
+    """Return (quantity, notional): exactly one is given; notional only for market orders."""
+    quantity = raw.get("quantity")
+    notional = raw.get("notional")
+    if notional is None:
+        if quantity is None:
+            allowed = f"{_POSITIVE} (or 'notional' dollars for a market order)"
+            raise OrderValidationError("quantity", None, allowed, index, "missing")
+        return _positive(quantity, "quantity", index), None
+    if order_type != "market":
+        problem = f"got {show_value(notional)}, but a {order_type} order needs 'quantity'"
+        raise OrderValidationError("notional", notional, "only with order_type 'market'", index, problem)
+    if quantity is not None:
+        allowed = "exactly one of 'quantity' or 'notional'"
+        raise OrderValidationError("notional", notional, allowed, index, "given together with 'quantity'")
+    return None, _positive(notional, "notional", index)
+
+
+def _price(raw: Mapping[str, object], field: str, order_type: str, index: int | None) -> float | None:
+    """Return the limit or stop price: required by the order types that use it, refused by the others."""
+    value = raw.get(field)
+    needed = field in _PRICES_BY_TYPE[order_type]
+    if value is None:
+        if needed:
+            problem = f"missing; a {order_type} order needs it"
+            raise OrderValidationError(field, None, _POSITIVE, index, problem)
+        return None
+    if not needed:
+        users = _quoted(kind for kind, fields in _PRICES_BY_TYPE.items() if field in fields)
+        problem = f"got {show_value(value)}, but a {order_type} order takes no {field}"
+        raise OrderValidationError(field, value, f"leave it out, or use order_type {users}", index, problem)
+    return _positive(value, field, index)
+
+
+def _positive(value: object, field: str, index: int | None) -> float:
+    """Return ``value`` as a finite float > 0; bools and strings are not numbers."""
+    number = value if type(value) is float else _as_float(value)
+    if number is None:
+        problem = f"got {type(value).__name__} {show_value(value)}, not a number"
+        raise OrderValidationError(field, value, _POSITIVE, index, problem)
+    if not 0.0 < number < math.inf:
+        raise OrderValidationError(field, value, _POSITIVE, index)
+    return number
+
+
+def _as_float(value: object) -> float | None:
+    kind = type(value)
+    exotic = kind is not float and kind is not int
+    if exotic and (isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal)):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (OverflowError, ValueError):
+        return None

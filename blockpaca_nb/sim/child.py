@@ -1,0 +1,70 @@
+"""The simulator's child process: read the config from stdin, serve, and stop when stdin closes.
+
+Run as `python -m blockpaca_nb.sim.child` by `Simulator.start()`; the first stdout line reports the
+port (or the error) to the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import select
+import signal
+import sys
+import threading
+from typing import Any
+
+from .server import SimConfig
+
+
+def _serve() -> None:
+    """Child entry point: read the config from stdin, serve until stdin closes (or the parent dies)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the kernel's Interrupt button is not for us
+    logging.basicConfig(level=os.environ.get("BLOCKPACA_SIM_LOG", "WARNING"))
+    raw = json.loads(sys.stdin.readline())
+    config = SimConfig(**{**raw, "symbols": tuple(raw["symbols"])})
+    asyncio.run(_serve_async(config))
+
+
+async def _serve_async(config: SimConfig) -> None:
+    from aiohttp import web
+
+    from .server import build_app
+
+    runner = web.AppRunner(build_app(config), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as err:
+        _report({"error": f"cannot listen on {config.host}:{config.port}: {err.strerror}"})
+        await runner.cleanup()
+        return
+    _report({"port": runner.addresses[0][1]})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    threading.Thread(target=_watch_parent, args=(os.getppid(), loop, stop), daemon=True).start()
+    await stop.wait()
+    await runner.cleanup()
+
+
+def _report(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def _watch_parent(parent: int, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Stop when stdin closes (stop() or the parent's death) or when the parent pid changes."""
+    while True:
+        ready, _, _ = select.select([sys.stdin], [], [], 0.5)
+        if ready and not sys.stdin.readline():
+            break
+        if os.getppid() != parent:
+            break
+    loop.call_soon_threadsafe(stop.set)
+
+
+if __name__ == "__main__":
+    _serve()

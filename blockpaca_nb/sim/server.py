@@ -1,0 +1,501 @@
+"""The simulator's aiohttp application: Alpaca's REST routes, both websockets, faults, and the
+market clock that drives quotes, matching and bars."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from . import calendar, data, wire
+from .broker import ApiError, Broker, SimOrder, invalid, parse_number
+from .market import Market
+from .streams import Encoded, MarketDataHub, TradeUpdatesHub, encode_message
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+INTERNAL = "/_sim/"
+MIN_TICK_S, MAX_TICK_S = 0.002, 0.05
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything the simulator process needs to start (picklable)."""
+
+    symbols: tuple[str, ...]
+    seed: int
+    host: str
+    port: int
+    quotes_per_second: float
+    latency_ms: float
+    market_hours: str
+    starting_cash: float
+    error_rate: float
+    timeout_after_accept_rate: float
+    rate_limit_per_min: int | None
+    ws_drop_every_s: float | None
+    api_key: str
+    secret_key: str
+
+
+FAULT_FIELDS = (
+    "latency_ms",
+    "error_rate",
+    "timeout_after_accept_rate",
+    "rate_limit_per_min",
+    "ws_drop_every_s",
+)
+
+
+class RateWindow:
+    """Alpaca's per-minute request budget as a sliding 60 s window."""
+
+    def __init__(self, limit: int | None, window_s: float = 60.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self.times: deque[float] = deque()
+
+    def admit(self, now: float) -> bool:
+        while self.times and self.times[0] <= now - self.window_s:
+            self.times.popleft()
+        if self.limit is not None and len(self.times) >= self.limit:
+            return False
+        self.times.append(now)
+        return True
+
+    def headers(self, now: float) -> dict[str, str]:
+        if self.limit is None:
+            return {}
+        reset = self.times[0] + self.window_s if self.times else now
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(max(0, self.limit - len(self.times))),
+            "X-RateLimit-Reset": str(math.ceil(reset)),
+        }
+
+
+class SimServer:
+    """State shared by every route: the market, the broker, the streams and the fault settings."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.faults = {name: getattr(config, name) for name in FAULT_FIELDS}
+        self.random = random.Random(config.seed)
+        self.market = Market(config.symbols, config.seed, config.quotes_per_second)
+        self.broker = Broker(self.market, config.starting_cash, self._on_order_event, self._market_open)
+        self.trade_updates = TradeUpdatesHub(self.credentials_ok)
+        self.market_data = MarketDataHub(self.credentials_ok)
+        self.trading_window = RateWindow(config.rate_limit_per_min)
+        self.data_window = RateWindow(config.rate_limit_per_min)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._clock_cache: tuple[float, calendar.Clock] | None = None
+
+    # ----------------------------------------------------------------- helpers
+    def credentials_ok(self, key: str | None, secret: str | None) -> bool:
+        return bool(
+            isinstance(key, str)
+            and isinstance(secret, str)
+            and secrets.compare_digest(key, self.config.api_key)
+            and secrets.compare_digest(secret, self.config.secret_key)
+        )
+
+    def clock(self, now: float | None = None) -> calendar.Clock:
+        now = time.time() if now is None else now
+        cached = self._clock_cache
+        if cached and abs(cached[0] - now) < 0.5:
+            return cached[1]
+        result = calendar.clock(datetime.fromtimestamp(now, UTC), self.config.market_hours)
+        self._clock_cache = (now, result)
+        return result
+
+    def _market_open(self, now: float) -> bool:
+        return self.config.market_hours == "always" or self.clock(now).is_open
+
+    def _on_order_event(self, event: str, order: SimOrder, extra: dict[str, Any]) -> None:
+        payload: dict[str, Any] = {"event": event, "timestamp": wire.ts(order.updated_at or time.time())}
+        for key, value in extra.items():
+            payload[key] = wire.num(value) if isinstance(value, float) else value
+        payload["order"] = wire.order_json(order)
+        self.trade_updates.publish(payload)
+
+    # ----------------------------------------------------------------- background work
+    async def on_startup(self, _app: web.Application) -> None:
+        self._tasks.append(asyncio.create_task(self._run_market()))
+        self._tasks.append(asyncio.create_task(self._drop_websockets()))
+
+    async def on_shutdown(self, _app: web.Application) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.trade_updates.drop_all()
+        await self.market_data.drop_all()
+
+    async def _run_market(self) -> None:
+        qps = self.config.quotes_per_second
+        tick = min(MAX_TICK_S, max(MIN_TICK_S, 1.0 / qps))
+        started = time.monotonic()
+        last_minute = time.time() // 60
+        was_open = self._market_open(time.time())
+        while True:
+            await asyncio.sleep(tick)
+            due = int((time.monotonic() - started) * qps) - self.market.steps
+            now = time.time()
+            if due > 0:
+                self._step_market(due, now)
+            if now // 60 != last_minute:
+                last_minute = now // 60
+                self._publish_bars(now)
+                self.broker.record_equity(now)
+            is_open = self._market_open(now)
+            if was_open and not is_open:
+                self.broker.expire_day_orders(now)
+            was_open = is_open
+
+    def _step_market(self, due: int, now: float) -> None:
+        tick = self.market.step(due, now)
+        self.broker.on_market(now)
+        if not self.market_data.subscribers:
+            return
+        quotes_for = self.market_data.wanted("quotes")
+        trades_for = self.market_data.wanted("trades")
+        messages: list[Encoded] = []
+        for j, symbol in enumerate(self.market.symbols):
+            want_quote = quotes_for is None or symbol in quotes_for
+            want_trade = trades_for is None or symbol in trades_for
+            if not (want_quote or want_trade):
+                continue
+            for k in range(due):
+                if want_quote:
+                    messages.append(encode_message("quotes", self._quote_message(tick, k, j, symbol), now))
+                if want_trade and tick.trade_mask[k, j]:
+                    messages.append(encode_message("trades", self._trade_message(tick, k, j, symbol), now))
+        self.market_data.publish(messages)
+
+    def _quote_message(self, tick: Any, k: int, j: int, symbol: str) -> dict[str, Any]:
+        return {
+            "T": "q",
+            "S": symbol,
+            "bx": "V",
+            "bp": float(tick.bid[k, j]),
+            "bs": float(tick.bid_size[k, j]),
+            "ax": "V",
+            "ap": float(tick.ask[k, j]),
+            "as": float(tick.ask_size[k, j]),
+            "c": ["R"],
+            "z": "C",
+        }
+
+    def _trade_message(self, tick: Any, k: int, j: int, symbol: str) -> dict[str, Any]:
+        return {
+            "T": "t",
+            "S": symbol,
+            "i": self.market.steps - tick.bid.shape[0] + k,
+            "x": "V",
+            "p": float(tick.trade_price[k, j]),
+            "s": float(tick.trade_size[k, j]),
+            "c": ["@"],
+            "z": "C",
+        }
+
+    def _publish_bars(self, now: float) -> None:
+        messages = []
+        for symbol, bar in self.market.close_minute(now):
+            message = {"T": "b", "S": symbol, **{k: v for k, v in wire.bar_json(bar).items() if k != "t"}}
+            messages.append(encode_message("bars", message, bar.t))
+        self.market_data.publish(messages)
+
+    async def _drop_websockets(self) -> None:
+        while True:
+            interval = self.faults["ws_drop_every_s"]
+            await asyncio.sleep(interval or 0.5)
+            if interval and self.faults["ws_drop_every_s"]:
+                log.info("simulated fault: dropping every websocket")
+                await self.trade_updates.drop_all()
+                await self.market_data.drop_all()
+
+    # ----------------------------------------------------------------- middleware: auth and faults
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await handler(request)
+        if not self.credentials_ok(
+            request.headers.get("APCA-API-KEY-ID"), request.headers.get("APCA-API-SECRET-KEY")
+        ):
+            return web.json_response({"code": 40110000, "message": "request is not authorized"}, status=401)
+        if request.path.startswith(INTERNAL):
+            return await self._answer(handler, request)
+        now = time.time()
+        window = self.data_window if request.path.startswith("/v2/stocks") else self.trading_window
+        window.limit = self.faults["rate_limit_per_min"]
+        if not window.admit(now):
+            return web.json_response(
+                {"code": 42910000, "message": "rate limit exceeded"}, status=429, headers=window.headers(now)
+            )
+        if self.faults["latency_ms"]:
+            await asyncio.sleep(self.faults["latency_ms"] / 1000)
+        if self.faults["error_rate"] and self.random.random() < self.faults["error_rate"]:
+            response: web.StreamResponse = web.json_response(
+                {"code": 50010000, "message": "internal server error (simulated fault)"}, status=500
+            )
+        else:
+            response = await self._answer(handler, request)
+        response.headers.update(window.headers(now))
+        return response
+
+    async def _answer(self, handler: Handler, request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as err:
+            return web.json_response(err.body(), status=err.status)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return web.json_response(
+                    {"code": exc.status * 100000, "message": exc.reason}, status=exc.status
+                )
+            raise
+
+    # ----------------------------------------------------------------- helpers for routes
+    @staticmethod
+    async def body(request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json(loads=json.loads) if request.can_read_body else {}
+        except ValueError:
+            raise invalid("request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise invalid("request body must be a JSON object")
+        return body
+
+    def maybe_drop_after_accept(self, request: web.Request) -> bool:
+        """The fault where the order is accepted but the answer never arrives."""
+        rate = self.faults["timeout_after_accept_rate"]
+        if rate and self.random.random() < rate and request.transport is not None:
+            request.transport.abort()
+            return True
+        return False
+
+
+def _flag(query: Any, name: str) -> bool | None:
+    """A boolean query parameter, accepting alpaca-py's `True`/`False` spelling."""
+    value = query.get(name)
+    if value is None:
+        return None
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise invalid(f"{name} must be true or false")
+
+
+def _order_id(request: web.Request) -> str:
+    order_id = request.match_info["order_id"]
+    try:
+        return str(uuid.UUID(order_id))
+    except ValueError:
+        raise invalid("order_id is missing or not a valid UUID") from None
+
+
+def build_app(config: SimConfig) -> web.Application:
+    sim = SimServer(config)
+    app = web.Application(middlewares=[sim.middleware], client_max_size=1 << 20)
+    app["sim"] = sim
+    app.on_startup.append(sim.on_startup)
+    app.on_shutdown.append(sim.on_shutdown)
+    broker, market = sim.broker, sim.market
+    routes = web.RouteTableDef()
+
+    def ok(payload: Any, status: int = 200) -> web.Response:
+        return web.json_response(payload, status=status)
+
+    # --- account, clock, calendar, assets
+    @routes.get("/v2/account")
+    async def account(_r: web.Request) -> web.Response:
+        return ok(wire.account_json(broker))
+
+    @routes.get("/v2/clock")
+    async def clock(_r: web.Request) -> web.Response:
+        return ok(wire.clock_json(sim.clock()))
+
+    @routes.get("/v2/calendar")
+    async def calendar_(request: web.Request) -> web.Response:
+        start, end = data.calendar_range(request.query)
+        return ok([wire.calendar_json(s) for s in calendar.sessions(start, end)])
+
+    @routes.get("/v2/assets")
+    async def assets(request: web.Request) -> web.Response:
+        status = request.query.get("status", "active")
+        listed = [wire.asset_json(p) for p in market.profiles.values()] if status == "active" else []
+        return ok(listed)
+
+    @routes.get("/v2/assets/{symbol_or_id}")
+    async def asset(request: web.Request) -> web.Response:
+        wanted = request.match_info["symbol_or_id"]
+        for profile in market.profiles.values():
+            if wanted.upper() == profile.symbol or wanted == wire.asset_id(profile.symbol):
+                return ok(wire.asset_json(profile))
+        raise ApiError(404, 40410000, "asset not found")
+
+    @routes.get("/v2/account/portfolio/history")
+    async def portfolio_history(request: web.Request) -> web.Response:
+        points = [*broker.equity_history, (time.time(), broker.equity())]
+        base = broker.starting_cash
+        return ok(
+            {
+                "timestamp": [int(t) for t, _ in points],
+                "equity": [round(e, 2) for _, e in points],
+                "profit_loss": [round(e - base, 2) for _, e in points],
+                "profit_loss_pct": [round((e - base) / base, 6) for _, e in points],
+                "base_value": base,
+                "timeframe": request.query.get("timeframe", "1Min"),
+            }
+        )
+
+    # --- positions
+    @routes.get("/v2/positions")
+    async def positions(_r: web.Request) -> web.Response:
+        return ok([wire.position_json(broker, p) for p in broker.positions.values()])
+
+    @routes.get("/v2/positions/{symbol_or_id}")
+    async def position(request: web.Request) -> web.Response:
+        return ok(wire.position_json(broker, broker.position(request.match_info["symbol_or_id"])))
+
+    @routes.delete("/v2/positions")
+    async def close_all(request: web.Request) -> web.Response:
+        results = broker.close_all(bool(_flag(request.query, "cancel_orders")))
+        return ok(
+            [
+                {
+                    "symbol": symbol,
+                    "status": status,
+                    "order_id": body.id if isinstance(body, SimOrder) else None,
+                    "body": wire.order_json(body) if isinstance(body, SimOrder) else body,
+                }
+                for symbol, status, body in results
+            ],
+            status=207,
+        )
+
+    @routes.delete("/v2/positions/{symbol_or_id}")
+    async def close_position(request: web.Request) -> web.Response:
+        q = request.query
+        qty, percentage = parse_number(q, "qty"), parse_number(q, "percentage")
+        if qty is not None and percentage is not None:
+            raise invalid("only one of qty or percentage")
+        order = broker.close_position(request.match_info["symbol_or_id"], qty, percentage)
+        return ok(wire.order_json(order))
+
+    # --- orders
+    @routes.post("/v2/orders")
+    async def submit(request: web.Request) -> web.StreamResponse:
+        order = broker.submit(await sim.body(request))
+        snapshot = wire.order_json(order)
+        snapshot["status"] = "pending_new"  # the answer reports acceptance; fills follow on the stream
+        if sim.maybe_drop_after_accept(request):
+            return web.Response(status=504)
+        return ok(snapshot)
+
+    @routes.get("/v2/orders")
+    async def list_orders(request: web.Request) -> web.Response:
+        q = request.query
+        status = q.get("status", "open")
+        if status not in ("open", "closed", "all"):
+            raise invalid("status must be open, closed or all")
+        direction = q.get("direction", "desc")
+        if direction not in ("asc", "desc"):
+            raise invalid("direction must be asc or desc")
+        limit = data.parse_limit(q.get("limit") or "50")
+        if limit > 500:
+            raise invalid("limit must be between 1 and 500")
+        chosen = broker.list_orders(
+            status=status,
+            limit=limit,
+            after=data.parse_time(q.get("after"), "after"),
+            until=data.parse_time(q.get("until"), "until"),
+            direction=direction,
+            side=q.get("side"),
+            symbols=[s for s in q.get("symbols", "").split(",") if s] or None,
+        )
+        return ok([wire.order_json(o) for o in chosen])
+
+    @routes.get("/v2/orders:by_client_order_id")
+    async def by_client_id(request: web.Request) -> web.Response:
+        cid = request.query.get("client_order_id")
+        if not cid:
+            raise invalid("client_order_id is required")
+        return ok(wire.order_json(broker.get_by_client_id(cid)))
+
+    @routes.get("/v2/orders/{order_id}")
+    async def get_order(request: web.Request) -> web.Response:
+        return ok(wire.order_json(broker.get(_order_id(request))))
+
+    @routes.patch("/v2/orders/{order_id}")
+    async def replace(request: web.Request) -> web.Response:
+        return ok(wire.order_json(broker.replace(_order_id(request), await sim.body(request))))
+
+    @routes.delete("/v2/orders/{order_id}")
+    async def cancel(request: web.Request) -> web.Response:
+        broker.cancel(_order_id(request))
+        return web.Response(status=204)
+
+    @routes.delete("/v2/orders")
+    async def cancel_all(_r: web.Request) -> web.Response:
+        canceled = broker.cancel_all()
+        return ok([{"id": o.id, "status": 200, "body": wire.order_json(o)} for o in canceled], status=207)
+
+    # --- market data
+    @routes.get("/v2/stocks/bars")
+    async def bars(request: web.Request) -> web.Response:
+        return ok(data.bars_page(market, request.query))
+
+    @routes.get("/v2/stocks/{kind:quotes|trades|bars}/latest")
+    async def latest(request: web.Request) -> web.Response:
+        return ok(data.latest(market, request.match_info["kind"], request.query))
+
+    @routes.get("/v2/stocks/snapshots")
+    async def snapshots(request: web.Request) -> web.Response:
+        return ok(data.snapshots(market, request.query))
+
+    # --- streams
+    @routes.get("/stream")
+    async def trade_stream(request: web.Request) -> web.StreamResponse:
+        return await sim.trade_updates.handle(request)
+
+    @routes.get("/v2/{feed:iex|sip|test|delayed_sip}")
+    async def data_stream(request: web.Request) -> web.StreamResponse:
+        return await sim.market_data.handle(request)
+
+    # --- the simulator's own ground truth (no faults, no rate limit)
+    @routes.get(INTERNAL + "orders")
+    async def all_orders(_r: web.Request) -> web.Response:
+        return ok([wire.order_json(o) for o in broker.orders.values()])
+
+    @routes.get(INTERNAL + "positions")
+    async def all_positions(_r: web.Request) -> web.Response:
+        return ok([wire.position_json(broker, p) for p in broker.positions.values()])
+
+    @routes.post(INTERNAL + "faults")
+    async def set_faults(request: web.Request) -> web.Response:
+        changes = await sim.body(request)
+        unknown = set(changes) - set(FAULT_FIELDS)
+        if unknown:
+            raise invalid(f"unknown fault setting(s) {sorted(unknown)}; allowed: {', '.join(FAULT_FIELDS)}")
+        sim.faults.update(changes)
+        return ok(sim.faults)
+
+    app.add_routes(routes)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+    return app
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return web.json_response({"code": 40410000, "message": f"endpoint not found: {request.path}"}, status=404)

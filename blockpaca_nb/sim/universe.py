@@ -1,0 +1,186 @@
+"""The simulator's built-in symbol universe and per-symbol synthetic market profiles.
+
+``UNIVERSE`` is a fixed list of S&P-500-like US equity tickers the simulator offers out of
+the box (Alpaca-style plain upper-case symbols; share classes written with a dot are left
+out). ``profile`` turns any symbol plus a run seed into the parameters the price generator
+needs. It is derived from a keyed BLAKE2 digest rather than Python's salted ``hash()`` so
+the same (symbol, seed) gives the same market in every process and on every machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = ["EXCHANGES", "UNIVERSE", "Profile", "profile"]
+
+EXCHANGES: tuple[str, ...] = ("NASDAQ", "NYSE", "ARCA")
+
+# fmt: off
+UNIVERSE: tuple[str, ...] = (
+    "A", "AAL", "AAPL", "ABBV", "ABNB", "ABT", "ACGL", "ACN", "ADBE", "ADI", "ADM", "ADP", "ADSK",
+    "AEE", "AEP", "AES", "AFL", "AFRM", "AIG", "AIZ", "AJG", "AKAM", "ALB", "ALGN", "ALL", "ALLE",
+    "AMAT", "AMCR", "AMD", "AME", "AMGN", "AMP", "AMT", "AMZN", "ANET", "ANSS", "AON", "AOS", "APA",
+    "APD", "APH", "APP", "APTV", "ARE", "ARM", "ATO", "AVB", "AVGO", "AVY", "AWK", "AXON", "AXP",
+    "AZO", "BA", "BAC", "BALL", "BAX", "BBWI", "BBY", "BDX", "BEN", "BG", "BIIB", "BIO", "BK",
+    "BKNG", "BKR", "BLDR", "BLK", "BMY", "BR", "BRO", "BSX", "BWA", "BX", "BXP", "C", "CAG", "CAH",
+    "CARR", "CAT", "CB", "CBOE", "CBRE", "CCI", "CCL", "CDNS", "CDW", "CE", "CEG", "CF", "CFG",
+    "CHD", "CHRW", "CHTR", "CI", "CINF", "CL", "CLX", "CMA", "CMCSA", "CME", "CMG", "CMI", "CMS",
+    "CNC", "CNP", "COF", "COIN", "COO", "COP", "COR", "COST", "CPAY", "CPB", "CPRT", "CPT", "CRL",
+    "CRM", "CRWD", "CSCO", "CSGP", "CSX", "CTAS", "CTLT", "CTRA", "CTSH", "CTVA", "CVNA", "CVS",
+    "CVX", "CZR", "D", "DAL", "DASH", "DAY", "DD", "DDOG", "DE", "DECK", "DELL", "DFS", "DG", "DGX",
+    "DHI", "DHR", "DIS", "DKNG", "DLR", "DLTR", "DOC", "DOV", "DOW", "DPZ", "DRI", "DTE", "DUK",
+    "DVA", "DVN", "DXCM", "EA", "EBAY", "ECL", "ED", "EFX", "EG", "EIX", "EL", "ELV", "EMN", "EMR",
+    "ENPH", "EOG", "EPAM", "EQIX", "EQR", "EQT", "ES", "ESS", "ETN", "ETR", "ETSY", "EVRG", "EW",
+    "EXC", "EXPD", "EXPE", "EXR", "F", "FANG", "FAST", "FCX", "FDS", "FDX", "FE", "FFIV", "FI",
+    "FICO", "FIS", "FITB", "FMC", "FOX", "FOXA", "FRT", "FSLR", "FTNT", "FTV", "GD", "GDDY", "GE",
+    "GEHC", "GEN", "GEV", "GILD", "GIS", "GL", "GLW", "GM", "GNRC", "GOOG", "GOOGL", "GPC", "GPN",
+    "GRMN", "GS", "GWW", "HAL", "HAS", "HBAN", "HCA", "HD", "HES", "HIG", "HII", "HLT", "HOLX",
+    "HON", "HOOD", "HPE", "HPQ", "HRL", "HSIC", "HST", "HSY", "HUBB", "HUBS", "HUM", "HWM", "IBM",
+    "ICE", "IDXX", "IEX", "IFF", "INCY", "INTC", "INTU", "INVH", "IP", "IPG", "IQV", "IR", "IRM",
+    "ISRG", "IT", "ITW", "IVZ", "J", "JBHT", "JBL", "JCI", "JKHY", "JNJ", "JNPR", "JPM", "K", "KDP",
+    "KEY", "KEYS", "KHC", "KIM", "KKR", "KLAC", "KMB", "KMI", "KMX", "KO", "KR", "KVUE", "L",
+    "LCID", "LDOS", "LEN", "LH", "LHX", "LIN", "LKQ", "LLY", "LMT", "LNT", "LOW", "LRCX", "LULU",
+    "LUV", "LVS", "LW", "LYB", "LYFT", "LYV", "MA", "MAA", "MAR", "MAS", "MCD", "MCHP", "MCK",
+    "MCO", "MDB", "MDLZ", "MDT", "MELI", "MET", "META", "MGM", "MHK", "MKC", "MKTX", "MLM", "MMC",
+    "MMM", "MNST", "MO", "MOH", "MOS", "MPC", "MPWR", "MRK", "MRNA", "MRO", "MRVL", "MS", "MSCI",
+    "MSFT", "MSI", "MSTR", "MTB", "MTCH", "MTD", "MU", "NCLH", "NDAQ", "NDSN", "NEE", "NEM", "NET",
+    "NFLX", "NI", "NKE", "NOC", "NOW", "NRG", "NSC", "NTAP", "NTRS", "NUE", "NVDA", "NVR", "NWS",
+    "NWSA", "NXPI", "O", "ODFL", "OKE", "OKTA", "OMC", "ON", "ORCL", "ORLY", "OTIS", "OXY", "PANW",
+    "PARA", "PAYC", "PAYX", "PCAR", "PCG", "PEG", "PEP", "PFE", "PFG", "PG", "PGR", "PH", "PHM",
+    "PINS", "PKG", "PLD", "PLTR", "PM", "PNC", "PNR", "PNW", "PODD", "POOL", "PPG", "PPL", "PRU",
+    "PSA", "PSX", "PTC", "PWR", "PYPL", "QCOM", "QRVO", "RBLX", "RCL", "REG", "REGN", "RF", "RIVN",
+    "RJF", "RL", "RMD", "ROK", "ROKU", "ROL", "ROP", "ROST", "RSG", "RTX", "RVTY", "SBAC", "SBUX",
+    "SCHW", "SHOP", "SHW", "SJM", "SLB", "SMCI", "SNA", "SNAP", "SNOW", "SNPS", "SO", "SOFI",
+    "SOLV", "SPG", "SPGI", "SPOT", "SRE", "STE", "STLD", "STT", "STX", "STZ", "SW", "SWK", "SWKS",
+    "SYF", "SYK", "SYY", "T", "TAP", "TDG", "TDY", "TEAM", "TECH", "TEL", "TER", "TFC", "TFX",
+    "TGT", "TJX", "TMO", "TMUS", "TPR", "TRGP", "TRMB", "TROW", "TRV", "TSCO", "TSLA", "TSN", "TT",
+    "TTD", "TTWO", "TWLO", "TXN", "TXT", "TYL", "UAL", "UBER", "UDR", "UHS", "ULTA", "UNH", "UNP",
+    "UPS", "URI", "USB", "V", "VICI", "VLO", "VLTO", "VMC", "VRSK", "VRSN", "VRT", "VRTX", "VST",
+    "VTR", "VTRS", "VZ", "WAB", "WAT", "WBA", "WBD", "WDAY", "WDC", "WEC", "WELL", "WFC", "WM",
+    "WMB", "WMT", "WRB", "WST", "WTW", "WY", "WYNN", "XEL", "XOM", "XYL", "YUM", "ZBH", "ZBRA",
+    "ZS", "ZTS",
+)
+_UNIVERSE_SET: frozenset[str] = frozenset(UNIVERSE)
+
+# Universe members listed on NASDAQ; every other universe member is treated as NYSE-listed.
+_NASDAQ_LISTED: frozenset[str] = frozenset(
+    {
+        "AAL", "AAPL", "ABNB", "ACGL", "ADBE", "ADI", "ADP", "ADSK", "AEP", "AFRM", "AKAM", "ALGN",
+        "AMAT", "AMD", "AMGN", "AMZN", "ANSS", "APA", "APP", "ARM", "AVGO", "AXON", "BIIB", "BKNG",
+        "BKR", "CDNS", "CDW", "CEG", "CHRW", "CHTR", "CINF", "CMCSA", "CME", "COIN", "COST", "CPRT",
+        "CRWD", "CSCO", "CSGP", "CSX", "CTAS", "CTSH", "DASH", "DDOG", "DKNG", "DLTR", "DXCM", "EA",
+        "EBAY", "ENPH", "EQIX", "ETSY", "EXC", "EXPD", "EXPE", "FANG", "FAST", "FFIV", "FITB", "FOX",
+        "FOXA", "FSLR", "FTNT", "GEHC", "GEN", "GILD", "GOOG", "GOOGL", "HAS", "HBAN", "HOLX", "HON",
+        "HOOD", "HSIC", "IDXX", "INCY", "INTC", "INTU", "ISRG", "JBHT", "JKHY", "KDP", "KHC", "KLAC",
+        "LCID", "LIN", "LKQ", "LNT", "LRCX", "LULU", "LYFT", "MAR", "MCHP", "MDB", "MDLZ", "MELI",
+        "META", "MKTX", "MNST", "MPWR", "MRNA", "MRVL", "MSFT", "MSTR", "MU", "NDAQ", "NFLX", "NTAP",
+        "NTRS", "NVDA", "NWS", "NWSA", "NXPI", "ODFL", "OKTA", "ON", "ORLY", "PANW", "PAYX", "PCAR",
+        "PEP", "PLTR", "PODD", "POOL", "PTC", "PYPL", "QCOM", "QRVO", "REGN", "RIVN", "ROKU", "ROP",
+        "ROST", "SBAC", "SBUX", "SHOP", "SMCI", "SNPS", "SOFI", "STX", "SWKS", "TEAM", "TECH", "TER",
+        "TMUS", "TRMB", "TROW", "TSCO", "TSLA", "TTD", "TTWO", "TXN", "UAL", "ULTA", "VRSK", "VRSN",
+        "VRTX", "WBA", "WBD", "WDAY", "WDC", "XEL", "ZBRA", "ZS",
+    }
+)
+
+# Well-known exchange-traded funds that trade on NYSE Arca, for user-given ETF symbols.
+_ARCA_LISTED: frozenset[str] = frozenset(
+    {
+        "DIA", "EEM", "EFA", "GLD", "HYG", "IWM", "LQD", "SLV", "SPY", "TLT", "USO", "VOO", "VTI",
+        "XLE", "XLF", "XLK", "XLV",
+    }
+)
+_NASDAQ_FUNDS: frozenset[str] = frozenset({"QQQ", "TQQQ", "SQQQ"})
+
+_NAME_SUFFIXES: tuple[str, ...] = (
+    "Inc.", "Corp.", "Holdings", "Group", "Co.", "Technologies", "Industries", "Systems",
+)
+# fmt: on
+
+_PRICE_MIN, _PRICE_MAX = 10.0, 600.0
+_VOL_MIN, _VOL_MAX = 0.01, 0.035
+_SPREAD_MIN, _SPREAD_MAX = 1.0, 8.0
+_SHORTABLE_SHARE = 0.92  # Most Alpaca equities are easy to borrow.
+_FRACTIONABLE_SHARE = 0.90  # Most, but not all, Alpaca equities support fractional orders.
+_UNIT_DRAWS = 5  # price, vol, spread, shortable, fractionable
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Synthetic market parameters for one symbol in one simulator run."""
+
+    symbol: str
+    name: str
+    exchange: str
+    start_price: float
+    daily_vol: float
+    spread_bps: float
+    shortable: bool
+    fractionable: bool
+
+
+def _unit_draws(key: str, count: int) -> list[float]:
+    """``count`` reproducible uniforms in [0, 1) derived from ``key`` via BLAKE2b.
+
+    Each uniform uses 53 bits of one 8-byte slice of the digest, exactly filling a float's
+    mantissa so every value is representable and strictly below 1.
+    """
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8 * count).digest()
+    words = (int.from_bytes(digest[8 * i : 8 * i + 8], "big") for i in range(count))
+    return [(w >> 11) / float(1 << 53) for w in words]
+
+
+def _log_uniform(u: float, low: float, high: float) -> float:
+    """Map a uniform ``u`` in [0, 1) to a log-uniform value in [low, high)."""
+    return math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+
+
+def _exchange_for(symbol: str) -> str:
+    """The listing venue: real for known names, a stable (seed-independent) pick otherwise."""
+    if symbol in _NASDAQ_LISTED or symbol in _NASDAQ_FUNDS:
+        return "NASDAQ"
+    if symbol in _ARCA_LISTED:
+        return "ARCA"
+    if symbol in _UNIVERSE_SET:
+        return "NYSE"
+    (u,) = _unit_draws(f"exchange:{symbol}", 1)
+    return "NASDAQ" if u < 0.45 else "NYSE" if u < 0.9 else "ARCA"
+
+
+def _name_for(symbol: str) -> str:
+    """A short company-ish display name that stays the same across seeds."""
+    (u,) = _unit_draws(f"name:{symbol}", 1)
+    return f"{symbol} {_NAME_SUFFIXES[int(u * len(_NAME_SUFFIXES))]}"
+
+
+def _normalize(symbol: str) -> str:
+    """Upper-case and trim a user-given symbol so ``aapl`` and ``AAPL`` share one profile."""
+    cleaned = symbol.strip().upper()
+    if not cleaned:
+        raise ValueError(f"symbol must be a non-empty string, got {symbol!r}")
+    return cleaned
+
+
+@lru_cache(maxsize=4096)
+def profile(symbol: str, seed: int) -> Profile:
+    """The deterministic market profile of ``symbol`` for a simulator run seeded with ``seed``.
+
+    Works for any symbol, not only ``UNIVERSE`` members, because the simulator accepts
+    user-given tickers. Prices, volatility, spread and borrow/fractional flags change with
+    the seed; the name and exchange are properties of the symbol alone.
+    """
+    sym = _normalize(symbol)
+    u_price, u_vol, u_spread, u_short, u_frac = _unit_draws(f"{seed}:{sym}", _UNIT_DRAWS)
+    price = round(_log_uniform(u_price, _PRICE_MIN, _PRICE_MAX), 2)
+    return Profile(
+        symbol=sym,
+        name=_name_for(sym),
+        exchange=_exchange_for(sym),
+        start_price=min(max(price, _PRICE_MIN), _PRICE_MAX),
+        daily_vol=round(_VOL_MIN + u_vol * (_VOL_MAX - _VOL_MIN), 5),
+        spread_bps=round(_SPREAD_MIN + u_spread * (_SPREAD_MAX - _SPREAD_MIN), 2),
+        shortable=u_short < _SHORTABLE_SHARE,
+        fractionable=u_frac < _FRACTIONABLE_SHARE,
+    )

@@ -1,0 +1,279 @@
+"""The trade log: blockpaca's CSV schema, an append-only writer and a pandas loader.
+
+Every order event of a session becomes one CSV line. blockpaca 0.1.2's ten columns come
+first, in its order, so its users' analysis code keeps working::
+
+    type,client_order_id,ticker,executed_price,executed_qty,status,side,action,timestamp,raw_status
+    execution,buy_long-7-2304b6b1,DIA,484.74,1.0,filled,buy,buy_long,1766515599.236655,OrderStatus.FILLED
+
+Our extra columns follow (:data:`EXTRA_COLUMNS`). The recorder is the only writer; every
+line is written whole by one ``write`` call on a file opened for appending, and flushed to
+the operating system at once, so a crash never leaves half a row and another process can
+read the log while the session runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import pathlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import IO, TYPE_CHECKING
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import pandas
+
+BLOCKPACA_COLUMNS: tuple[str, ...] = (
+    "type",
+    "client_order_id",
+    "ticker",
+    "executed_price",
+    "executed_qty",
+    "status",
+    "side",
+    "action",
+    "timestamp",
+    "raw_status",
+)
+"""blockpaca 0.1.2's columns, in its order."""
+
+EXTRA_COLUMNS: tuple[str, ...] = (
+    "event",
+    "order_id",
+    "order_type",
+    "qty",
+    "limit_price",
+    "filled_qty",
+    "filled_avg_price",
+    "reason",
+    "worker",
+    "latency_ms",
+)
+"""Columns blockpaca_nb adds after blockpaca's ten."""
+
+COLUMNS: tuple[str, ...] = BLOCKPACA_COLUMNS + EXTRA_COLUMNS
+
+FLOAT_COLUMNS: tuple[str, ...] = (
+    "executed_price",
+    "executed_qty",
+    "timestamp",
+    "qty",
+    "limit_price",
+    "filled_qty",
+    "filled_avg_price",
+    "latency_ms",
+)
+_INT_COLUMNS: tuple[str, ...] = ("worker",)
+_HEADER = ",".join(COLUMNS)
+_MISSING_MARKS = ["", "nan", "NaN", "None"]
+
+
+@dataclass
+class TradeLogRow:
+    """One line of the trade log.
+
+    ``event`` is the trade_updates event (``new``, ``fill``, ``canceled`` ...) or one of
+    ours (``submitted``, ``rejected``, ``validation_error`` ...); ``status`` the order's
+    status after it; ``raw_status`` the broker's enum text (``OrderStatus.FILLED``).
+    ``executed_price``/``executed_qty`` are the fill's price and size (0.0 when nothing
+    was executed), ``qty`` the ordered quantity, ``reason`` a rejection's explanation.
+    Optional numbers are left empty in the CSV when None.
+    """
+
+    type: str = "execution"
+    client_order_id: str = ""
+    ticker: str = ""
+    executed_price: float = 0.0
+    executed_qty: float = 0.0
+    status: str = ""
+    side: str = ""
+    action: str = ""
+    timestamp: float = field(default_factory=time.time)
+    raw_status: str = ""
+    event: str = ""
+    order_id: str = ""
+    order_type: str = ""
+    qty: float | None = None
+    limit_price: float | None = None
+    filled_qty: float | None = None
+    filled_avg_price: float | None = None
+    reason: str = ""
+    worker: int | None = None
+    latency_ms: float | None = None
+
+
+_ROW_FIELDS = frozenset(f.name for f in fields(TradeLogRow))
+assert tuple(f.name for f in fields(TradeLogRow)) == COLUMNS
+
+
+def trade_log_path(directory: str | os.PathLike[str], name: str) -> pathlib.Path:
+    """Return ``directory/name.csv``, where blockpaca keeps the log of the strategy ``name``."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigurationError(f"trade_log_name must be a non-empty string; got {name!r}")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise ConfigurationError(f"trade_log_name must be a file name, not a path; got {name!r}")
+    file_name = name if name.lower().endswith(".csv") else f"{name}.csv"
+    return pathlib.Path(directory).expanduser() / file_name
+
+
+class TradeLogWriter:
+    """Append rows to a CSV trade log, one whole flushed line per row.
+
+    The file's directory must exist. A new or empty file gets the header; an existing one
+    is appended to, provided its header is this schema's. ``fsync=True`` also forces every
+    row to disk (slower; survives a power cut, not just a crash).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fsync: bool = False) -> None:
+        self.path = pathlib.Path(path).expanduser()
+        self._fsync = fsync
+        self._buffer = io.StringIO()
+        self._csv = csv.writer(self._buffer, lineterminator="\n")
+        self._fd: int | None = _open_for_append(self.path)
+        try:
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+
+    def write(self, row: TradeLogRow | Mapping[str, object]) -> None:
+        """Append one row (a :class:`TradeLogRow`, or a mapping of some of its columns)."""
+        record = row if isinstance(row, TradeLogRow) else _row_from_mapping(row)
+        self._append(self._line([getattr(record, column) for column in COLUMNS]))
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __enter__(self) -> TradeLogWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TradeLogWriter({str(self.path)!r}{', closed' if self._fd is None else ''})"
+
+    def _prepare(self) -> None:
+        """Write the header to a new file; check it (and end any cut-off line) in an old one."""
+        size = os.fstat(self._require_open()).st_size
+        if size == 0:
+            self._append(_HEADER + "\n")
+            return
+        header, ends_with_newline = _read_header_and_end(self.path)
+        if header != _HEADER:
+            raise ConfigurationError(
+                f"trade_log_path: {str(self.path)!r} already holds a log with other columns "
+                f"({header[:120]!r}); choose another trade_log_name"
+            )
+        if not ends_with_newline:
+            self._append("\n")
+
+    def _line(self, values: list[object]) -> str:
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        self._csv.writerow([_cell(value) for value in values])
+        return buffer.getvalue()
+
+    def _append(self, text: str) -> None:
+        fd = self._require_open()
+        data = text.encode("utf-8")
+        written = os.write(fd, data)
+        while written < len(data):  # regular files write everything at once; just in case
+            written += os.write(fd, data[written:])
+        if self._fsync:
+            os.fsync(fd)
+
+    def _require_open(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"trade log {str(self.path)!r} is closed")
+        return self._fd
+
+
+def load_trade_log(path_or_buffer: str | os.PathLike[str] | IO[str]) -> pandas.DataFrame:
+    """Read a trade log (ours, or blockpaca 0.1.2's ten columns) into a DataFrame.
+
+    Columns come in :data:`COLUMNS` order (extras missing from old logs are added empty),
+    then any unknown columns, then ``time``: the timestamp as ``datetime64[ns, UTC]``.
+    Numeric columns are floats (NaN when empty), ``worker`` a nullable integer, text
+    columns strings ("" when empty).
+    """
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(
+            path_or_buffer,
+            dtype=_column_types(),
+            keep_default_na=False,
+            na_values={column: _MISSING_MARKS for column in FLOAT_COLUMNS + _INT_COLUMNS},
+        )
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame({column: [] for column in COLUMNS})
+    return _complete(frame)
+
+
+def _column_types() -> dict[str, str]:
+    types = dict.fromkeys(COLUMNS, "str")
+    types.update(dict.fromkeys(FLOAT_COLUMNS, "float64"))
+    types.update(dict.fromkeys(_INT_COLUMNS, "Int64"))
+    return types
+
+
+def _complete(frame: pandas.DataFrame) -> pandas.DataFrame:
+    """Add missing columns with their types, order them, and append ``time``."""
+    import pandas as pd
+
+    types = _column_types()
+    for column in COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.Series("" if types[column] == "str" else None, index=frame.index)
+        frame[column] = frame[column].astype(types[column])
+    unknown = [column for column in frame.columns if column not in types]
+    frame = frame[list(COLUMNS) + unknown]
+    frame["time"] = pd.to_datetime(frame["timestamp"], unit="s", utc=True).astype("datetime64[ns, UTC]")
+    return frame
+
+
+def _open_for_append(path: pathlib.Path) -> int:
+    directory = path.parent
+    if not directory.is_dir():
+        raise ConfigurationError(f"trade_log_path {str(directory)!r} is not an existing directory")
+    if path.is_dir():
+        raise ConfigurationError(f"trade_log_path: {str(path)!r} is a directory, not a log file")
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise ConfigurationError(
+            f"trade_log_path {str(directory)!r} is not writable: {error.strerror}"
+        ) from None
+
+
+def _read_header_and_end(path: pathlib.Path) -> tuple[str, bool]:
+    with open(path, "rb") as file:
+        header = file.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+        file.seek(-1, os.SEEK_END)
+        return header, file.read(1) == b"\n"
+
+
+def _row_from_mapping(row: Mapping[str, object]) -> TradeLogRow:
+    unknown = [key for key in row if key not in _ROW_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown trade-log columns {unknown}; allowed: {', '.join(COLUMNS)}")
+    return TradeLogRow(**row)  # type: ignore[arg-type]
+
+
+def _cell(value: object) -> object:
+    """Return a CSV cell: None is empty, text stays on one line."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and ("\n" in value or "\r" in value):
+        return value.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    return value
