@@ -264,7 +264,7 @@ def _ticker(value: object, tickers: Collection[str] | None, index: int | None) -
         problem = "missing" if value is None else None
         raise OrderValidationError("ticker", value, _allowed_tickers(tickers), index, problem)
     if tickers is not None and value not in tickers:
-        problem = f"got {value!r}, which is not one of the session's tickers"
+        problem = f"got {show_value(value)}, which is not one of the session's tickers"
         raise OrderValidationError("ticker", value, _allowed_tickers(tickers), index, problem)
     return value
 

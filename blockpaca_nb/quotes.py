@@ -22,6 +22,7 @@ x86-64 does. Stale data is never hidden: every row carries the time it was recei
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -289,8 +290,10 @@ class QuoteBook:
         if self._unlinked:
             return
         self._unlinked = True
-        with suppress(FileNotFoundError):
+        try:
             self._memory.unlink()
+        except FileNotFoundError:  # removed behind our back: stop the tracker from trying again
+            _forget(self._memory)
 
     def __del__(self) -> None:
         # Drop the numpy views before the segment's own finaliser closes it.
@@ -335,6 +338,13 @@ def _make_views(memory: SharedMemory, count: int) -> _Views:
     cells = np.ndarray((count * _WIDTH,), dtype=np.float64, buffer=memory.buf)
     seqs = np.ndarray((count * _WIDTH,), dtype=np.uint64, buffer=memory.buf)
     return _Views(cells=cells, seqs=seqs, seq_column=seqs[::_WIDTH], table=cells.reshape(count, _WIDTH))
+
+
+def _forget(memory: SharedMemory) -> None:
+    """Take a segment that no longer exists off this process's resource tracker (POSIX only)."""
+    if os.name == "posix":
+        with suppress(Exception):
+            resource_tracker.unregister(memory._name, "shared_memory")  # type: ignore[attr-defined]
 
 
 def _checked_tickers(tickers: Sequence[str]) -> list[str]:

@@ -71,6 +71,7 @@ FLOAT_COLUMNS: tuple[str, ...] = (
 _INT_COLUMNS: tuple[str, ...] = ("worker",)
 _HEADER = ",".join(COLUMNS)
 _MISSING_MARKS = ["", "nan", "NaN", "None"]
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
 @dataclass
@@ -108,7 +109,6 @@ class TradeLogRow:
 
 
 _ROW_FIELDS = frozenset(f.name for f in fields(TradeLogRow))
-assert tuple(f.name for f in fields(TradeLogRow)) == COLUMNS
 
 
 def trade_log_path(directory: str | os.PathLike[str], name: str) -> pathlib.Path:
@@ -237,9 +237,10 @@ def _complete(frame: pandas.DataFrame) -> pandas.DataFrame:
             frame[column] = pd.Series("" if types[column] == "str" else None, index=frame.index)
         frame[column] = frame[column].astype(types[column])
     unknown = [column for column in frame.columns if column not in types]
-    frame = frame[list(COLUMNS) + unknown]
-    frame["time"] = pd.to_datetime(frame["timestamp"], unit="s", utc=True).astype("datetime64[ns, UTC]")
-    return frame
+    # Float seconds carry microseconds at best: round there, so 0.236655 s reads as .236655.
+    microseconds = (frame["timestamp"] * 1e6).round()
+    time_column = pd.to_datetime(microseconds, unit="us", utc=True).astype("datetime64[ns, UTC]")
+    return frame[list(COLUMNS) + unknown].assign(time=time_column)
 
 
 def _open_for_append(path: pathlib.Path) -> int:
@@ -249,7 +250,7 @@ def _open_for_append(path: pathlib.Path) -> int:
     if path.is_dir():
         raise ConfigurationError(f"trade_log_path: {str(path)!r} is a directory, not a log file")
     try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_BINARY, 0o644)
     except OSError as error:
         raise ConfigurationError(
             f"trade_log_path {str(directory)!r} is not writable: {error.strerror}"

@@ -1,0 +1,168 @@
+"""Where orders go: the trading mode (sim, paper, live), the credentials and the endpoints.
+
+Keys come from arguments or Alpaca's own variables `APCA_API_KEY_ID` / `APCA_API_SECRET_KEY`.
+Without keys the embedded simulator is used; with keys, Alpaca paper; live only when `mode="live"`
+is asked for by name. The secret never appears in a repr, a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from alpaca.data.historical import StockHistoricalDataClient
+    from alpaca.trading.client import TradingClient
+
+    from .sim import Simulator
+
+MODES = ("sim", "paper", "live")
+ENDPOINT_KEYS = ("trading", "trading_stream", "data", "data_stream")
+ALPACA_ENDPOINTS = {
+    "paper": {
+        "trading": "https://paper-api.alpaca.markets",
+        "trading_stream": "wss://paper-api.alpaca.markets/stream",
+        "data": "https://data.alpaca.markets",
+        "data_stream": "wss://stream.data.alpaca.markets/v2/iex",
+    },
+    "live": {
+        "trading": "https://api.alpaca.markets",
+        "trading_stream": "wss://api.alpaca.markets/stream",
+        "data": "https://data.alpaca.markets",
+        "data_stream": "wss://stream.data.alpaca.markets/v2/iex",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An API key pair. The secret is kept out of repr and str."""
+
+    api_key: str
+    secret_key: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Credentials(api_key={self.api_key[:4]}…, secret_key=***)"
+
+    __str__ = __repr__
+
+    def headers(self) -> dict[str, str]:
+        return {"APCA-API-KEY-ID": self.api_key, "APCA-API-SECRET-KEY": self.secret_key}
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The four URLs, each exactly what the matching alpaca-py client takes as `url_override`."""
+
+    trading: str
+    trading_stream: str
+    data: str
+    data_stream: str
+
+    @classmethod
+    def from_mapping(cls, urls: Mapping[str, str]) -> Endpoints:
+        missing = [k for k in ENDPOINT_KEYS if not urls.get(k)]
+        if missing:
+            raise ConfigurationError(f"urls is missing {', '.join(missing)}; needed: {', '.join(ENDPOINT_KEYS)}")
+        clean = {k: str(urls[k]).rstrip("/") for k in ENDPOINT_KEYS}
+        for key in ("trading", "data"):
+            if clean[key].endswith("/v2"):
+                raise ConfigurationError(f"urls[{key!r}] must not end in /v2: alpaca-py appends it itself")
+        return cls(**clean)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Everything a process needs to talk to the broker: mode, endpoints and credentials."""
+
+    mode: str
+    endpoints: Endpoints
+    credentials: Credentials
+
+    def trading_client(self) -> TradingClient:
+        from alpaca.trading.client import TradingClient
+
+        return TradingClient(
+            self.credentials.api_key,
+            self.credentials.secret_key,
+            paper=self.mode != "live",
+            url_override=self.endpoints.trading,
+        )
+
+    def data_client(self) -> StockHistoricalDataClient:
+        from alpaca.data.historical import StockHistoricalDataClient
+
+        return StockHistoricalDataClient(
+            self.credentials.api_key, self.credentials.secret_key, url_override=self.endpoints.data
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a session will trade, decided up front; `connect()` does the slow part later."""
+
+    mode: str
+    connection: Connection | None  # None in sim mode until the simulator serves
+    simulator: Simulator | None = None
+
+    def connect(self) -> Connection:
+        """The live connection; in sim mode this starts the simulator (blocking: call off the kernel)."""
+        if self.connection is not None:
+            return self.connection
+        assert self.simulator is not None
+        sim = self.simulator.start()
+        return Connection("sim", Endpoints.from_mapping(sim.urls), Credentials(sim.api_key, sim.secret_key))
+
+
+def resolve(
+    mode: str | None,
+    api_key: str | None,
+    secret_key: str | None,
+    simulator: Simulator | Mapping[str, Any] | None,
+    urls: Mapping[str, str] | None,
+    tickers: list[str],
+) -> Target:
+    """Pick the mode and endpoints from the arguments and the environment (no network)."""
+    api_key = api_key or os.environ.get("APCA_API_KEY_ID") or None
+    secret_key = secret_key or os.environ.get("APCA_API_SECRET_KEY") or None
+    if mode is None:
+        mode = "paper" if (api_key and secret_key) or urls else "sim"
+    if mode not in MODES:
+        raise ConfigurationError(f"mode={mode!r} is not valid; allowed: None, 'sim', 'paper', 'live'")
+    if mode == "sim":
+        if urls:
+            raise ConfigurationError("urls= cannot be combined with mode='sim'; pass simulator= instead")
+        return Target("sim", None, _simulator(simulator, tickers))
+    if simulator is not None:
+        raise ConfigurationError(f"simulator= is only used with mode='sim' (mode is {mode!r})")
+    if not (api_key and secret_key):
+        raise ConfigurationError(
+            f"mode={mode!r} needs api_key and secret_key (or APCA_API_KEY_ID / APCA_API_SECRET_KEY);"
+            " without keys use mode='sim'"
+        )
+    endpoints = Endpoints.from_mapping(urls) if urls else Endpoints(**ALPACA_ENDPOINTS[mode])
+    return Target(mode, Connection(mode, endpoints, Credentials(api_key, secret_key)))
+
+
+def _simulator(simulator: Simulator | Mapping[str, Any] | None, tickers: list[str]) -> Simulator:
+    from .sim import Simulator
+
+    if simulator is None or isinstance(simulator, Mapping):
+        options = dict(simulator or {})
+        options.setdefault("symbols", tickers)
+        sim = Simulator(**options)
+    elif isinstance(simulator, Simulator):
+        sim = simulator
+    else:
+        raise ConfigurationError(
+            f"simulator={type(simulator).__name__} is not valid;"
+            " allowed: a Simulator, a dict of Simulator options, or None"
+        )
+    missing = [t for t in tickers if t not in sim.symbols]
+    if missing:
+        raise ConfigurationError(f"tickers {missing} are not simulated; the simulator has {list(sim.symbols)[:20]}")
+    return sim

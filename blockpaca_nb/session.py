@@ -1,0 +1,547 @@
+"""`Session`: the one object a trader touches — start, strategies and hot swap, EOS actions, stop.
+
+Nothing here blocks the kernel on the network: `start()` hands the slow work (the simulator,
+the background processes, the first broker calls) to a starter thread and returns; strategies run
+in their own thread; button presses and EOS actions only enqueue commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import broker as broker_mod
+from . import tradelog
+from .errors import BlockpacaError, ConfigurationError, OrderValidationError
+from .execution import ExecutionPool, RateLimiter
+from .feed import start_feed
+from .orders import Order, liquidation_orders, parse_orders
+from .portfolio import Portfolio
+from .processes import SPAWN, SpawnProcess, stop_child
+from .quotes import QuoteBook
+from .recorder import STOP, start_recorder
+from .strategy import Context, Strategy, TickClock, parse_duration
+from .tradelog import COLUMNS, load_trade_log
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .sim import Simulator
+
+log = logging.getLogger(__name__)
+EOS_BEHAVIORS = ("liquidate", "hold", "custom")
+STATUSES = ("created", "starting", "warming_up", "running", "paused", "stopping", "stopped", "failed")
+EOD_MARGIN_S = 30.0
+
+
+@dataclass
+class StrategyError:
+    """An exception a strategy raised, kept with its traceback (the loop goes on)."""
+
+    strategy: str
+    time: float
+    message: str
+    traceback: str
+
+
+@dataclass
+class _Registry:
+    """Registered strategies by name and the active one; swaps take effect between ticks."""
+
+    strategies: dict[str, Strategy] = field(default_factory=dict)
+    active: str | None = None
+
+    def add(self, fn: Strategy, activate: bool = True) -> str:
+        if not callable(fn):
+            raise ConfigurationError(f"strategy must be a callable taking the context; got {type(fn).__name__}")
+        name = getattr(fn, "__name__", None) or repr(fn)
+        self.strategies[name] = fn
+        if activate or self.active is None:
+            self.active = name
+        return name
+
+
+def _tickers(tickers: object) -> list[str]:
+    if isinstance(tickers, str):
+        tickers = [tickers]
+    if not isinstance(tickers, Sequence) or not tickers:
+        raise ConfigurationError(f"tickers={tickers!r} is not valid; allowed: a non-empty list of ticker strings")
+    clean = []
+    for t in tickers:
+        if not isinstance(t, str) or not t.strip() or not t.replace(".", "").replace("/", "").isalnum():
+            raise ConfigurationError(f"tickers: {t!r} is not a ticker; allowed: strings like 'AAPL'")
+        clean.append(t.strip().upper())
+    return list(dict.fromkeys(clean))
+
+
+class Session:
+    """An interactive trading session: quotes in shared memory, parallel execution, a trade log."""
+
+    def __init__(
+        self,
+        tickers: Sequence[str],
+        api_key: str | None = None,
+        secret_key: str | None = None,
+        mode: str | None = None,
+        simulator: Simulator | Mapping[str, Any] | None = None,
+        urls: Mapping[str, str] | None = None,
+        frequency: float | str = 10,
+        run_seconds: float | str | None = None,
+        warm_up_period: float = 5,
+        eos_behavior: str = "hold",
+        custom_shutdown_action: Strategy | None = None,
+        trade_log_name: str = "session",
+        trade_log_path: str | os.PathLike[str] = ".",
+        num_workers: int | None = None,
+        max_orders_per_minute: int | None = None,
+        max_retries: int = 3,
+        display_refresh_rate: float = 0.25,
+        max_trade_updates: int = 20,
+        rate_window_s: float = 60.0,
+    ) -> None:
+        self.tickers = _tickers(tickers)
+        self.frequency = float(parse_duration(frequency, "frequency"))
+        self.run_seconds = None if run_seconds is None else parse_duration(run_seconds, "run_seconds", allow_eod=True)
+        if not isinstance(warm_up_period, int | float) or isinstance(warm_up_period, bool) or warm_up_period < 0:
+            raise ConfigurationError(f"warm_up_period={warm_up_period!r} is not valid; allowed: seconds >= 0")
+        self.warm_up_period = float(warm_up_period)
+        if eos_behavior not in EOS_BEHAVIORS:
+            raise ConfigurationError(f"eos_behavior={eos_behavior!r} is not valid; allowed: {', '.join(EOS_BEHAVIORS)}")
+        if eos_behavior == "custom" and not callable(custom_shutdown_action):
+            raise ConfigurationError(
+                'eos_behavior="custom" needs custom_shutdown_action, a callable taking the context'
+            )
+        self.eos_behavior = eos_behavior
+        self.custom_shutdown_action = custom_shutdown_action
+        self.trade_log_file = _writable(tradelog.trade_log_path(trade_log_path, trade_log_name))
+        for name, value, low in (("max_retries", max_retries, 0), ("max_trade_updates", max_trade_updates, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigurationError(f"{name}={value!r} is not valid; allowed: an integer >= {low}")
+        if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
+            raise ConfigurationError(f"num_workers={num_workers!r} is not valid; allowed: None or an integer >= 1")
+        if max_orders_per_minute is not None and (
+            not isinstance(max_orders_per_minute, int) or max_orders_per_minute < 1
+        ):
+            raise ConfigurationError(
+                f"max_orders_per_minute={max_orders_per_minute!r} is not valid; allowed: None or an integer >= 1"
+            )
+        self.display_refresh_rate = float(parse_duration(display_refresh_rate, "display_refresh_rate"))
+        self.max_trade_updates = max_trade_updates
+        self.num_workers, self.max_retries = num_workers, max_retries
+        self.max_orders_per_minute = max_orders_per_minute
+        self._target = broker_mod.resolve(mode, api_key, secret_key, simulator, urls, self.tickers)
+        self.mode = self._target.mode
+        self._rate_window_s = rate_window_s
+        self._registry = _Registry()
+        self.state: dict[str, Any] = {}
+        self.portfolio = Portfolio()
+        self.trade_updates: deque[dict[str, Any]] = deque(maxlen=max_trade_updates)
+        self.errors: deque[StrategyError | BlockpacaError | dict[str, Any]] = deque(maxlen=200)
+        self.orders: dict[str, dict[str, Any]] = {}  # client order id -> latest row
+        self.status = "created"
+        self.started_at: float | None = None
+        self.ends_at: float | None = None
+        self.skipped_ticks = 0
+        self.ticks = 0
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._done = threading.Event()
+        self._commands: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._connection: broker_mod.Connection | None = None
+        self._book: QuoteBook | None = None
+        self._pool: ExecutionPool | None = None
+        self._limiter: RateLimiter | None = None
+        self._inbox: Any = None
+        self._events: Any = None
+        self._children: dict[str, SpawnProcess] = {}
+        self._threads: list[threading.Thread] = []
+        self._recorder_ready = threading.Event()
+        self._started_simulator = False
+
+    # ----------------------------------------------------------------- strategies
+    def strategy(self, fn: Strategy | None = None, *, every: float | str | None = None) -> Any:
+        """Register and activate a strategy (as a decorator, with or without `every=`).
+
+        Re-running the cell that defines it replaces the active strategy from the next tick on.
+        """
+
+        def register(f: Strategy) -> Strategy:
+            if every is not None:
+                self.frequency = float(parse_duration(every, "every"))
+            self._registry.add(f)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def swap(self, fn: Strategy) -> None:
+        """Make `fn` the active strategy from the next tick on (`ctx.state` carries over)."""
+        self._registry.add(fn)
+
+    def select(self, name: str) -> None:
+        """Activate a registered strategy by name."""
+        if name not in self._registry.strategies:
+            raise ConfigurationError(f"no strategy named {name!r}; registered: {sorted(self._registry.strategies)}")
+        self._registry.active = name
+
+    @property
+    def strategies(self) -> list[str]:
+        return list(self._registry.strategies)
+
+    @property
+    def active_strategy(self) -> str | None:
+        return self._registry.active
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> Session:
+        """Start the background machinery and return at once; the strategy loop follows warm-up."""
+        with self._lock:
+            if self.status not in ("created",):
+                return self
+            self.status = "starting"
+        self._spawn_thread(self._start_and_run, "blockpaca-session")
+        return self
+
+    def _spawn_thread(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _start_and_run(self) -> None:
+        try:
+            self._bring_up()
+            self._warm_up()
+            if not self._stop.is_set():
+                self._run_loop()
+        except Exception as err:
+            self.status = "failed"
+            self.errors.append(_error("session", err))
+            log.error("session failed: %s", err)
+            self._tear_down()
+            self._done.set()
+
+    def _bring_up(self) -> None:
+        self._started_simulator = self._target.simulator is not None and not self._target.simulator.running
+        self._connection = connection = self._target.connect()
+        self._limiter = RateLimiter(self.max_orders_per_minute or 200, self._rate_window_s)
+        if self.max_orders_per_minute:
+            self._limiter.override = True
+        self._inbox, self._events = SPAWN.SimpleQueue(), SPAWN.SimpleQueue()
+        self._book = QuoteBook.create(self.tickers)
+        self._children["feed"] = start_feed(connection, self._book.meta)
+        self._children["recorder"] = start_recorder(connection, self.trade_log_file, self._inbox, self._events)
+        self._spawn_thread(self._consume_events, "blockpaca-events")
+        self._pool = ExecutionPool(
+            connection, self._limiter, self._inbox, num_workers=self.num_workers, max_retries=self.max_retries
+        )
+        self._pool.start()
+        self.portfolio.reset(self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()]))
+        self.account_info = self._rest(lambda c: _account_dict(c.get_account()))
+        if not self._recorder_ready.wait(30):
+            raise BlockpacaError("the trade-update stream did not start within 30 s")
+
+    def _rest(self, call: Callable[[Any], Any]) -> Any:
+        """One REST call through alpaca-py's TradingClient, counted by the shared rate limiter."""
+        assert self._connection is not None and self._limiter is not None
+        self._limiter.acquire()
+        client = getattr(self, "_trading_client", None) or self._connection.trading_client()
+        self._trading_client = client
+        return call(client)
+
+    def _warm_up(self) -> None:
+        self.status = "warming_up"
+        self.started_at = time.time()
+        if self._stop.wait(self.warm_up_period):
+            return
+        self.ends_at = self._end_time()
+        self.status = "paused" if self._paused.is_set() else "running"
+
+    def _end_time(self) -> float | None:
+        if self.run_seconds is None:
+            return None
+        if self.run_seconds == "EOD":
+            clock = self._rest(lambda c: c.get_clock())
+            end = clock.next_close.timestamp() - EOD_MARGIN_S
+            if end <= time.time():
+                raise ConfigurationError('run_seconds="EOD": the market closes in less than 30 s')
+            return end
+        return time.time() + float(self.run_seconds)
+
+    def _run_loop(self) -> None:
+        clock = TickClock(self.frequency, time.monotonic())
+        for due in clock:
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                break
+            self.skipped_ticks = clock.skipped
+            self._run_commands()
+            if self.ends_at is not None and time.time() >= self.ends_at:
+                self._finish(self.eos_behavior)
+                return
+            if not self._paused.is_set():
+                self._tick()
+
+    def _tick(self) -> None:
+        name = self._registry.active
+        if name is None:
+            return
+        self.ticks += 1
+        self._run_strategy(name, self._registry.strategies[name])
+
+    def _run_strategy(self, name: str, fn: Strategy) -> list[str]:
+        """Call a strategy; keep its exception with the traceback; send what it returned."""
+        try:
+            returned = fn(self.context)
+        except Exception as err:
+            self.errors.append(
+                StrategyError(name, time.time(), f"{type(err).__name__}: {err}", traceback.format_exc())
+            )
+            return []
+        return self.submit(returned)
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                command, argument = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            self._eos_now(command, argument)
+
+    # ----------------------------------------------------------------- orders
+    def submit(self, orders: object) -> list[str]:
+        """Validate and send orders (blockpaca's schema); invalid ones are logged and shown, not sent."""
+        valid, problems = parse_orders(orders, self.tickers)
+        for problem in problems:
+            self._validation_error(problem)
+        if not valid:
+            return []
+        if self._pool is None:
+            raise BlockpacaError("the session is not started: call start() before submitting orders")
+        return [t.client_order_id for t in self._pool.submit(valid)]
+
+    def _validation_error(self, problem: OrderValidationError) -> None:
+        self.errors.append(problem)
+        if self._inbox is not None:
+            self._inbox.put({"kind": "validation_error", "reason": str(problem), "time": time.time()})
+
+    @property
+    def context(self) -> Context:
+        return Context(
+            get_current_data=self.get_current_data,
+            submit_order=self.submit,
+            shm_meta=self._book.meta if self._book else {},
+            result_queue=self._events,
+            command_queue=self._commands,
+            state=self.state,
+            bars=self.bars,
+            account=lambda: self._rest(lambda c: _account_dict(c.get_account())),
+        )
+
+    def get_current_data(self) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
+        """blockpaca's (quotes, positions), from shared memory and the kernel — no network."""
+        quotes = self._book.bid_ask() if self._book else {}
+        return quotes, self.portfolio.as_blockpaca()
+
+    def bars(self, symbols: str | Sequence[str], timeframe: str = "1Day", limit: int = 100) -> pd.DataFrame:
+        """The last `limit` historical bars per symbol (1Min, 1Hour or 1Day) as a DataFrame."""
+        from alpaca.data.requests import StockBarsRequest
+        from alpaca.data.timeframe import TimeFrame
+
+        frames = {"1Min": (TimeFrame.Minute, 1 / 390), "1Hour": (TimeFrame.Hour, 1 / 7), "1Day": (TimeFrame.Day, 1)}
+        if timeframe not in frames:
+            raise ConfigurationError(f"timeframe={timeframe!r} is not valid; allowed: {', '.join(frames)}")
+        if not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"limit={limit!r} is not valid; allowed: an integer >= 1")
+        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+        tf, days_per_bar = frames[timeframe]
+        start = datetime.now(UTC) - timedelta(days=limit * days_per_bar * 1.5 + 7)
+        assert self._connection is not None and self._limiter is not None
+        self._limiter.acquire()
+        client = self._connection.data_client()
+        frame = client.get_stock_bars(StockBarsRequest(symbol_or_symbols=symbols, timeframe=tf, start=start)).df
+        return frame.groupby(level=0, group_keys=False).tail(limit) if len(frame) else frame
+
+    # ----------------------------------------------------------------- events from the recorder
+    def _consume_events(self) -> None:
+        while (event := self._events.get()) is not None:
+            kind = event.get("kind")
+            if kind == "recorder_ready":
+                self._recorder_ready.set()
+                continue
+            if kind == "submitting":
+                continue
+            self._on_row(event)
+
+    def _on_row(self, row: dict[str, Any]) -> None:
+        cid = row.get("client_order_id") or ""
+        if cid:
+            self.orders[cid] = row
+        self.trade_updates.append(row)
+        if row.get("event") in ("fill", "partial_fill"):
+            self.portfolio.apply_fill(
+                row["ticker"], row["side"], row["executed_qty"], row["executed_price"], row.get("position_qty")
+            )
+        if row.get("kind") in ("rejected", "failed"):
+            self.errors.append(row)
+
+    # ----------------------------------------------------------------- end of session
+    def liquidate(self) -> None:
+        """Cancel open orders, then close every position with market orders (logged as usual)."""
+        self._command("liquidate")
+
+    def hold(self) -> None:
+        """Keep every position as it is (the EOS action that does nothing, on purpose)."""
+        self._command("hold")
+
+    def run_custom_eos(self, fn: Strategy | None = None) -> None:
+        """Send the orders of `fn(ctx)` (default: custom_shutdown_action)."""
+        fn = fn or self.custom_shutdown_action
+        if not callable(fn):
+            raise ConfigurationError("run_custom_eos needs fn or custom_shutdown_action, a callable taking the context")
+        self._command("custom", fn)
+
+    def pause(self) -> None:
+        self._paused.set()
+        if self.status == "running":
+            self.status = "paused"
+
+    def resume(self) -> None:
+        self._paused.clear()
+        if self.status == "paused":
+            self.status = "running"
+
+    def _command(self, name: str, argument: Any = None) -> None:
+        if self.status in ("running", "paused", "warming_up"):
+            self._commands.put((name, argument))
+        elif self._pool is not None and self.status != "stopped":
+            self._eos_now(name, argument)
+        else:
+            raise BlockpacaError(f"cannot {name}: the session is {self.status}")
+
+    def _eos_now(self, name: str, argument: Any = None) -> list[str]:
+        if name == "hold":
+            return []
+        if name == "liquidate":
+            self._rest(lambda c: c.cancel_orders())
+            self.portfolio.reset(self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()]))
+            orders: list[Order] = liquidation_orders(self.portfolio.as_blockpaca())
+            return self.submit(orders) if orders else []
+        fn = argument or self.custom_shutdown_action
+        return self._run_strategy(getattr(fn, "__name__", "custom_shutdown_action"), fn) if fn else []
+
+    def _finish(self, eos: str | None) -> None:
+        self.status = "stopping"
+        self._await_orders(self._eos_now(eos or self.eos_behavior), timeout=15)
+        self._tear_down()
+        self._done.set()
+
+    def _await_orders(self, client_order_ids: Iterable[str], timeout: float) -> None:
+        """Wait until these orders reached a final state in the trade log (or the timeout)."""
+        final = {"filled", "canceled", "expired", "rejected", "failed", "replaced"}
+        deadline = time.monotonic() + timeout
+        pending = set(client_order_ids)
+        while pending and time.monotonic() < deadline:
+            pending = {c for c in pending if (self.orders.get(c) or {}).get("status") not in final}
+            time.sleep(0.02)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until run_seconds has elapsed and the EOS action is done (for scripts and tests)."""
+        return self._done.wait(timeout)
+
+    def stop(self, eos: str | None = None) -> None:
+        """End the session: run the EOS action (`eos` or eos_behavior), stop everything. Idempotent."""
+        if eos is not None and eos not in EOS_BEHAVIORS:
+            raise ConfigurationError(f"eos={eos!r} is not valid; allowed: None, {', '.join(EOS_BEHAVIORS)}")
+        with self._lock:
+            if self.status in ("stopped", "failed", "created"):
+                self.status = "stopped" if self.status == "created" else self.status
+                return
+            running = self.status in ("running", "paused")
+            self._stop.set()
+        for thread in self._threads[:1]:
+            thread.join(timeout=max(self.frequency, 1) + 5)
+        if (running or self._pool is not None) and not self._done.is_set():
+            self._finish(eos)
+        self._done.wait(30)
+
+    def _tear_down(self) -> None:
+        if self._pool is not None:
+            self._pool.stop()
+        if self._inbox is not None:
+            self._inbox.put(STOP)
+        recorder = self._children.get("recorder")
+        if recorder is not None:
+            recorder.join(10)
+        for child in self._children.values():
+            stop_child(child)
+        if self._events is not None:
+            self._events.put(None)
+        if self._book is not None:
+            self._book.unlink()
+        if self._started_simulator and self._target.simulator is not None:
+            self._target.simulator.stop()
+        if self.status != "failed":
+            self.status = "stopped"
+
+    # ----------------------------------------------------------------- views
+    @property
+    def quotes(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return self._book.snapshot() if self._book else pd.DataFrame()
+
+    @property
+    def positions(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.portfolio.as_blockpaca(), columns=["ticker", "quantity", "bought_at", "cost_basis"])
+
+    @property
+    def trade_log(self) -> pd.DataFrame:
+        if self.trade_log_file.exists():
+            return load_trade_log(self.trade_log_file)
+        import pandas as pd
+
+        return pd.DataFrame(columns=list(COLUMNS))
+
+    @property
+    def simulator(self) -> Simulator | None:
+        return self._target.simulator
+
+    def __repr__(self) -> str:
+        return (
+            f"<Session {self.mode} {self.status} tickers={self.tickers[:5]}"
+            f"{'…' if len(self.tickers) > 5 else ''} strategy={self.active_strategy!r}>"
+        )
+
+
+def _writable(path: Path) -> Path:
+    directory = path.parent
+    if not directory.is_dir():
+        raise ConfigurationError(f"trade_log_path={str(directory)!r} is not an existing directory")
+    if not os.access(directory, os.W_OK):
+        raise ConfigurationError(f"trade_log_path={str(directory)!r} is not writable")
+    return path
+
+
+def _account_dict(account: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in account.model_dump(mode="json").items():
+        try:
+            out[key] = float(value) if isinstance(value, str) and key != "account_number" else value
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _error(where: str, err: BaseException) -> dict[str, Any]:
+    return {"kind": "error", "where": where, "reason": f"{type(err).__name__}: {err}", "time": time.time()}

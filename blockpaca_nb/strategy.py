@@ -1,0 +1,119 @@
+"""Strategies: durations ("10s", "1m", "EOD"), the context a strategy receives, and the tick clock.
+
+A strategy is a plain function `strategy(ctx)` returning orders (or calling `ctx.submit_order`).
+The context is blockpaca's dict (`ctx["get_current_data"]()`) and an object
+(`ctx.get_current_data()`) at once, plus `state`, `bars`, `account` and `now`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigurationError
+
+Strategy = Callable[["Context"], Any]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+DURATION_HELP = 'a number of seconds or a string like "500ms", "10s", "1m", "15m", "1h", "2h"'
+
+
+def parse_duration(value: object, field: str, *, allow_eod: bool = False) -> float | str:
+    """Seconds from a number or "10s"/"1m"/"2h"; "EOD" stays "EOD" where allowed."""
+    if allow_eod and isinstance(value, str) and value.strip().upper() == "EOD":
+        return "EOD"
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        unit = match.group(2).lower() if match.group(2) else None
+        seconds = float(match.group(1)) * _UNIT[unit]
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        allowed = DURATION_HELP + (' or "EOD"' if allow_eod else "")
+        raise ConfigurationError(f"{field}={value!r} is not valid; allowed: {allowed}")
+    return seconds
+
+
+class Context(dict[str, Any]):
+    """What a strategy receives: blockpaca's context dict, also usable with attributes.
+
+    Keys (blockpaca's): get_current_data, submit_order, shm_meta, result_queue, command_queue.
+    Attributes: state (a dict kept across ticks and hot swaps), bars(), account(), now.
+    """
+
+    def __init__(
+        self,
+        *,
+        get_current_data: Callable[[], tuple[dict[str, dict[str, float]], list[dict[str, Any]]]],
+        submit_order: Callable[[Any], Any],
+        shm_meta: Mapping[str, Any],
+        result_queue: Any,
+        command_queue: Any,
+        state: dict[str, Any],
+        bars: Callable[..., Any],
+        account: Callable[[], dict[str, Any]],
+    ) -> None:
+        super().__init__(
+            get_current_data=get_current_data,
+            submit_order=submit_order,
+            shm_meta=shm_meta,
+            result_queue=result_queue,
+            command_queue=command_queue,
+        )
+        self.state = state
+        self._bars = bars
+        self._account = account
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        return f"<Context keys={sorted(self)} state_keys={sorted(self.state)[:10]}>"
+
+    @property
+    def now(self) -> float:
+        """Wall-clock time of this call, epoch seconds."""
+        return time.time()
+
+    def bars(self, symbols: str | Sequence[str], timeframe: str = "1Day", limit: int = 100) -> Any:
+        """Historical bars as a DataFrame indexed by (symbol, timestamp): the last `limit` per symbol."""
+        return self._bars(symbols, timeframe, limit)
+
+    def account(self) -> dict[str, Any]:
+        """The broker's account (cash, equity, buying power …) as a dict of numbers."""
+        return self._account()
+
+
+@dataclass
+class TickClock:
+    """Ticks on absolute times (start + k × every), so there is no drift.
+
+    A tick that overruns makes the missed ones skipped (and counted) rather than run late in a burst.
+    """
+
+    every: float
+    start: float
+    skipped: int = 0
+    ticks: int = 0
+
+    def __iter__(self) -> Iterator[float]:
+        """Yield the due time of each tick; the caller waits until then."""
+        k = 0
+        while True:
+            due = self.start + k * self.every
+            now = time.monotonic()
+            if now > due + self.every:
+                missed = int((now - due) // self.every)
+                self.skipped += missed
+                k += missed
+                due = self.start + k * self.every
+            self.ticks += 1
+            yield due
+            k += 1

@@ -1,0 +1,374 @@
+"""QuoteBook: round trips, real child processes, torn-read hammering, segment ownership."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from blockpaca_nb.errors import BlockpacaError, ConfigurationError
+from blockpaca_nb.quotes import FIELDS, Quote, QuoteBook
+
+TICKERS = ("AAPL", "TSLA", "NVDA", "DIA")
+SPAWN = multiprocessing.get_context("spawn")
+HAS_DEV_SHM = pathlib.Path("/dev/shm").is_dir()
+needs_dev_shm = pytest.mark.skipif(not HAS_DEV_SHM, reason="POSIX shared memory in /dev/shm only")
+
+
+@pytest.fixture
+def book() -> Iterator[QuoteBook]:
+    quote_book = QuoteBook.create(TICKERS)
+    yield quote_book
+    quote_book.close()
+    quote_book.unlink()
+
+
+def segment_exists(name: str) -> bool:
+    return (pathlib.Path("/dev/shm") / name).exists()
+
+
+# -- in one process ---------------------------------------------------------------------------
+
+
+def test_new_book_is_empty_and_stale(book: QuoteBook) -> None:
+    assert book.tickers == TICKERS
+    assert book.meta == {"name": book.meta["name"], "tickers": list(TICKERS)}
+    assert isinstance(book.meta["name"], str)
+    assert book.bid_ask() == {}
+    quote = book.quote("AAPL")
+    assert math.isnan(quote.bid) and math.isnan(quote.ask) and math.isnan(quote.last_price)
+    assert (quote.quote_time, quote.receive_time) == (0.0, 0.0)
+    assert quote.age() == math.inf
+    assert math.isnan(quote.mid) and math.isnan(quote.spread_bps)
+
+
+def test_quote_round_trip(book: QuoteBook) -> None:
+    book.write_quote("TSLA", 250.0, 250.5, 100, 200, 1000.0, 1000.25)
+    expected = Quote("TSLA", 250.0, 250.5, 100.0, 200.0, math.nan, math.nan, 1000.0, 1000.25)
+    assert _same(book.quote("TSLA"), expected)
+    book.write_trade("TSLA", 250.2, 7, 1001.0)
+    quote = book.quote("TSLA")
+    assert (quote.bid, quote.ask, quote.bid_size, quote.ask_size) == (250.0, 250.5, 100.0, 200.0)
+    assert (quote.last_price, quote.last_size) == (250.2, 7.0)
+    assert (quote.quote_time, quote.receive_time) == (1000.0, 1001.0)
+    assert quote.mid == 250.25
+    assert quote.spread_bps == pytest.approx(0.5 / 250.25 * 10_000)
+    assert quote.age(now=1003.5) == 2.5
+
+
+def _same(left: Quote, right: Quote) -> bool:
+    """Equality where NaN equals NaN."""
+    pairs = zip((left.ticker, *_numbers(left)), (right.ticker, *_numbers(right)), strict=True)
+    return all(a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)) for a, b in pairs)
+
+
+def _numbers(quote: Quote) -> tuple[float, ...]:
+    return tuple(getattr(quote, field) for field in FIELDS)
+
+
+def test_bid_ask_uses_blockpacas_schema_and_omits_unquoted(book: QuoteBook) -> None:
+    book.write_quote("AAPL", 150.25, 150.30, 1, 1, 1.0, 2.0)
+    book.write_quote("NVDA", 900.0, 900.5, 1, 1, 1.0, 2.0)
+    book.write_trade("DIA", 484.74, 1, 3.0)  # a trade alone is not a quote
+    quotes = book.bid_ask()
+    assert quotes == {"AAPL": {"bid": 150.25, "ask": 150.30}, "NVDA": {"bid": 900.0, "ask": 900.5}}
+    assert list(quotes) == ["AAPL", "NVDA"]
+    assert all(type(value) is float for sides in quotes.values() for value in sides.values())
+    for ticker in TICKERS:
+        book.write_quote(ticker, 1.0, 2.0, 1, 1, 1.0, 2.0)
+    assert list(book.bid_ask()) == list(TICKERS)
+
+
+def test_snapshot_has_every_field_and_derived_columns(book: QuoteBook) -> None:
+    now = time.time()
+    book.write_quote("AAPL", 99.0, 101.0, 3, 4, now - 2, now - 1)
+    book.write_trade("AAPL", 100.5, 10, now - 1)
+    frame = book.snapshot()
+    assert list(frame.index) == list(TICKERS)
+    assert frame.index.name == "ticker"
+    assert list(frame.columns) == [*FIELDS, "mid", "spread_bps", "age"]
+    row = frame.loc["AAPL"]
+    assert (row["bid"], row["ask"], row["last_price"], row["mid"]) == (99.0, 101.0, 100.5, 100.0)
+    assert row["spread_bps"] == pytest.approx(200.0)
+    assert 0.9 < row["age"] < 30
+    assert frame.loc["TSLA", "age"] == math.inf
+    assert math.isnan(frame.loc["TSLA", "mid"])
+
+
+def test_unknown_ticker_is_a_clear_key_error(book: QuoteBook) -> None:
+    with pytest.raises(KeyError, match="'MSFT' is not in this QuoteBook"):
+        book.quote("MSFT")
+    with pytest.raises(KeyError, match="MSFT"):
+        book.write_quote("MSFT", 1, 2, 3, 4, 5, 6)
+
+
+@pytest.mark.parametrize(
+    ("tickers", "fragment"),
+    [([], "at least one"), (["AAPL", "AAPL"], "repeated: AAPL"), ("AAPL", "not the string"), (["", "X"], "non-empty")],
+)
+def test_bad_ticker_lists_are_configuration_errors(tickers: Any, fragment: str) -> None:
+    with pytest.raises(ConfigurationError, match=fragment):
+        QuoteBook.create(tickers)
+
+
+def test_bad_meta_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="shm_meta"):
+        QuoteBook.attach({"tickers": ["AAPL"]})
+
+
+def test_closed_book_says_so(book: QuoteBook) -> None:
+    other = QuoteBook.attach(book.meta)
+    other.close()
+    other.close()
+    assert "closed" in repr(other)
+    with pytest.raises(BlockpacaError, match="closed"):
+        other.bid_ask()
+    with pytest.raises(BlockpacaError, match="only the process that created"):
+        other.unlink()
+
+
+def test_pickled_book_attaches(book: QuoteBook) -> None:
+    book.write_quote("DIA", 1.0, 2.0, 3, 4, 5.0, 6.0)
+    copy = pickle.loads(pickle.dumps(book))
+    try:
+        assert copy.meta == book.meta
+        assert copy.bid_ask() == {"DIA": {"bid": 1.0, "ask": 2.0}}
+    finally:
+        copy.close()
+
+
+def test_bid_ask_for_500_tickers_is_fast() -> None:
+    tickers = [f"T{i:03d}" for i in range(500)]
+    with QuoteBook.create(tickers) as big:
+        for i, ticker in enumerate(tickers):
+            big.write_quote(ticker, 100.0 + i, 100.01 + i, 1, 1, 1.0, 1.0)
+        timings = []
+        for _ in range(200):
+            start = time.perf_counter()
+            big.bid_ask()
+            timings.append(time.perf_counter() - start)
+        assert len(big.bid_ask()) == 500
+    assert min(timings) < 250e-6, f"bid_ask() took {min(timings) * 1e6:.0f} µs at best"
+
+
+# -- the seqlock: busy rows are waited out, never returned half-written -----------------------
+
+
+def test_reader_waits_for_a_busy_row_and_returns_the_finished_write(book: QuoteBook) -> None:
+    book.write_quote("NVDA", 1.0, 1.0, 1, 1, 1.0, 1.0)
+    views = book._open()
+    row = 2 * (1 + len(FIELDS))  # NVDA is row 2; its sequence slot in the flat view
+
+    def finish_write() -> None:
+        time.sleep(0.05)
+        for offset in range(1, len(FIELDS) + 1):
+            views.cells[row + offset] = 7.0
+        views.seqs[row] += 1
+
+    def start_write() -> None:
+        views.seqs[row] += 1  # odd: the writer is busy with this row
+        views.cells[row + 1] = 6.0  # half of a write that must never be seen
+
+    start_write()
+    finisher = threading.Thread(target=finish_write)
+    finisher.start()
+    quote = book.quote("NVDA")
+    finisher.join()
+    assert _numbers(quote) == (7.0,) * len(FIELDS)
+    start_write()
+    finisher = threading.Thread(target=finish_write)
+    finisher.start()
+    assert book.bid_ask()["NVDA"] == {"bid": 7.0, "ask": 7.0}
+    finisher.join()
+
+
+def test_a_writer_that_died_mid_write_is_reported(book: QuoteBook) -> None:
+    book.write_quote("AAPL", 1.0, 2.0, 1, 1, 1.0, 1.0)
+    book._open().seqs[0] += 1
+    start = time.monotonic()
+    with pytest.raises(BlockpacaError, match="half-written"):
+        book.quote("AAPL")
+    assert 0.2 <= time.monotonic() - start < 5
+    with pytest.raises(BlockpacaError, match="'AAPL'"):
+        book.bid_ask()
+    book._open().seqs[0] += 1
+    assert book.quote("AAPL").bid == 1.0
+
+
+# -- other processes --------------------------------------------------------------------------
+
+
+def _child_reads_then_writes(meta: dict[str, object], results: Any) -> None:
+    book = QuoteBook.attach(meta)
+    results.put((book.bid_ask(), book.quote("AAPL")))
+    book.write_quote("TSLA", 251.0, 251.5, 5, 6, 7.0, 8.0)
+    book.write_trade("TSLA", 251.25, 9, 10.0)
+    book.close()
+    results.put("written")
+
+
+def test_child_process_attaches_reads_and_writes(book: QuoteBook) -> None:
+    book.write_quote("AAPL", 150.25, 150.30, 100, 200, 1.5, 2.5)
+    results = SPAWN.Queue()
+    child = SPAWN.Process(target=_child_reads_then_writes, args=(book.meta, results))
+    child.start()
+    quotes, aapl = results.get(timeout=60)
+    assert results.get(timeout=60) == "written"
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert quotes == {"AAPL": {"bid": 150.25, "ask": 150.30}}
+    assert _same(aapl, Quote("AAPL", 150.25, 150.30, 100.0, 200.0, math.nan, math.nan, 1.5, 2.5))
+    tsla = book.quote("TSLA")
+    assert _numbers(tsla) == (251.0, 251.5, 5.0, 6.0, 251.25, 9.0, 7.0, 10.0)
+    if HAS_DEV_SHM:
+        assert segment_exists(str(book.meta["name"]))
+
+
+def _hammer(meta: dict[str, object], seconds: float, ready: Any, done: Any) -> None:
+    """Write rows whose values all equal the write's counter k: quotes on even k, trades on odd k."""
+    book = QuoteBook.attach(meta)
+    ready.set()
+    tickers = book.tickers
+    k = 1
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(200):
+            k += 1
+            value = float(k)
+            for ticker in tickers:
+                if k % 2:
+                    book.write_trade(ticker, value, value, value)
+                else:
+                    book.write_quote(ticker, value, value, value, value, value, value)
+    book.close()
+    done.set()
+
+
+def _check_row(values: tuple[float, ...]) -> None:
+    bid, ask, bid_size, ask_size, last_price, last_size, quote_time, receive_time = values
+    assert bid == ask == bid_size == ask_size == quote_time, values
+    assert last_price == last_size, values
+    assert receive_time == max(bid, last_price), values
+
+
+@pytest.mark.slow
+def test_readers_never_see_a_torn_row_while_another_process_hammers() -> None:
+    tickers = [f"S{i}" for i in range(8)]
+    with QuoteBook.create(tickers) as book:
+        for ticker in tickers:
+            book.write_quote(ticker, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+            book.write_trade(ticker, 0.0, 0.0, 0.0)
+        ready, done = SPAWN.Event(), SPAWN.Event()
+        writer = SPAWN.Process(target=_hammer, args=(book.meta, 1.0, ready, done))
+        writer.start()
+        assert ready.wait(60)
+        reads, seen = 0, set()
+        while not done.is_set():
+            for ticker in tickers:
+                quote = book.quote(ticker)
+                _check_row(_numbers(quote))
+                seen.add(quote.receive_time)
+            for sides in book.bid_ask().values():
+                assert sides["bid"] == sides["ask"], sides
+            if reads % 64 == 0:
+                table = book.snapshot()[list(FIELDS)].to_numpy()
+                for values in table.tolist():
+                    _check_row(tuple(values))
+            reads += 1
+        writer.join(timeout=60)
+        assert writer.exitcode == 0
+    assert reads > 1000, reads
+    assert len(seen) > 100, "the reader should have seen the writer make progress"
+
+
+# -- who frees the segment ------------------------------------------------------------------------
+
+
+@needs_dev_shm
+def test_unlink_frees_the_segment_and_is_idempotent() -> None:
+    book = QuoteBook.create(TICKERS)
+    name = str(book.meta["name"])
+    assert segment_exists(name)
+    book.close()
+    assert segment_exists(name), "close() only detaches"
+    book.unlink()
+    assert not segment_exists(name)
+    book.unlink()
+    with pytest.raises(FileNotFoundError):
+        QuoteBook.attach(book.meta)
+
+
+@needs_dev_shm
+def test_context_manager_owner_unlinks_on_exit() -> None:
+    with QuoteBook.create(TICKERS) as book:
+        name = str(book.meta["name"])
+        assert segment_exists(name)
+    assert not segment_exists(name)
+
+
+ATTACH_AND_EXIT = """
+import sys
+from blockpaca_nb.quotes import QuoteBook
+book = QuoteBook.attach({"name": sys.argv[1], "tickers": sys.argv[2].split(",")})
+print(book.quote("AAPL").bid)
+"""
+
+
+@needs_dev_shm
+def test_attached_processes_exiting_leave_the_segment_alone(book: QuoteBook) -> None:
+    book.write_quote("AAPL", 42.0, 43.0, 1, 1, 1.0, 1.0)
+    name = str(book.meta["name"])
+    for _ in range(2):  # separate interpreters, each with its own resource tracker
+        child = subprocess.run(
+            [sys.executable, "-c", ATTACH_AND_EXIT, name, ",".join(TICKERS)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONWARNINGS": "always"},
+        )
+        assert child.returncode == 0, child.stderr
+        assert child.stdout.strip() == "42.0"
+        assert "leaked" not in child.stderr and "resource_tracker" not in child.stderr, child.stderr
+        assert segment_exists(name)
+    again = QuoteBook.attach(book.meta)
+    assert again.quote("AAPL").bid == 42.0
+    again.close()
+
+
+def test_flat_layout_matches_the_documented_row() -> None:
+    with QuoteBook.create(["AAPL", "TSLA"]) as book:
+        book.write_quote("TSLA", 1.0, 2.0, 3.0, 4.0, 7.0, 8.0)
+        book.write_trade("TSLA", 5.0, 6.0, 8.5)
+        row = np.asarray(book._open().table[1, 1:])
+        assert row.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.5]
+        assert int(book._open().seq_column[1]) == 4  # two writes, each +2
+
+
+REMOVED_BEHIND_OUR_BACK = """
+import os
+from blockpaca_nb.quotes import QuoteBook
+book = QuoteBook.create(["AAPL"])
+os.unlink("/dev/shm/" + book.meta["name"])
+book.close()
+book.unlink()
+print("ok")
+"""
+
+
+@needs_dev_shm
+def test_owner_exits_quietly_when_the_segment_was_removed_by_someone_else() -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", REMOVED_BEHIND_OUR_BACK], capture_output=True, text=True, timeout=60
+    )
+    assert (child.returncode, child.stdout.strip(), child.stderr) == (0, "ok", "")

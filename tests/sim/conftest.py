@@ -1,0 +1,252 @@
+"""Shared helpers for the simulator tests: deadline polling, simulators, clients, stream recorders.
+
+Every stream is driven by the real, unmodified alpaca-py client running in a background thread. The
+recorders subclass the clients only to *observe* control messages (the `listening` and `subscription`
+acknowledgements), which alpaca-py reads but does not hand to user handlers; the protocol behaviour is
+the client's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import psutil
+import pytest
+import requests
+from alpaca.data.historical import StockHistoricalDataClient
+from alpaca.data.live import StockDataStream
+from alpaca.data.models import Bar, Quote, Trade
+from alpaca.trading.client import TradingClient
+from alpaca.trading.models import TradeUpdate
+from alpaca.trading.stream import TradingStream
+
+from blockpaca_nb.sim import Simulator
+
+T = TypeVar("T")
+
+CHILD_MODULE = "blockpaca_nb.sim.child"
+
+
+# ------------------------------------------------------------------ polling
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
+    """Poll `predicate` until it returns something truthy; fail with a clear message at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+# ------------------------------------------------------------------ clients
+
+
+def trading_client(sim: Simulator, secret: str | None = None) -> TradingClient:
+    return TradingClient(sim.api_key, secret or sim.secret_key, url_override=sim.urls["trading"])
+
+
+def data_client(sim: Simulator) -> StockHistoricalDataClient:
+    return StockHistoricalDataClient(sim.api_key, sim.secret_key, url_override=sim.urls["data"])
+
+
+def raw_session(sim: Simulator) -> requests.Session:
+    """A plain `requests` session with the simulator's credentials (sees headers, never retries)."""
+    session = requests.Session()
+    session.headers.update({"APCA-API-KEY-ID": sim.api_key, "APCA-API-SECRET-KEY": sim.secret_key})
+    return session
+
+
+# ------------------------------------------------------------------ stream recorders
+
+
+class _ObservedTradingStream(TradingStream):
+    """alpaca-py's TradingStream, noting each `listening` acknowledgement (one per connection)."""
+
+    listening = 0
+
+    async def _dispatch(self, msg: dict[str, Any]) -> None:
+        if msg.get("stream") == "listening":
+            self.listening += 1
+        await super()._dispatch(msg)
+
+
+class _ObservedDataStream(StockDataStream):
+    """alpaca-py's StockDataStream, noting each `subscription` acknowledgement (one per connection)."""
+
+    subscriptions = 0
+
+    async def _dispatch(self, msg: dict[str, Any]) -> None:
+        if msg.get("T") == "subscription":
+            self.subscriptions += 1
+        await super()._dispatch(msg)
+
+
+def _stop_stream(stream: TradingStream | StockDataStream, thread: threading.Thread) -> None:
+    """Stop an alpaca-py stream running in `thread` without waiting for its 5 s receive poll."""
+    loop = stream._loop
+    if loop is not None and loop.is_running():
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(stream.stop_ws(), loop).result(5)
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(stream.close(), loop).result(5)
+    thread.join(10)
+    assert not thread.is_alive(), "the alpaca-py stream thread did not stop"
+
+
+class TradeUpdates:
+    """Runs alpaca-py's TradingStream against a simulator and records every parsed TradeUpdate."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.updates: list[TradeUpdate] = []
+        self.stream = _ObservedTradingStream(
+            sim.api_key, sim.secret_key, url_override=sim.urls["trading_stream"]
+        )
+
+        async def on_update(update: TradeUpdate) -> None:
+            self.updates.append(update)
+
+        self.stream.subscribe_trade_updates(on_update)
+        self.thread = threading.Thread(target=self.stream.run, name="trading-stream", daemon=True)
+        self.thread.start()
+        self.wait_listening(1)
+
+    def wait_listening(self, connections: int, timeout: float = 10.0) -> None:
+        wait_for(lambda: self.stream.listening >= connections, timeout, what="the trade_updates listen ack")
+
+    def events(self, order_id: Any) -> list[str]:
+        return [u.event for u in self.updates if str(u.order.id) == str(order_id)]
+
+    def of(self, order_id: Any) -> list[TradeUpdate]:
+        return [u for u in self.updates if str(u.order.id) == str(order_id)]
+
+    def wait_event(self, order_id: Any, event: str, timeout: float = 10.0) -> TradeUpdate:
+        def found() -> TradeUpdate | None:
+            return next((u for u in self.of(order_id) if u.event == event), None)
+
+        return wait_for(found, timeout, what=f"{event!r} for order {order_id}")
+
+    def stop(self) -> None:
+        _stop_stream(self.stream, self.thread)
+
+
+class MarketData:
+    """Runs alpaca-py's StockDataStream (msgpack, parsed mode) and records what it delivers."""
+
+    def __init__(
+        self,
+        sim: Simulator,
+        quotes: tuple[str, ...] = (),
+        trades: tuple[str, ...] = (),
+        bars: tuple[str, ...] = (),
+        url: str | None = None,
+    ) -> None:
+        self.quotes: list[Quote] = []
+        self.trades: list[Trade] = []
+        self.bars: list[Bar] = []
+        self.stream = _ObservedDataStream(
+            sim.api_key, sim.secret_key, url_override=url or sim.urls["data_stream"]
+        )
+
+        async def on_quote(q: Quote) -> None:
+            self.quotes.append(q)
+
+        async def on_trade(t: Trade) -> None:
+            self.trades.append(t)
+
+        async def on_bar(b: Bar) -> None:
+            self.bars.append(b)
+
+        if quotes:
+            self.stream.subscribe_quotes(on_quote, *quotes)
+        if trades:
+            self.stream.subscribe_trades(on_trade, *trades)
+        if bars:
+            self.stream.subscribe_bars(on_bar, *bars)
+        self.thread = threading.Thread(target=self.stream.run, name="data-stream", daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.stream.subscriptions >= 1, 10, what="the market-data subscription ack")
+
+    def stop(self) -> None:
+        _stop_stream(self.stream, self.thread)
+
+
+# ------------------------------------------------------------------ simulators
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[Simulator]:
+    """A shared simulator for tests that only read (market data, clock, assets, error answers)."""
+    with Simulator(seed=7, quotes_per_second=10) as shared:
+        yield shared
+
+
+@pytest.fixture
+def make_sim() -> Iterator[Callable[..., Simulator]]:
+    """Start simulators with any settings; every one is stopped when the test ends."""
+    started: list[Simulator] = []
+
+    def make(*args: Any, **kwargs: Any) -> Simulator:
+        simulator = Simulator(*args, **kwargs).start()
+        started.append(simulator)
+        return simulator
+
+    yield make
+    for simulator in started:
+        simulator.stop()
+
+
+@pytest.fixture
+def trade_updates() -> Iterator[Callable[[Simulator], TradeUpdates]]:
+    """Open alpaca-py TradingStreams on simulators; each is stopped when the test ends."""
+    opened: list[TradeUpdates] = []
+
+    def open_(simulator: Simulator) -> TradeUpdates:
+        recorder = TradeUpdates(simulator)
+        opened.append(recorder)
+        return recorder
+
+    yield open_
+    for recorder in opened:
+        recorder.stop()
+
+
+@pytest.fixture
+def market_data() -> Iterator[Callable[..., MarketData]]:
+    """Open alpaca-py StockDataStreams on simulators; each is stopped when the test ends."""
+    opened: list[MarketData] = []
+
+    def open_(simulator: Simulator, **kwargs: Any) -> MarketData:
+        recorder = MarketData(simulator, **kwargs)
+        opened.append(recorder)
+        return recorder
+
+    yield open_
+    for recorder in opened:
+        recorder.stop()
+
+
+def simulator_children() -> list[psutil.Process]:
+    """Simulator processes started (directly or not) by this test process and still alive."""
+    found = []
+    for child in psutil.Process(os.getpid()).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if CHILD_MODULE in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_simulator_left_behind() -> Iterator[None]:
+    """After the whole run, no simulator process may remain."""
+    yield
+    wait_for(lambda: not simulator_children(), 10, what="every simulator process to exit")
