@@ -163,25 +163,29 @@ class QuoteBook:
         """Store a new bid/ask for ``ticker`` (the last trade is kept)."""
         views = self._open()
         base = self._row(ticker) * _WIDTH
+        # Convert first: a bad value must raise before the row is marked busy, not during.
+        values = (float(bid), float(ask), float(bid_size), float(ask_size), float(quote_time))
+        received = float(receive_time)
         cells = views.cells
         sequence = self._begin_write(views.seqs, base)
-        cells[base + _BID] = bid
-        cells[base + _ASK] = ask
-        cells[base + _BID_SIZE] = bid_size
-        cells[base + _ASK_SIZE] = ask_size
-        cells[base + _QUOTE_TIME] = quote_time
-        cells[base + _RECEIVE_TIME] = receive_time
+        cells[base + _BID] = values[0]
+        cells[base + _ASK] = values[1]
+        cells[base + _BID_SIZE] = values[2]
+        cells[base + _ASK_SIZE] = values[3]
+        cells[base + _QUOTE_TIME] = values[4]
+        cells[base + _RECEIVE_TIME] = received
         views.seqs[base] = sequence + 2
 
     def write_trade(self, ticker: str, price: float, size: float, receive_time: float) -> None:
         """Store the last trade of ``ticker`` (the bid/ask are kept)."""
         views = self._open()
         base = self._row(ticker) * _WIDTH
+        price, size, received = float(price), float(size), float(receive_time)
         cells = views.cells
         sequence = self._begin_write(views.seqs, base)
         cells[base + _LAST_PRICE] = price
         cells[base + _LAST_SIZE] = size
-        cells[base + _RECEIVE_TIME] = receive_time
+        cells[base + _RECEIVE_TIME] = received
         views.seqs[base] = sequence + 2
 
     @staticmethod

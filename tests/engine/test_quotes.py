@@ -127,6 +127,15 @@ def test_bad_meta_is_a_configuration_error() -> None:
         QuoteBook.attach({"tickers": ["AAPL"]})
 
 
+def test_a_bad_value_is_refused_before_the_row_is_marked_busy(book: QuoteBook) -> None:
+    book.write_quote("AAPL", 1.0, 2.0, 1, 1, 1.0, 1.0)
+    with pytest.raises((TypeError, ValueError)):
+        book.write_quote("AAPL", 3.0, "n/a", 1, 1, 1.0, 1.0)  # type: ignore[arg-type]
+    with pytest.raises((TypeError, ValueError)):
+        book.write_trade("AAPL", None, 1, 1.0)  # type: ignore[arg-type]
+    assert (book.quote("AAPL").bid, book.quote("AAPL").ask) == (1.0, 2.0)  # no wait, no half write
+
+
 def test_closed_book_says_so(book: QuoteBook) -> None:
     other = QuoteBook.attach(book.meta)
     other.close()
