@@ -220,6 +220,12 @@ class QuoteBook:
         columns = zip(tickers, bids.tolist(), asks.tolist(), strict=True)
         return {ticker: {"bid": bid, "ask": ask} for ticker, bid, ask in columns}
 
+    def column(self, field: str) -> np.ndarray:
+        """One field for every ticker, in ticker order (a consistent copy), e.g. ``"quote_time"``."""
+        if field not in FIELDS:
+            raise ValueError(f"field {field!r} is not a quote field; allowed: {', '.join(FIELDS)}")
+        return self._consistent_table()[:, 1 + FIELDS.index(field)]
+
     def snapshot(self) -> pandas.DataFrame:
         """Return one row per ticker: every field plus ``mid``, ``spread_bps`` and ``age`` (seconds)."""
         import pandas as pd

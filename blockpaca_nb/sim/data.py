@@ -19,6 +19,9 @@ MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
 _TIMEFRAME = re.compile(r"^(\d+)(Min|T|Hour|H|Day|D|Week|W|Month|M)$")
 _UNIT_SECONDS = {"Min": 60, "T": 60, "Hour": 3600, "H": 3600}
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+_CALENDAR_SPAN = (date(1970, 1, 1), date(2100, 12, 31))  # the years the session rules cover
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ def parse_time(value: str | None, name: str) -> float | None:
         raise invalid(f"invalid {name}: {value[:40]!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC if "T" in value else calendar.EASTERN)
-    return moment.timestamp()
+    # keep far-off instants (years 1 or 9999 with an offset) convertible to any time zone
+    return min(max(moment.timestamp(), _EARLIEST), _LATEST)
 
 
 def parse_limit(value: str | None) -> int:
@@ -138,9 +142,12 @@ def _token(symbol_index: int, offset: int) -> str:
 def _untoken(token: str) -> tuple[int, int]:
     try:
         symbol_index, offset = base64.urlsafe_b64decode(token.encode()).decode().split(":")
-        return int(symbol_index), int(offset)
+        position = int(symbol_index), int(offset)
     except (ValueError, UnicodeDecodeError):
         raise invalid("invalid page_token") from None
+    if min(position) < 0:
+        raise invalid("invalid page_token")
+    return position
 
 
 def bars_page(market: Market, query: Mapping[str, str]) -> dict[str, Any]:
@@ -150,7 +157,10 @@ def bars_page(market: Market, query: Mapping[str, str]) -> dict[str, Any]:
     start = parse_time(query.get("start"), "start") or _today_start()
     end = parse_time(query.get("end"), "end") or datetime.now(UTC).timestamp()
     limit = parse_limit(query.get("limit"))
-    descending = query.get("sort", "asc").lower() == "desc"
+    sort = query.get("sort", "asc").lower()
+    if sort not in ("asc", "desc"):
+        raise invalid("sort must be asc or desc")
+    descending = sort == "desc"
     first_symbol, offset = _untoken(query["page_token"]) if query.get("page_token") else (0, 0)
     result: dict[str, list[dict[str, Any]]] = {}
     for index in range(first_symbol, len(symbols)):
@@ -248,4 +258,5 @@ def calendar_range(query: Mapping[str, str]) -> tuple[date, date]:
         raise invalid("start and end must be dates (YYYY-MM-DD)") from None
     if (end - start).days > 3660:
         raise invalid("calendar range is limited to ten years")
-    return start, end
+    first, last = _CALENDAR_SPAN
+    return max(start, first), min(end, last)

@@ -124,7 +124,9 @@ class Market:
         self.day_volume = np.zeros(n)
 
     def _touch(self, mid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        spread = np.maximum(0.01, np.round(mid * self._spread, 2))
+        """Bid and ask around `mid` (symbols, or symbols × steps): each symbol's own spread."""
+        relative = self._spread if mid.ndim == 1 else self._spread[:, None]
+        spread = np.maximum(0.01, np.round(mid * relative, 2))
         bid = _cents_floor(mid - spread / 2)
         return bid, np.round(bid + spread, 2)
 
@@ -138,8 +140,9 @@ class Market:
                     self._u[:, i] = rng.random((3, _BUFFER))
                 self._cursor = 0
             take = min(k, _BUFFER - self._cursor)
-            zs.append(self._z[:, self._cursor : self._cursor + take])
-            us.append(self._u[:, :, self._cursor : self._cursor + take])
+            # copies: a later refill in this same call overwrites the buffers in place
+            zs.append(self._z[:, self._cursor : self._cursor + take].copy())
+            us.append(self._u[:, :, self._cursor : self._cursor + take].copy())
             self._cursor += take
             k -= take
         return np.concatenate(zs, axis=1), np.concatenate(us, axis=2)

@@ -151,12 +151,14 @@ class SimServer:
             await asyncio.sleep(tick)
             due = int((time.monotonic() - started) * qps) - self.market.steps
             now = time.time()
-            if due > 0:
-                self._step_market(due, now)
+            # Close the finished minute before any trade of the new one: a trade stamped in the new
+            # minute would otherwise freeze the old bar silently and it would never be streamed.
             if now // 60 != last_minute:
                 last_minute = now // 60
                 self._publish_bars(now)
                 self.broker.record_equity(now)
+            if due > 0:
+                self._step_market(due, now)
             is_open = self._market_open(now)
             if was_open and not is_open:
                 self.broker.expire_day_orders(now)
@@ -264,13 +266,16 @@ class SimServer:
                     {"code": exc.status * 100000, "message": exc.reason}, status=exc.status
                 )
             raise
+        except Exception:  # a bug: still answer in Alpaca's shape, so alpaca-py's APIError can read it
+            log.exception("unexpected error answering %s %s", request.method, request.path)
+            return web.json_response({"code": 50000000, "message": "internal server error"}, status=500)
 
     # ----------------------------------------------------------------- helpers for routes
     @staticmethod
     async def body(request: web.Request) -> dict[str, Any]:
         try:
             body = await request.json(loads=json.loads) if request.can_read_body else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise invalid("request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise invalid("request body must be a JSON object")
@@ -378,7 +383,7 @@ def build_app(config: SimConfig) -> web.Application:
                     "symbol": symbol,
                     "status": status,
                     "order_id": body.id if isinstance(body, SimOrder) else None,
-                    "body": wire.order_json(body) if isinstance(body, SimOrder) else body,
+                    "body": wire.accepted_order_json(body) if isinstance(body, SimOrder) else body,
                 }
                 for symbol, status, body in results
             ],
@@ -392,14 +397,13 @@ def build_app(config: SimConfig) -> web.Application:
         if qty is not None and percentage is not None:
             raise invalid("only one of qty or percentage")
         order = broker.close_position(request.match_info["symbol_or_id"], qty, percentage)
-        return ok(wire.order_json(order))
+        return ok(wire.accepted_order_json(order))
 
     # --- orders
     @routes.post("/v2/orders")
     async def submit(request: web.Request) -> web.StreamResponse:
         order = broker.submit(await sim.body(request))
-        snapshot = wire.order_json(order)
-        snapshot["status"] = "pending_new"  # the answer reports acceptance; fills follow on the stream
+        snapshot = wire.accepted_order_json(order)  # acceptance; fills follow on the stream
         if sim.maybe_drop_after_accept(request):
             return web.Response(status=504)
         return ok(snapshot)
@@ -440,7 +444,7 @@ def build_app(config: SimConfig) -> web.Application:
 
     @routes.patch("/v2/orders/{order_id}")
     async def replace(request: web.Request) -> web.Response:
-        return ok(wire.order_json(broker.replace(_order_id(request), await sim.body(request))))
+        return ok(wire.accepted_order_json(broker.replace(_order_id(request), await sim.body(request))))
 
     @routes.delete("/v2/orders/{order_id}")
     async def cancel(request: web.Request) -> web.Response:

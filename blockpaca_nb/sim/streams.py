@@ -82,11 +82,15 @@ class TradeUpdatesHub:
         return ws
 
     def _answer(self, raw: str | bytes, authorized: bool, ws: web.WebSocketResponse) -> tuple[dict, bool]:
+        syntax_error = {"stream": "error", "data": {"error_message": "invalid syntax"}}
         try:
             msg = json.loads(raw)
-            action, data = msg.get("action"), msg.get("data") or {}
-        except (ValueError, AttributeError):
-            return {"stream": "error", "data": {"error_message": "invalid syntax"}}, authorized
+        except (ValueError, RecursionError):
+            return syntax_error, authorized
+        data = (msg.get("data") or {}) if isinstance(msg, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("streams") or [], list):
+            return syntax_error, authorized
+        action = msg.get("action")
         if action in ("authenticate", "auth"):
             key = data.get("key_id", msg.get("key"))
             secret = data.get("secret_key", msg.get("secret"))

@@ -75,6 +75,27 @@ def order_json(order: SimOrder) -> dict[str, Any]:
     }
 
 
+def accepted_order_json(order: SimOrder) -> dict[str, Any]:
+    """The order as a submit/replace/close answer reports it: just accepted, nothing filled or closed.
+
+    Matching may already have filled (or, for ioc/fok, canceled) the order by the time the answer is
+    written; as on Alpaca, those transitions reach the client on the trade_updates stream instead.
+    """
+    body = order_json(order)
+    body.update(
+        status="pending_new",
+        updated_at=body["created_at"],
+        filled_qty="0",
+        filled_avg_price=None,
+        filled_at=None,
+        canceled_at=None,
+        expired_at=None,
+    )
+    if order.type == "trailing_stop":
+        body.update(stop_price=None, hwm=None)  # set by the first quote the order watches
+    return body
+
+
 def position_json(broker: Broker, pos: Position) -> dict[str, Any]:
     profile = broker.market.profiles[pos.symbol]
     price = broker.price(pos.symbol)

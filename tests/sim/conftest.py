@@ -108,9 +108,7 @@ class TradeUpdates:
 
     def __init__(self, sim: Simulator) -> None:
         self.updates: list[TradeUpdate] = []
-        self.stream = _ObservedTradingStream(
-            sim.api_key, sim.secret_key, url_override=sim.urls["trading_stream"]
-        )
+        self.stream = _ObservedTradingStream(sim.api_key, sim.secret_key, url_override=sim.urls["trading_stream"])
 
         async def on_update(update: TradeUpdate) -> None:
             self.updates.append(update)
@@ -118,7 +116,11 @@ class TradeUpdates:
         self.stream.subscribe_trade_updates(on_update)
         self.thread = threading.Thread(target=self.stream.run, name="trading-stream", daemon=True)
         self.thread.start()
-        self.wait_listening(1)
+        try:
+            self.wait_listening(1)
+        except AssertionError:
+            self.stop()
+            raise
 
     def wait_listening(self, connections: int, timeout: float = 10.0) -> None:
         wait_for(lambda: self.stream.listening >= connections, timeout, what="the trade_updates listen ack")
@@ -153,9 +155,7 @@ class MarketData:
         self.quotes: list[Quote] = []
         self.trades: list[Trade] = []
         self.bars: list[Bar] = []
-        self.stream = _ObservedDataStream(
-            sim.api_key, sim.secret_key, url_override=url or sim.urls["data_stream"]
-        )
+        self.stream = _ObservedDataStream(sim.api_key, sim.secret_key, url_override=url or sim.urls["data_stream"])
 
         async def on_quote(q: Quote) -> None:
             self.quotes.append(q)
@@ -174,7 +174,11 @@ class MarketData:
             self.stream.subscribe_bars(on_bar, *bars)
         self.thread = threading.Thread(target=self.stream.run, name="data-stream", daemon=True)
         self.thread.start()
-        wait_for(lambda: self.stream.subscriptions >= 1, 10, what="the market-data subscription ack")
+        try:
+            wait_for(lambda: self.stream.subscriptions >= 1, 10, what="the market-data subscription ack")
+        except AssertionError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         _stop_stream(self.stream, self.thread)
@@ -188,6 +192,25 @@ def sim() -> Iterator[Simulator]:
     """A shared simulator for tests that only read (market data, clock, assets, error answers)."""
     with Simulator(seed=7, quotes_per_second=10) as shared:
         yield shared
+
+
+@pytest.fixture(scope="session")
+def minute_bar_watch(sim: Simulator) -> Iterator[MarketData]:
+    """A StockDataStream subscribed to every symbol's minute bars on the shared simulator.
+
+    Minute bars only exist at minute boundaries, so this starts with the first test of the run (see
+    `_start_minute_bar_watch_early`) and the test that checks it usually finds bars already there.
+    It uses the `/v2/test` endpoint, leaving `/v2/iex` free for the other stream tests.
+    """
+    recorder = MarketData(sim, bars=("*",), url=sim.urls["data_stream"].replace("/v2/iex", "/v2/test"))
+    yield recorder
+    recorder.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_minute_bar_watch_early(request: pytest.FixtureRequest, no_simulator_left_behind: None) -> None:
+    if any("minute_bar_watch" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue("minute_bar_watch")
 
 
 @pytest.fixture

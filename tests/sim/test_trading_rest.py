@@ -48,10 +48,10 @@ from alpaca.trading.requests import (
     MarketOrderRequest,
     ReplaceOrderRequest,
 )
+from conftest import data_client, trading_client
 
 from blockpaca_nb.sim import Simulator
-
-from conftest import data_client, trading_client
+from blockpaca_nb.sim.calendar import EASTERN
 
 FROZEN = {"quotes_per_second": 0.001}  # the first quote step is 1000 s away: prices do not move
 Factory = Callable[..., Simulator]
@@ -116,15 +116,16 @@ def test_clock_is_open_around_the_clock_by_default(sim: Simulator) -> None:
 
 
 def test_clock_follows_nyse_hours_when_asked(make_sim: Factory) -> None:
-    clock = trading_client(make_sim(market_hours="nyse", **FROZEN)).get_clock()
-    now = datetime.now(UTC)
-    assert clock.next_open > now
-    assert clock.next_close > now
-    eastern = clock.timestamp.astimezone(clock.next_open.tzinfo)
-    weekend = eastern.weekday() >= 5
-    if weekend:
-        assert clock.is_open is False
-    assert clock.next_open.hour == 9 and clock.next_open.minute == 30
+    client = trading_client(make_sim(market_hours="nyse", **FROZEN))
+    clock = client.get_clock()
+    now = clock.timestamp.astimezone(EASTERN).replace(tzinfo=None)  # Calendar times are naive Eastern
+    sessions = client.get_calendar(GetCalendarRequest(start=now.date(), end=now.date() + timedelta(days=10)))
+    upcoming = [s for s in sessions if s.close > now]
+    current = upcoming[0]
+    assert clock.is_open == (current.open <= now)
+    following = upcoming[1] if clock.is_open else current
+    assert clock.next_open.astimezone(EASTERN).replace(tzinfo=None) == following.open
+    assert clock.next_close.astimezone(EASTERN).replace(tzinfo=None) == current.close
 
 
 def test_calendar_lists_nyse_sessions(sim: Simulator) -> None:
