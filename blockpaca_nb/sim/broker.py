@@ -8,6 +8,7 @@ and message, so the server can answer them verbatim.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import uuid
@@ -42,6 +43,7 @@ def invalid(message: str) -> ApiError:
     return ApiError(422, 40010001, message)
 
 
+@functools.lru_cache(maxsize=8192)
 def asset_id(symbol: str) -> str:
     return str(uuid.uuid5(ASSET_NAMESPACE, symbol))
 
@@ -150,6 +152,7 @@ class Broker:
         self.on_event = on_event
         self.is_open = is_open
         self.orders: dict[str, SimOrder] = {}
+        self.open_orders: dict[str, SimOrder] = {}  # the ones matching and funds checks look at
         self.by_client_id: dict[str, SimOrder] = {}
         self.positions: dict[str, Position] = {}
         self.account_id = str(uuid.uuid5(ASSET_NAMESPACE, "account"))
@@ -187,11 +190,11 @@ class Broker:
         initial_margin = (long_mv - short_mv) / MARGIN_MULTIPLIER
         return max(0.0, (equity - initial_margin) * MARGIN_MULTIPLIER)
 
-    def _reserved(self) -> float:
+    def _reserved(self, excluding: SimOrder | None = None) -> float:
         """Buying power held by open orders that would add exposure."""
         total = 0.0
-        for order in self.orders.values():
-            if order.is_open and self._adds_exposure(order.symbol, order.side, order.remaining):
+        for order in self.open_orders.values():
+            if order is not excluding and self._adds_exposure(order.symbol, order.side, order.remaining):
                 total += order.remaining * self._reference_price(order)
         return total
 
@@ -280,14 +283,18 @@ class Broker:
         if order.extended_hours and (order.type != "limit" or order.time_in_force != "day"):
             raise invalid("extended hours order must be DAY limit orders")
 
-    def _check_funds(self, order: SimOrder) -> None:
+    def _check_funds(self, order: SimOrder, replacing: SimOrder | None = None) -> None:
+        """Alpaca's 403s: not enough shares to sell, not shortable, not enough buying power.
+
+        `replacing` is an order about to be replaced: what it holds counts as free.
+        """
         bid, ask, _, _ = self.touch(order.symbol)
         if order.notional is not None:
             order.qty = _clean(order.notional / ask) if order.side == "buy" else _clean(order.notional / bid)
         qty = order.qty or 0.0
         held = self.positions.get(order.symbol, Position(order.symbol)).qty
         if order.side == "sell" and held > 0:
-            available = held - self.held_for_orders(order.symbol, "sell")
+            available = held - self.held_for_orders(order.symbol, "sell", excluding=replacing)
             if qty > available + 1e-9:
                 raise ApiError(
                     403,
@@ -308,7 +315,7 @@ class Broker:
                 raise ApiError(403, 40310000, "fractional orders cannot be sold short")
         if self._adds_exposure(order.symbol, order.side, qty):
             cost = qty * self._reference_price(order)
-            power = self.buying_power() - self._reserved()
+            power = self.buying_power() - self._reserved(excluding=replacing)
             if cost > power:
                 raise ApiError(
                     403,
@@ -318,14 +325,17 @@ class Broker:
                     cost_basis=f"{cost:.2f}",
                 )
 
-    def held_for_orders(self, symbol: str, side: str) -> float:
+    def held_for_orders(self, symbol: str, side: str, excluding: SimOrder | None = None) -> float:
         return sum(
-            o.remaining for o in self.orders.values() if o.is_open and o.symbol == symbol and o.side == side
+            o.remaining
+            for o in self.open_orders.values()
+            if o.symbol == symbol and o.side == side and o is not excluding
         )
 
     def _accept(self, order: SimOrder, now: float) -> None:
         order.created_at = order.updated_at = now
         self.orders[order.id] = order
+        self.open_orders[order.id] = order
         self.by_client_id[order.client_order_id] = order
         self.on_event("pending_new", order, {})
         self._transition(order, "new", now)
@@ -334,13 +344,15 @@ class Broker:
     def _transition(self, order: SimOrder, status: str, now: float, **extra: Any) -> None:
         order.status = status
         order.updated_at = now
+        if status not in OPEN_STATUSES:
+            self.open_orders.pop(order.id, None)
         event = {"partially_filled": "partial_fill", "filled": "fill"}.get(status, status)
         self.on_event(event, order, extra)
 
     # ----------------------------------------------------------------- matching
     def on_market(self, now: float) -> None:
         """Match every resting order against the latest quotes (after each market step)."""
-        for order in [o for o in self.orders.values() if o.is_open]:
+        for order in list(self.open_orders.values()):
             self.match_order(order, now)
 
     def match_order(self, order: SimOrder, now: float) -> None:
@@ -429,7 +441,7 @@ class Broker:
 
     def cancel_all(self, now: float | None = None) -> list[SimOrder]:
         now = now or time.time()
-        canceled = [o for o in self.orders.values() if o.is_open]
+        canceled = list(self.open_orders.values())
         for order in canceled:
             self._cancel(order, now)
         return canceled
@@ -458,11 +470,7 @@ class Broker:
             key = "trail_price" if old.trail_price is not None else "trail_percent"
             fields[key] = trail if trail is not None else getattr(old, key)
         new = self._parse(fields)
-        status, old.status = old.status, "pending_replace_check"  # the old order holds nothing while checked
-        try:
-            self._check_funds(new)
-        finally:
-            old.status = status
+        self._check_funds(new, replacing=old)
         new.replaces = old.id
         old.replaced_by, old.replaced_at = new.id, now
         self._transition(old, "replaced", now)
@@ -472,7 +480,7 @@ class Broker:
     def expire_day_orders(self, now: float) -> None:
         """At the close: day orders still open expire (only when the market has hours)."""
         for order in [
-            o for o in self.orders.values() if o.is_open and o.time_in_force in ("day", "opg", "cls")
+            o for o in self.open_orders.values() if o.time_in_force in ("day", "opg", "cls")
         ]:
             order.expired_at = now
             self._transition(order, "expired", now)

@@ -22,7 +22,7 @@ from aiohttp import web
 from . import calendar, data, wire
 from .broker import ApiError, Broker, SimOrder, invalid, parse_number
 from .market import Market
-from .streams import Encoded, MarketDataHub, TradeUpdatesHub, encode_message
+from .streams import Encoded, MarketDataHub, TradeUpdatesHub
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,8 @@ class SimServer:
         return self.config.market_hours == "always" or self.clock(now).is_open
 
     def _on_order_event(self, event: str, order: SimOrder, extra: dict[str, Any]) -> None:
+        if not self.trade_updates.listeners:
+            return  # nobody listens: skip building the message (the hot path of order bursts)
         payload: dict[str, Any] = {"event": event, "timestamp": wire.ts(order.updated_at or time.time())}
         for key, value in extra.items():
             payload[key] = wire.num(value) if isinstance(value, float) else value
@@ -142,27 +144,38 @@ class SimServer:
         await self.market_data.drop_all()
 
     async def _run_market(self) -> None:
+        """Step the market on time, close minute bars, expire day orders at the close — forever.
+
+        A failing step is logged with its traceback and the market goes on: a silent death here
+        would freeze prices, matching and bars at once.
+        """
         qps = self.config.quotes_per_second
         tick = min(MAX_TICK_S, max(MIN_TICK_S, 1.0 / qps))
         started = time.monotonic()
-        last_minute = time.time() // 60
+        minute = time.time() // 60
         was_open = self._market_open(time.time())
         while True:
             await asyncio.sleep(tick)
-            due = int((time.monotonic() - started) * qps) - self.market.steps
-            now = time.time()
-            # Close the finished minute before any trade of the new one: a trade stamped in the new
-            # minute would otherwise freeze the old bar silently and it would never be streamed.
-            if now // 60 != last_minute:
-                last_minute = now // 60
-                self._publish_bars(now)
-                self.broker.record_equity(now)
-            if due > 0:
-                self._step_market(due, now)
-            is_open = self._market_open(now)
-            if was_open and not is_open:
-                self.broker.expire_day_orders(now)
-            was_open = is_open
+            try:
+                minute, was_open = self._market_tick(started, qps, minute, was_open)
+            except Exception:
+                log.exception("simulated market step failed; the market goes on")
+
+    def _market_tick(self, started: float, qps: float, minute: float, was_open: bool) -> tuple[float, bool]:
+        due = int((time.monotonic() - started) * qps) - self.market.steps
+        now = time.time()
+        # Close the finished minute before any trade of the new one: a trade stamped in the new
+        # minute would otherwise freeze the old bar silently and it would never be streamed.
+        if now // 60 != minute:
+            minute = now // 60
+            self._publish_bars(now)
+            self.broker.record_equity(now)
+        if due > 0:
+            self._step_market(due, now)
+        is_open = self._market_open(now)
+        if was_open and not is_open:
+            self.broker.expire_day_orders(now)
+        return minute, is_open
 
     def _step_market(self, due: int, now: float) -> None:
         tick = self.market.step(due, now)
@@ -179,9 +192,9 @@ class SimServer:
                 continue
             for k in range(due):
                 if want_quote:
-                    messages.append(encode_message("quotes", self._quote_message(tick, k, j, symbol), now))
+                    messages.append(Encoded("quotes", self._quote_message(tick, k, j, symbol), now))
                 if want_trade and tick.trade_mask[k, j]:
-                    messages.append(encode_message("trades", self._trade_message(tick, k, j, symbol), now))
+                    messages.append(Encoded("trades", self._trade_message(tick, k, j, symbol), now))
         self.market_data.publish(messages)
 
     def _quote_message(self, tick: Any, k: int, j: int, symbol: str) -> dict[str, Any]:
@@ -214,7 +227,7 @@ class SimServer:
         messages = []
         for symbol, bar in self.market.close_minute(now):
             message = {"T": "b", "S": symbol, **{k: v for k, v in wire.bar_json(bar).items() if k != "t"}}
-            messages.append(encode_message("bars", message, bar.t))
+            messages.append(Encoded("bars", message, bar.t))
         self.market_data.publish(messages)
 
     async def _drop_websockets(self) -> None:

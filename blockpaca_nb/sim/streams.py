@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
@@ -171,22 +173,23 @@ class Subscriber:
         return {"T": "subscription", **lists}
 
 
-@dataclass
 class Encoded:
-    """One market-data message, encoded once in each wire format."""
+    """One market-data message, encoded at most once per wire format, and only when a subscriber
+    of that format wants it."""
 
-    channel: str
-    symbol: str
-    packed: bytes
-    text: str
+    def __init__(self, channel: str, message: dict[str, Any], time: float) -> None:
+        self.channel, self.symbol, self.message, self.time = channel, message["S"], message, time
 
+    @functools.cached_property
+    def packed(self) -> bytes:
+        """msgpack, `t` as a Timestamp extension (what alpaca-py requires)."""
+        return msgpack.packb({**self.message, "t": msgpack.Timestamp.from_unix(self.time)})
 
-def encode_message(channel: str, message: dict[str, Any], timestamp: float) -> Encoded:
-    """Encode once for msgpack subscribers (t as a Timestamp ext) and JSON ones (t as RFC-3339)."""
-    stamp = msgpack.Timestamp.from_unix(timestamp)
-    packed = msgpack.packb({**message, "t": stamp})
-    iso = stamp.to_datetime().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return Encoded(channel, message["S"], packed, json.dumps({**message, "t": iso}))
+    @functools.cached_property
+    def text(self) -> str:
+        """JSON, `t` as RFC-3339."""
+        iso = datetime.fromtimestamp(self.time, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return json.dumps({**self.message, "t": iso})
 
 
 class MarketDataHub:

@@ -6,6 +6,7 @@ are RFC-3339, assets say `class`, calendar times are `HH:MM`, bars carry `n` and
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +33,13 @@ def ts(epoch: float | None) -> str | None:
     """RFC-3339 in UTC with microseconds, as `2024-01-02T15:04:05.123456Z`."""
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    whole = int(epoch // 1)
+    return f"{_second(whole)}.{int((epoch - whole) * 1e6):06d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(whole: int) -> str:
+    return datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def order_json(order: SimOrder) -> dict[str, Any]:

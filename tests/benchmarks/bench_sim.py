@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Throughput benchmark of the embedded simulator (`blockpaca_nb.sim.Simulator`).
 
-    python tests/benchmarks/bench_sim.py [--seconds N] [--warmup S]
+    python tests/benchmarks/bench_sim.py [--seconds N] [--warmup S] [--only orders|quotes]
+                                         [--no-compression-variant]
 
 A plain script (pytest does not collect `bench_*` files). It measures, in one run:
 
@@ -9,7 +10,11 @@ A plain script (pytest does not collect `bench_*` files). It measures, in one ru
    market orders to `/v2/orders`, with p50/p99 latency and errors; the same client against a
    trivial aiohttp server answering `{}` is the baseline (the client's and aiohttp's own ceiling on
    this machine), so the ratio shows what the simulator's order path costs. Plus: a block of 100
-   orders fired at once over 100 warm connections, time until the last answer.
+   orders fired at once over 100 warm connections, time until the last answer. Two clients, each
+   against a fresh server: an aiohttp ClientSession (connector limit 50; 100 for the block) and raw
+   keep-alive sockets sending pre-built requests (a few microseconds per request, so its figures
+   show the server rather than the Python client). The simulator keeps every order it accepted, so
+   each phase reports how many orders the server already held.
 2. Quotes per second delivered to one market-data websocket subscriber (`quotes: ["*"]`), msgpack
    (as alpaca-py speaks it) and JSON, against the rate the simulator is configured to offer.
 
@@ -38,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 CLIENTS = 50
+CLIENT_KINDS = ("aiohttp", "raw")  # aiohttp.ClientSession; raw keep-alive sockets (cheap client)
 BLOCK = 100
 BLOCK_REPEATS = 20
 TARGET_ORDERS_PER_S = 2_000
@@ -45,7 +51,7 @@ TARGET_BLOCK_MS = 25.0
 TARGET_QUOTES_PER_S = 20_000
 QUOTES_PER_SECOND = 50.0  # per symbol, over the whole built-in universe
 STARTING_CASH = 1e9
-CHILD_TIMEOUT_MARGIN_S = 90.0
+CHILD_TIMEOUT_MARGIN_S = 120.0
 
 
 # ===================================================================== helpers (every process)
@@ -69,7 +75,7 @@ def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def _timeline(times: list[float], origin: float, width: float = 1.0) -> list[int]:
@@ -116,44 +122,115 @@ def baseline_server() -> None:
 
 
 # ===================================================================== role: order load generator
-async def order_load(job: dict[str, Any]) -> dict[str, Any]:
-    import aiohttp
+class RawConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection that sends pre-built requests and reads `Content-Length`
+    answers: a client that costs a few microseconds per request, so the figures show the server."""
 
-    url = job["base"] + "/v2/orders"
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        at = head.find(b"\r\ncontent-length:")
+        if at < 0:
+            waiter.set_exception(ConnectionError("answer without Content-Length"))
+            return
+        length = int(head[at + 17 :].split(b"\r\n", 1)[0])
+        total = end + 4 + length
+        if len(self.buffer) >= total:
+            del self.buffer[:total]
+            waiter.set_result(int(head[9:12]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection closed"))
+
+    async def request(self, data: bytes) -> int:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self.waiter
+
+
+async def order_load(job: dict[str, Any]) -> dict[str, Any]:
+    """Every order phase against one server; phases share the server, so later ones see more orders."""
+    import aiohttp
+    from yarl import URL
+
+    url = URL(job["base"])
     headers = {
         "APCA-API-KEY-ID": job["key"],
         "APCA-API-SECRET-KEY": job["secret"],
         "Content-Type": "application/json",
     }
+    raw_head = "".join(
+        [f"POST /v2/orders HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"] + [f"{k}: {v}\r\n" for k, v in headers.items()]
+    ).encode()
     counter = itertools.count()
     prefix = f"bench-{os.getpid()}-{time.time_ns()}"
-    template = (
-        '{"symbol":"AAPL","qty":1,"side":"%s","type":"market","time_in_force":"day",'
-        '"client_order_id":"%s-%d"}'
-    )
+    template = '{"symbol":"AAPL","qty":1,"side":"%s","type":"market","time_in_force":"day","client_order_id":"%s-%d"}'
     submitted = 0
 
-    async def post(session: aiohttp.ClientSession) -> tuple[float, float, str]:
-        """One order (buy and sell alternate); returns (start, end, outcome)."""
+    def body() -> bytes:
         nonlocal submitted
         n = next(counter)
-        body = (template % ("buy" if n % 2 == 0 else "sell", prefix, n)).encode()
         submitted += 1
+        return (template % ("buy" if n % 2 == 0 else "sell", prefix, n)).encode()
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=BLOCK, limit_per_host=BLOCK), timeout=timeout)
+    loop = asyncio.get_running_loop()
+    raw: list[RawConnection] = []
+    for _ in range(BLOCK if job["client"] == "raw" else 0):
+        _, proto = await loop.create_connection(RawConnection, url.host, url.port)
+        raw.append(proto)
+
+    async def post_aiohttp(_i: int) -> tuple[float, float, str]:
+        """One order (buy and sell alternate) over the aiohttp session; (start, end, outcome)."""
+        data = body()
         t0 = time.perf_counter()
         try:
-            async with session.post(url, data=body, headers=headers) as resp:
+            async with session.post(job["base"] + "/v2/orders", data=data, headers=headers) as resp:
                 await resp.read()
                 outcome = "ok" if resp.status == 200 else f"HTTP {resp.status}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
             outcome = type(err).__name__
         return t0, time.perf_counter(), outcome
 
-    async def blocks(session: aiohttp.ClientSession) -> dict[str, Any]:
+    async def post_raw(i: int) -> tuple[float, float, str]:
+        """The same order over raw keep-alive connection i."""
+        data = body()
+        request = raw_head + b"Content-Length: %d\r\n\r\n" % len(data) + data
+        t0 = time.perf_counter()
+        try:
+            status = await raw[i].request(request)
+            outcome = "ok" if status == 200 else f"HTTP {status}"
+        except (ConnectionError, OSError, ValueError) as err:
+            outcome = type(err).__name__
+        return t0, time.perf_counter(), outcome
+
+    posts = {"aiohttp": post_aiohttp, "raw": post_raw}
+
+    async def blocks(client: str) -> dict[str, Any]:
         """BLOCK orders fired at once over warm connections, BLOCK_REPEATS times."""
+        post = posts[client]
+        before = submitted
         spans, errors = [], 0
         for _ in range(BLOCK_REPEATS):
             t0 = time.perf_counter()
-            results = await asyncio.gather(*(post(session) for _ in range(BLOCK)))
+            results = await asyncio.gather(*(post(i) for i in range(BLOCK)))
             spans.append((time.perf_counter() - t0) * 1000)
             errors += sum(r[2] != "ok" for r in results)
             await asyncio.sleep(0.03)
@@ -162,60 +239,63 @@ async def order_load(job: dict[str, Any]) -> dict[str, Any]:
             "best_ms": min(spans),
             "worst_ms": max(spans),
             "errors": errors,
+            "orders_before": before,
         }
 
-    timeout = aiohttp.ClientTimeout(total=30)
+    async def sustained(client: str) -> dict[str, Any]:
+        """CLIENTS concurrent clients, each with its own keep-alive connection, for the duration."""
+        post = posts[client]
+        before = submitted
+        warm_end = time.perf_counter() + job["warmup"]
+        end = warm_end + job["seconds"]
+        records: list[tuple[float, float, str]] = []
+        cpu: dict[str, float | None] = {}
+        started = time.perf_counter()
+
+        async def one_client(i: int) -> None:
+            while time.perf_counter() < end:
+                records.append(await post(i))
+
+        async def mark_window() -> None:
+            await asyncio.sleep(max(0.0, warm_end - time.perf_counter()))
+            cpu["server0"], cpu["self0"] = _cpu_seconds(job.get("server_pid")), _own_cpu()
+
+        await asyncio.gather(mark_window(), *(one_client(i) for i in range(CLIENTS)))
+        server1, self1 = _cpu_seconds(job.get("server_pid")), _own_cpu()
+        window = [r for r in records if warm_end <= r[1] < end]
+        latencies = [(r[1] - r[0]) * 1000 for r in window]
+        errors: dict[str, int] = {}
+        for r in window:
+            if r[2] != "ok":
+                errors[r[2]] = errors.get(r[2], 0) + 1
+        server0 = cpu.get("server0")
+        return {
+            "answered_per_s": len(window) / job["seconds"],
+            "ok_per_s": (len(window) - sum(errors.values())) / job["seconds"],
+            "answered": len(window),
+            "p50_ms": _pct(latencies, 50),
+            "p99_ms": _pct(latencies, 99),
+            "max_ms": max(latencies) if latencies else None,
+            "errors": errors,
+            "per_second": _timeline([r[1] for r in records], started)[: int(job["warmup"] + job["seconds"])],
+            "server_cpu": (server1 - server0) / job["seconds"] if server0 is not None and server1 else None,
+            "client_cpu": (self1 - (cpu["self0"] or 0.0)) / job["seconds"],
+            "orders_before": before,
+        }
+
+    client = job["client"]
     result: dict[str, Any] = {}
-    # --- the block of 100: a pool of 100 connections, warmed up first
-    block_connector = aiohttp.TCPConnector(limit=BLOCK, limit_per_host=BLOCK)
-    async with aiohttp.ClientSession(connector=block_connector, timeout=timeout) as block_session:
-        for _ in range(3):
-            await asyncio.gather(*(post(block_session) for _ in range(BLOCK)))
-        result["block_early"] = blocks_early = await blocks(block_session)
-        blocks_early["orders_before"] = submitted - BLOCK * BLOCK_REPEATS
-
-        # --- sustained load: 50 concurrent clients over a pool of 50 keep-alive connections
-        connector = aiohttp.TCPConnector(limit=CLIENTS, limit_per_host=CLIENTS)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            warm_end = time.perf_counter() + job["warmup"]
-            end = warm_end + job["seconds"]
-            records: list[tuple[float, float, str]] = []
-            cpu_server0 = cpu_self0 = 0.0
-            started = time.perf_counter()
-
-            async def client() -> None:
-                while time.perf_counter() < end:
-                    records.append(await post(session))
-
-            async def mark_window() -> None:
-                nonlocal cpu_server0, cpu_self0
-                await asyncio.sleep(max(0.0, warm_end - time.perf_counter()))
-                cpu_server0, cpu_self0 = _cpu_seconds(job.get("server_pid")) or 0.0, _own_cpu()
-
-            await asyncio.gather(mark_window(), *(client() for _ in range(CLIENTS)))
-            cpu_server1, cpu_self1 = _cpu_seconds(job.get("server_pid")), _own_cpu()
-            window = [r for r in records if warm_end <= r[1] < end]
-            latencies = [(r[1] - r[0]) * 1000 for r in window]
-            errors: dict[str, int] = {}
-            for r in window:
-                if r[2] != "ok":
-                    errors[r[2]] = errors.get(r[2], 0) + 1
-            ok = len(window) - sum(errors.values())
-            result["load"] = {
-                "answered_per_s": len(window) / job["seconds"],
-                "ok_per_s": ok / job["seconds"],
-                "answered": len(window),
-                "p50_ms": _pct(latencies, 50),
-                "p99_ms": _pct(latencies, 99),
-                "max_ms": max(latencies) if latencies else None,
-                "errors": errors,
-                "per_second": _timeline([r[1] for r in records], started),
-                "server_cpu": (cpu_server1 - cpu_server0) / job["seconds"] if cpu_server1 else None,
-                "client_cpu": (cpu_self1 - cpu_self0) / job["seconds"],
-            }
-
-        result["block_late"] = blocks_late = await blocks(block_session)
-        blocks_late["orders_before"] = submitted - BLOCK * BLOCK_REPEATS
+    try:
+        for _ in range(3):  # open and warm every connection
+            await asyncio.gather(*(posts[client](i) for i in range(BLOCK)))
+        result["block_early"] = await blocks(client)
+        result["load"] = await sustained(client)
+        result["block_late"] = await blocks(client)
+    finally:
+        await session.close()
+        for conn in raw:
+            if conn.transport is not None:
+                conn.transport.close()
     result["submitted"] = submitted
     return result
 
@@ -273,7 +353,8 @@ async def quote_load(job: dict[str, Any]) -> dict[str, Any]:
             now = time.perf_counter()
             messages = decode(frame)
             n = sum(1 for m in messages if m.get("T") == "q")
-            arrivals.append((now, n))
+            if n:
+                arrivals.append((now, n))
             if now < warm_end:
                 continue
             if cpu_server0 is None:
@@ -284,9 +365,12 @@ async def quote_load(job: dict[str, Any]) -> dict[str, Any]:
             if n and "t" in messages[-1]:
                 lags.append((time.time() - stamp(messages[-1]["t"])) * 1000)
         cpu_server1, cpu_self1 = _cpu_seconds(job.get("server_pid")), _own_cpu()
-    per_second = [0] * (int((job["warmup"] + job["seconds"]) // 1) + 1)
+    per_second = [0] * int(job["warmup"] + job["seconds"])
     for t, n in arrivals:
         per_second[min(len(per_second) - 1, int(t - started))] += n
+    # silence: the longest stretch without a quote, counting from the subscription to the end
+    times = [started, *(t for t, _ in arrivals), end]
+    silence = max(b - a for a, b in itertools.pairwise(times))
     return {
         "delivered_per_s": quotes / job["seconds"],
         "quotes": quotes,
@@ -297,9 +381,10 @@ async def quote_load(job: dict[str, Any]) -> dict[str, Any]:
         "lag_p99_ms": _pct(lags, 99),
         "lag_last_ms": lags[-1] if lags else None,
         "per_second": per_second,
+        "longest_silence_s": silence,
         "extensions": negotiated,
         "server_cpu": (cpu_server1 - cpu_server0) / job["seconds"] if cpu_server0 and cpu_server1 else None,
-        "client_cpu": (_own_cpu() - cpu_self0) / job["seconds"] if cpu_self0 is not None else None,
+        "client_cpu": (cpu_self1 - cpu_self0) / job["seconds"] if cpu_self0 is not None else None,
     }
 
 
@@ -315,7 +400,7 @@ def _run_role(role: str, job: dict[str, Any]) -> dict[str, Any]:
     try:
         # the job (with the secret) goes on stdin, never on the command line
         out, _ = process.communicate(
-            json.dumps(job), timeout=job["warmup"] + job["seconds"] + CHILD_TIMEOUT_MARGIN_S
+            json.dumps(job), timeout=3 * (job["warmup"] + job["seconds"]) + CHILD_TIMEOUT_MARGIN_S
         )
     finally:
         if process.poll() is None:
@@ -371,34 +456,39 @@ def _server_pid(sim: Any) -> int | None:
 
 
 def bench_orders(args: argparse.Namespace) -> dict[str, Any]:
+    """Each client kind against a fresh server, so both see the same history of orders."""
     from blockpaca_nb.sim import Simulator
 
     common = {"seconds": args.seconds, "warmup": args.warmup}
-    with BaselineServer() as baseline:
-        print(f"[orders] baseline: trivial aiohttp server on :{baseline.port} ...", flush=True)
-        base = _run_role(
-            "order-load",
-            {
-                **common,
-                "base": f"http://127.0.0.1:{baseline.port}",
-                "key": "x",
-                "secret": "y",
-                "server_pid": baseline.process.pid if baseline.process else None,
-            },
-        )
-    with Simulator(starting_cash=STARTING_CASH) as sim:
-        print(f"[orders] simulator on :{sim.port} ...", flush=True)
-        simres = _run_role(
-            "order-load",
-            {
-                **common,
-                "base": sim.urls["trading"],
-                "key": sim.api_key,
-                "secret": sim.secret_key,
-                "server_pid": _server_pid(sim),
-            },
-        )
-    return {"baseline": base, "sim": simres}
+    results: dict[str, dict[str, Any]] = {"baseline": {}, "sim": {}}
+    for client in CLIENT_KINDS:
+        with BaselineServer() as baseline:
+            print(f"[orders] {client} client -> trivial aiohttp server on :{baseline.port} ...", flush=True)
+            results["baseline"][client] = _run_role(
+                "order-load",
+                {
+                    **common,
+                    "client": client,
+                    "base": f"http://127.0.0.1:{baseline.port}",
+                    "key": "x",
+                    "secret": "y",
+                    "server_pid": baseline.process.pid if baseline.process else None,
+                },
+            )
+        with Simulator(starting_cash=STARTING_CASH) as sim:
+            print(f"[orders] {client} client -> simulator on :{sim.port} ...", flush=True)
+            results["sim"][client] = _run_role(
+                "order-load",
+                {
+                    **common,
+                    "client": client,
+                    "base": sim.urls["trading"],
+                    "key": sim.api_key,
+                    "secret": sim.secret_key,
+                    "server_pid": _server_pid(sim),
+                },
+            )
+    return results
 
 
 def bench_quotes(args: argparse.Namespace) -> dict[str, Any]:
@@ -448,73 +538,75 @@ def report(orders: dict[str, Any] | None, quotes: dict[str, Any] | None) -> None
 
     if orders:
         base, sim = orders["baseline"], orders["sim"]
-        print("\n=== 1. order submissions, 50 concurrent keep-alive clients ===")
-        for label, res in (("baseline `{}` server", base), ("simulator /v2/orders", sim)):
-            load = res["load"]
-            print(
-                f"{label:22s} {load['answered_per_s']:9,.0f} answered/s ({load['ok_per_s']:,.0f} ok/s)"
-                f"  p50 {_fmt(load['p50_ms'], 2)} ms  p99 {_fmt(load['p99_ms'], 2)} ms"
-                f"  max {_fmt(load['max_ms'], 1)} ms  errors {load['errors'] or 0}"
-            )
-            print(
-                f"{'':22s} server CPU {_fmt(100 * load['server_cpu'] if load['server_cpu'] else None, 0)}%"
-                f"  client CPU {_fmt(100 * load['client_cpu'], 0)}%"
-                f"  per second (incl. warm-up): {load['per_second']}"
-            )
-            for key, when in (("block_early", "early"), ("block_late", "after load")):
-                blk = res[key]
+        print(f"\n=== 1. order submissions to POST /v2/orders, {CLIENTS} concurrent keep-alive clients ===")
+        for client in CLIENT_KINDS:
+            print(f"{client} client (fresh server each):")
+            for label, res in (("baseline `{}`", base[client]), ("simulator", sim[client])):
+                load = res["load"]
+                cpu = load["server_cpu"]
                 print(
-                    f"{'':22s} block of {BLOCK} at once ({when}, {blk['orders_before']:,} orders before):"
-                    f" median {blk['median_ms']:.1f} ms, best {blk['best_ms']:.1f}, worst"
-                    f" {blk['worst_ms']:.1f}, errors {blk['errors']}"
+                    f"  {label:13s} {load['answered_per_s']:7,.0f} answered/s ({load['ok_per_s']:,.0f} ok)"
+                    f"  p50 {_fmt(load['p50_ms'], 2)} ms  p99 {_fmt(load['p99_ms'], 2)} ms"
+                    f"  max {_fmt(load['max_ms'])} ms  errors {load['errors'] or 0}"
+                    f"  server CPU {_fmt(100 * cpu if cpu is not None else None, 0)}%"
+                    f"  client CPU {_fmt(100 * load['client_cpu'], 0)}%"
                 )
-        ratio = sim["load"]["answered_per_s"] / base["load"]["answered_per_s"]
-        print(
-            f"ratio simulator/baseline: {ratio:.2f}  (latency p50 x"
-            f"{(sim['load']['p50_ms'] or 0) / (base['load']['p50_ms'] or 1):.1f})"
-        )
-        rows.append(
-            (
-                "orders/s answered (50 clients)",
-                f"{sim['load']['ok_per_s']:,.0f} ok/s",
-                f">= {TARGET_ORDERS_PER_S:,}",
-                verdict(sim["load"]["ok_per_s"] >= TARGET_ORDERS_PER_S),
-            )
-        )
-        rows.append(
-            (
-                "  baseline `{}` server, same client",
-                f"{base['load']['answered_per_s']:,.0f} req/s",
-                "-",
-                f"ratio {ratio:.2f}",
-            )
-        )
-        rows.append(
-            (
-                "  order p50 / p99 latency",
-                f"{_fmt(sim['load']['p50_ms'], 2)} / {_fmt(sim['load']['p99_ms'], 2)} ms",
-                "-",
-                f"errors {sum(sim['load']['errors'].values())}",
-            )
-        )
-        for key, when in (("block_early", "early"), ("block_late", "after load")):
-            blk = sim[key]
+                print(
+                    f"{'':16s}per second incl. warm-up: {load['per_second']}  ({load['orders_before']:,} orders before)"
+                )
+                for key, when in (("block_early", "early"), ("block_late", "after load")):
+                    blk = res[key]
+                    print(
+                        f"{'':16s}block of {BLOCK} at once, {when} ({blk['orders_before']:,} orders before):"
+                        f" median {blk['median_ms']:.1f} ms, best {blk['best_ms']:.1f},"
+                        f" worst {blk['worst_ms']:.1f}, errors {blk['errors']}"
+                    )
+        for client in CLIENT_KINDS:
+            s_load, b_load = sim[client]["load"], base[client]["load"]
+            ratio = s_load["ok_per_s"] / b_load["answered_per_s"] if b_load["answered_per_s"] else 0.0
             rows.append(
                 (
-                    f"block of {BLOCK} orders, last answer ({when})",
-                    f"{blk['median_ms']:.1f} ms (worst {blk['worst_ms']:.1f})",
-                    f"< {TARGET_BLOCK_MS:.0f} ms",
-                    verdict(blk["median_ms"] < TARGET_BLOCK_MS and not blk["errors"]),
+                    f"orders/s, {CLIENTS} clients ({client} client)",
+                    f"{s_load['ok_per_s']:,.0f} ok/s",
+                    f">= {TARGET_ORDERS_PER_S:,}",
+                    verdict(s_load["ok_per_s"] >= TARGET_ORDERS_PER_S, info=client != "aiohttp"),
                 )
             )
             rows.append(
                 (
-                    "  baseline `{}` server, same block",
-                    f"{base[key]['median_ms']:.1f} ms",
+                    "  p50 / p99 latency, errors",
+                    f"{_fmt(s_load['p50_ms'], 1)} / {_fmt(s_load['p99_ms'], 1)} ms",
                     "-",
-                    f"ratio {blk['median_ms'] / base[key]['median_ms']:.1f}",
+                    f"errors {sum(s_load['errors'].values())}",
                 )
             )
+            rows.append(
+                (
+                    "  baseline `{}` server, same client",
+                    f"{b_load['answered_per_s']:,.0f} req/s",
+                    "-",
+                    f"ratio {ratio:.2f}",
+                )
+            )
+        for client in ("raw", "aiohttp"):
+            for key, when in (("block_early", "early"), ("block_late", "after load")):
+                blk, bblk = sim[client][key], base[client][key]
+                rows.append(
+                    (
+                        f"block of {BLOCK}, last answer ({client}, {when})",
+                        f"{blk['median_ms']:.1f} ms (worst {blk['worst_ms']:.0f})",
+                        f"< {TARGET_BLOCK_MS:.0f} ms",
+                        verdict(blk["median_ms"] < TARGET_BLOCK_MS and not blk["errors"], info=client != "raw"),
+                    )
+                )
+                rows.append(
+                    (
+                        "  baseline `{}` server, same block",
+                        f"{bblk['median_ms']:.1f} ms",
+                        "-",
+                        f"ratio {blk['median_ms'] / bblk['median_ms']:.1f}",
+                    )
+                )
     if quotes:
         offered = quotes["offered_per_s"]
         print(
@@ -536,6 +628,12 @@ def report(orders: dict[str, Any] | None, quotes: dict[str, Any] | None) -> None
                 f"  client CPU {_fmt(100 * res['client_cpu'] if res['client_cpu'] else None, 0)}%"
                 f"  extension {res['extensions'] or 'none'}  per second: {res['per_second']}"
             )
+            if res["longest_silence_s"] > 1.0:
+                print(
+                    f"{'':20s} WARNING: {res['longest_silence_s']:.1f} s without a single quote"
+                    + (" (none at all after subscribing)" if not any(res["per_second"]) else "")
+                    + ": the simulator's market loop stopped or stalled (see its log)"
+                )
             info = name != "msgpack"
             rows.append(
                 (
@@ -545,7 +643,7 @@ def report(orders: dict[str, Any] | None, quotes: dict[str, Any] | None) -> None
                     verdict(res["delivered_per_s"] >= TARGET_QUOTES_PER_S, info),
                 )
             )
-    widths = [max(len(r[i]) for r in rows + [("figure", "measured", "target", "result")]) for i in range(4)]
+    widths = [max(len(r[i]) for r in [*rows, ("figure", "measured", "target", "result")]) for i in range(4)]
     print("\n=== summary ===")
     for row in [("figure", "measured", "target", "result"), *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
@@ -577,12 +675,14 @@ def main() -> None:
 
     print(
         f"bench_sim: {args.warmup:g} s warm-up + {args.seconds:g} s measured per figure;"
-        f" {os.cpu_count()} CPUs; python {sys.version.split()[0]}",
+        f" {os.cpu_count()} CPUs; python {sys.version.split()[0]};"
+        f" load average {os.getloadavg()[0]:.2f} (other work on the machine skews every figure)",
         flush=True,
     )
     orders = bench_orders(args) if args.only in (None, "orders") else None
     quotes = bench_quotes(args) if args.only in (None, "quotes") else None
     report(orders, quotes)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
