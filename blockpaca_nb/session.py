@@ -7,6 +7,8 @@ in their own thread; button presses and EOS actions only enqueue commands.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
 import os
 import queue
@@ -42,6 +44,11 @@ log = logging.getLogger(__name__)
 EOS_BEHAVIORS = ("liquidate", "hold", "custom")
 STATUSES = ("created", "starting", "warming_up", "running", "paused", "stopping", "stopped", "failed")
 EOD_MARGIN_S = 30.0
+FINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "failed", "replaced"})
+RECONCILE_EVERY_S = 30.0
+STRATEGY_GRACE_S = 5.0  # how long stop() lets a running strategy call finish
+EOS_TIMEOUT_S = 15.0  # how long the EOS action's orders get to reach a final state
+STOP_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -150,6 +157,7 @@ class Session:
         self.orders: dict[str, dict[str, Any]] = {}  # client order id -> latest row
         self.status = "created"
         self.started_at: float | None = None
+        self.account_info: dict[str, Any] = {}
         self.ends_at: float | None = None
         self.skipped_ticks = 0
         self.ticks = 0
@@ -168,6 +176,11 @@ class Session:
         self._threads: list[threading.Thread] = []
         self._recorder_ready = threading.Event()
         self._started_simulator = False
+        self._stop_eos: str | None = None
+        self._strategy_runner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="blockpaca-strategy")
+        self._strategy_call: concurrent.futures.Future[list[str]] | None = None
+        self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
+        self.overruns = 0
 
     # ----------------------------------------------------------------- strategies
     def strategy(self, fn: Strategy | None = None, *, every: float | str | None = None) -> Any:
@@ -218,16 +231,19 @@ class Session:
         thread.start()
 
     def _start_and_run(self) -> None:
+        """The session thread: it alone brings everything up, runs the loop, the EOS action, tears down."""
         try:
             self._bring_up()
             self._warm_up()
             if not self._stop.is_set():
                 self._run_loop()
+            self._finish(self._stop_eos or self.eos_behavior)
         except Exception as err:
             self.status = "failed"
             self.errors.append(_error("session", err))
             log.error("session failed: %s", err)
             self._tear_down()
+        finally:
             self._done.set()
 
     def _bring_up(self) -> None:
@@ -247,6 +263,7 @@ class Session:
         self._pool.start()
         self.portfolio.reset(self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()]))
         self.account_info = self._rest(lambda c: _account_dict(c.get_account()))
+        self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         if not self._recorder_ready.wait(30):
             raise BlockpacaError("the trade-update stream did not start within 30 s")
 
@@ -278,24 +295,30 @@ class Session:
         return time.time() + float(self.run_seconds)
 
     def _run_loop(self) -> None:
+        """Tick on absolute times until stopped or run_seconds is over; commands run between ticks."""
         clock = TickClock(self.frequency, time.monotonic())
         for due in clock:
             if self._stop.wait(max(0.0, due - time.monotonic())):
-                break
+                return
             self.skipped_ticks = clock.skipped
             self._run_commands()
+            self._reconcile_if_due()
             if self.ends_at is not None and time.time() >= self.ends_at:
-                self._finish(self.eos_behavior)
                 return
             if not self._paused.is_set():
                 self._tick()
 
     def _tick(self) -> None:
+        """Hand the active strategy to the strategy thread; skip the tick if it is still busy."""
         name = self._registry.active
         if name is None:
             return
+        if self._strategy_call is not None and not self._strategy_call.done():
+            self.skipped_ticks += 1
+            self.overruns += 1
+            return
         self.ticks += 1
-        self._run_strategy(name, self._registry.strategies[name])
+        self._strategy_call = self._strategy_runner.submit(self._run_strategy, name, self._registry.strategies[name])
 
     def _run_strategy(self, name: str, fn: Strategy) -> list[str]:
         """Call a strategy; keep its exception with the traceback; send what it returned."""
@@ -307,6 +330,17 @@ class Session:
             )
             return []
         return self.submit(returned)
+
+    def _reconcile_if_due(self) -> None:
+        """Now and then refresh the account, and take the broker's positions as the truth — the
+        positions only while no order is open, so no fill can be counted twice or lost."""
+        if time.monotonic() < self._next_reconcile:
+            return
+        self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
+        self.account_info = self._rest(lambda c: _account_dict(c.get_account()))
+        if any(row.get("status") not in FINAL_STATUSES for row in list(self.orders.values())):
+            return
+        self.portfolio.reset(self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()]))
 
     def _run_commands(self) -> None:
         while True:
@@ -322,11 +356,14 @@ class Session:
         valid, problems = parse_orders(orders, self.tickers)
         for problem in problems:
             self._validation_error(problem)
-        if not valid:
+        return self._send(valid)
+
+    def _send(self, orders: list[Order]) -> list[str]:
+        if not orders:
             return []
         if self._pool is None:
             raise BlockpacaError("the session is not started: call start() before submitting orders")
-        return [t.client_order_id for t in self._pool.submit(valid)]
+        return [t.client_order_id for t in self._pool.submit(orders)]
 
     def _validation_error(self, problem: OrderValidationError) -> None:
         self.errors.append(problem)
@@ -383,8 +420,9 @@ class Session:
 
     def _on_row(self, row: dict[str, Any]) -> None:
         cid = row.get("client_order_id") or ""
-        if cid:
-            self.orders[cid] = row
+        known = self.orders.get(cid)
+        if cid and not (row.get("type") == "submission" and known and known.get("type") == "execution"):
+            self.orders[cid] = row  # a submit answer never overrides what the stream already said
         self.trade_updates.append(row)
         if row.get("event") in ("fill", "partial_fill"):
             self.portfolio.apply_fill(
@@ -420,12 +458,10 @@ class Session:
             self.status = "running"
 
     def _command(self, name: str, argument: Any = None) -> None:
-        if self.status in ("running", "paused", "warming_up"):
-            self._commands.put((name, argument))
-        elif self._pool is not None and self.status != "stopped":
-            self._eos_now(name, argument)
-        else:
+        """Queue an EOS action for the session thread: pressing a button never waits on the network."""
+        if self.status in ("created", "stopped", "failed"):
             raise BlockpacaError(f"cannot {name}: the session is {self.status}")
+        self._commands.put((name, argument))
 
     def _eos_now(self, name: str, argument: Any = None) -> list[str]:
         if name == "hold":
@@ -433,24 +469,26 @@ class Session:
         if name == "liquidate":
             self._rest(lambda c: c.cancel_orders())
             self.portfolio.reset(self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()]))
-            orders: list[Order] = liquidation_orders(self.portfolio.as_blockpaca())
-            return self.submit(orders) if orders else []
+            return self._send(liquidation_orders(self.portfolio.as_blockpaca()))
         fn = argument or self.custom_shutdown_action
         return self._run_strategy(getattr(fn, "__name__", "custom_shutdown_action"), fn) if fn else []
 
-    def _finish(self, eos: str | None) -> None:
+    def _finish(self, eos: str) -> None:
+        """Run queued commands and the EOS action, wait for its orders, then stop everything."""
         self.status = "stopping"
-        self._await_orders(self._eos_now(eos or self.eos_behavior), timeout=15)
+        self._run_commands()
+        if self._strategy_call is not None:
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                self._strategy_call.result(timeout=STRATEGY_GRACE_S)
+        self._await_orders(self._eos_now(eos), timeout=EOS_TIMEOUT_S)
         self._tear_down()
-        self._done.set()
 
     def _await_orders(self, client_order_ids: Iterable[str], timeout: float) -> None:
         """Wait until these orders reached a final state in the trade log (or the timeout)."""
-        final = {"filled", "canceled", "expired", "rejected", "failed", "replaced"}
         deadline = time.monotonic() + timeout
         pending = set(client_order_ids)
         while pending and time.monotonic() < deadline:
-            pending = {c for c in pending if (self.orders.get(c) or {}).get("status") not in final}
+            pending = {c for c in pending if (self.orders.get(c) or {}).get("status") not in FINAL_STATUSES}
             time.sleep(0.02)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -458,22 +496,23 @@ class Session:
         return self._done.wait(timeout)
 
     def stop(self, eos: str | None = None) -> None:
-        """End the session: run the EOS action (`eos` or eos_behavior), stop everything. Idempotent."""
+        """End the session: run the EOS action (`eos`, else eos_behavior) and stop everything. Idempotent."""
         if eos is not None and eos not in EOS_BEHAVIORS:
             raise ConfigurationError(f"eos={eos!r} is not valid; allowed: None, {', '.join(EOS_BEHAVIORS)}")
         with self._lock:
-            if self.status in ("stopped", "failed", "created"):
-                self.status = "stopped" if self.status == "created" else self.status
+            if self.status == "created":
+                self.status = "stopped"
                 return
-            running = self.status in ("running", "paused")
-            self._stop.set()
-        for thread in self._threads[:1]:
-            thread.join(timeout=max(self.frequency, 1) + 5)
-        if (running or self._pool is not None) and not self._done.is_set():
-            self._finish(eos)
-        self._done.wait(30)
+            if self._stop.is_set():
+                eos = None  # the first stop's choice stands
+            else:
+                self._stop_eos = eos
+                self._stop.set()
+        if threading.current_thread() is not self._threads[0]:
+            self._done.wait(STOP_TIMEOUT_S)
 
     def _tear_down(self) -> None:
+        self._strategy_runner.shutdown(wait=False, cancel_futures=True)
         if self._pool is not None:
             self._pool.stop()
         if self._inbox is not None:
@@ -512,6 +551,17 @@ class Session:
         import pandas as pd
 
         return pd.DataFrame(columns=list(COLUMNS))
+
+    @property
+    def rate_usage(self) -> tuple[int, int]:
+        """REST calls in the current rate window and the limit, e.g. (37, 200)."""
+        if self._limiter is None:
+            return 0, self.max_orders_per_minute or 200
+        return self._limiter.used(), self._limiter.limit
+
+    def worker_health(self) -> list[dict[str, Any]]:
+        """Per execution worker: alive, pid, orders in flight, sent, restarts."""
+        return self._pool.health() if self._pool is not None else []
 
     @property
     def simulator(self) -> Simulator | None:

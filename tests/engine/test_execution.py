@@ -1,0 +1,350 @@
+"""The execution pool against the embedded simulator, over loopback, with real worker processes.
+
+Invariant 1 (no order sent twice, none lost) is checked against the simulator's ground truth
+(`Simulator.orders()`, which bypasses faults) under error injection, timeouts after acceptance,
+429s and a worker killed with SIGKILL in the middle of a block.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import time
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from blockpaca_nb.broker import Connection, Credentials, Endpoints
+from blockpaca_nb.errors import BlockpacaError, ConfigurationError
+from blockpaca_nb.execution import NOT_SENT, SPAWN, ExecutionPool, RateLimiter, Ticket
+from blockpaca_nb.orders import ACTION_RESULTS, Order
+from blockpaca_nb.sim import Simulator
+
+TICKERS = ["AAPL", "MSFT", "TSLA"]
+TERMINAL = ("accepted", "rejected", "failed")
+CLIENT_ORDER_ID = re.compile(rf"^({'|'.join(ACTION_RESULTS)})-\d+-[0-9a-f]{{8}}$")
+THROTTLE_PER_MIN = 20
+BIG_LIMIT = 10_000  # tests that are not about the rate limit must not wait for it
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def connect(sim: Simulator) -> Connection:
+    return Connection("sim", Endpoints.from_mapping(sim.urls), Credentials(sim.api_key, sim.secret_key))
+
+
+def block(count: int) -> list[Order]:
+    """A mixed block: market by quantity, market by notional, limit orders that rest."""
+    makers: list[Callable[[int], Order]] = [
+        lambda i: Order(TICKERS[i % 3], "buy", "market", "buy_long", quantity=1),
+        lambda i: Order(TICKERS[i % 3], "buy", "market", "buy_to_cover", notional=50.0),
+        lambda i: Order(TICKERS[i % 3], "buy", "limit", "buy_long", quantity=2, limit_price=1.0),
+    ]
+    return [makers[i % len(makers)](i) for i in range(count)]
+
+
+class Collector:
+    """Drains a pool's results queue into per-ticket event lists."""
+
+    def __init__(self, results: queue.Queue[dict[str, Any]]) -> None:
+        self.results = results
+        self.events: dict[int, list[dict[str, Any]]] = defaultdict(list)
+
+    def pump(self, wait: float = 0.02) -> None:
+        try:
+            event = self.results.get(timeout=wait)
+            while True:
+                self.events[event["seq"]].append(event)
+                event = self.results.get_nowait()
+        except queue.Empty:
+            pass
+
+    def wait_for(self, predicate: Callable[[], object], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            self.pump()
+
+    def finals(self, ticket: Ticket) -> list[dict[str, Any]]:
+        return [e for e in self.events[ticket.seq] if e["kind"] in TERMINAL]
+
+    def final(self, ticket: Ticket) -> dict[str, Any]:
+        (event,) = self.finals(ticket)
+        return event
+
+    def wait_all(self, tickets: Iterable[Ticket], timeout: float) -> None:
+        tickets = list(tickets)
+        self.wait_for(lambda: all(self.finals(t) for t in tickets), timeout, "every ticket's final result")
+        self.pump(0.2)  # anything extra would arrive now
+
+    def all_events(self) -> Iterator[dict[str, Any]]:
+        for events in self.events.values():
+            yield from events
+
+
+def counts_at_broker(sim: Simulator, tickets: Iterable[Ticket]) -> dict[str, int]:
+    held = Counter(order["client_order_id"] for order in sim.orders())
+    return {ticket.client_order_id: held[ticket.client_order_id] for ticket in tickets}
+
+
+def assert_one_final_result_each(collector: Collector, tickets: list[Ticket]) -> None:
+    for ticket in tickets:
+        events = collector.events[ticket.seq]
+        assert len(collector.finals(ticket)) == 1, events
+        kinds = [e["kind"] for e in events]
+        assert kinds.count("submitting") <= 1, kinds
+        if "submitting" in kinds:
+            assert kinds[0] == "submitting", kinds
+
+
+def assert_accepted_exactly_once(sim: Simulator, collector: Collector, tickets: list[Ticket]) -> None:
+    assert_one_final_result_each(collector, tickets)
+    finals = Counter(collector.final(t)["kind"] for t in tickets)
+    assert finals == {"accepted": len(tickets)}, [
+        collector.final(t) for t in tickets if collector.final(t)["kind"] != "accepted"
+    ]
+    assert set(counts_at_broker(sim, tickets).values()) == {1}
+    for ticket in tickets:
+        assert collector.final(ticket)["order"]["client_order_id"] == ticket.client_order_id
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def _own_a_pool(urls: dict[str, str], key: str, secret: str, out: Any) -> None:
+    """Child process: start a pool, report its workers' pids, then wait to be killed."""
+    connection = Connection("sim", Endpoints.from_mapping(urls), Credentials(key, secret))
+    pool = ExecutionPool(connection, RateLimiter(BIG_LIMIT), queue.Queue()).start()
+    out.put([worker["pid"] for worker in pool.health()])
+    time.sleep(120)
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def throttled_sim() -> Iterator[Simulator]:
+    """A simulator with a 20/min limit whose minute is mostly used up from the module's start by
+    another client on the same account (the simulator's window is a fixed 60 s: starting it here
+    lets the other tests run while that minute passes)."""
+    sim = Simulator(symbols=TICKERS, seed=5, starting_cash=1e9, rate_limit_per_min=THROTTLE_PER_MIN).start()
+    for _ in range(THROTTLE_PER_MIN - 3):
+        request = urllib.request.Request(
+            f"{sim.urls['trading']}/v2/clock",
+            headers={"APCA-API-KEY-ID": sim.api_key, "APCA-API-SECRET-KEY": sim.secret_key},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            json.loads(response.read())
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with Simulator(symbols=TICKERS, seed=3, starting_cash=1e9) as simulator:
+        yield simulator
+
+
+@pytest.fixture(scope="module")
+def shared_pool(sim: Simulator) -> Iterator[tuple[ExecutionPool, Collector]]:
+    results: queue.Queue[dict[str, Any]] = queue.Queue()
+    pool = ExecutionPool(connect(sim), RateLimiter(BIG_LIMIT), results, num_workers=2).start()
+    yield pool, Collector(results)
+    pool.stop()
+
+
+# ------------------------------------------------------------------ the happy path
+
+
+def test_a_block_of_200_orders_is_accepted_exactly_once(sim: Simulator, shared_pool: Any) -> None:
+    pool, collector = shared_pool
+    started = time.monotonic()
+    tickets = pool.submit(block(200))
+    assert time.monotonic() - started < 0.2  # submit never waits for the network
+    collector.wait_all(tickets, 30)
+    assert_accepted_exactly_once(sim, collector, tickets)
+    assert [t.seq for t in tickets] == sorted(t.seq for t in tickets)
+    assert len({t.client_order_id for t in tickets}) == 200
+    for ticket in tickets:
+        assert CLIENT_ORDER_ID.match(ticket.client_order_id), ticket.client_order_id
+        assert ticket.client_order_id.split("-")[1] == str(ticket.worker)
+        submitting, accepted = collector.events[ticket.seq]
+        assert submitting["kind"] == "submitting" and accepted["attempts"] == 1
+        for event in (submitting, accepted):
+            assert event["client_order_id"] == ticket.client_order_id
+            assert event["ticker"] == ticket.order.ticker and event["action"] == ticket.order.action
+            assert event["worker"] == ticket.worker and event["time"] > 0
+        assert accepted["latency_ms"] >= 0 and accepted["order"]["symbol"] == ticket.order.ticker
+    assert Counter(t.worker for t in tickets) == {0: 100, 1: 100}  # least-loaded dispatch
+    assert sum(worker["sent"] for worker in pool.health()) >= 200
+    assert all(worker["in_flight"] == 0 for worker in pool.health())
+
+
+def test_rejections_carry_the_brokers_status_code_and_message(sim: Simulator, shared_pool: Any) -> None:
+    pool, collector = shared_pool
+    too_big, unknown = pool.submit(
+        [
+            Order("AAPL", "buy", "market", "buy_long", quantity=1e9),
+            Order("ZZZZ", "buy", "market", "buy_long", quantity=1),
+        ]
+    )
+    collector.wait_all([too_big, unknown], 20)
+    assert_one_final_result_each(collector, [too_big, unknown])
+    poor = collector.final(too_big)
+    assert (poor["kind"], poor["status"], poor["code"]) == ("rejected", 403, 40310000)
+    assert poor["reason"] == "insufficient buying power" and poor["attempts"] == 1
+    missing = collector.final(unknown)
+    assert (missing["kind"], missing["status"], missing["code"]) == ("rejected", 422, 40010001)
+    assert missing["reason"] == 'asset "ZZZZ" not found'
+    assert set(counts_at_broker(sim, [too_big, unknown]).values()) == {0}
+
+
+def test_secrets_stay_out_of_results_reprs_and_health(sim: Simulator, shared_pool: Any) -> None:
+    pool, collector = shared_pool
+    (ticket,) = pool.submit([Order("MSFT", "buy", "market", "buy_long", quantity=1)])
+    collector.wait_all([ticket], 20)
+    texts = [repr(event) for event in collector.all_events()]
+    texts += [repr(pool), repr(pool._limiter), repr(pool.health()), repr(ticket), repr(connect(sim))]
+    assert all(sim.secret_key not in text for text in texts)
+    assert all(sim.secret_key[:8] not in text for text in texts)
+
+
+# ------------------------------------------------------------------ faults
+
+
+def test_faults_never_double_or_lose_an_order() -> None:
+    with Simulator(symbols=TICKERS, seed=11, starting_cash=1e9, error_rate=0.2, timeout_after_accept_rate=0.3) as sim:
+        results: queue.Queue[dict[str, Any]] = queue.Queue()
+        collector = Collector(results)
+        # 8 retries: the chance that all 9 attempts of one order hit a 500 is 0.2^9
+        with ExecutionPool(connect(sim), RateLimiter(BIG_LIMIT), results, max_retries=8) as pool:
+            tickets = pool.submit(block(200))
+            collector.wait_all(tickets, 45)
+        assert_accepted_exactly_once(sim, collector, tickets)
+        finals = [collector.final(t) for t in tickets]
+        assert any(f["attempts"] > 1 for f in finals)  # 500s were retried ...
+        assert any(f["looked_up"] for f in finals)  # ... and answers lost after acceptance recovered
+        assert all(sim.secret_key not in repr(f) for f in finals)
+
+
+def test_a_killed_worker_is_replaced_and_its_orders_neither_lost_nor_doubled() -> None:
+    with Simulator(symbols=TICKERS, seed=13, starting_cash=1e9, latency_ms=50) as sim:
+        results: queue.Queue[dict[str, Any]] = queue.Queue()
+        collector = Collector(results)
+        pool = ExecutionPool(connect(sim), RateLimiter(BIG_LIMIT), results, num_workers=2).start()
+        try:
+            tickets = pool.submit(block(200))
+            victim = pool.health()[0]
+            collector.wait_for(
+                lambda: any(e["kind"] == "submitting" and e["worker"] == 0 for e in collector.all_events()),
+                30,
+                "worker 0 to send its first order",
+            )
+            holding = pool.health()[0]["in_flight"]
+            dead = pool._slots[0].process
+            os.kill(victim["pid"], signal.SIGKILL)
+            collector.wait_all(tickets, 45)
+            pool._worker_gone(pool._slots[0], dead)  # noticed once more (exit status): no second restart
+            health = pool.health()[0]
+        finally:
+            pool.stop()
+        assert holding > 0  # it died with orders in its hands
+        assert health["restarts"] == 1 and health["alive"] and health["pid"] != victim["pid"]
+        assert_accepted_exactly_once(sim, collector, tickets)
+        assert all(process_gone(worker["pid"]) for worker in pool.health())
+
+
+# ------------------------------------------------------------------ stopping
+
+
+def test_stop_ends_unsent_orders_as_failed_and_leaves_no_process(sim: Simulator) -> None:
+    results: queue.Queue[dict[str, Any]] = queue.Queue()
+    collector = Collector(results)
+    limiter = RateLimiter(5, 60.0, override=True)  # only 5 can go out this minute
+    pool = ExecutionPool(connect(sim), limiter, results, num_workers=2).start()
+    tickets = pool.submit(block(30))
+    collector.wait_for(
+        lambda: sum(e["kind"] == "accepted" for e in collector.all_events()) == 5, 30, "the first five accepted"
+    )
+    pids = [worker["pid"] for worker in pool.health()]
+    started = time.monotonic()
+    pool.stop(timeout=5)
+    assert time.monotonic() - started < 5
+    collector.wait_all(tickets, 5)
+    assert_one_final_result_each(collector, tickets)
+    finals = [collector.final(t) for t in tickets]
+    assert Counter(f["kind"] for f in finals) == {"accepted": 5, "failed": 25}
+    unsent = [t for t, f in zip(tickets, finals, strict=True) if f["kind"] == "failed"]
+    for ticket in unsent:
+        assert collector.events[ticket.seq] == [collector.final(ticket)]  # never announced
+        assert collector.final(ticket)["reason"] == NOT_SENT and collector.final(ticket)["attempts"] == 0
+    assert set(counts_at_broker(sim, unsent).values()) == {0}
+    assert all(process_gone(pid) for pid in pids)
+    assert not any(worker["alive"] for worker in pool.health())
+    pool.stop()  # idempotent
+    with pytest.raises(BlockpacaError, match="stopped"):
+        pool.submit(block(1))
+
+
+def test_workers_exit_when_their_parent_dies(sim: Simulator) -> None:
+    out = SPAWN.SimpleQueue()
+    owner = SPAWN.Process(target=_own_a_pool, args=(sim.urls, sim.api_key, sim.secret_key, out))
+    owner.start()
+    pids = out.get()
+    os.kill(owner.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    owner.join(5)
+    wait_until(lambda: all(process_gone(pid) for pid in pids), 10, "the orphaned workers to exit")
+
+
+def test_submit_before_start_and_bad_settings_are_refused(sim: Simulator) -> None:
+    pool = ExecutionPool(connect(sim), RateLimiter(), queue.Queue())
+    with pytest.raises(BlockpacaError, match="not started"):
+        pool.submit(block(1))
+    pool.stop()  # stopping a pool that never started is fine
+    for bad in ({"num_workers": 0}, {"max_retries": -1}, {"max_in_flight": 0}, {"request_timeout_s": 0}):
+        with pytest.raises(ConfigurationError, match="allowed"):
+            ExecutionPool(connect(sim), RateLimiter(), queue.Queue(), **bad)
+
+
+# ------------------------------------------------------------------ 429s (last: needs the minute to pass)
+
+
+@pytest.mark.slow
+def test_429s_pause_everyone_until_the_reset_and_no_order_is_doubled(throttled_sim: Simulator) -> None:
+    sim = throttled_sim
+    results: queue.Queue[dict[str, Any]] = queue.Queue()
+    collector = Collector(results)
+    limiter = RateLimiter(THROTTLE_PER_MIN, 60.0)  # the broker's limit; another client used most of it
+    with ExecutionPool(connect(sim), limiter, results, num_workers=2) as pool:
+        tickets = pool.submit(block(10))
+        collector.wait_all(tickets, 75)
+    assert_accepted_exactly_once(sim, collector, tickets)
+    finals = [collector.final(t) for t in tickets]
+    throttled = [f for f in finals if f["attempts"] > 1]
+    assert throttled  # the broker's window was full: some got a 429 first ...
+    assert all(f["attempts"] <= 3 for f in finals)  # ... and waited for the reset instead of hammering
+    first_try = min(e["time"] for e in collector.all_events() if e["kind"] == "submitting")
+    assert all(f["time"] - first_try > 1.0 for f in throttled)
+    assert limiter.limit == THROTTLE_PER_MIN
+    assert pool.health()[0]["restarts"] == 0
