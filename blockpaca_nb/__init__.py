@@ -12,6 +12,7 @@ from .errors import (
     ConfigurationError,
     OrderValidationError,
 )
+from .plots import plot_trade_log
 from .session import Session
 from .sim import Simulator
 from .tradelog import load_trade_log
@@ -26,5 +27,6 @@ __all__ = [
     "Session",
     "Simulator",
     "load_trade_log",
+    "plot_trade_log",
     "run_trading",
 ]

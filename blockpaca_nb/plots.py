@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +65,7 @@ TERMINAL_STATUSES = frozenset(
 )
 """Statuses after which an order changes no more; an order's final status is its last of these."""
 
+_WORKER_STATUSES = frozenset({"accepted", "submitting"})
 _STATUS_ORDER = (
     "filled",
     "partially_filled",
@@ -105,6 +106,13 @@ class _Latency:
     values: np.ndarray
     label: str
 
+    def summary(self) -> str:
+        """``n=…, p50 …, p95 …, p99 …`` (empty when nothing was measured)."""
+        if len(self.values) == 0:
+            return ""
+        p50, p95, p99 = np.percentile(self.values, [50, 95, 99])
+        return f"n={len(self.values):,}, p50 {_ms(p50)}, p95 {_ms(p95)}, p99 {_ms(p99)}"
+
 
 # --------------------------------------------------------------------------- public API
 
@@ -124,10 +132,11 @@ def plot_trade_log(
     the argument or column at fault.
     """
     limit = _check_max_points(max_points)
+    wanted = _check_tickers(tickers)
     frame = _trade_log(source)
-    keep = _ticker_mask(frame, _check_tickers(tickers))
+    keep = _ticker_mask(frame, wanted)
     if len(frame) == 0 or (keep is not None and not keep.any()):
-        return _empty_figure(_EMPTY_TEXT if tickers is None else f"{_EMPTY_TEXT} for {', '.join(tickers)}")
+        return _empty_figure(_EMPTY_TEXT if wanted is None else f"{_EMPTY_TEXT} for {', '.join(wanted)}")
     pnl = _account(_fills(frame, keep))
     latency = _latency(frame, keep)
     figure = _grid(latency)
@@ -153,11 +162,14 @@ def pnl_frame(source: str | os.PathLike[str] | pd.DataFrame, *, tickers: Sequenc
 
 
 def decimate(values: np.ndarray, max_points: int) -> np.ndarray:
-    """Return the sorted indices of at most ``max_points`` of ``values`` that keep its shape.
+    """Return the sorted indices of at most ``max_points`` (>= 4) of ``values`` that keep its shape.
 
-    The series is cut into equal buckets and each bucket keeps its minimum and maximum;
-    the first and last points are always kept. Fewer points than the limit: all are kept.
+    The series is cut into equal runs of points and each run keeps its minimum and its
+    maximum; the first and last points are always kept. A series within the limit is kept
+    whole. Cheap (two argmin/argmax passes), and unlike keeping every n-th point it never
+    drops a spike.
     """
+    max_points = _check_max_points(max_points)
     count = len(values)
     if count <= max_points:
         return np.arange(count)
@@ -255,11 +267,24 @@ def _ticker_mask(frame: pd.DataFrame, tickers: list[str] | None) -> np.ndarray |
 
 
 def _text(frame: pd.DataFrame, column: str, rows: np.ndarray | None = None) -> np.ndarray:
-    """A text column as an object array (rows selected), "" for missing values."""
-    values = frame[column].to_numpy(dtype=object, na_value="") if column in frame.columns else None
-    if values is None:
-        return np.full(len(frame) if rows is None else len(rows), "", dtype=object)
+    """A text column as an object array (rows selected), without copying a whole column.
+
+    Missing values stay as they are (NaN, None): cleaning a million rows costs more than
+    the comparisons that read them; :func:`_clean` blanks a selection when it matters.
+    """
+    values = frame[column].to_numpy(dtype=object)
     return values if rows is None else values[rows]
+
+
+def _clean(values: np.ndarray) -> np.ndarray:
+    """Missing values as "" and everything as text (for hover labels and group keys).
+
+    A loaded log is text already and is returned as it is; only a caller's odd DataFrame
+    (numbers or None in a text column) pays for the conversion.
+    """
+    if pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty"):
+        return values
+    return np.where(pd.isna(values), "", values).astype(str).astype(object)
 
 
 def _numbers(frame: pd.DataFrame, column: str, rows: np.ndarray | None = None) -> np.ndarray:
@@ -289,7 +314,7 @@ def _fills(frame: pd.DataFrame, keep: np.ndarray | None) -> pd.DataFrame:
     qty = _numbers(frame, "executed_qty")
     stamp = _numbers(frame, "timestamp")
     rows = _rows((kind == "execution") & (price > 0) & (qty > 0) & np.isfinite(stamp), keep)
-    ticker = _text(frame, "ticker", rows)
+    ticker = _clean(_text(frame, "ticker", rows))
     sign = _side_signs(_text(frame, "side", rows), _text(frame, "action", rows))
     usable = (sign != 0) & (ticker != "")
     rows = rows[usable]
@@ -300,8 +325,8 @@ def _fills(frame: pd.DataFrame, keep: np.ndarray | None) -> pd.DataFrame:
             "sign": sign[usable],
             "qty": qty[rows],
             "price": price[rows],
-            "client_order_id": _text(frame, "client_order_id", rows),
-            "action": _text(frame, "action", rows),
+            "client_order_id": _clean(_text(frame, "client_order_id", rows)),
+            "action": _clean(_text(frame, "action", rows)),
         }
     )
     return fills.sort_values("timestamp", kind="stable", ignore_index=True)
@@ -327,6 +352,7 @@ def _sign_of_side(side: object) -> int:
 
 
 def _sign_of_action(action: object) -> int:
+    """+1/-1 for one of blockpaca's actions (``buy_to_cover``, ``short_sell`` ...), else 0."""
     text = str(action).strip().lower()
     return next((1 if side == "buy" else -1 for side, names in ACTIONS_BY_SIDE.items() if text in names), 0)
 
@@ -360,7 +386,7 @@ def _ticker_states(codes: np.ndarray, sign: np.ndarray, qty: np.ndarray, price: 
     realized_step = closed * (price - avg_before) * np.sign(before)
     realized = pd.Series(realized_step).groupby(codes, sort=False).cumsum().to_numpy()
     position = after / _QTY_SCALE
-    unrealized = position * (price - avg)
+    unrealized = position * (price - avg) + 0.0  # + 0.0 turns -0.0 (flat shorts) into 0.0
     unrealized_step = unrealized - _previous_in_group(unrealized, codes)
     return {
         "position": position,
@@ -443,50 +469,86 @@ def _pnl_table(fills: pd.DataFrame, state: dict[str, np.ndarray]) -> pd.DataFram
 
 
 def _final_statuses(frame: pd.DataFrame, keep: np.ndarray | None) -> pd.Series:
-    """Count each order once, by its final status: its last terminal row, else its last row.
+    """Count each order once, by its final status.
 
-    Rows are grouped by client order id (rows without one are orders of their own);
-    validation rows (refused before sending) count as ``invalid``. Terminal rows win over
-    later non-terminal ones because the worker's "accepted" can be written after the
-    stream's "fill".
+    Rows are grouped by client order id (rows without one are orders of their own). An
+    order's final status is its last terminal row (filled, canceled, rejected ...), else
+    its last broker status (new, partially_filled ...), else the worker's answer
+    (accepted): the worker's "accepted" can be written after the stream's "fill".
+    Validation rows (refused before sending) count as ``invalid``.
     """
     rows = np.arange(len(frame)) if keep is None else np.flatnonzero(keep)
-    status_codes, statuses = _status_codes(frame, rows)
     if len(rows) == 0:
         return pd.Series(dtype=np.int64)
+    status_codes, statuses = _status_codes(frame, rows)
     orders = _order_codes(_text(frame, "client_order_id", rows))
-    terminal = np.array([name in TERMINAL_STATUSES for name in statuses], dtype=np.int64)[status_codes]
-    score = terminal * len(rows) + np.arange(len(rows))
+    rank = np.array([_status_rank(name) for name in statuses], dtype=np.int64)[status_codes]
+    score = rank * len(rows) + np.arange(len(rows))
     last = pd.Series(score).groupby(orders, sort=False).max().to_numpy() % len(rows)
     counts = np.bincount(status_codes[last], minlength=len(statuses))
     return _ordered_counts(pd.Series(counts, index=statuses))
 
 
+def _status_rank(name: str) -> int:
+    """Which of an order's rows tells its final status: the highest rank, then the latest."""
+    if name in TERMINAL_STATUSES:
+        return 2
+    return 0 if name in _WORKER_STATUSES else 1
+
+
 def _status_codes(frame: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Each row's normalized status as a code into the list of names it returns."""
-    kind = _text(frame, "type", rows)
-    keys = _text(frame, "status", rows) + "|" + _text(frame, "raw_status", rows)
-    keys = np.where(kind == "validation", "invalid|", keys)
-    codes, uniques = pd.factorize(keys)
-    names = [_status_name(key) for key in uniques]
+    """Each row's status as a code into the list of lower-case names it returns.
+
+    A blank ``status`` falls back to ``raw_status`` (``OrderStatus.FILLED`` → ``filled``);
+    validation rows are ``invalid``. Work is done on the few distinct values, not per row.
+    """
+    codes, names = _labels(_text(frame, "status", rows), _status_name)
+    if "" in names:
+        blank = codes == names.index("")
+        raw_codes, raw_names = _labels(_text(frame, "raw_status", rows[blank]), _raw_status_name)
+        codes[blank] = raw_codes + len(names)
+        names = names + raw_names
+    codes[_text(frame, "type", rows) == "validation"] = len(names)
+    return _merge_labels(codes, [*names, "invalid"])
+
+
+def _labels(values: np.ndarray, normalize: Callable[[str], str]) -> tuple[np.ndarray, list[str]]:
+    """Codes of ``values`` into their normalized distinct names (missing values count as "")."""
+    codes, uniques = pd.factorize(values)
+    codes[codes < 0] = len(uniques)
+    return _merge_labels(codes, [normalize(str(value)) for value in uniques] + [normalize("")])
+
+
+def _merge_labels(codes: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Give names that normalized alike one code."""
     distinct = list(dict.fromkeys(names))
-    remap = np.array([distinct.index(name) for name in names] + [0], dtype=np.int64)
+    remap = np.array([distinct.index(name) for name in names], dtype=np.int64)
     return remap[codes], distinct
 
 
-def _status_name(key: str) -> str:
-    """``status|raw_status`` → one lower-case name (``OrderStatus.FILLED`` → ``filled``)."""
-    status, _, raw = str(key).partition("|")
-    name = status.strip().lower() or raw.strip().rpartition(".")[2].lower() or "unknown"
+def _status_name(status: str) -> str:
+    """Lower case, British ``cancelled`` spelled as Alpaca does."""
+    name = status.strip().lower()
     return "canceled" if name == "cancelled" else name
+
+
+def _raw_status_name(raw_status: str) -> str:
+    """``OrderStatus.FILLED`` → ``filled``; blank → ``unknown``."""
+    return _status_name(raw_status.strip().rpartition(".")[2]) or "unknown"
 
 
 def _order_codes(client_order_ids: np.ndarray) -> np.ndarray:
     """One code per client order id; each row without an id is an order of its own."""
     codes, uniques = pd.factorize(client_order_ids)
-    blank = (codes < 0) | (client_order_ids == "")
+    blank = (codes < 0) | (codes == _position(uniques, ""))
     codes[blank] = len(uniques) + np.arange(int(blank.sum()))
     return codes
+
+
+def _position(values: np.ndarray | pd.Index, wanted: object) -> int:
+    """The index of ``wanted`` in ``values``, or -2 (never a factorize code) when absent."""
+    found = np.flatnonzero(np.asarray(values, dtype=object) == wanted)
+    return int(found[0]) if len(found) else -2
 
 
 def _ordered_counts(counts: pd.Series) -> pd.Series:
@@ -510,8 +572,9 @@ def _latency(frame: pd.DataFrame, keep: np.ndarray | None) -> _Latency:
 def _fill_latency(frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     """Per order: time from its first pending_new/new/accepted row to its first execution, in ms."""
     stamp = _numbers(frame, "timestamp", rows)
-    status = pd.Series(_text(frame, "status", rows)).str.lower().to_numpy(dtype=object)
-    opened = np.isin(status, ["pending_new", "new", "accepted"]) & np.isfinite(stamp)
+    codes, names = _labels(_text(frame, "status", rows), _status_name)
+    starts = np.isin(np.array(names, dtype=object), ["pending_new", "new", "accepted"])
+    opened = starts[codes] & np.isfinite(stamp)
     executed = (_numbers(frame, "executed_qty", rows) > 0) & np.isfinite(stamp)
     if not opened.any() or not executed.any():
         return np.empty(0)
@@ -539,7 +602,7 @@ def _grid(latency: _Latency) -> go.Figure:
             "Cumulative P&L (realized + unrealized, average cost)",
             "Position",
             "Orders by final status",
-            "Latency",
+            f"Latency ({latency.summary()})" if len(latency.values) else "Latency",
         ),
     )
     for row in (1, 2, 3):
@@ -558,97 +621,114 @@ def _grid(latency: _Latency) -> go.Figure:
 
 
 def _add_fill_rows(figure: go.Figure, pnl: pd.DataFrame, limit: int) -> None:
-    """Rows 1-3: per ticker its price path and fills, its P&L (hidden until asked), its position."""
+    """Rows 1-3: per ticker its price path and fills, its P&L (hidden until asked), its position.
+
+    Traces are built as plain dicts and added in one call: plotly validates each once.
+    """
     if pnl.empty:
-        _annotate(figure, _EMPTY_TEXT, xref="x domain", yref="y domain")
+        _annotate(figure, _EMPTY_TEXT, row=1, col=1)
         return
-    groups = pnl.groupby("ticker", sort=True).indices
+    traces: list[tuple[int, dict[str, object]]] = []
     size_scale = float(pnl["qty"].max())
-    for number, (ticker, rows) in enumerate(groups.items()):
+    for number, (ticker, part) in enumerate(_by_ticker(pnl)):
         color = _PALETTE[number % len(_PALETTE)]
-        group = pnl.iloc[rows]
-        figure.add_traces(_fill_traces(ticker, group, color, limit, size_scale), rows=1, cols=1)
-        figure.add_trace(
-            _line(group, "total", f"{ticker} P&L", color, limit, visible="legendonly", legend="legend2"), row=2, col=1
+        traces += [(1, trace) for trace in _fill_traces(ticker, part, color, limit, size_scale)]
+        traces.append((2, _line(part, "total", f"{ticker} P&L", color, limit, visible="legendonly", legend="legend2")))
+        traces.append(
+            (3, _line(part, "position", f"{ticker} position", color, limit, legendgroup=ticker, showlegend=False))
         )
-        figure.add_trace(
-            _line(group, "position", f"{ticker} position", color, limit, legendgroup=ticker, showlegend=False),
-            row=3,
-            col=1,
-        )
-    _add_portfolio_pnl(figure, pnl, limit)
+    traces += [(2, trace) for trace in _portfolio_pnl(pnl, limit)]
+    figure.add_traces([trace for _, trace in traces], rows=[row for row, _ in traces], cols=[1] * len(traces))
     _place_legends(figure)
 
 
-def _fill_traces(ticker: str, group: pd.DataFrame, color: str, limit: int, size_scale: float) -> list[go.Scattergl]:
+def _by_ticker(pnl: pd.DataFrame) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """The plotted columns of each ticker (alphabetical), in time order: slices of one sorted copy."""
+    codes, tickers = pd.factorize(pnl["ticker"], sort=True)
+    order = np.argsort(codes, kind="stable")
+    names = ("ms", "price", "qty", "side", "total", "position", "client_order_id", "action")
+    columns = {name: pnl[name].to_numpy()[order] for name in names}
+    bounds = np.searchsorted(codes[order], np.arange(len(tickers) + 1))
+    return [
+        (str(ticker), {name: values[bounds[i] : bounds[i + 1]] for name, values in columns.items()})
+        for i, ticker in enumerate(tickers)
+    ]
+
+
+def _fill_traces(
+    ticker: str, part: dict[str, np.ndarray], color: str, limit: int, size_scale: float
+) -> list[dict[str, object]]:
     """The ticker's fill-price path, then its buys and its sells as markers."""
-    traces = [_line(group, "price", ticker, color, limit, legendgroup=ticker)]
+    traces = [_line(part, "price", ticker, color, limit, legendgroup=ticker)]
     for side, symbol, fill_color in (("buy", "triangle-up", _BUY_COLOR), ("sell", "triangle-down", _SELL_COLOR)):
-        traces.append(
-            _markers(
-                group[group["side"] == side], f"{ticker} {side}", symbol, fill_color, color, limit, size_scale, ticker
-            )
-        )
+        chosen = part["side"] == side
+        fills = {name: values[chosen] for name, values in part.items()}
+        traces.append(_markers(fills, f"{ticker} {side}", symbol, (fill_color, color), limit, size_scale, ticker))
     return traces
 
 
 def _line(
-    group: pd.DataFrame, column: str, name: str, color: str, limit: int, dash: str = "solid", **options: object
-) -> go.Scattergl:
-    """A step line of ``column`` over time, decimated to ``limit`` points."""
-    values = group[column].to_numpy()
+    part: dict[str, np.ndarray], column: str, name: str, color: str, limit: int, dash: str = "solid", **options: object
+) -> dict[str, object]:
+    """A WebGL step line of ``column`` over time, decimated to ``limit`` points."""
+    values = part[column]
     kept = decimate(values, limit)
-    return go.Scattergl(
-        x=group["ms"].to_numpy()[kept],
-        y=values[kept],
-        name=name,
-        mode="lines",
-        line={"color": color, "shape": "hv", "width": 1.5, "dash": dash},
-        hovertemplate=f"{name}: %{{y:,.6~f}}<br>%{{x|%Y-%m-%d %H:%M:%S.%L}}<extra></extra>",
+    return {
+        "type": "scattergl",
+        "x": part["ms"][kept],
+        "y": values[kept],
+        "name": name,
+        "mode": "lines",
+        "line": {"color": color, "shape": "hv", "width": 1.5, "dash": dash},
+        "hovertemplate": f"{name}: %{{y:,.6~f}}<br>%{{x|%Y-%m-%d %H:%M:%S.%L}}<extra></extra>",
         **options,
-    )
+    }
 
 
 def _markers(
-    fills: pd.DataFrame, name: str, symbol: str, color: str, edge: str, limit: int, size_scale: float, group: str
-) -> go.Scattergl:
-    """Fills as triangles sized by quantity; hover names the order, its action, qty and price."""
-    prices = fills["price"].to_numpy()
-    kept = decimate(prices, limit)
-    qty = fills["qty"].to_numpy()[kept]
-    orders = fills["client_order_id"].to_numpy(dtype=object)[kept]
-    actions = fills["action"].to_numpy(dtype=object)[kept]
-    return go.Scattergl(
-        x=fills["ms"].to_numpy()[kept],
-        y=prices[kept],
-        name=name,
-        mode="markers",
-        legendgroup=group,
-        showlegend=False,
-        marker={
+    fills: dict[str, np.ndarray],
+    name: str,
+    symbol: str,
+    colors: tuple[str, str],
+    limit: int,
+    size_scale: float,
+    group: str,
+) -> dict[str, object]:
+    """WebGL triangles sized by quantity (fill colour, edge colour); hover: order, action, qty, price."""
+    kept = decimate(fills["price"], limit)
+    qty = fills["qty"][kept]
+    return {
+        "type": "scattergl",
+        "x": fills["ms"][kept],
+        "y": fills["price"][kept],
+        "name": name,
+        "mode": "markers",
+        "legendgroup": group,
+        "showlegend": False,
+        "marker": {
             "symbol": symbol,
-            "color": color,
-            "size": 6 + 10 * np.sqrt(qty / size_scale),
-            "line": {"color": edge, "width": 1},
+            "color": colors[0],
+            "size": np.rint(6 + 10 * np.sqrt(qty / size_scale)).astype(np.uint8),  # 1 byte a point in JSON
+            "line": {"color": colors[1], "width": 1},
         },
-        text=orders + "<br>" + actions,
-        customdata=qty,
-        hovertemplate=(
+        "text": fills["client_order_id"][kept] + "<br>" + fills["action"][kept],
+        "customdata": qty,
+        "hovertemplate": (
             f"<b>{name}</b> %{{customdata:,.9~f}} @ %{{y:,.6~f}}<br>%{{text}}"
             "<br>%{x|%Y-%m-%d %H:%M:%S.%L}<extra></extra>"
         ),
-    )
+    }
 
 
-def _add_portfolio_pnl(figure: go.Figure, pnl: pd.DataFrame, limit: int) -> None:
+def _portfolio_pnl(pnl: pd.DataFrame, limit: int) -> list[dict[str, object]]:
     """All tickers' total and realized P&L: running sums of each fill's change, in time order."""
     realized = np.cumsum(pnl["realized_step"].to_numpy())
     total = realized + np.cumsum(pnl["unrealized_step"].to_numpy())
-    portfolio = pd.DataFrame({"ms": pnl["ms"].to_numpy(), "total": total, "realized": realized})
-    figure.add_trace(_line(portfolio, "total", "total P&L", "#111111", limit, legend="legend2"), row=2, col=1)
-    figure.add_trace(
-        _line(portfolio, "realized", "realized P&L", "#7f7f7f", limit, legend="legend2", dash="dot"), row=2, col=1
-    )
+    portfolio = {"ms": pnl["ms"].to_numpy(), "total": total, "realized": realized}
+    return [
+        _line(portfolio, "total", "total P&L", "#111111", limit, legend="legend2"),
+        _line(portfolio, "realized", "realized P&L", "#7f7f7f", limit, legend="legend2", dash="dot"),
+    ]
 
 
 def _place_legends(figure: go.Figure) -> None:
@@ -664,16 +744,17 @@ def _place_legends(figure: go.Figure) -> None:
 def _add_order_row(figure: go.Figure, statuses: pd.Series, latency: _Latency) -> None:
     """Row 4: the status bar chart and the latency histogram (or a note when there is none)."""
     if statuses.empty:
-        _annotate(figure, "no orders", xref="x4 domain", yref="y4 domain")
+        _annotate(figure, "no orders", row=4, col=1)
     else:
         figure.add_trace(_status_bar(statuses), row=4, col=1)
     if len(latency.values) == 0:
-        _annotate(figure, "no latency measured", xref="x5 domain", yref="y5 domain")
+        _annotate(figure, "no latency measured", row=4, col=2)
     else:
         figure.add_trace(_latency_histogram(latency), row=4, col=2)
 
 
 def _status_bar(statuses: pd.Series) -> go.Bar:
+    """One bar per final status, coloured by outcome (green filled, red rejected, blue open)."""
     names = [str(name) for name in statuses.index]
     return go.Bar(
         x=names,
@@ -691,20 +772,20 @@ def _latency_histogram(latency: _Latency) -> go.Histogram:
     """A histogram binned here (plotly receives bin centres and counts, not every value).
 
     Values above the 99.5th percentile fall in the last bin, so one slow outlier does not
-    squash the rest; the trace name gives the median, p95 and p99 of all values.
+    squash the rest; the subplot title and the trace name give the median, p95 and p99 of
+    all values.
     """
     values = latency.values
     low, high = float(values.min()), float(np.percentile(values, 99.5))
     if high <= low:
         high = low + 1.0
     counts, edges = np.histogram(np.clip(values, low, high), bins=_LATENCY_BINS, range=(low, high))
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
     return go.Histogram(
         x=(edges[:-1] + edges[1:]) / 2,
         y=counts,
         histfunc="sum",
         xbins={"start": low, "end": high, "size": (high - low) / _LATENCY_BINS},
-        name=f"latency (n={len(values):,}, p50 {_ms(p50)}, p95 {_ms(p95)}, p99 {_ms(p99)})",
+        name=f"latency ({latency.summary()})",
         marker={"color": _OPEN_COLOR},
         showlegend=False,
         hovertemplate="%{x} ms: %{y} orders<extra></extra>",
@@ -712,11 +793,19 @@ def _latency_histogram(latency: _Latency) -> go.Histogram:
 
 
 def _ms(value: float) -> str:
-    return f"{value:.3g} ms" if math.isfinite(value) else "n/a"
+    """A latency for a label: three significant digits, in seconds from 1 000 ms on."""
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value / 1000:.3g} s" if value >= 1000 else f"{value:.3g} ms"
 
 
-def _annotate(figure: go.Figure, text: str, xref: str, yref: str) -> None:
-    figure.add_annotation(text=text, xref=xref, yref=yref, x=0.5, y=0.5, showarrow=False, font={"size": 16})
+def _annotate(figure: go.Figure, text: str, row: int, col: int) -> None:
+    """Write ``text`` in the middle of the subplot at ``row``, ``col``."""
+    axes = figure.get_subplot(row, col)
+    x_ref, y_ref = axes.xaxis.plotly_name.replace("axis", ""), axes.yaxis.plotly_name.replace("axis", "")
+    figure.add_annotation(
+        text=text, xref=f"{x_ref} domain", yref=f"{y_ref} domain", x=0.5, y=0.5, showarrow=False, font={"size": 16}
+    )
 
 
 def _empty_figure(text: str) -> go.Figure:

@@ -552,6 +552,12 @@ class Session:
 
         return pd.DataFrame(columns=list(COLUMNS))
 
+    def plot(self, **options: Any) -> Any:
+        """The trade log so far as a plotly figure: fills over price, P&L, positions, statuses, latency."""
+        from .plots import plot_trade_log
+
+        return plot_trade_log(self.trade_log, **options)
+
     @property
     def rate_usage(self) -> tuple[int, int]:
         """REST calls in the current rate window and the limit, e.g. (37, 200)."""

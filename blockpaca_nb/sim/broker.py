@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..portfolio import Position
 from .market import Market
 
 ASSET_NAMESPACE = uuid.UUID("6f1b3c1e-2b7a-4a53-9a62-8e1c0f6d1b11")
@@ -94,33 +95,12 @@ class SimOrder:
         return self.filled_notional / self.filled_qty if self.filled_qty else None
 
 
-@dataclass
-class Position:
-    symbol: str
-    qty: float = 0.0  # signed: negative is short
-    avg_entry_price: float = 0.0
-
-    @property
-    def cost_basis(self) -> float:
-        return self.qty * self.avg_entry_price
-
-    def apply_fill(self, signed_qty: float, price: float) -> None:
-        new_qty = _clean(self.qty + signed_qty)
-        if self.qty == 0 or (self.qty > 0) == (signed_qty > 0):
-            self.avg_entry_price = (self.cost_basis + signed_qty * price) / new_qty
-        elif new_qty and (new_qty > 0) != (self.qty > 0):
-            self.avg_entry_price = price  # crossed through flat: the remainder opened at this price
-        self.qty = new_qty
-        if not self.qty:
-            self.avg_entry_price = 0.0
-
-
 def _clean(x: float) -> float:
     """Round away float dust from fractional share arithmetic."""
     return round(x, 9) + 0.0
 
 
-def parse_number(body: Mapping[str, Any], key: str, *, positive: bool = True) -> float | None:
+def parse_number(body: Mapping[str, Any], key: str) -> float | None:
     """A JSON number or numeric string from a body or query string, as Alpaca accepts both."""
     value = body.get(key)
     if value is None or value == "":
@@ -131,7 +111,7 @@ def parse_number(body: Mapping[str, Any], key: str, *, positive: bool = True) ->
         number = float(value)
     except (TypeError, ValueError):
         raise invalid(f"invalid {key}: {str(value)[:40]!r}") from None
-    if not math.isfinite(number) or (positive and number <= 0):
+    if not math.isfinite(number) or number <= 0:
         raise invalid(f"{key} must be > 0")
     return number
 
@@ -172,7 +152,7 @@ class Broker:
     def market_values(self) -> tuple[float, float]:
         long_mv = short_mv = 0.0
         for pos in self.positions.values():
-            value = pos.qty * self.price(pos.symbol)
+            value = pos.quantity * self.price(pos.ticker)
             if value > 0:
                 long_mv += value
             else:
@@ -199,7 +179,7 @@ class Broker:
         return total
 
     def _adds_exposure(self, symbol: str, side: str, qty: float) -> bool:
-        held = self.positions.get(symbol, Position(symbol)).qty
+        held = self.positions.get(symbol, Position(symbol)).quantity
         return held >= 0 if side == "buy" else held <= 0 or qty > held
 
     def _reference_price(self, order: SimOrder) -> float:
@@ -292,7 +272,7 @@ class Broker:
         if order.notional is not None:
             order.qty = _clean(order.notional / ask) if order.side == "buy" else _clean(order.notional / bid)
         qty = order.qty or 0.0
-        held = self.positions.get(order.symbol, Position(order.symbol)).qty
+        held = self.positions.get(order.symbol, Position(order.symbol)).quantity
         if order.side == "sell" and held > 0:
             available = held - self.held_for_orders(order.symbol, "sell", excluding=replacing)
             if qty > available + 1e-9:
@@ -398,7 +378,7 @@ class Broker:
         signed = qty if order.side == "buy" else -qty
         position = self.positions.setdefault(order.symbol, Position(order.symbol))
         position.apply_fill(signed, price)
-        if not position.qty:
+        if not position.quantity:
             del self.positions[order.symbol]
         self.cash -= signed * price
         order.filled_qty = _clean(order.filled_qty + qty)
@@ -412,7 +392,7 @@ class Broker:
             now,
             price=price,
             qty=qty,
-            position_qty=position.qty,
+            position_qty=position.quantity,
             execution_id=str(uuid.uuid4()),
         )
 
@@ -488,7 +468,7 @@ class Broker:
     # ----------------------------------------------------------------- positions
     def position(self, symbol_or_id: str) -> Position:
         for pos in self.positions.values():
-            if symbol_or_id.upper() == pos.symbol or symbol_or_id == asset_id(pos.symbol):
+            if symbol_or_id.upper() == pos.ticker or symbol_or_id == asset_id(pos.ticker):
                 return pos
         raise ApiError(404, 40410000, "position does not exist")
 
@@ -496,15 +476,15 @@ class Broker:
         self, symbol_or_id: str, qty: float | None = None, percentage: float | None = None
     ) -> SimOrder:
         pos = self.position(symbol_or_id)
-        amount = abs(pos.qty)
+        amount = abs(pos.quantity)
         if qty is not None:
             amount = min(amount, qty)
         elif percentage is not None:
             amount = _clean(amount * min(percentage, 100.0) / 100)
         body = {
-            "symbol": pos.symbol,
+            "symbol": pos.ticker,
             "qty": amount,
-            "side": "sell" if pos.qty > 0 else "buy",
+            "side": "sell" if pos.quantity > 0 else "buy",
             "type": "market",
             "time_in_force": "day",
         }

@@ -23,9 +23,17 @@ def _serve() -> None:
     """Child entry point: read the config from stdin, serve until stdin closes (or the parent dies)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the kernel's Interrupt button is not for us
     logging.basicConfig(level=os.environ.get("BLOCKPACA_SIM_LOG", "WARNING"))
+    logging.getLogger("aiohttp.server").addFilter(_not_a_client_hang_up)
     raw = json.loads(sys.stdin.readline())
     config = SimConfig(**{**raw, "symbols": tuple(raw["symbols"])})
     asyncio.run(_serve_async(config))
+
+
+def _not_a_client_hang_up(record: logging.LogRecord) -> bool:
+    """A client that goes away mid-request (a killed worker, a dropped test client) is not a server
+    error: keep it out of the log so real errors stand out."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, ConnectionError)
 
 
 async def _serve_async(config: SimConfig) -> None:

@@ -104,29 +104,29 @@ def accepted_order_json(order: SimOrder) -> dict[str, Any]:
 
 
 def position_json(broker: Broker, pos: Position) -> dict[str, Any]:
-    profile = broker.market.profiles[pos.symbol]
-    price = broker.price(pos.symbol)
-    lastday = float(broker.market.open_price[broker.market.index[pos.symbol]])
-    value = pos.qty * price
-    held = broker.held_for_orders(pos.symbol, "sell" if pos.qty > 0 else "buy")
+    profile = broker.market.profiles[pos.ticker]
+    price = broker.price(pos.ticker)
+    lastday = float(broker.market.open_price[broker.market.index[pos.ticker]])
+    value = pos.quantity * price
+    held = broker.held_for_orders(pos.ticker, "sell" if pos.quantity > 0 else "buy")
     pl = value - pos.cost_basis
-    intraday = value - pos.qty * lastday
+    intraday = value - pos.quantity * lastday
     return {
-        "asset_id": asset_id(pos.symbol),
-        "symbol": pos.symbol,
+        "asset_id": asset_id(pos.ticker),
+        "symbol": pos.ticker,
         "exchange": profile.exchange,
         "asset_class": "us_equity",
         "asset_marginable": True,
-        "avg_entry_price": num(round(pos.avg_entry_price, 6)),
-        "qty": num(pos.qty),
-        "qty_available": num(math.copysign(abs(pos.qty) - held, pos.qty)),
-        "side": "long" if pos.qty > 0 else "short",
+        "avg_entry_price": num(round(pos.bought_at, 6)),
+        "qty": num(pos.quantity),
+        "qty_available": num(math.copysign(abs(pos.quantity) - held, pos.quantity)),
+        "side": "long" if pos.quantity > 0 else "short",
         "market_value": money(value),
         "cost_basis": money(pos.cost_basis),
         "unrealized_pl": money(pl),
         "unrealized_plpc": num(round(pl / abs(pos.cost_basis), 6) if pos.cost_basis else 0.0),
         "unrealized_intraday_pl": money(intraday),
-        "unrealized_intraday_plpc": num(round(intraday / abs(pos.qty * lastday), 6) if lastday else 0.0),
+        "unrealized_intraday_plpc": num(round(intraday / abs(pos.quantity * lastday), 6) if lastday else 0.0),
         "current_price": num(price),
         "lastday_price": num(lastday),
         "change_today": num(round(price / lastday - 1, 6) if lastday else 0.0),
