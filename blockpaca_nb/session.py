@@ -181,6 +181,7 @@ class Session:
         self._strategy_call: concurrent.futures.Future[list[str]] | None = None
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         self.overruns = 0
+        self._dashboard: Any = None
 
     # ----------------------------------------------------------------- strategies
     def strategy(self, fn: Strategy | None = None, *, every: float | str | None = None) -> Any:
@@ -551,6 +552,20 @@ class Session:
         import pandas as pd
 
         return pd.DataFrame(columns=list(COLUMNS))
+
+    @property
+    def dashboard(self) -> Any:
+        """The live dashboard widget of this session (one per session, made on first use)."""
+        if self._dashboard is None:
+            from .ui import Dashboard
+
+            self._dashboard = Dashboard(self)
+        return self._dashboard
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.dashboard)
 
     def plot(self, **options: Any) -> Any:
         """The trade log so far as a plotly figure: fills over price, P&L, positions, statuses, latency."""
