@@ -25,14 +25,17 @@ find_python() {
 BASE_PY="$(find_python "${PY_VERSION:-}")" || exit 1
 PYV="$("$BASE_PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 VENV="${VENV:-.venv-$PYV}"
-STAMP="$VENV/.installed-$(cat pyproject.toml | cksum | cut -d' ' -f1)-${EXTRAS:-none}"
-if [ ! -f "$STAMP" ]; then
+# One stamp per pyproject version; it lists the extras installed ("base", "test"), so scripts/demo
+# and scripts/test share one environment and never undo each other's set-up.
+STAMP="$VENV/.installed-$(cksum < pyproject.toml | cut -d' ' -f1)"
+WANT="${EXTRAS:-base}"
+if ! grep -qx "$WANT" "$STAMP" 2>/dev/null; then
     echo "==> setting up $VENV with $BASE_PY (Python $PYV)" >&2
-    "$BASE_PY" -m venv "$VENV"
+    [ -x "$VENV/bin/python" ] || "$BASE_PY" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
     "$VENV/bin/python" -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}" >&2
-    rm -f "$VENV"/.installed-*
-    touch "$STAMP"
+    find "$VENV" -maxdepth 1 -name '.installed-*' ! -path "$STAMP" -delete
+    { echo base; echo "$WANT"; } >> "$STAMP"
 fi
 VENV_PY="$VENV/bin/python"
 export PATH="$PWD/$VENV/bin:$PATH"

@@ -100,6 +100,14 @@ def _clean(x: float) -> float:
     return round(x, 9) + 0.0
 
 
+def _sub_penny(price: float | None) -> bool:
+    """Alpaca prices in cents from $1 up, in hundredths of a cent below."""
+    if price is None:
+        return False
+    places = 2 if price >= 1 else 4
+    return abs(price * 10**places - round(price * 10**places)) > 1e-6
+
+
 def parse_number(body: Mapping[str, Any], key: str) -> float | None:
     """A JSON number or numeric string from a body or query string, as Alpaca accepts both."""
     value = body.get(key)
@@ -174,13 +182,15 @@ class Broker:
         """Buying power held by open orders that would add exposure."""
         total = 0.0
         for order in self.open_orders.values():
-            if order is not excluding and self._adds_exposure(order.symbol, order.side, order.remaining):
-                total += order.remaining * self._reference_price(order)
+            if order is not excluding:
+                total += self._exposure_added(order.symbol, order.side, order.remaining) * self._reference_price(order)
         return total
 
-    def _adds_exposure(self, symbol: str, side: str, qty: float) -> bool:
+    def _exposure_added(self, symbol: str, side: str, qty: float) -> float:
+        """How much of `qty` opens or extends a position (what closes one needs no buying power)."""
         held = self.positions.get(symbol, Position(symbol)).quantity
-        return held >= 0 if side == "buy" else held <= 0 or qty > held
+        closable = max(0.0, -held) if side == "buy" else max(0.0, held)
+        return max(0.0, qty - closable)
 
     def _reference_price(self, order: SimOrder) -> float:
         bid, ask, _, _ = self.touch(order.symbol)
@@ -262,6 +272,12 @@ class Broker:
             raise invalid("trail_price and trail_percent are only allowed for trailing_stop orders")
         if order.extended_hours and (order.type != "limit" or order.time_in_force != "day"):
             raise invalid("extended hours order must be DAY limit orders")
+        for name in ("limit_price", "stop_price"):
+            if _sub_penny(getattr(order, name)):
+                raise ApiError(422, 42210000, "sub-penny increment does not fulfill minimum pricing criteria")
+        fractional = order.notional is not None or (order.qty is not None and order.qty != int(order.qty))
+        if fractional and not self.market.profiles[order.symbol].fractionable:
+            raise ApiError(422, 40010001, f"asset {order.symbol} is not fractionable")
 
     def _check_funds(self, order: SimOrder, replacing: SimOrder | None = None) -> None:
         """Alpaca's 403s: not enough shares to sell, not shortable, not enough buying power.
@@ -293,8 +309,9 @@ class Broker:
                 raise ApiError(403, 40310000, f"asset {order.symbol} cannot be sold short")
             if qty != int(qty):
                 raise ApiError(403, 40310000, "fractional orders cannot be sold short")
-        if self._adds_exposure(order.symbol, order.side, qty):
-            cost = qty * self._reference_price(order)
+        added = self._exposure_added(order.symbol, order.side, qty)
+        if added:
+            cost = added * self._reference_price(order)
             power = self.buying_power() - self._reserved(excluding=replacing)
             if cost > power:
                 raise ApiError(

@@ -62,6 +62,7 @@ def _validated(**values: Any) -> dict[str, Any]:
     number("error_rate", 0, 1)
     number("timeout_after_accept_rate", 0, 1)
     number("rate_limit_per_min", 1, optional=True)
+    number("rate_limit_window_s", 0.1, 3600)
     number("ws_drop_every_s", 0.1, optional=True)
     return values
 
@@ -102,6 +103,7 @@ class Simulator:
         timeout_after_accept_rate: float = 0.0,
         rate_limit_per_min: int | None = None,
         ws_drop_every_s: float | None = None,
+        rate_limit_window_s: float = 60.0,
     ) -> None:
         settings = _validated(
             seed=seed,
@@ -114,6 +116,7 @@ class Simulator:
             timeout_after_accept_rate=timeout_after_accept_rate,
             rate_limit_per_min=rate_limit_per_min,
             ws_drop_every_s=ws_drop_every_s,
+            rate_limit_window_s=rate_limit_window_s,
         )
         self.api_key = "SIM" + secrets.token_hex(8).upper()
         self._secret = secrets.token_urlsafe(24)
@@ -223,7 +226,8 @@ class Simulator:
             )
         current = {name: getattr(self._config, name) for name in FAULT_FIELDS}
         current.update(faults)
-        _validated(seed=0, port=0, quotes_per_second=1, market_hours="always", starting_cash=0, **current)
+        fixed = {"seed": 0, "port": 0, "quotes_per_second": 1, "market_hours": "always", "starting_cash": 0}
+        _validated(**fixed, rate_limit_window_s=self._config.rate_limit_window_s, **current)
         return self._internal("POST", "faults", faults)
 
     def _internal(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
@@ -243,7 +247,7 @@ class Simulator:
 
 def _child_env() -> dict[str, str]:
     """The caller's environment, with this package importable even when it is not installed."""
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APCA_")}  # the user's keys stay home
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +48,8 @@ class SimConfig:
     rate_limit_per_min: int | None
     ws_drop_every_s: float | None
     api_key: str
-    secret_key: str
+    secret_key: str = field(repr=False)
+    rate_limit_window_s: float = 60.0
 
 
 FAULT_FIELDS = (
@@ -61,7 +62,8 @@ FAULT_FIELDS = (
 
 
 class RateWindow:
-    """Alpaca's per-minute request budget as a sliding 60 s window."""
+    """Alpaca's per-minute request budget as a sliding window (60 s, like Alpaca, unless the
+    simulator was given another `rate_limit_window_s` — for tests that must see several windows)."""
 
     def __init__(self, limit: int | None, window_s: float = 60.0) -> None:
         self.limit, self.window_s = limit, window_s
@@ -97,8 +99,8 @@ class SimServer:
         self.broker = Broker(self.market, config.starting_cash, self._on_order_event, self._market_open)
         self.trade_updates = TradeUpdatesHub(self.credentials_ok)
         self.market_data = MarketDataHub(self.credentials_ok)
-        self.trading_window = RateWindow(config.rate_limit_per_min)
-        self.data_window = RateWindow(config.rate_limit_per_min)
+        self.trading_window = RateWindow(config.rate_limit_per_min, config.rate_limit_window_s)
+        self.data_window = RateWindow(config.rate_limit_per_min, config.rate_limit_window_s)
         self._tasks: list[asyncio.Task[None]] = []
         self._clock_cache: tuple[float, calendar.Clock] | None = None
 

@@ -225,3 +225,40 @@ def test_bracket_and_other_order_classes_are_refused(client: TradingClient) -> N
 def test_unknown_endpoint_is_a_json_404(client: TradingClient) -> None:
     api_error(lambda: client.get("/no/such/endpoint"), 404, 40410000)
     api_error(lambda: client.post("/account"), 404)  # wrong method: still a JSON error
+
+
+def test_buying_back_more_than_a_short_needs_buying_power_for_the_excess() -> None:
+    with Simulator(symbols=["SPY"], seed=21, quotes_per_second=0.001) as fresh:
+        _buy_back_more_than_short(trading_client(fresh))
+
+
+def _buy_back_more_than_short(client: TradingClient) -> None:
+    client.submit_order(market("SPY", 10, OrderSide.SELL))
+    cash = float(client.get_account().cash)
+    # covering the short and going hugely long: only the long part needs buying power, and it is too much
+    api_error(lambda: client.submit_order(market("SPY", 10_000_000)), 403, 40310000)
+    assert float(client.get_account().cash) == pytest.approx(cash)
+    client.submit_order(market("SPY", 10))  # covering alone needs none
+    assert "SPY" not in [p.symbol for p in client.get_all_positions()]
+
+
+def test_sub_penny_prices_are_refused(client: TradingClient) -> None:
+    err = api_error(
+        lambda: client.submit_order(
+            LimitOrderRequest(symbol="AAPL", qty=1, side="buy", time_in_force="day", limit_price=1.2345)
+        ),
+        422,
+        42210000,
+    )
+    assert "sub-penny" in err.message
+    below_a_dollar = LimitOrderRequest(symbol="AAPL", qty=1, side="buy", time_in_force="day", limit_price=0.1234)
+    order = client.submit_order(below_a_dollar)  # four decimals are fine under $1
+    client.cancel_order_by_id(order.id)
+
+
+def test_fractional_orders_on_a_non_fractionable_asset_are_refused(client: TradingClient) -> None:
+    asset = next(a for a in client.get_all_assets() if not a.fractionable)
+    err = api_error(lambda: client.submit_order(market(asset.symbol, 0.5)), 422, 40010001)
+    assert "not fractionable" in err.message
+    notional = MarketOrderRequest(symbol=asset.symbol, notional=100, side="buy", time_in_force="day")
+    api_error(lambda: client.submit_order(notional), 422, 40010001)
