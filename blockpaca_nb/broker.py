@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
@@ -145,7 +146,17 @@ def resolve(
             " without keys use mode='sim'"
         )
     endpoints = Endpoints.from_mapping(urls) if urls else Endpoints(**ALPACA_ENDPOINTS[mode])
+    if mode != "live" and _is_live(endpoints):
+        raise ConfigurationError(
+            f"urls point at Alpaca's live trading API but mode={mode!r}; live trading needs mode='live' by name"
+        )
     return Target(mode, Connection(mode, endpoints, Credentials(api_key, secret_key)))
+
+
+def _is_live(endpoints: Endpoints) -> bool:
+    """Real money: Alpaca's live trading host (paper is paper-api.alpaca.markets)."""
+    live_host = urlsplit(ALPACA_ENDPOINTS["live"]["trading"]).hostname
+    return any(urlsplit(url).hostname == live_host for url in (endpoints.trading, endpoints.trading_stream))
 
 
 def _simulator(simulator: Simulator | Mapping[str, Any] | None, tickers: list[str]) -> Simulator:
