@@ -1,0 +1,195 @@
+"""The dashboard's controls (ipywidgets): Start / Pause / Resume / Stop, the strategy selector,
+the end-of-session buttons and the chart's ticker.
+
+Handlers run wherever the kernel handles the click (the shell thread, after any busy cell; a
+subshell thread in front-ends that use them). They only call the session's non-blocking
+methods, note what happened, wake the pump and return; they never touch a widget: the pump
+alone sets the buttons' states, the selector's value and the confirmation bar (:meth:`sync`).
+``session.stop()`` waits for the end-of-session action, so Stop runs it on its own thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+
+ACTIVE = frozenset({"starting", "warming_up", "running", "paused"})
+NO_STRATEGY = "(no strategy registered)"
+
+
+class DashboardError(Exception):
+    """A button press that failed, or a part of a refresh; shown in the errors panel (never silent)."""
+
+    dashboard = True
+
+
+class Controls:
+    """The control widgets and their thread-safe handlers."""
+
+    def __init__(self, session: Any, wake: Callable[[], None]) -> None:
+        self.session = session
+        self.notices: deque[DashboardError] = deque(maxlen=50)
+        self.confirming = False
+        self.last_action = ""
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._stopper: threading.Thread | None = None
+        self._pump_thread: int | None = None
+        self._build()
+
+    # ------------------------------------------------------------------ widgets
+    def _build(self) -> None:
+        def button(label: str, icon: str, tip: str, style: str = "", name: str = "") -> widgets.Button:
+            b = widgets.Button(description=label, icon=icon, tooltip=tip, button_style=style)
+            b.layout = widgets.Layout(width="auto")
+            b.add_class(f"bp-btn-{name or label.lower()}")
+            return b
+
+        self.start = button("Start", "play", "Start the session")
+        self.pause = button("Pause", "pause", "Stop sending the strategy's orders (quotes keep coming)")
+        self.resume = button("Resume", "play-circle", "Run the strategy again")
+        self.stop = button("Stop", "stop", "Run the end-of-session action and stop everything", "warning")
+        self.liquidate = button("Liquidate", "times-circle", "Cancel open orders and close every position", "danger")
+        self.hold = button("Hold", "hand-paper-o", "Keep every position as it is")
+        self.custom = button("Custom", "cog", "Run the session's custom_shutdown_action")
+        self.strategy = widgets.Dropdown(description="Strategy", options=[NO_STRATEGY], value=NO_STRATEGY)
+        self.strategy.layout = widgets.Layout(width="260px")
+        self.strategy.style = {"description_width": "60px"}
+        self.strategy.add_class("bp-strategy-select")
+        self.action = widgets.HTML()
+        self.action.add_class("bp-last-action")
+        self.yes = button("Yes, liquidate", "check", "Liquidate the LIVE account now", "danger", "confirm")
+        self.no = button("Cancel", "times", "Do not liquidate", name="cancel")
+        warning = widgets.HTML("<b>LIVE account:</b> liquidate every position with market orders?")
+        self.confirm_bar = widgets.HBox([warning, self.yes, self.no], layout=widgets.Layout(display="none"))
+        self.confirm_bar.add_class("bp-confirm")
+        self._connect()
+
+    def _connect(self) -> None:
+        self.start.on_click(lambda _b: self._call("start", self.session.start))
+        self.pause.on_click(lambda _b: self._call("pause", self.session.pause))
+        self.resume.on_click(lambda _b: self._call("resume", self.session.resume))
+        self.stop.on_click(lambda _b: self.request_stop())
+        self.liquidate.on_click(lambda _b: self.request_liquidate())
+        self.yes.on_click(lambda _b: self._confirmed(True))
+        self.no.on_click(lambda _b: self._confirmed(False))
+        self.hold.on_click(lambda _b: self._call("hold", self.session.hold))
+        self.custom.on_click(lambda _b: self._call("custom EOS", self.session.run_custom_eos))
+        self.strategy.observe(self._on_strategy, names="value")
+
+    def all_widgets(self) -> list[widgets.Widget]:
+        """Every control (for closing them)."""
+        buttons = [self.start, self.pause, self.resume, self.stop, self.liquidate, self.hold, self.custom]
+        return [*buttons, self.strategy, self.action, self.yes, self.no, self.confirm_bar]
+
+    def rows(self) -> list[widgets.Widget]:
+        """The control rows, top to bottom."""
+        lifecycle = widgets.HBox([self.start, self.pause, self.resume, self.stop])
+        eos = widgets.HBox(
+            [widgets.HTML("<span class='bp-label'>End of session</span>"), self.liquidate, self.hold, self.custom]
+        )
+        bar = widgets.HBox([lifecycle, self.strategy, eos, self.action])
+        bar.add_class("bp-controls")
+        return [bar, self.confirm_bar]
+
+    # ------------------------------------------------------------------ handlers (any thread)
+    def _call(self, what: str, method: Callable[[], Any]) -> None:
+        """Call a non-blocking session method; a failure becomes a notice, never an exception."""
+        try:
+            method()
+        except Exception as err:
+            self.note_failure(what, err)
+        else:
+            self.last_action = f"{what} requested at {time.strftime('%H:%M:%S')}"
+        self._wake()
+
+    def note_failure(self, what: str, err: BaseException) -> None:
+        self.notices.append(DashboardError(f"{what}: {type(err).__name__}: {err}"))
+        self.last_action = f"{what} failed"
+
+    def request_liquidate(self) -> None:
+        """Liquidate at once, or, on a live account, ask first."""
+        if self.session.mode == "live":
+            self.confirming = True
+            self._wake()
+            return
+        self._call("liquidate", self.session.liquidate)
+
+    def _confirmed(self, yes: bool) -> None:
+        self.confirming = False
+        if yes:
+            self._call("liquidate", self.session.liquidate)
+        else:
+            self.last_action = "liquidation cancelled"
+            self._wake()
+
+    def request_stop(self) -> None:
+        """Stop on a background thread: session.stop() waits for the end-of-session action."""
+        with self._lock:
+            if self._stopper is not None and self._stopper.is_alive():
+                return
+            self._stopper = threading.Thread(target=self._stop_now, name="blockpaca-dashboard-stop", daemon=True)
+            self._stopper.start()
+        self.last_action = f"stop requested at {time.strftime('%H:%M:%S')}"
+        self._wake()
+
+    def _stop_now(self) -> None:
+        try:
+            self.session.stop()
+        except Exception as err:
+            self.note_failure("stop", err)
+        self._wake()
+
+    def stopping(self) -> bool:
+        stopper = self._stopper
+        return stopper is not None and stopper.is_alive()
+
+    def _on_strategy(self, change: dict[str, Any]) -> None:
+        """The user picked a strategy: hot-swap to it (the pump's own writes are ignored)."""
+        if threading.get_ident() == self._pump_thread:
+            return
+        name = change.get("new")
+        if name in (None, NO_STRATEGY) or name == self.session.active_strategy:
+            return
+        self._call(f"select {name}", lambda: self.session.select(name))
+
+    # ------------------------------------------------------------------ pump side
+    def sync(self) -> None:
+        """Bring every control in line with the session (pump thread only)."""
+        self._pump_thread = threading.get_ident()
+        session, status = self.session, self.session.status
+        _set(self.start, "disabled", status != "created")
+        _set(self.pause, "disabled", status not in ("starting", "warming_up", "running"))
+        _set(self.resume, "disabled", status != "paused")
+        _set(self.stop, "disabled", status in ("stopping", "stopped", "failed") or self.stopping())
+        for button in (self.liquidate, self.hold):
+            _set(button, "disabled", status not in ACTIVE)
+        _set(self.custom, "disabled", status not in ACTIVE or not callable(session.custom_shutdown_action))
+        self._sync_strategies(session)
+        _set(self.confirm_bar.layout, "display", "flex" if self.confirming else "none")
+        text = f"<span class='bp-note'>{_escape(self.last_action)}</span>" if self.last_action else ""
+        _set(self.action, "value", text)
+
+    def _sync_strategies(self, session: Any) -> None:
+        names = list(session.strategies) or [NO_STRATEGY]
+        active = session.active_strategy or NO_STRATEGY
+        if tuple(names) != tuple(self.strategy.options):
+            self.strategy.options = names
+        if active in names and self.strategy.value != active:
+            self.strategy.value = active
+        _set(self.strategy, "disabled", names == [NO_STRATEGY])
+
+
+def _set(widget: Any, name: str, value: Any) -> None:
+    """Set a trait only when it changes (each change is a comm message)."""
+    if getattr(widget, name) != value:
+        setattr(widget, name, value)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

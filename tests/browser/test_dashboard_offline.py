@@ -1,0 +1,423 @@
+"""The dashboard without a browser or a kernel: what it computes, what it sends, how its buttons
+behave. Runs everywhere (no Chromium needed); the real-browser half is test_dashboard.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import pytest
+
+from blockpaca_nb import BlockpacaError, OrderValidationError, Session
+from blockpaca_nb.portfolio import Portfolio
+from blockpaca_nb.quotes import QuoteBook
+from blockpaca_nb.session import StrategyError
+from blockpaca_nb.ui import Dashboard
+from blockpaca_nb.ui.chart import ChartPanel, History
+from blockpaca_nb.ui.meter import CommMeter
+from blockpaca_nb.ui.tables import RowDiff
+from blockpaca_nb.ui.views import (
+    AccountEstimate,
+    DequeFollower,
+    QuoteView,
+    describe_error,
+    position_rows,
+    trade_row,
+)
+
+
+class FakeSession:
+    """The public face of a Session the dashboard reads, with a real QuoteBook and Portfolio."""
+
+    def __init__(self, tickers: list[str], mode: str = "sim", status: str = "running") -> None:
+        self.mode, self.status, self.tickers = mode, status, tickers
+        self.strategies = ["alpha", "beta"]
+        self.active_strategy = "alpha"
+        self.custom_shutdown_action = None
+        self.started_at, self.ends_at = time.time(), None
+        self.warm_up_period, self.frequency = 0.0, 1.0
+        self.ticks = self.skipped_ticks = 0
+        self.account_info: dict[str, Any] = {
+            "cash": 1000.0,
+            "equity": 1000.0,
+            "buying_power": 2000.0,
+            "last_equity": 1000.0,
+        }
+        self.rate_usage = (3, 200)
+        self.portfolio = Portfolio()
+        self.trade_updates: deque[dict[str, Any]] = deque(maxlen=20)
+        self.errors: deque[Any] = deque(maxlen=200)
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.display_refresh_rate, self.max_trade_updates = 0.05, 20
+        self._book = QuoteBook.create(tickers)
+        self.calls: list[str] = []
+
+    def write_quotes(self, shift: float = 0.0) -> None:
+        now = time.time()
+        for i, ticker in enumerate(self.tickers):
+            self._book.write_quote(ticker, 100 + i + shift, 100.02 + i + shift, 100, 100, now, now)
+
+    def worker_health(self) -> list[dict[str, Any]]:
+        return [{"alive": True, "in_flight": 0, "restarts": 0}]
+
+    def select(self, name: str) -> None:
+        self.calls.append(f"select {name}")
+        self.active_strategy = name
+
+    def liquidate(self) -> None:
+        self.calls.append("liquidate")
+
+    def hold(self) -> None:
+        self.calls.append("hold")
+
+    def run_custom_eos(self) -> None:
+        self.calls.append("custom")
+
+    def pause(self) -> None:
+        self.calls.append("pause")
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+        time.sleep(1.0)  # session.stop() waits for the end-of-session action
+        self.status = "stopped"
+
+    def close(self) -> None:
+        self._book.unlink()
+
+
+@pytest.fixture
+def fake() -> Any:
+    session = FakeSession(["AAPL", "MSFT", "TSLA"])
+    yield session
+    session.close()
+
+
+# --------------------------------------------------------------------------- construction, secrets
+
+
+def test_dashboard_builds_outside_a_kernel(tmp_path: Any) -> None:
+    session = Session(tickers=["AAPL", "MSFT"], trade_log_path=tmp_path)
+    dashboard = session.dashboard
+    assert isinstance(dashboard, Dashboard)
+    assert not dashboard.pump.running  # no kernel, no front end: nothing to pump to
+    assert dashboard.refresh() is True
+    assert dashboard.header.state["mode"] == "SIM"
+    assert dashboard.header.state["status"] == "created"
+    assert dashboard.controls.start.disabled is False
+    dashboard.close()
+
+
+def test_secrets_never_reach_widget_state(tmp_path: Any) -> None:
+    secret, key = "SECRETsecret0123456789abcdefSECRET", "AKEXAMPLEKEY0000"
+    with CommMeter(keep=True) as meter:
+        session = Session(tickers=["AAPL"], mode="paper", api_key=key, secret_key=secret, trade_log_path=tmp_path)
+        session.account_info = {"cash": 5.0, "equity": 5.0, "account_number": "PA-ACCOUNT-NUMBER", "id": "acct-id"}
+        dashboard = Dashboard(session, autostart=False)
+        dashboard.refresh()
+        states = [repr(w.get_state()) for w in dashboard._all_widgets()]
+    sent = "\n".join(meter.payloads + states)
+    assert dashboard.header.state["mode"] == "PAPER"
+    for value in (secret, key, "PA-ACCOUNT-NUMBER", "acct-id"):
+        assert value not in sent
+
+
+def test_live_mode_is_shown_as_live(fake: FakeSession) -> None:
+    fake.mode = "live"
+    dashboard = Dashboard(fake, autostart=False)
+    dashboard.refresh()
+    assert dashboard.header.state["mode"] == "LIVE"
+
+
+# --------------------------------------------------------------------------- diffs and rate budget
+
+
+def test_row_diff_sends_only_what_changed() -> None:
+    diff = RowDiff(keyframe_s=100)
+    first = diff.patch({"a": (1,), "b": (2,)}, now=0)
+    assert first is not None and first["reset"] and len(first["upsert"]) == 2
+    assert diff.patch({"a": (1,), "b": (2,)}, now=1) is None
+    second = diff.patch({"a": (1,), "b": (3,), "c": (4,)}, now=2)
+    assert second is not None and not second["reset"] and second["base"] == first["seq"]
+    assert second["upsert"] == [["b", [3]], ["c", [4]]] and second["remove"] == []
+    third = diff.patch({"a": (1,)}, now=3)
+    assert third is not None and third["remove"] == ["b", "c"] and third["upsert"] == []
+    diff.request_full()
+    assert diff.patch({"a": (1,)}, now=4)["reset"]  # type: ignore[index]
+    assert diff.patch({"a": (1,)}, now=200)["reset"]  # type: ignore[index]  # keyframe
+
+
+def test_message_budget_with_500_tickers() -> None:
+    tickers = [f"T{i:03d}" for i in range(500)]
+    session = FakeSession(tickers)
+    try:
+        with CommMeter() as meter:
+            dashboard = Dashboard(session, autostart=False)
+            session.write_quotes()
+            dashboard.refresh()
+            meter.reset()
+            for round_ in range(40):
+                session.write_quotes(shift=round_ * 0.01)  # every row changes every refresh: the worst case
+                dashboard.refresh()
+            per_refresh = meter.messages / 40
+            meter.reset()
+            dashboard.refresh()  # nothing changed
+            idle = meter.messages
+        assert per_refresh <= 40 * session.display_refresh_rate * 5, per_refresh  # well under 40/s at 0.25 s
+        assert per_refresh <= 4, meter.by_class
+        assert idle == 0, "a refresh with nothing new must send nothing"
+    finally:
+        session.close()
+
+
+def test_pump_thread_updates_then_ends_with_the_session(fake: FakeSession) -> None:
+    fake.write_quotes()
+    dashboard = Dashboard(fake, autostart=True)
+    deadline = time.monotonic() + 5
+    while not dashboard.quotes.patch.get("upsert") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert {key for key, _row in dashboard.quotes.patch["upsert"]} == set(fake.tickers)
+    fake.status = "stopped"
+    deadline = time.monotonic() + 5
+    while dashboard.pump.running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not dashboard.pump.running
+    assert dashboard.header.state["status"] == "stopped"
+
+
+# --------------------------------------------------------------------------- what the panels show
+
+
+def test_quote_rows_carry_what_the_browser_derives_from() -> None:
+    with QuoteBook.create(["AAPL", "MSFT"]) as book:
+        view = QuoteView()
+        assert view.rows(book.snapshot())["AAPL"] == (None, None, None, None)  # never quoted
+        book.write_quote("AAPL", 10.0, 10.2, 1, 1, 5.0, 7.0)
+        rows = view.rows(book.snapshot())
+        assert rows["AAPL"] == (10.0, 10.2, 10.1, 7.0)
+        assert view.quoted == 1 and view.last_receive == 7.0 and view.mids == {"AAPL": pytest.approx(10.1)}
+        book.write_quote("AAPL", 11.0, 11.2, 1, 1, 8.0, 9.0)
+        assert view.rows(book.snapshot())["AAPL"][2] == 10.1  # the base stays the first mid
+
+
+def test_position_rows_mark_to_the_mid_with_totals() -> None:
+    positions = [
+        {"ticker": "AAPL", "quantity": 2.0, "bought_at": 10.0, "cost_basis": 20.0},
+        {"ticker": "TSLA", "quantity": -1.0, "bought_at": 50.0, "cost_basis": -50.0},
+    ]
+    rows, footer = position_rows(positions, {"AAPL": 11.0, "TSLA": 45.0})
+    assert rows["AAPL"] == (2.0, 10.0, 20.0, 11.0, 22.0, 2.0, 10.0)
+    assert rows["TSLA"] == (-1.0, 50.0, -50.0, 45.0, -45.0, 5.0, 10.0)  # a short gains when the price falls
+    assert footer["key"] == "Total (2)" and footer["upnl"] == 7.0 and footer["value"] == -23.0
+
+
+def test_trade_rows_highlight_rejections_with_their_reason() -> None:
+    fill = {
+        "event": "fill",
+        "executed_qty": 3.0,
+        "executed_price": 10.5,
+        "qty": 3.0,
+        "status": "filled",
+        "client_order_id": "buy_long-0-abcdef12",
+        "ticker": "AAPL",
+        "side": "buy",
+        "action": "buy_long",
+        "timestamp": 100.0,
+        "kind": "trade_update",
+    }
+    rejected = {
+        "event": "rejected",
+        "kind": "rejected",
+        "status": "rejected",
+        "qty": 1e6,
+        "ticker": "TSLA",
+        "side": "buy",
+        "reason": "insufficient buying power",
+        "timestamp": 101.0,
+    }
+    assert trade_row(fill)[7:] == (3.0, 10.5, "", False)
+    row = trade_row(rejected)
+    assert row[-2:] == ("insufficient buying power", True)
+
+
+def test_every_kind_of_error_is_described() -> None:
+    strategy = StrategyError("alpha", 5.0, "ZeroDivisionError: division by zero", "Traceback ...")
+    assert describe_error(strategy) == ("strategy alpha", "ZeroDivisionError: division by zero", "Traceback ...", 5.0)
+    source, message, _detail, _at = describe_error(OrderValidationError("side", "hold", "'buy', 'sell'"))
+    assert source == "order validation" and "side" in message
+    source, message, detail, at = describe_error(
+        {
+            "kind": "rejected",
+            "side": "buy",
+            "qty": 5,
+            "ticker": "TSLA",
+            "reason": "no",
+            "client_order_id": "x",
+            "timestamp": 3.0,
+        }
+    )
+    assert (source, message, detail, at) == ("broker rejected", "order buy 5 TSLA: no", "client order id: x", 3.0)
+    assert describe_error({"kind": "error", "where": "session", "reason": "boom"})[:2] == ("error (session)", "boom")
+
+
+def test_deque_follower_sees_new_items_across_rollover() -> None:
+    events: deque[dict[str, int]] = deque(maxlen=3)
+    follower = DequeFollower()
+    events.extend([{"n": 1}, {"n": 2}])
+    current, new = follower.look(events)
+    assert [i["n"] for _k, i in new] == [1, 2]
+    events.extend([{"n": 3}, {"n": 4}])  # 1 falls out
+    current, new = follower.look(events)
+    assert [i["n"] for _k, i in new] == [3, 4] and [i["n"] for _k, i in current] == [2, 3, 4]
+    assert follower.look(events)[1] == []
+
+
+def test_account_estimate_follows_fills_between_refreshes() -> None:
+    estimate = AccountEstimate()
+    account = {"cash": 1000.0}
+    orders: dict[str, dict[str, Any]] = {}
+    estimate.update(account, orders)
+    orders["a"] = {"side": "buy", "filled_qty": 1.0, "filled_avg_price": 10.0}
+    estimate.update(account, orders, changed=["a"])
+    assert estimate.cash() == 990.0
+    orders["a"] = {"side": "buy", "filled_qty": 2.0, "filled_avg_price": 10.0}  # the rest of the fill
+    orders["b"] = {"side": "sell", "filled_qty": 1.0, "filled_avg_price": 99.0}  # not named: not read yet
+    estimate.update(account, orders, changed=["a"])
+    assert estimate.cash() == 980.0
+    estimate.update(account, orders, changed=None)  # a full look finds b
+    assert estimate.cash() == 1079.0
+    del orders["b"]
+    estimate.update(account, orders, changed=None)
+    positions = [{"ticker": "AAPL", "quantity": 2.0, "bought_at": 10.0}]
+    assert estimate.equity(positions, {"AAPL": 12.0}) == 1004.0
+    estimate.update({"cash": 980.0}, orders)  # the broker's refresh already counts the fill
+    assert estimate.cash() == 980.0
+
+
+# --------------------------------------------------------------------------- controls
+
+
+def test_live_liquidate_asks_first(fake: FakeSession) -> None:
+    fake.mode = "live"
+    dashboard = Dashboard(fake, autostart=False)
+    dashboard.controls.request_liquidate()
+    assert fake.calls == []
+    dashboard.refresh()
+    assert dashboard.controls.confirm_bar.layout.display == "flex"
+    dashboard.controls._confirmed(True)
+    assert fake.calls == ["liquidate"]
+    dashboard.refresh()
+    assert dashboard.controls.confirm_bar.layout.display == "none"
+
+
+def test_sim_liquidate_and_hold_go_straight_through(fake: FakeSession) -> None:
+    dashboard = Dashboard(fake, autostart=False)
+    dashboard.controls.liquidate.click()
+    dashboard.controls.hold.click()
+    dashboard.controls.pause.click()
+    dashboard.controls.resume.click()
+    assert fake.calls == ["liquidate", "hold", "pause", "resume"]
+
+
+def test_buttons_follow_the_status(fake: FakeSession) -> None:
+    fake.status = "created"
+    dashboard = Dashboard(fake, autostart=False)
+    dashboard.refresh()
+    c = dashboard.controls
+    assert not c.start.disabled and c.pause.disabled and c.liquidate.disabled and c.custom.disabled
+    c.start.click()
+    assert fake.calls == ["start"]
+    fake.status, fake.custom_shutdown_action = "paused", print
+    dashboard.refresh()
+    assert c.start.disabled and c.pause.disabled and not c.resume.disabled and not c.custom.disabled
+
+
+def test_stop_button_never_blocks(fake: FakeSession) -> None:
+    dashboard = Dashboard(fake, autostart=False)
+    started = time.monotonic()
+    dashboard.controls.stop.click()
+    dashboard.controls.stop.click()  # a second press while stopping does not stop twice
+    assert time.monotonic() - started < 0.2
+    dashboard.refresh()
+    assert dashboard.controls.stop.disabled
+    deadline = time.monotonic() + 5
+    while dashboard.controls.stopping() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fake.calls == ["stop"] and fake.status == "stopped"
+
+
+def test_a_failing_button_shows_in_the_errors_panel(fake: FakeSession) -> None:
+    def refuse() -> None:
+        raise BlockpacaError("cannot hold: the session is stopped")
+
+    fake.hold = refuse  # type: ignore[method-assign]
+    dashboard = Dashboard(fake, autostart=False)
+    dashboard.controls.hold.click()
+    dashboard.refresh()
+    rows = [row for _key, row in dashboard.errors.patch["upsert"]]
+    assert any(r[1] == "dashboard" and "cannot hold" in r[2] for r in rows)
+
+
+def refresh_on_a_thread(dashboard: Dashboard) -> None:
+    """One refresh on another thread, as the pump does (the test's thread plays the kernel's)."""
+    runner = threading.Thread(target=dashboard.refresh)
+    runner.start()
+    runner.join()
+
+
+def test_strategy_selector_hot_swaps_and_follows_the_session(fake: FakeSession) -> None:
+    dashboard = Dashboard(fake, autostart=False)
+    refresh_on_a_thread(dashboard)
+    assert list(dashboard.controls.strategy.options) == ["alpha", "beta"]
+    dashboard.controls.strategy.value = "beta"  # as the front end would
+    assert fake.calls == ["select beta"] and fake.active_strategy == "beta"
+    fake.active_strategy = "alpha"  # the user re-ran a strategy cell
+    refresh_on_a_thread(dashboard)  # the pump's own write must not select again
+    assert dashboard.controls.strategy.value == "alpha" and fake.calls == ["select beta"]
+
+
+# --------------------------------------------------------------------------- chart
+
+
+def test_chart_follows_the_first_traded_ticker_until_the_user_picks(fake: FakeSession) -> None:
+    fake.write_quotes()
+    dashboard = Dashboard(fake, autostart=False)
+    fake.trade_updates.append(
+        {
+            "event": "fill",
+            "ticker": "TSLA",
+            "side": "buy",
+            "executed_qty": 1.0,
+            "executed_price": 102.0,
+            "timestamp": time.time(),
+        }
+    )
+    refresh_on_a_thread(dashboard)
+    assert dashboard.chart.ticker == "TSLA" and dashboard.chart_ticker.value == "TSLA"
+    dashboard.chart_ticker.value = "MSFT"  # the user's choice sticks
+    refresh_on_a_thread(dashboard)
+    assert dashboard.chart.ticker == "MSFT" and dashboard.chart.patch["ticker"] == "MSFT"
+
+
+def test_chart_history_stays_bounded_and_sends_only_new_samples() -> None:
+    history = History(["AAPL"], capacity=8)
+    for i in range(20):
+        history.sample(float(i), float(i), {"AAPL": 100.0 + i})
+    assert history.size <= 8 and history.stride > 1 and history.compactions >= 1
+    chart = ChartPanel(["AAPL", "MSFT"])
+    chart.history.sample(1.0, 0.5, {"AAPL": 10.0})
+    assert chart.publish(1.0) and chart.patch["reset"] and chart.patch["price"] == [10.0]
+    chart.history.sample(2.0, 0.7, {"AAPL": 11.0})
+    chart.history.add_fill("AAPL", 2.0, 11.0, 1.0, 1)
+    assert chart.publish(2.0)
+    assert not chart.patch["reset"] and chart.patch["t"] == [2.0] and chart.patch["fills"] == [[2.0, 11.0, 1.0, 1]]
+    assert not chart.publish(3.0)  # nothing new
+    chart.select("MSFT")
+    assert chart.publish(4.0) and chart.patch["reset"] and chart.patch["ticker"] == "MSFT"
