@@ -1,12 +1,19 @@
-"""The `blockpaca-nb` command: `sim` serves the embedded simulator until Ctrl-C."""
+"""The `blockpaca-nb` command.
+
+    blockpaca-nb sim [--port 0 --symbols AAPL,MSFT --seed 7 fault flags]   serve the simulator until Ctrl-C
+    blockpaca-nb demo [--notebook]            open JupyterLab on the quickstart notebook (the main job)
+    blockpaca-nb demo --headless --seconds 30  the quickstart strategy in the terminal, with the live display
+"""
 
 from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import ConfigurationError
 from .sim import Simulator
@@ -79,12 +86,66 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo(args: argparse.Namespace) -> int:
+    """The quickstart: in JupyterLab, or headless in the terminal with the live display."""
+    if not args.headless:
+        return _open_lab()
+    from .compat import _live_display
+    from .examples import momentum
+    from .session import Session
+
+    session = Session(
+        tickers=args.tickers.split(","),
+        frequency=args.frequency,
+        run_seconds=args.seconds,
+        warm_up_period=2,
+        eos_behavior="liquidate",
+        trade_log_name="demo",
+        trade_log_path=args.out,
+        simulator={"seed": args.seed, "quotes_per_second": 5},
+    )
+    session.strategy(momentum)
+    session.start()
+    try:
+        _live_display(session)
+        session.wait()
+    finally:
+        session.stop()
+    if session.status == "failed":
+        print(f"the session failed: {list(session.errors)[-1]}", file=sys.stderr)
+        return 1
+    figure = Path(args.out) / "demo.html"
+    session.plot().write_html(figure, include_plotlyjs="cdn")
+    fills = int((session.trade_log["executed_qty"] > 0).sum())
+    print(f"trade log: {session.trade_log_file} ({fills} fills); plot: {figure}")
+    return 0
+
+
+def _open_lab() -> int:
+    """JupyterLab on notebooks/01_quickstart.ipynb, the Binder experience on this machine."""
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "01_quickstart.ipynb"
+    if not notebook.exists():
+        print(f"the quickstart notebook is not at {notebook} (a source checkout is needed)", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "jupyterlab", str(notebook.name)]
+    print("starting JupyterLab on", notebook, flush=True)
+    return subprocess.call(command, cwd=notebook.parent)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blockpaca-nb", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     sim = commands.add_parser("sim", help="serve the embedded Alpaca-compatible simulator")
     _add_sim_arguments(sim)
     sim.set_defaults(run=serve)
+    run = commands.add_parser("demo", help="the quickstart: JupyterLab, or --headless in the terminal")
+    run.add_argument("--headless", action="store_true", help="run in the terminal with the live display")
+    run.add_argument("--seconds", type=float, default=30.0, help="how long the headless run trades")
+    run.add_argument("--tickers", default="AAPL,TSLA,NVDA")
+    run.add_argument("--frequency", type=float, default=2.0, help="seconds between strategy ticks")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", default=".", help="directory for demo.csv (the trade log) and demo.html (the plot)")
+    run.set_defaults(run=demo)
     return parser
 
 
