@@ -345,12 +345,13 @@ def test_interrupt_does_not_stop_the_session(sim: Simulator, tmp_path: Path) -> 
     session.start()
     try:
         wait_for(lambda: session.status == "running", what="running")
-        children = [session._children["feed"], session._children["recorder"]]
-        pids = [c.pid for c in children] + [w["pid"] for w in session.worker_health()]
-        for pid in pids:
+        named = {f"{name} {c.pid}": c.pid for name, c in session._children.items()}
+        named.update({f"worker {w['pid']}": w["pid"] for w in session.worker_health()})
+        for pid in named.values():
             os.kill(pid, signal.SIGINT)
         time.sleep(0.5)  # give a (wrongly) dying process the time to die
-        assert all(_alive(pid) for pid in pids)
+        dead = [name for name, pid in named.items() if not _alive(pid)]
+        assert not dead, f"SIGINT killed {dead}"
         cid = session.submit({"ticker": "AAPL", "quantity": 1, "side": "buy", "order_type": "market"})[0]
         wait_for(lambda: session.orders.get(cid, {}).get("status") == "filled", what="an order after SIGINT")
     finally:
