@@ -31,11 +31,16 @@ client order id, so a re-sent ticket is either the first copy the broker sees, o
 
 **Retries.** Timeouts, connection resets, 5xx and 429 are retried with the same client order id, with
 exponential backoff (0.1 s × 2ⁿ, jittered, capped at 2 s), up to ``max_retries`` times. A 429
-pauses the shared limiter until ``X-RateLimit-Reset`` (everyone waits, not just the unlucky worker);
+pauses the shared limiter until ``X-RateLimit-Reset`` (everyone waits, not just the unlucky worker)
+and uses up no retry — the broker said "wait", not "failed" (``MAX_THROTTLED`` bounds them);
 each response's ``X-RateLimit-Limit`` updates the limit unless the user fixed it. When the retries
 run out after a failure that may have reached the broker (timeout, reset, 5xx), the order is looked up
 by client id before it is declared failed. Every ticket ends in exactly one result: ``accepted``,
 ``rejected`` (with the broker's status, code and message) or ``failed`` (reason and attempts).
+
+**Other REST calls.** :class:`BrokerCalls` gives the toolkit's alpaca-py calls (account, positions,
+clock, assets, bars, the recorder's catch-up) the same discipline: a limiter slot per attempt, a
+timeout, the same retries, and errors that carry the broker's reason but never the request.
 
 **Rate limiter.** A strict sliding window in shared memory: never more than ``limit`` calls in any
 ``window_s`` seconds, counted at the moment each call is granted. Waiters are served in order of
@@ -59,22 +64,24 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing import connection as mp_connection
 from multiprocessing import context, get_context, reduction
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
+from requests.adapters import HTTPAdapter
 
-from .errors import BlockpacaError, ConfigurationError
+from .errors import AuthenticationError, BlockpacaError, BrokerError, ConfigurationError
 from .orders import Order, new_client_order_id
-from .processes import child_setup, launch
+from .processes import child_setup, configure_child_logging, launch
 
 if TYPE_CHECKING:
     import aiohttp
+    from alpaca.trading.client import TradingClient
 
     from .broker import Connection
 
@@ -98,6 +105,8 @@ ARRIVAL_GRACE_S = 0.2
 """How long an announced place holds back later ones while it is on its way."""
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 2.0
+MAX_THROTTLED = 50
+"""How many 429 answers one order may meet before it is declared failed (they use up no retry)."""
 NOT_SENT = "not sent: the execution pool was stopped first"
 IN_FLIGHT_AT_STOP = "the pool stopped before the broker answered; it may still have accepted the order"
 
@@ -632,6 +641,7 @@ def _run_worker(
 ) -> None:
     """Entry point of a worker process (spawned): ignore SIGINT, die with the parent, send orders."""
     child_setup(parent)
+    configure_child_logging(connection.credentials.secret_key)
     asyncio.run(_Submitter(number, connection, limiter, outbox, settings).run(inbox))
 
 
@@ -722,25 +732,38 @@ class _Submitter:
 
     # ----------------------------------------------------------------- the retry policy
     async def _send_order(self, ticket: Ticket, place: int) -> dict[str, Any]:
-        """POST the order until it is answered, retrying with the same client order id."""
+        """POST the order until it is answered, retrying with the same client order id.
+
+        A 429 is the broker saying "wait", not a failure: it does not use up a retry (the limiter
+        already holds everyone back until the reset), up to ``MAX_THROTTLED`` of them.
+        """
         body = json.dumps(ticket.order.to_alpaca(ticket.client_order_id)).encode()
         reason, maybe_taken = "", False
-        attempts = self.settings.max_retries + 1
-        for attempt in range(1, attempts + 1):
+        failures = throttled = 0
+        for attempt in itertools.count(1):
             if attempt > 1:
-                await asyncio.sleep(_backoff(attempt - 1))
+                await asyncio.sleep(_backoff(max(failures, 1)))
                 await self.limiter.acquire_async(place)
             answer = await self._call("POST", self.orders_url, data=body, headers={"Content-Type": "application/json"})
             verdict = answer.verdict()
-            if verdict == "accepted":
-                return {"kind": "accepted", "order": answer.payload, "attempts": attempt, "looked_up": False}
-            if verdict == "duplicate":
-                return await self._already_there(ticket, place, attempt, answer)
-            if verdict == "rejected":
-                return self._rejected(answer, attempt)
+            if verdict in ("accepted", "duplicate", "rejected"):
+                return await self._answered(ticket, place, attempt, answer)
             reason = answer.reason if answer.status is None else f"HTTP {answer.status}: {answer.message}"
             maybe_taken = maybe_taken or verdict == "ambiguous"
-        return await self._after_retries(ticket, place, attempts, reason, maybe_taken)
+            throttled += verdict == "throttled"
+            failures += verdict != "throttled"
+            if failures > self.settings.max_retries or throttled > MAX_THROTTLED:
+                return await self._after_retries(ticket, place, attempt, reason, maybe_taken)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _answered(self, ticket: Ticket, place: int, attempts: int, answer: _Answer) -> dict[str, Any]:
+        """The final result of a POST the broker answered: accepted, duplicate (look it up) or rejected."""
+        verdict = answer.verdict()
+        if verdict == "accepted":
+            return {"kind": "accepted", "order": answer.payload, "attempts": attempts, "looked_up": False}
+        if verdict == "duplicate":
+            return await self._already_there(ticket, place, attempts, answer)
+        return self._rejected(answer, attempts)
 
     async def _already_there(self, ticket: Ticket, place: int, attempts: int, answer: _Answer) -> dict[str, Any]:
         """The broker holds an order with our client order id: an earlier attempt got through."""
@@ -768,9 +791,10 @@ class _Submitter:
         """GET the order by client order id, retrying failures (and 404s when it must be there)."""
         params = {"client_order_id": ticket.client_order_id}
         reason = ""
-        for attempt in range(1, self.settings.max_retries + 2):
-            if attempt > 1:
-                await asyncio.sleep(_backoff(attempt - 1))
+        failures = throttled = 0
+        while failures <= self.settings.max_retries and throttled <= MAX_THROTTLED:
+            if failures or throttled:
+                await asyncio.sleep(_backoff(max(failures, 1)))
             await self.limiter.acquire_async(place)
             answer = await self._call("GET", self.by_client_id_url, params=params)
             if answer.status == 200 and isinstance(answer.payload, dict):
@@ -778,6 +802,8 @@ class _Submitter:
             if answer.status == 404 and not_found_is_final:
                 return _LookUp(None, True)
             reason = answer.reason if answer.status is None else f"HTTP {answer.status}: {answer.message}"
+            throttled += answer.status == 429  # "wait" uses up no retry, as for the POST
+            failures += answer.status != 429
         return _LookUp(None, False, reason)
 
     def _rejected(self, answer: _Answer, attempts: int, reason: str | None = None) -> dict[str, Any]:
@@ -1199,3 +1225,151 @@ def _running(process: BaseProcess | None) -> bool:
 
 def _exit_code(process: BaseProcess | None) -> int | None:
     return None if process is None else process.exitcode
+
+
+# =============================================================================== other REST calls
+
+T = TypeVar("T")
+REST_TIMEOUT_S = (3.05, 10.0)
+"""Connect and read timeouts of every REST call made through alpaca-py (which sets none)."""
+_TRANSIENT = frozenset({408, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """What went wrong with one REST call: the error to raise, and whether to try again."""
+
+    error: Exception
+    retry: bool = False
+    reset: float | None = None  # a 429's X-RateLimit-Reset (epoch seconds)
+    unanswered: bool = False  # no HTTP answer at all (refused, reset, timed out)
+
+
+class BrokerCalls:
+    """Every REST call the toolkit makes outside the workers (account, positions, clock, assets,
+    the recorder's catch-up): alpaca-py's TradingClient with the workers' discipline.
+
+    Each attempt takes a slot from the shared limiter; requests time out (``timeout``: connect and
+    read seconds); timeouts, resets and 5xx are retried up to ``max_retries`` times with backoff, and
+    a 429 pauses the limiter until the broker's reset and is retried without using up a retry;
+    ``max_unanswered`` caps the retries of calls that got no answer at all (a check at start-up
+    should not spend a minute on an unreachable endpoint). Anything else fails at once:
+    :class:`AuthenticationError` for refused keys, :class:`BrokerError` with the broker's reason
+    otherwise — never carrying a request or its headers (the secret). ``make`` builds the alpaca-py
+    client from the connection (default: the TradingClient).
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        limiter: RateLimiter | None = None,
+        *,
+        max_retries: int = 3,
+        timeout: tuple[float, float] = REST_TIMEOUT_S,
+        max_unanswered: int | None = None,
+        make: Callable[[Connection], Any] | None = None,
+    ) -> None:
+        self.connection = connection
+        self.limiter = limiter
+        self.max_retries = max_retries
+        self.max_unanswered = max_retries if max_unanswered is None else max_unanswered
+        self.timeout = timeout
+        self._make = make
+        self._client: TradingClient | None = None
+
+    def __call__(self, call: Callable[[TradingClient], T]) -> T:
+        failures = throttled = unanswered = 0
+        while True:
+            if self.limiter is not None:
+                self.limiter.acquire()
+            try:
+                return call(self.client())
+            except Exception as error:  # judged below: retried, translated, or a bug re-raised
+                problem = _judge(error, self.connection.endpoints.trading, self.timeout)
+            if not problem.retry:
+                raise problem.error from None
+            throttled += problem.reset is not None
+            failures += problem.reset is None
+            unanswered += problem.unanswered
+            if failures > self.max_retries or throttled > MAX_THROTTLED or unanswered > self.max_unanswered:
+                raise problem.error from None
+            self._wait(problem, failures)
+
+    def _wait(self, problem: _Problem, failures: int) -> None:
+        if problem.reset is not None and self.limiter is not None:
+            self.limiter.pause_until(problem.reset)  # the next acquire waits for the reset
+            return
+        time.sleep(_backoff(max(failures, 1)))
+
+    def client(self) -> TradingClient:
+        """The TradingClient: alpaca-py's own retries off (we retry), every request with a timeout."""
+        if self._client is None:
+            client = self._make(self.connection) if self._make else self.connection.trading_client()
+            client._retry = 0  # alpaca-py would sleep 3 s per 429, uncounted and regardless of the reset
+            adapter = _TimeoutAdapter(self.timeout)
+            client._session.mount("http://", adapter)
+            client._session.mount("https://", adapter)
+            self._client = client
+        return self._client
+
+    def __repr__(self) -> str:
+        return f"<BrokerCalls {self.connection.mode} {self.connection.endpoints.trading}>"
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """requests' adapter with a default timeout (requests has none)."""
+
+    def __init__(self, timeout: tuple[float, float]) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["timeout"] = kwargs.get("timeout") or self.timeout
+        return super().send(request, **kwargs)
+
+
+def _judge(error: Exception, endpoint: str, timeout: tuple[float, float]) -> _Problem:
+    """Sort a failed REST call: permanent (raise), transient (retry) or throttled (wait, retry)."""
+    import requests
+    from alpaca.common.exceptions import APIError
+
+    if isinstance(error, APIError):
+        return _judge_answer(error)
+    if isinstance(error, requests.Timeout):
+        text = f"no answer from the broker at {endpoint} within {timeout[1]:g} s"
+        return _Problem(BrokerError(text), True, unanswered=True)
+    if isinstance(error, requests.ConnectionError):
+        text = f"cannot reach the broker at {endpoint}: {_root_cause(error)}"
+        return _Problem(BrokerError(text), True, unanswered=True)
+    raise error
+
+
+def _judge_answer(error: Any) -> _Problem:
+    """An HTTP error answer from alpaca-py (APIError), without its request (which holds the keys)."""
+    status = error.status_code
+    try:
+        message, code = str(error.message), error.code
+    except (ValueError, KeyError, TypeError):
+        message, code = str(error)[:200] or f"HTTP {status}", None
+    if status in (401, 403):
+        text = f"the broker refused the API keys ({message}); check api_key/secret_key or APCA_API_* variables"
+        return _Problem(AuthenticationError(text, status, code))
+    if status == 429:
+        reset = error.response.headers.get("X-RateLimit-Reset") if error.response is not None else None
+        return _Problem(BrokerError(message, status, code), True, _reset_time(reset))
+    return _Problem(BrokerError(message, status, code), status in _TRANSIENT or status is None)
+
+
+def _reset_time(header: str | None) -> float:
+    try:
+        return float(header) if header else time.time() + BACKOFF_CAP_S
+    except ValueError:
+        return time.time() + BACKOFF_CAP_S
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost reason of a requests error, short ("Connection refused", not a pool dump)."""
+    reason: object = error.args[0] if error.args else error
+    reason = getattr(reason, "reason", reason)
+    text = str(reason)
+    return text.split("] ", 1)[-1][:160] if text else type(error).__name__

@@ -2,33 +2,77 @@
 
 It takes two inputs — the broker's trade_updates stream and the inbox (execution results from the
 workers, validation errors from the kernel) — turns each into a trade-log row, appends it, and
-forwards the same row to the kernel's event queue. Rows are plain dicts with the trade-log columns
+forwards the same row to the kernel's event channel. Rows are plain dicts with the trade-log columns
 plus `kind`, so the kernel, the dashboard and the CSV all see one shape.
+
+**Channels.** The kernel's end is a :class:`RecorderLink`: one one-way pipe each way, each with a
+single writer, so no cross-process lock exists that a killed recorder could leave held. The kernel
+numbers every inbox item and keeps it until the event that comes back acknowledges it. When the
+recorder dies, the session's supervisor has the link start a new one on fresh pipes, and the link
+sends again whatever was not acknowledged.
+
+**Each order change once.** The stream and the REST catch-up can both report a change: catch-up
+runs whenever the stream (re)connects, and events the broker queued meanwhile arrive after it. An
+order's progress only moves forward — its filled quantity, then its status (pending_new, new,
+partially_filled, pending_cancel …, final) — and a report that does not move it is dropped. A change
+recovered through REST carries what was executed since the change logged before it (the quantity
+and the average price of that part), so positions follow it like a fill.
+
+**Restart.** A new recorder first drops a last line its predecessor left cut off (it is not a row;
+what it said comes back through REST), then reads back the CSV it appends to: the last logged state of every
+order (so nothing is logged twice), the submission rows already there (a re-sent inbox item is not
+logged again, only acknowledged), and the time of the last row — it catches up through REST from
+there, or from the oldest order still open, whichever is earlier.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
+import itertools
 import json
 import logging
+import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .broker import Connection
+from .execution import BrokerCalls, RateLimiter
 from .orders import action_from_client_order_id, worker_from_client_order_id
-from .processes import SpawnProcess, start_child
+from .processes import SPAWN, SpawnProcess, configure_child_logging, start_child, stop_child
 from .tradelog import TradeLogRow, TradeLogWriter
 
 log = logging.getLogger(__name__)
 STOP = None  # put on the inbox to stop the recorder after what is already queued
+CATCH_UP_MARGIN_S = 5.0  # how far before the known gap a catch-up starts looking
+PAGE_SIZE = 500  # Alpaca's largest page of orders
+READY_TIMEOUT_S = 30.0
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.25, 10.0
+FINAL = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
+_RANK = {"pending_new": 0, "new": 1, "accepted": 1, "partially_filled": 2, "pending_cancel": 3, "pending_replace": 3}
+_FINAL_RANK = 9
+_ALWAYS_LOGGED = frozenset({"order_cancel_rejected", "order_replace_rejected"})  # they change no state
+_RETIRE = object()  # ends a sender thread whose recorder was replaced
 
 
-def start_recorder(connection: Connection, path: Path, inbox: Any, events: Any) -> SpawnProcess:
-    return start_child(run_recorder, connection, path, inbox, events, name="blockpaca-recorder")
+def start_recorder(
+    connection: Connection,
+    path: Path,
+    inbox: Any,
+    events: Any,
+    limiter: RateLimiter | None = None,
+    resume: float | None = None,
+) -> SpawnProcess:
+    """Start the recorder process. ``inbox``/``events``: the reading end of a pipe (or a queue) and
+    the writing end of another; ``resume``: the session's start time when this replaces a recorder
+    that died (the log is read back first), None for a new session."""
+    return start_child(run_recorder, connection, path, inbox, events, limiter, resume, name="blockpaca-recorder")
 
 
 def _number(value: Any) -> float | None:
@@ -51,18 +95,24 @@ def _epoch(value: Any) -> float:
     return time.time()
 
 
-def trade_update_row(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A trade_updates message (the `data` part) as a trade-log row."""
+# =============================================================================== rows
+
+
+def trade_update_row(data: Mapping[str, Any], executed: tuple[float, float] | None = None) -> dict[str, Any]:
+    """A trade_updates message (the `data` part) as a trade-log row. ``executed`` (quantity, price)
+    overrides the message's own fill (a change recovered through REST has none)."""
     order = data.get("order") or {}
     cid = order.get("client_order_id") or ""
     status = order.get("status") or ""
-    filled = data.get("event") in ("fill", "partial_fill")
+    if executed is None:
+        filled = data.get("event") in ("fill", "partial_fill")
+        executed = ((_number(data.get("qty")) or 0.0), (_number(data.get("price")) or 0.0)) if filled else (0.0, 0.0)
     row = TradeLogRow(
         type="execution",
         client_order_id=cid,
         ticker=order.get("symbol") or "",
-        executed_price=(_number(data.get("price")) or 0.0) if filled else 0.0,
-        executed_qty=(_number(data.get("qty")) or 0.0) if filled else 0.0,
+        executed_price=executed[1],
+        executed_qty=executed[0],
         status=status,
         side=order.get("side") or "",
         action=action_from_client_order_id(cid) or "",
@@ -110,55 +160,204 @@ def submission_row(result: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": kind, **vars(row)}
 
 
+def _row_key(row: Mapping[str, Any]) -> tuple[str, str, str, float]:
+    """What identifies a submission or validation row (a re-sent inbox item yields the same)."""
+    return (str(row["type"]), str(row["client_order_id"]), str(row["event"]), float(row["timestamp"]))
+
+
+# =============================================================================== order progress
+
+
+def _rank(status: str) -> int:
+    return _FINAL_RANK if status in FINAL else _RANK.get(status, 1)
+
+
+@dataclass
+class Progress:
+    """The last logged state of one order."""
+
+    status: str
+    filled_qty: float
+    avg_price: float
+    first_seen: float
+
+    @property
+    def final(self) -> bool:
+        return _rank(self.status) == _FINAL_RANK
+
+    def moved_by(self, status: str, filled_qty: float) -> bool:
+        """Whether a report of (status, filled quantity) moves this order forward."""
+        if self.final:
+            return False
+        return (filled_qty, _rank(status)) > (self.filled_qty, _rank(self.status))
+
+
+class Ledger:
+    """The last logged state of every order (by order id); moves only forward."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, Progress] = {}
+
+    def is_news(self, order_id: str, status: str, filled_qty: float) -> bool:
+        known = self.orders.get(order_id)
+        return known is None or known.moved_by(status, filled_qty)
+
+    def advance(self, order_id: str, order: Mapping[str, Any], when: float) -> tuple[float, float]:
+        """Record the order's new state; return what was executed since the last one (qty, avg price)."""
+        status = str(order.get("status") or "")
+        qty = _number(order.get("filled_qty")) or 0.0
+        avg = _number(order.get("filled_avg_price")) or 0.0
+        known = self.orders.get(order_id)
+        before_qty, before_avg = (known.filled_qty, known.avg_price) if known else (0.0, 0.0)
+        self.orders[order_id] = Progress(status, qty, avg, known.first_seen if known else when)
+        done = round(qty - before_qty, 9)
+        if done <= 0:
+            return 0.0, 0.0
+        return done, round((qty * avg - before_qty * before_avg) / done, 6)
+
+    def oldest_open(self) -> float | None:
+        """When the oldest order not yet final was first logged (catch-up must look back that far)."""
+        times = [p.first_seen for p in self.orders.values() if not p.final]
+        return min(times) if times else None
+
+
+# =============================================================================== the writer
+
+
 class Recorder:
     """Writes rows and forwards them; shared by the stream thread and the inbox loop."""
 
-    def __init__(self, path: Path, events: Any) -> None:
-        self.writer = TradeLogWriter(path)
-        self.events = events
+    def __init__(self, path: Path, events: Any, resume: float | None = None) -> None:
+        self.send: Callable[[Any], None] = events.send if hasattr(events, "send") else events.put
         self.lock = threading.Lock()
+        self.ledger = Ledger()
+        self.logged: set[tuple[str, str, str, float]] = set()  # submission rows in the log at a restart
+        self.last_time: float | None = None
+        _cut_torn_tail(path)
+        if resume is not None:
+            self._read_back(path)
+        self.writer = TradeLogWriter(path)
 
-    def record(self, row: dict[str, Any]) -> None:
+    # ----------------------------------------------------------------- writing
+    def record(self, row: dict[str, Any], ack: int | None = None) -> None:
         with self.lock:
             self.writer.write({k: v for k, v in row.items() if k not in ("kind", "position_qty")})
-            self.events.put(row)
+            self.send(row if ack is None else {**row, "ack": ack})
+
+    def forward(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            self.send(event)
+
+    def take(self, item: dict[str, Any], ack: int | None) -> None:
+        """One inbox item: log it (unless a previous recorder did), acknowledge it, forward it."""
+        if item.get("kind") == "submitting":  # the kernel tracks it; the stream's pending_new logs it
+            self.forward(item if ack is None else {**item, "ack": ack})
+            return
+        row = submission_row(item)
+        if self.logged and _row_key(row) in self.logged:
+            self.forward({**row, "ack": ack})
+            return
+        self.record(row, ack)
+
+    def report(self, data: Mapping[str, Any]) -> None:
+        """One order change (from the stream or recovered through REST): logged if it is news."""
+        order = data.get("order") or {}
+        order_id = str(order.get("id") or "")
+        state = (str(order.get("status") or ""), _number(order.get("filled_qty")) or 0.0)
+        with self.lock:
+            if order_id and not self.ledger.is_news(order_id, *state) and data.get("event") not in _ALWAYS_LOGGED:
+                return
+            executed = self.ledger.advance(order_id, order, _epoch(data.get("timestamp")))
+        own = _number(data.get("qty")) if data.get("event") in ("fill", "partial_fill") else None
+        keep_own = own is not None and abs(own - executed[0]) < 1e-9  # nothing missed: the fill's own price
+        self.record(trade_update_row(data, None if keep_own else executed))
+
+    # ----------------------------------------------------------------- reading back after a restart
+    def _read_back(self, path: Path) -> None:
+        for row in _log_rows(path):
+            when = _number(row.get("timestamp"))
+            if when is None:
+                continue
+            self.last_time = when if self.last_time is None else max(self.last_time, when)
+            if row.get("type") == "execution" and row.get("order_id"):
+                self._restore(row, when)
+            elif row.get("type") in ("submission", "validation"):
+                self.logged.add(_row_key({**row, "timestamp": when}))
+
+    def _restore(self, row: Mapping[str, str], when: float) -> None:
+        order = {key: row.get(key) for key in ("status", "filled_qty", "filled_avg_price")}
+        order_id = row["order_id"]
+        if self.ledger.is_news(order_id, str(order["status"]), _number(order["filled_qty"]) or 0.0):
+            self.ledger.advance(order_id, order, when)
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Drop a last line cut off mid-write (a recorder killed while writing, a full disk): it is not
+    a row, and what it said is recovered through REST. The header line is kept."""
+    if not path.is_file():
+        return
+    with open(path, "r+b") as file:
+        size = file.seek(0, 2)
+        if size == 0:
+            return
+        file.seek(max(0, size - 65536))
+        tail = file.read()
+        if tail.endswith(b"\n") or tail.count(b"\n") == 0:
+            return
+        file.truncate(size - len(tail) + tail.rindex(b"\n") + 1)
+
+
+def _log_rows(path: Path) -> Iterator[dict[str, str]]:
+    """The rows of an existing trade log, skipping any that are not whole."""
+    if not path.exists():
+        return
+    with open(path, newline="", encoding="utf-8", errors="replace") as file:
+        reader = csv.reader(file)
+        header = next(reader, None)
+        if not header:
+            return
+        for cells in reader:
+            if len(cells) == len(header):
+                yield dict(zip(header, cells, strict=True))
+
+
+# =============================================================================== the stream
 
 
 class TradeUpdates:
     """The trade_updates websocket, spoken directly: we need to know when it listens, and to catch
     up through REST after every reconnect — alpaca-py's TradingStream tells neither."""
 
-    def __init__(self, connection: Connection, recorder: Recorder) -> None:
+    def __init__(
+        self, connection: Connection, recorder: Recorder, calls: BrokerCalls | None = None, since: float | None = None
+    ) -> None:
         self.connection = connection
         self.recorder = recorder
-        self.seen: dict[str, tuple[str, float]] = {}  # order id -> (status, filled qty) last recorded
+        self.calls = calls or BrokerCalls(connection)
+        self.since = since  # from when changes may have been missed; None: nothing yet (a new session)
         self.listening = threading.Event()
 
     def record(self, data: Mapping[str, Any]) -> None:
-        order = data.get("order") or {}
-        state = (str(order.get("status")), _number(order.get("filled_qty")) or 0.0)
-        if order.get("id") and self.seen.get(order["id"]) == state and data.get("event") != "pending_new":
-            return  # already recorded (recovered through REST before the stream said it)
-        self.seen[str(order.get("id"))] = state
-        self.recorder.record(trade_update_row(data))
+        self.recorder.report(data)
 
     def run(self) -> None:
         asyncio.run(self._run_forever())
 
     async def _run_forever(self) -> None:
-        delay, since = 0.25, time.time()
+        delay = RECONNECT_MIN_S
         while True:
             try:
-                await self._session(since)
-                delay = 0.25
+                await self._session()
+                delay = RECONNECT_MIN_S
             except Exception as err:  # a dropped or refused connection: log, wait, reconnect
                 log.warning("trade_updates stream: %s; reconnecting in %.1f s", type(err).__name__, delay)
+            if self.listening.is_set():  # caught up and listened: only what came after can be missing
+                self.since = time.time() - CATCH_UP_MARGIN_S
             self.listening.clear()
-            since = time.time() - 5
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, RECONNECT_MAX_S)
 
-    async def _session(self, since: float) -> None:
+    async def _session(self) -> None:
         import websockets
 
         async with websockets.connect(self.connection.endpoints.trading_stream, open_timeout=10) as ws:
@@ -175,39 +374,199 @@ class TradeUpdates:
             async for raw in ws:
                 message = json.loads(raw)
                 if message.get("stream") == "listening":
+                    await asyncio.to_thread(self.catch_up)  # a failure reconnects: `since` stays
                     self.listening.set()
-                    await asyncio.to_thread(self.catch_up, since)
                 elif message.get("stream") == "trade_updates":
                     self.record(message.get("data") or {})
 
-    def catch_up(self, since: float) -> None:
+    def catch_up(self) -> None:
         """Record what happened to orders while the stream was down (each change once)."""
-        if not self.seen and since > time.time() - 10:
+        if self.since is None:
             return  # first connection of a new session: nothing can have been missed yet
+        oldest = self.recorder.ledger.oldest_open()
+        after = min(self.since, oldest if oldest is not None else self.since) - CATCH_UP_MARGIN_S
+        for raw in self._orders_since(after):
+            self.record({"event": "recovered", "order": raw, "timestamp": raw.get("updated_at")})
+
+    def _orders_since(self, after: float) -> Iterator[dict[str, Any]]:
+        """Every order submitted after ``after`` (epoch seconds), oldest first, page by page."""
+        from alpaca.common.enums import Sort
         from alpaca.trading.enums import QueryOrderStatus
-        from alpaca.trading.requests import GetOrdersRequest
 
-        client = self.connection.trading_client()
-        after = datetime.fromtimestamp(since, UTC)
-        orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, after=after, limit=500))
-        for order in orders:
-            raw = order.model_dump(mode="json")
-            state = (str(raw.get("status")), _number(raw.get("filled_qty")) or 0.0)
-            if self.seen.get(str(raw["id"])) != state:
-                self.record({"event": "recovered", "order": raw, "timestamp": raw.get("updated_at")})
+        seen: set[str] = set()
+        while True:
+            request = _orders_request(QueryOrderStatus.ALL, after, Sort.ASC)
+            page = [o.model_dump(mode="json") for o in self.calls(lambda c, r=request: c.get_orders(r))]
+            fresh = [o for o in page if str(o["id"]) not in seen]
+            seen.update(str(o["id"]) for o in fresh)
+            yield from fresh
+            if len(page) < PAGE_SIZE or not fresh:
+                return
+            after = max(after, _epoch(page[-1].get("submitted_at")) - 1e-6)
 
 
-def run_recorder(connection: Connection, path: Path, inbox: Any, events: Any) -> None:
+def _orders_request(status: Any, after: float, direction: Any) -> Any:
+    from alpaca.trading.requests import GetOrdersRequest
+
+    moment = datetime.fromtimestamp(after, UTC)
+    return GetOrdersRequest(status=status, after=moment, direction=direction, limit=PAGE_SIZE)
+
+
+# =============================================================================== the process
+
+
+def run_recorder(
+    connection: Connection,
+    path: Path,
+    inbox: Any,
+    events: Any,
+    limiter: RateLimiter | None = None,
+    resume: float | None = None,
+) -> None:
     """Child entry point: stream trade updates in a thread; record the inbox until STOP."""
-    logging.basicConfig(level=logging.WARNING)
-    recorder = Recorder(path, events)
-    stream = TradeUpdates(connection, recorder)
+    configure_child_logging(connection.credentials.secret_key)
+    try:
+        recorder = Recorder(path, events, resume)
+    except Exception as err:  # e.g. the log cannot be written: say so, the session fails with it
+        send = events.send if hasattr(events, "send") else events.put
+        send({"kind": "recorder_failed", "reason": f"{type(err).__name__}: {err}", "time": time.time()})
+        return
+    since = None if resume is None else max(resume, recorder.last_time or resume)
+    stream = TradeUpdates(connection, recorder, BrokerCalls(connection, limiter), since)
     threading.Thread(target=stream.run, daemon=True, name="trade-updates").start()
-    listening = stream.listening.wait(30)
-    events.put({"kind": "recorder_ready", "listening": listening, "time": time.time()})
-    while (item := inbox.get()) is not STOP:
-        if item.get("kind") == "submitting":
-            events.put(item)  # the kernel tracks it; the stream's pending_new row records it
-            continue
-        recorder.record(submission_row(item))
+    listening = stream.listening.wait(READY_TIMEOUT_S)
+    recorder.forward({"kind": "recorder_ready", "listening": listening, "time": time.time()})
+    receive = inbox.recv if hasattr(inbox, "recv") else inbox.get
+    while (message := receive()) is not STOP:
+        ack, item = message if isinstance(message, tuple) else (None, message)
+        recorder.take(item, ack)
     recorder.writer.close()
+
+
+# =============================================================================== the kernel's end
+
+
+class RecorderLink:
+    """The kernel's end of the recorder: starts it, feeds its inbox, reads its events, restarts it.
+
+    :meth:`put` never blocks (a sender thread writes the pipe). :meth:`get` returns the recorder's
+    events in order, across restarts, and None once the link is stopped. Only the session's
+    supervisor calls :meth:`restart_if_dead`.
+    """
+
+    def __init__(self, connection: Connection, path: Path, limiter: RateLimiter | None = None) -> None:
+        self.connection, self.path, self.limiter = connection, path, limiter
+        self.process: SpawnProcess | None = None
+        self.restarts = 0
+        self.started_at = time.time()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._unacked: dict[int, dict[str, Any]] = {}
+        self._numbers = itertools.count()
+        self._outgoing: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._events: Any = None
+        self._generation = 0
+        self._stopping = self._closed = False
+
+    def start(self) -> SpawnProcess:
+        with self._lock:
+            self._spawn(None)
+        assert self.process is not None
+        return self.process
+
+    def _spawn(self, resume: float | None) -> None:
+        """A recorder process on fresh pipes, sent every unacknowledged item first (under the lock)."""
+        inbox_theirs, inbox_ours = SPAWN.Pipe(duplex=False)
+        events_ours, events_theirs = SPAWN.Pipe(duplex=False)
+        process = start_recorder(self.connection, self.path, inbox_theirs, events_theirs, self.limiter, resume)
+        inbox_theirs.close()  # the recorder holds the only other ends: its death shows as end-of-file
+        events_theirs.close()
+        self._outgoing.put(_RETIRE)
+        self._outgoing = queue.SimpleQueue()
+        for number in sorted(self._unacked):
+            self._outgoing.put((number, self._unacked[number]))
+        sender = threading.Thread(target=_send_all, args=(inbox_ours, self._outgoing), name="recorder-inbox")
+        sender.daemon = True
+        sender.start()
+        self.process, self._events = process, events_ours
+        self._generation += 1
+        self._changed.notify_all()
+
+    def put(self, item: dict[str, Any] | None) -> None:
+        """Queue an inbox item for the recorder (STOP: stop after what is queued); never blocks."""
+        with self._lock:
+            if item is STOP:
+                self._stopping = True
+                self._outgoing.put(STOP)
+                return
+            number = next(self._numbers)
+            self._unacked[number] = item
+            self._outgoing.put((number, item))
+
+    def get(self) -> dict[str, Any] | None:
+        """The next event from the recorder (waiting for it); None once the link is stopped."""
+        while True:
+            with self._lock:
+                events, generation = self._events, self._generation
+            try:
+                event = events.recv()
+            except (EOFError, OSError):  # that recorder is gone: wait for its successor, or the end
+                with contextlib.suppress(OSError):
+                    events.close()
+                if not self._await_successor(generation):
+                    return None
+                continue
+            self._acknowledge(event)
+            return event
+
+    def _await_successor(self, generation: int) -> bool:
+        with self._lock:
+            self._changed.wait_for(lambda: self._generation != generation or self._closed)
+            return self._generation != generation
+
+    def _acknowledge(self, event: dict[str, Any]) -> None:
+        number = event.pop("ack", None)
+        if number is not None:
+            with self._lock:
+                self._unacked.pop(number, None)
+
+    def restart_if_dead(self) -> bool:
+        """Start a new recorder if the current one died (and the link is not stopping)."""
+        with self._lock:
+            if self._stopping or self.process is None or self.process.is_alive():
+                return False
+            log.warning("the recorder died (exit code %s); restarting it", self.process.exitcode)
+            self.restarts += 1
+            self._spawn(self.started_at)
+            return True
+
+    @property
+    def unacknowledged(self) -> int:
+        return len(self._unacked)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Let the recorder log what is queued and exit (kill it after ``timeout``); end :meth:`get`."""
+        self.put(STOP)
+        if self.process is not None:
+            self.process.join(timeout)
+            stop_child(self.process)
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+
+    def __repr__(self) -> str:
+        pid = self.process.pid if self.process is not None else None
+        return f"<RecorderLink pid={pid} restarts={self.restarts} unacknowledged={len(self._unacked)}>"
+
+
+def _send_all(conn: Any, outgoing: queue.SimpleQueue[Any]) -> None:
+    """Sender thread of one recorder: writes its inbox pipe until STOP, retirement or its death."""
+    try:
+        while (item := outgoing.get()) is not _RETIRE:
+            conn.send(item)
+            if item is STOP:
+                return
+    except OSError:  # the recorder died; its items stay unacknowledged and go to the next one
+        pass
+    finally:
+        conn.close()

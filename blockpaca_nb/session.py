@@ -3,6 +3,11 @@
 Nothing here blocks the kernel on the network: `start()` hands the slow work (the simulator,
 the background processes, the first broker calls) to a starter thread and returns; strategies run
 in their own thread; button presses and EOS actions only enqueue commands.
+
+Bring-up checks the broker before anything is spawned — the keys, the endpoint, the tickers, and
+that `run_seconds` ends before the market closes — so a bad configuration fails within seconds
+with its reason in `errors`. A supervisor thread restarts the quote feed or the recorder when one
+dies (the recorder link re-sends what the dead one had not acknowledged).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextlib
 import logging
 import os
 import queue
+import tempfile
 import threading
 import time
 import traceback
@@ -19,19 +25,20 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from multiprocessing import connection as mp_connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import broker as broker_mod
 from . import tradelog
-from .errors import BlockpacaError, ConfigurationError, OrderValidationError
-from .execution import ExecutionPool, RateLimiter
+from .errors import BlockpacaError, BrokerError, ConfigurationError, OrderValidationError
+from .execution import BrokerCalls, ExecutionPool, RateLimiter
 from .feed import start_feed
-from .orders import Order, liquidation_orders, parse_orders
+from .orders import Order, liquidation_orders, parse_orders, validate_order
 from .portfolio import Portfolio
-from .processes import SPAWN, SpawnProcess, stop_child
+from .processes import SpawnProcess, sigint_blocked, start_janitor, stop_child, stop_janitor
 from .quotes import QuoteBook
-from .recorder import STOP, start_recorder
+from .recorder import READY_TIMEOUT_S, RecorderLink
 from .strategy import Context, Strategy, TickClock, parse_duration
 from .tradelog import COLUMNS, load_trade_log
 
@@ -49,6 +56,10 @@ RECONCILE_EVERY_S = 30.0
 STRATEGY_GRACE_S = 5.0  # how long stop() lets a running strategy call finish
 EOS_TIMEOUT_S = 15.0  # how long the EOS action's orders get to reach a final state
 STOP_TIMEOUT_S = 60.0
+PROBE_TIMEOUT = (3.05, 5.0)  # connect and read seconds of the checks made before anything starts
+SUPERVISE_S = 0.25
+QUICK_DEATH_S = 5.0  # a child that dies sooner than this after its start is restarted with backoff
+PER_TICKER_CHECK = 10  # up to this many tickers are checked one by one, more with one asset list
 
 
 @dataclass
@@ -170,11 +181,18 @@ class Session:
         self._book: QuoteBook | None = None
         self._pool: ExecutionPool | None = None
         self._limiter: RateLimiter | None = None
-        self._inbox: Any = None
-        self._events: Any = None
+        self._calls: BrokerCalls | None = None
+        self._data_calls: BrokerCalls | None = None
+        self._recorder: RecorderLink | None = None
+        self._inbox: RecorderLink | None = None  # where validation errors go (the recorder's inbox)
+        self._janitor: Any = None
         self._children: dict[str, SpawnProcess] = {}
+        self.restarts: dict[str, int] = {"feed": 0, "recorder": 0}
+        self._closing = threading.Event()  # teardown began: the supervisor restarts nothing more
         self._threads: list[threading.Thread] = []
         self._recorder_ready = threading.Event()
+        self._recorder_problem: str | None = None
+        self._overrun_reported = False
         self._started_simulator = False
         self._stop_eos: str | None = None
         self._strategy_runner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="blockpaca-strategy")
@@ -249,32 +267,114 @@ class Session:
 
     def _bring_up(self) -> None:
         self._started_simulator = self._target.simulator is not None and not self._target.simulator.running
-        self._connection = connection = self._target.connect()
+        with sigint_blocked():  # the simulator process must not die of an early Interrupt either
+            self._connection = connection = self._target.connect()
         self._limiter = RateLimiter(self.max_orders_per_minute or 200, self._rate_window_s)
         if self.max_orders_per_minute:
             self._limiter.override = True
-        self._inbox, self._events = SPAWN.SimpleQueue(), SPAWN.SimpleQueue()
+        self._calls = BrokerCalls(connection, self._limiter, max_retries=self.max_retries)
+        self._check_broker(connection)
         self._book = QuoteBook.create(self.tickers)
+        self._janitor = start_janitor([str(self._book.meta["name"])])
+        self._recorder = self._inbox = RecorderLink(connection, self.trade_log_file, self._limiter)
+        self._children["recorder"] = self._recorder.start()
         self._children["feed"] = start_feed(connection, self._book.meta)
-        self._children["recorder"] = start_recorder(connection, self.trade_log_file, self._inbox, self._events)
         self._spawn_thread(self._consume_events, "blockpaca-events")
+        self._spawn_thread(self._supervise_children, "blockpaca-supervisor")  # a recorder may die starting
         self._pool = ExecutionPool(
-            connection, self._limiter, self._inbox, num_workers=self.num_workers, max_retries=self.max_retries
+            connection, self._limiter, self._recorder, num_workers=self.num_workers, max_retries=self.max_retries
         )
         self._pool.start()
         self.portfolio.reset(self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()]))
-        self.account_info = self._rest(lambda c: _account_dict(c.get_account()))
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
-        if not self._recorder_ready.wait(30):
-            raise BlockpacaError("the trade-update stream did not start within 30 s")
+        self._await_recorder()
+
+    def _check_broker(self, connection: broker_mod.Connection) -> None:
+        """Before anything is spawned: the keys and the endpoint work, the broker knows every
+        ticker, and run_seconds ends before the close. Fails within seconds, with the reason."""
+        probe = BrokerCalls(
+            connection, self._limiter, max_retries=self.max_retries, timeout=PROBE_TIMEOUT, max_unanswered=1
+        )
+        self.account_info = probe(lambda c: _account_dict(c.get_account()))
+        self._check_tickers(probe)
+        self._check_close(probe)
+
+    def _check_tickers(self, probe: BrokerCalls) -> None:
+        if len(self.tickers) <= PER_TICKER_CHECK:
+            unknown = [t for t in self.tickers if not _tradable(probe, t)]
+        else:
+            from alpaca.trading.enums import AssetStatus
+            from alpaca.trading.requests import GetAssetsRequest
+
+            listed = probe(lambda c: c.get_all_assets(GetAssetsRequest(status=AssetStatus.ACTIVE)))
+            known = {a.symbol for a in listed if a.tradable}
+            unknown = [t for t in self.tickers if t not in known]
+        if unknown:
+            raise ConfigurationError(
+                f"tickers {unknown} are not tradable assets at the broker ({self.mode} mode); check the symbols"
+            )
+
+    def _check_close(self, probe: BrokerCalls) -> None:
+        """A numeric run_seconds must end before the market closes (an always-open simulator never does)."""
+        if not isinstance(self.run_seconds, int | float) or self._always_open():
+            return
+        clock = probe(lambda c: c.get_clock())
+        left = clock.next_close.timestamp() - time.time()
+        if clock.is_open and self.warm_up_period + float(self.run_seconds) > left:
+            raise ConfigurationError(
+                f"run_seconds={self.run_seconds:g} runs past the market close at {clock.next_close:%H:%M %Z}"
+                f" ({left:.0f} s from now, warm-up included); use run_seconds=\"EOD\" or a shorter run"
+            )
+
+    def _always_open(self) -> bool:
+        config = getattr(self._target.simulator, "_config", None)
+        return getattr(config, "market_hours", None) == "always"
+
+    def _await_recorder(self) -> None:
+        """The recorder writes the log and listens to the trade stream, or the session fails."""
+        if not self._recorder_ready.wait(READY_TIMEOUT_S + 15):
+            raise BlockpacaError("the recorder did not start within 45 s")
+        if self._recorder_problem:
+            raise BlockpacaError(f"the recorder cannot run: {self._recorder_problem}")
 
     def _rest(self, call: Callable[[Any], Any]) -> Any:
-        """One REST call through alpaca-py's TradingClient, counted by the shared rate limiter."""
-        assert self._connection is not None and self._limiter is not None
-        self._limiter.acquire()
-        client = getattr(self, "_trading_client", None) or self._connection.trading_client()
-        self._trading_client = client
-        return call(client)
+        """One REST call through alpaca-py's TradingClient: counted by the shared rate limiter, with a
+        timeout, transient failures retried (see BrokerCalls)."""
+        assert self._calls is not None
+        return self._calls(call)
+
+    # ----------------------------------------------------------------- supervision
+    def _supervise_children(self) -> None:
+        """Restart the quote feed or the recorder when one dies, until teardown begins."""
+        revivals = {name: _Revival() for name in ("feed", "recorder")}
+        while not self._closing.is_set():
+            watched = [c.sentinel for c in self._children.values() if c.pid is not None]
+            if not mp_connection.wait(watched, timeout=SUPERVISE_S):
+                continue
+            revived = False
+            for name, revival in revivals.items():
+                if not self._closing.is_set() and revival.due(self._children[name]):
+                    revived = self._revive(name, revival) or revived
+            if not revived:  # a child waits out its backoff: do not spin on its sentinel
+                self._closing.wait(SUPERVISE_S)
+
+    def _revive(self, name: str, revival: _Revival) -> bool:
+        dead = self._children[name]
+        reason = f"the {'quote feed' if name == 'feed' else 'recorder'} died (exit code {dead.exitcode}); restarted"
+        log.warning("%s", reason)
+        if name == "feed":
+            assert self._connection is not None and self._book is not None
+            self._children["feed"] = start_feed(self._connection, self._book.meta)
+        else:
+            assert self._recorder is not None
+            if not self._recorder.restart_if_dead():
+                return False
+            assert self._recorder.process is not None
+            self._children["recorder"] = self._recorder.process
+        revival.started()
+        self.restarts[name] += 1
+        self.errors.append({"kind": "error", "where": name, "reason": reason, "time": time.time()})
+        return True
 
     def _warm_up(self) -> None:
         self.status = "warming_up"
@@ -301,7 +401,7 @@ class Session:
         for due in clock:
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 return
-            self.skipped_ticks = clock.skipped
+            self.skipped_ticks = clock.skipped + self.overruns  # late ticks + ticks a busy strategy missed
             self._run_commands()
             self._reconcile_if_due()
             if self.ends_at is not None and time.time() >= self.ends_at:
@@ -315,11 +415,21 @@ class Session:
         if name is None:
             return
         if self._strategy_call is not None and not self._strategy_call.done():
-            self.skipped_ticks += 1
             self.overruns += 1
+            self.skipped_ticks += 1
+            self._report_overrun(name)
             return
+        self._overrun_reported = False
         self.ticks += 1
         self._strategy_call = self._strategy_runner.submit(self._run_strategy, name, self._registry.strategies[name])
+
+    def _report_overrun(self, name: str) -> None:
+        """Say once per overrun that a strategy call outlived its tick (its ticks are skipped)."""
+        if self._overrun_reported:
+            return
+        self._overrun_reported = True
+        message = f"still running after its {self.frequency:g} s tick: ticks are skipped until it returns"
+        self.errors.append(StrategyError(name, time.time(), message, ""))
 
     def _run_strategy(self, name: str, fn: Strategy) -> list[str]:
         """Call a strategy; keep its exception with the traceback; send what it returned."""
@@ -330,7 +440,12 @@ class Session:
                 StrategyError(name, time.time(), f"{type(err).__name__}: {err}", traceback.format_exc())
             )
             return []
-        return self.submit(returned)
+        try:
+            return self.submit(returned)
+        except Exception as err:  # e.g. the session stopped meanwhile: reported, the loop goes on
+            message = f"what it returned could not be sent: {type(err).__name__}: {err}"
+            self.errors.append(StrategyError(name, time.time(), message, traceback.format_exc()))
+            return []
 
     def _reconcile_if_due(self) -> None:
         """Now and then refresh the account, and take the broker's positions as the truth — the
@@ -338,10 +453,13 @@ class Session:
         if time.monotonic() < self._next_reconcile:
             return
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
-        self.account_info = self._rest(lambda c: _account_dict(c.get_account()))
-        if any(row.get("status") not in FINAL_STATUSES for row in list(self.orders.values())):
-            return
-        self.portfolio.reset(self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()]))
+        try:
+            self.account_info = self._rest(lambda c: _account_dict(c.get_account()))
+            if any(row.get("status") not in FINAL_STATUSES for row in list(self.orders.values())):
+                return
+            self.portfolio.reset(self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()]))
+        except BrokerError as err:  # the broker had a bad moment: try again at the next reconcile
+            self.errors.append(_error("reconcile", err))
 
     def _run_commands(self) -> None:
         while True:
@@ -354,7 +472,7 @@ class Session:
     # ----------------------------------------------------------------- orders
     def submit(self, orders: object) -> list[str]:
         """Validate and send orders (blockpaca's schema); invalid ones are logged and shown, not sent."""
-        valid, problems = parse_orders(orders, self.tickers)
+        valid, problems = _parse(orders, self.tickers)
         for problem in problems:
             self._validation_error(problem)
         return self._send(valid)
@@ -377,7 +495,7 @@ class Session:
             get_current_data=self.get_current_data,
             submit_order=self.submit,
             shm_meta=self._book.meta if self._book else {},
-            result_queue=self._events,
+            result_queue=None,  # results reach the session, the log and the dashboard by themselves
             command_queue=self._commands,
             state=self.state,
             bars=self.bars,
@@ -403,21 +521,33 @@ class Session:
         tf, days_per_bar = frames[timeframe]
         start = datetime.now(UTC) - timedelta(days=limit * days_per_bar * 1.5 + 7)
         assert self._connection is not None and self._limiter is not None
-        self._limiter.acquire()
-        client = self._connection.data_client()
-        frame = client.get_stock_bars(StockBarsRequest(symbol_or_symbols=symbols, timeframe=tf, start=start)).df
+        if self._data_calls is None:
+            make = broker_mod.Connection.data_client
+            self._data_calls = BrokerCalls(self._connection, self._limiter, max_retries=self.max_retries, make=make)
+        request = StockBarsRequest(symbol_or_symbols=symbols, timeframe=tf, start=start)
+        frame = self._data_calls(lambda c: c.get_stock_bars(request)).df
         return frame.groupby(level=0, group_keys=False).tail(limit) if len(frame) else frame
 
     # ----------------------------------------------------------------- events from the recorder
     def _consume_events(self) -> None:
-        while (event := self._events.get()) is not None:
+        assert self._recorder is not None
+        while (event := self._recorder.get()) is not None:
             kind = event.get("kind")
-            if kind == "recorder_ready":
-                self._recorder_ready.set()
-                continue
-            if kind == "submitting":
-                continue
-            self._on_row(event)
+            if kind in ("recorder_ready", "recorder_failed"):
+                self._on_recorder_status(event)
+            elif kind != "submitting":
+                self._on_row(event)
+
+    def _on_recorder_status(self, event: dict[str, Any]) -> None:
+        """A recorder (the first, or one that replaced a dead one) is up, or cannot run."""
+        if event["kind"] == "recorder_failed":
+            problem: str | None = str(event.get("reason"))
+        else:
+            problem = None if event.get("listening") else "the trade_updates stream did not connect within 30 s"
+        if problem:
+            self._recorder_problem = problem
+            self.errors.append({"kind": "error", "where": "recorder", "reason": problem, "time": time.time()})
+        self._recorder_ready.set()
 
     def _on_row(self, row: dict[str, Any]) -> None:
         cid = row.get("client_order_id") or ""
@@ -425,7 +555,7 @@ class Session:
         if cid and not (row.get("type") == "submission" and known and known.get("type") == "execution"):
             self.orders[cid] = row  # a submit answer never overrides what the stream already said
         self.trade_updates.append(row)
-        if row.get("event") in ("fill", "partial_fill"):
+        if row.get("event") in ("fill", "partial_fill") or (row.get("event") == "recovered" and row["executed_qty"]):
             self.portfolio.apply_fill(
                 row["ticker"], row["side"], row["executed_qty"], row["executed_price"], row.get("position_qty")
             )
@@ -513,20 +643,19 @@ class Session:
             self._done.wait(STOP_TIMEOUT_S)
 
     def _tear_down(self) -> None:
+        self._closing.set()
         self._strategy_runner.shutdown(wait=False, cancel_futures=True)
+        for thread in self._threads:
+            if thread.name == "blockpaca-supervisor":
+                thread.join(5)
         if self._pool is not None:
             self._pool.stop()
-        if self._inbox is not None:
-            self._inbox.put(STOP)
-        recorder = self._children.get("recorder")
-        if recorder is not None:
-            recorder.join(10)
-        for child in self._children.values():
-            stop_child(child)
-        if self._events is not None:
-            self._events.put(None)
+        if self._recorder is not None:
+            self._recorder.stop(10)  # after the pool: the last results are logged first
+        stop_child(self._children.get("feed"))
         if self._book is not None:
             self._book.unlink()
+        stop_janitor(self._janitor)
         if self._started_simulator and self._target.simulator is not None:
             self._target.simulator.stop()
         if self.status != "failed":
@@ -596,12 +725,90 @@ class Session:
 
 
 def _writable(path: Path) -> Path:
+    """The trade log's path, once it is known that a row can be appended there (no file is made)."""
     directory = path.parent
     if not directory.is_dir():
         raise ConfigurationError(f"trade_log_path={str(directory)!r} is not an existing directory")
-    if not os.access(directory, os.W_OK):
-        raise ConfigurationError(f"trade_log_path={str(directory)!r} is not writable")
+    if path.is_dir():
+        raise ConfigurationError(f"trade_log_name: {str(path)!r} is a directory, not a log file; choose another name")
+    try:
+        if path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+        else:
+            tempfile.TemporaryFile(dir=directory).close()
+    except OSError as err:
+        raise ConfigurationError(f"trade_log_path={str(directory)!r} is not writable: {err.strerror}") from None
     return path
+
+
+def _tradable(probe: BrokerCalls, ticker: str) -> bool:
+    """Whether the broker lists ``ticker`` as a tradable asset (a 404 means it does not know it)."""
+    try:
+        return bool(probe(lambda c: c.get_asset(ticker)).tradable)
+    except BrokerError as err:
+        if err.status in (404, 422):
+            return False
+        raise
+
+
+def _parse(orders: object, tickers: Sequence[str]) -> tuple[list[Order], list[OrderValidationError]]:
+    """parse_orders, and if something in the block breaks validation itself (say a value whose repr
+    raises), each element on its own: one unreadable order never takes the others down."""
+    try:
+        return parse_orders(orders, tickers)
+    except Exception as err:
+        if not isinstance(orders, list | tuple):
+            return [], [_unreadable("orders", None, err)]
+    known = frozenset(tickers)
+    valid: list[Order] = []
+    problems: list[OrderValidationError] = []
+    for index, raw in enumerate(orders):
+        try:
+            valid.append(validate_order(raw, known, index))
+        except OrderValidationError as problem:
+            problems.append(problem)
+        except Exception as err:
+            problems.append(_unreadable(_culprit(raw), index, err))
+    return valid, problems
+
+
+def _culprit(raw: object) -> str:
+    """The key of a dict whose value cannot even be shown (its repr raises), else "order"."""
+    if isinstance(raw, Mapping):
+        for key, value in list(raw.items()):
+            try:
+                repr(value)
+            except Exception:
+                return key if isinstance(key, str) else "order"
+    return "order"
+
+
+def _unreadable(field_name: str, index: int | None, err: Exception) -> OrderValidationError:
+    problem = f"could not be read ({type(err).__name__} while validating it)"
+    return OrderValidationError(field_name, None, "plain str, numbers and None", index, problem)
+
+
+@dataclass
+class _Revival:
+    """When a dead child may be restarted: at once, unless it keeps dying young (then with backoff)."""
+
+    started_at: float = field(default_factory=time.monotonic)
+    quick_deaths: int = 0
+    not_before: float = 0.0
+    noticed: bool = False
+
+    def due(self, process: SpawnProcess) -> bool:
+        if process.is_alive():
+            return False
+        now = time.monotonic()
+        if not self.noticed:
+            self.noticed = True
+            self.quick_deaths = self.quick_deaths + 1 if now - self.started_at < QUICK_DEATH_S else 0
+            self.not_before = now + (min(0.25 * 2**self.quick_deaths, 30.0) if self.quick_deaths > 1 else 0.0)
+        return now >= self.not_before
+
+    def started(self) -> None:
+        self.started_at, self.noticed = time.monotonic(), False
 
 
 def _account_dict(account: Any) -> dict[str, Any]:

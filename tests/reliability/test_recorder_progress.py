@@ -1,0 +1,73 @@
+"""The recorder's bookkeeping behind "each order change logged once" (no processes, no network):
+an order's progress only moves forward; a change recovered through REST carries what was executed
+since the last logged one; a recorder that replaces a dead one reads the log back and logs nothing
+twice, skipping a torn last line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability_helpers import raw_rows
+
+from blockpaca_nb.recorder import Recorder, submission_row
+from blockpaca_nb.tradelog import load_trade_log
+
+
+class Sink(list[Any]):
+    def put(self, item: Any) -> None:
+        self.append(item)
+
+
+def update(event: str, status: str, filled: float, avg: float | None = None, qty: float | None = None,
+           price: float | None = None, order_id: str = "o-1") -> dict[str, Any]:
+    order = {"id": order_id, "client_order_id": "buy_long-0-0123abcd", "symbol": "AAPL", "side": "buy",
+             "type": "market", "qty": "10", "status": status, "filled_qty": str(filled),
+             "filled_avg_price": None if avg is None else str(avg)}
+    return {"event": event, "order": order, "timestamp": "2024-01-02T15:00:00Z", "qty": qty, "price": price}
+
+
+def test_stale_stream_events_after_a_recovered_fill_are_dropped(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path / "log.csv", Sink())
+    recorder.report(update("recovered", "filled", 10, 100.0))  # catch-up saw the fill first ...
+    for stale in (update("pending_new", "pending_new", 0), update("new", "new", 0),
+                  update("fill", "filled", 10, 100.0, qty=10, price=100.0)):
+        recorder.report(stale)  # ... then the events queued meanwhile arrive
+    rows = raw_rows(tmp_path / "log.csv")
+    assert [(r["event"], r["status"], r["executed_qty"]) for r in rows] == [("recovered", "filled", "10.0")]
+
+
+def test_recovered_changes_carry_what_was_executed_since(tmp_path: Path) -> None:
+    events = Sink()
+    recorder = Recorder(tmp_path / "log.csv", events)
+    recorder.report(update("new", "new", 0))
+    recorder.report(update("partial_fill", "partially_filled", 4, 100.0, qty=4, price=100.0))
+    recorder.report(update("recovered", "filled", 10, 101.2))  # 6 more at 102.0 while the stream was down
+    recorder.report(update("fill", "filled", 10, 101.2, qty=6, price=102.0))  # said again by the stream
+    fills = [(e["event"], e["executed_qty"], e["executed_price"]) for e in events]
+    assert fills == [("new", 0.0, 0.0), ("partial_fill", 4.0, 100.0), ("recovered", 6.0, pytest.approx(102.0))]
+
+
+def test_a_new_recorder_reads_back_the_log_and_logs_nothing_twice(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    accepted = {"kind": "accepted", "client_order_id": "buy_long-0-0123abcd", "ticker": "AAPL", "side": "buy",
+                "action": "buy_long", "order_type": "market", "qty": 10, "time": 1700000000.123456, "worker": 0}
+    first = Recorder(path, Sink())
+    first.take(accepted, ack=1)
+    first.report(update("new", "new", 0))
+    first.report(update("partial_fill", "partially_filled", 4, 100.0, qty=4, price=100.0))
+    first.writer.close()
+    with open(path, "a", encoding="utf-8") as log:  # the dead recorder's last line, cut off
+        log.write("execution,buy_long-0-0123abcd,AAPL,100.0")
+    events = Sink()
+    second = Recorder(path, events, resume=1699999990.0)
+    second.take(accepted, ack=1)  # re-sent by the kernel: acknowledged, not logged again
+    second.report(update("partial_fill", "partially_filled", 4, 100.0, qty=4, price=100.0))  # old news
+    second.report(update("recovered", "filled", 10, 101.2))
+    assert [e.get("ack") for e in events][:1] == [1]
+    log = load_trade_log(path)
+    assert list(log["event"]) == ["accepted", "new", "partial_fill", "recovered"]  # the torn line is gone
+    raw_rows(path)  # every row whole
+    assert log.iloc[-1]["executed_qty"] == 6.0
+    assert submission_row(accepted)["timestamp"] == 1700000000.123456

@@ -1,0 +1,126 @@
+"""7. Secrets. A session trades on "paper" (the simulator's endpoints and keys, passed explicitly) in
+a separate process whose kernel logs at DEBUG and whose children log at DEBUG
+(BLOCKPACA_LOG_LEVEL); it prints the repr of every public object, its errors, the dashboard's
+synced widget state, then runs sessions with a wrong, recognisable secret (auth failures: the REST
+check, and the trade_updates stream refusing it). Neither secret — nor any 12-character piece of
+it — appears in stdout, stderr (kernel and children), the exceptions, or the trade log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from reliability_helpers import figure
+
+from blockpaca_nb import AuthenticationError, Simulator
+
+FAKE = "FAKE-SECRET-do-not-leak-7f3a9c2e51"
+
+OWNER = textwrap.dedent(
+    """
+    import json, logging, os, sys, time
+    logging.basicConfig(level=logging.DEBUG, format="%(name)s %(levelname)s %(message)s")
+    from blockpaca_nb import Session
+
+    urls, key, secret = json.loads(os.environ["SIM_URLS"]), os.environ["SIM_KEY"], os.environ["SIM_SECRET"]
+    fake, path = os.environ["FAKE_SECRET"], sys.argv[1]
+
+    def show(label, value):
+        print(f"== {label}: {value!r}", flush=True)
+
+    s = Session(tickers=["AAPL", "MSFT"], mode="paper", urls=urls, api_key=key, secret_key=secret,
+                warm_up_period=0, frequency=0.2, trade_log_path=path, trade_log_name="secrets", num_workers=2)
+    s.strategy(lambda ctx: None)
+    s.start()
+    while s.status not in ("running", "failed"):
+        time.sleep(0.05)
+    cids = s.submit([{"ticker": "AAPL", "quantity": 1, "side": "buy", "order_type": "market"},
+                     {"ticker": "AAPL", "quantity": -1, "side": "buy", "order_type": "market"},
+                     {"ticker": "MSFT", "quantity": 10**9, "side": "buy", "order_type": "market"}])
+    while any((s.orders.get(c) or {}).get("status") not in ("filled", "rejected") for c in cids):
+        time.sleep(0.05)
+    for label, value in [("session", s), ("context", s.context), ("portfolio", s.portfolio), ("pool", s._pool),
+                         ("limiter", s._limiter), ("target", s._target), ("connection", s._connection),
+                         ("credentials", s._connection.credentials), ("calls", s._calls), ("recorder", s._recorder),
+                         ("book", s._book), ("errors", list(s.errors)), ("orders", s.orders),
+                         ("trade_updates", list(s.trade_updates)), ("account", s.account_info),
+                         ("health", s.worker_health()), ("positions", s.positions), ("quotes", s.quotes),
+                         ("vars", vars(s))]:
+        show(label, value)
+        print(f"== str {label}: {value}", flush=True)
+    try:
+        from blockpaca_nb.ui import Dashboard
+        from ipywidgets.widgets.widget import _instances
+
+        board = Dashboard(s, autostart=False)
+        board.refresh()
+        print("== widgets: " + json.dumps([w.get_state() for w in list(_instances.values())], default=str))
+    except ImportError as err:
+        print(f"== no dashboard: {err}")
+    s.stop()
+    bad = Session(tickers=["AAPL"], mode="paper", urls=urls, api_key=key, secret_key=fake, warm_up_period=0,
+                  trade_log_path=path, trade_log_name="bad")
+    bad.start()
+    bad.wait(30)
+    show("bad errors", list(bad.errors))
+    print("== done", flush=True)
+    """
+)
+
+
+def test_the_secret_appears_nowhere(tmp_path: Path) -> None:
+    with Simulator(symbols=["AAPL", "MSFT"], seed=17, quotes_per_second=5) as sim:
+        secret = sim.secret_key
+        script = tmp_path / "owner.py"
+        script.write_text(OWNER)
+        env = {**os.environ, "SIM_URLS": json.dumps(sim.urls), "SIM_KEY": sim.api_key, "SIM_SECRET": secret,
+               "FAKE_SECRET": FAKE, "BLOCKPACA_LOG_LEVEL": "DEBUG"}
+        done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True,
+                              text=True, timeout=120)
+        stream_refused = stream_auth_failure(sim, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "== done" in done.stdout and "== widgets" in done.stdout, done.stdout[-2000:]
+    assert "refused the API keys" in done.stdout  # the auth failure was reported ...
+    logs = {"stdout": done.stdout, "stderr": done.stderr, "stream refusal": stream_refused}
+    logs |= {p.name: p.read_text() for p in tmp_path.glob("*.csv")}
+    kernel_debug, children_debug = done.stderr.count(" DEBUG "), done.stderr.count("DEBUG:")
+    figure("secrets", outputs_checked=len(logs), bytes_checked=sum(map(len, logs.values())),
+           kernel_debug_lines=kernel_debug, children_debug_lines=children_debug, leaks=0)
+    assert kernel_debug >= 5 and children_debug >= 3, "the kernel and the children must log at DEBUG"
+    for where, text in logs.items():
+        for needle in (secret, FAKE):
+            assert not _pieces(needle, text), f"a piece of the secret is in {where}"
+
+
+def stream_auth_failure(sim: Simulator, tmp_path: Path) -> str:
+    """The trade_updates stream refusing a secret (spoken to directly, in this process): the
+    exception, its traceback and the recorder's log line do not carry the secret."""
+    import asyncio
+    import logging
+    import queue
+    import traceback
+
+    from blockpaca_nb.broker import Connection, Credentials, Endpoints
+    from blockpaca_nb.recorder import Recorder, TradeUpdates
+
+    connection = Connection("paper", Endpoints.from_mapping(sim.urls), Credentials(sim.api_key, FAKE))
+    stream = TradeUpdates(connection, Recorder(tmp_path / "stream.csv", queue.Queue()))
+    try:
+        asyncio.run(stream._session())
+    except PermissionError as err:
+        refused = "".join(traceback.format_exception(err)) + repr(err) + repr(connection) + repr(stream.calls)
+    else:
+        raise AssertionError("the stream accepted a wrong secret")
+    failed = AuthenticationError("the broker refused the API keys", 401, 40110000)
+    logging.getLogger("blockpaca_nb.recorder").warning("%r %s", connection, refused)
+    return "\n".join([refused, repr(failed), str(pickle.dumps(failed))])
+
+
+def _pieces(secret: str, text: str, size: int = 12) -> list[str]:
+    return [secret[i : i + size] for i in range(len(secret) - size + 1) if secret[i : i + size] in text]
