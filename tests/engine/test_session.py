@@ -232,6 +232,15 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split()[2] == "Z")
 
 
+def _mapped_segments(pid: int) -> set[str]:
+    """The /dev/shm segments a process has mapped (only ours, whatever else runs on the machine)."""
+    try:
+        lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    except OSError:
+        return set()
+    return {line.split("/dev/shm/")[1].split()[0] for line in lines if "/dev/shm/psm_" in line}
+
+
 def test_children_exit_when_the_owner_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "owner.py"
     script.write_text(
@@ -260,12 +269,12 @@ def test_children_exit_when_the_owner_is_killed(tmp_path: Path) -> None:
             descendants |= kids
             frontier |= kids
         assert len(descendants) >= 4  # simulator, feed, recorder, workers (+ resource tracker)
-        segments_before = set(os.listdir("/dev/shm"))
+        ours = {seg for pid in descendants | {owner.pid} for seg in _mapped_segments(pid)}
+        assert ours, "the session's shared memory was not found"
         owner.send_signal(signal.SIGKILL)
         owner.wait(5)
         wait_for(lambda: not any(_alive(p) for p in descendants), timeout=5, what="every child to exit")
-        leaked = {s for s in set(os.listdir("/dev/shm")) & segments_before if s.startswith("psm_")}
-        wait_for(lambda: not (leaked & set(os.listdir("/dev/shm"))), timeout=5, what="shared memory to be freed")
+        wait_for(lambda: not (ours & set(os.listdir("/dev/shm"))), timeout=5, what="shared memory to be freed")
     finally:
         if owner.poll() is None:
             owner.kill()
