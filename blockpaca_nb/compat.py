@@ -41,7 +41,8 @@ def run_trading(
     """Run `strategy_callable` every `frequency` for `run_seconds`, then the EOS action; blocking.
 
     Same parameters and defaults as blockpaca 0.1.2. `total_allowed_per_min` per
-    `refill_interval_sec` becomes the shared sliding-window rate limit. Returns the finished Session.
+    `refill_interval_sec` becomes the shared sliding-window rate limit. Returns the finished Session;
+    raises what made the session fail (e.g. AuthenticationError for wrong keys).
     """
     session = Session(
         tickers=list(tickers),
@@ -70,6 +71,8 @@ def run_trading(
         session.wait()
     finally:
         session.stop()
+    if session.failure is not None:
+        raise session.failure  # a script must not exit 0 from a session that failed
     return session
 
 

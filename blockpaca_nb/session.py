@@ -169,11 +169,13 @@ class Session:
         self.status = "created"
         self.started_at: float | None = None
         self.account_info: dict[str, Any] = {}
+        self.failure: BaseException | None = None  # why the session failed, when it did
         self.ends_at: float | None = None
         self.skipped_ticks = 0
         self.ticks = 0
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set to stop, or to take a new tick rate
         self._paused = threading.Event()
         self._done = threading.Event()
         self._commands: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -211,6 +213,7 @@ class Session:
         def register(f: Strategy) -> Strategy:
             if every is not None:
                 self.frequency = float(parse_duration(every, "every"))
+                self._wake.set()  # the tick loop takes the new rate now, not at the old rate's next tick
             self._registry.add(f)
             return f
 
@@ -238,8 +241,10 @@ class Session:
     def start(self) -> Session:
         """Start the background machinery and return at once; the strategy loop follows warm-up."""
         with self._lock:
-            if self.status not in ("created",):
-                return self
+            if self.status in ("stopping", "stopped", "failed"):
+                raise BlockpacaError(f"this session is {self.status}; create a new Session to trade again")
+            if self.status != "created":
+                return self  # already started
             self.status = "starting"
         self._spawn_thread(self._start_and_run, "blockpaca-session")
         return self
@@ -259,6 +264,7 @@ class Session:
             self._finish(self._stop_eos or self.eos_behavior)
         except Exception as err:
             self.status = "failed"
+            self.failure = err
             self.errors.append(_error("session", err))
             log.error("session failed: %s", err)
             self._tear_down()
@@ -396,18 +402,31 @@ class Session:
         return time.time() + float(self.run_seconds)
 
     def _run_loop(self) -> None:
-        """Tick on absolute times until stopped or run_seconds is over; commands run between ticks."""
-        clock = TickClock(self.frequency, time.monotonic())
-        for due in clock:
-            if self._stop.wait(max(0.0, due - time.monotonic())):
-                return
-            self.skipped_ticks = clock.skipped + self.overruns  # late ticks + ticks a busy strategy missed
-            self._run_commands()
-            self._reconcile_if_due()
-            if self.ends_at is not None and time.time() >= self.ends_at:
-                return
-            if not self._paused.is_set():
-                self._tick()
+        """Tick on absolute times until stopped or run_seconds is over; commands run between ticks.
+        A strategy registered with another `every=` restarts the clock at its rate."""
+        late = 0  # ticks skipped by earlier clocks
+        while True:
+            clock = TickClock(self.frequency, time.monotonic())
+            for due in clock:
+                self._sleep_until(due, clock.every)
+                if self._stop.is_set():
+                    return
+                if self.frequency != clock.every:
+                    break  # a new rate: a new clock, starting now
+                self.skipped_ticks = late + clock.skipped + self.overruns  # late ticks + busy-strategy ticks
+                self._run_commands()
+                self._reconcile_if_due()
+                if self.ends_at is not None and time.time() >= self.ends_at:
+                    return
+                if not self._paused.is_set():
+                    self._tick()
+            late += clock.skipped
+
+    def _sleep_until(self, due: float, every: float) -> None:
+        """Wait for a tick's time; wake early only to stop or to take a new tick rate."""
+        while time.monotonic() < due and not self._stop.is_set() and self.frequency == every:
+            self._wake.wait(due - time.monotonic())
+            self._wake.clear()
 
     def _tick(self) -> None:
         """Hand the active strategy to the strategy thread; skip the tick if it is still busy."""
@@ -639,6 +658,7 @@ class Session:
             else:
                 self._stop_eos = eos
                 self._stop.set()
+                self._wake.set()
         if threading.current_thread() is not self._threads[0]:
             self._done.wait(STOP_TIMEOUT_S)
 

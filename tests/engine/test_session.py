@@ -378,3 +378,54 @@ def test_run_seconds_eod_ends_before_the_close(sim: Simulator, tmp_path: Path) -
         assert session.ends_at == pytest.approx(close.timestamp() - 30, abs=1)
     finally:
         session.stop()
+
+
+def test_every_given_after_start_sets_the_tick_rate(sim: Simulator, tmp_path: Path) -> None:
+    session = make_session(sim, tmp_path, frequency=30)
+    session.start()
+    try:
+        wait_for(lambda: session.status == "running", what="running")
+        calls: list[float] = []
+
+        @session.strategy(every="0.2s")
+        def fast(ctx: Any) -> None:
+            calls.append(time.monotonic())
+
+        wait_for(lambda: len(calls) >= 4, timeout=10, what="ticks at the new rate")
+        assert calls[-1] - calls[0] < 3
+    finally:
+        session.stop()
+
+
+def test_a_stopped_session_cannot_be_started_again(sim: Simulator, tmp_path: Path) -> None:
+    from blockpaca_nb import BlockpacaError
+
+    session = make_session(sim, tmp_path)
+    session.start()
+    session.stop()
+    with pytest.raises(BlockpacaError, match="create a new Session"):
+        session.start()
+
+
+def test_run_trading_raises_what_made_the_session_fail(tmp_path: Path) -> None:
+    import socket
+
+    from blockpaca_nb import run_trading
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(RuntimeError, match="could not start"):
+            run_trading(
+                strategy_callable=lambda ctx: None,
+                trade_log_name="failing",
+                trade_log_path=str(tmp_path),
+                api_key=None,
+                secret_key=None,
+                tickers=["AAPL"],
+                frequency=1,
+                run_seconds=2,
+                use_alpaca=False,
+                warm_up_period=0,
+                simulator={"symbols": ["AAPL"], "port": taken.getsockname()[1]},
+            )
