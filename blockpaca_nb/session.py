@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EOS_BEHAVIORS = ("liquidate", "hold", "custom")
-STATUSES = ("created", "starting", "warming_up", "running", "paused", "stopping", "stopped", "failed")
+SESSION_STATES = ("created", "starting", "warming_up", "running", "paused", "stopping", "stopped", "failed")
 EOD_MARGIN_S = 30.0
 FINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "failed", "replaced"})
 RECONCILE_EVERY_S = 30.0
@@ -172,7 +172,9 @@ class Session:
         self.failure: BaseException | None = None  # why the session failed, when it did
         self.ends_at: float | None = None
         self.skipped_ticks = 0
-        self.ticks = 0
+        self.ticks = 0  # strategy calls started
+        self.ticks_done = 0  # strategy calls that returned (their ctx.state changes are visible)
+        self.fills = 0  # fill and partial_fill events seen
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._wake = threading.Event()  # set to stop, or to take a new tick rate
@@ -459,6 +461,8 @@ class Session:
                 StrategyError(name, time.time(), f"{type(err).__name__}: {err}", traceback.format_exc())
             )
             return []
+        finally:
+            self.ticks_done += 1
         try:
             return self.submit(returned)
         except Exception as err:  # e.g. the session stopped meanwhile: reported, the loop goes on
@@ -574,6 +578,8 @@ class Session:
         if cid and not (row.get("type") == "submission" and known and known.get("type") == "execution"):
             self.orders[cid] = row  # a submit answer never overrides what the stream already said
         self.trade_updates.append(row)
+        if row.get("event") in ("fill", "partial_fill"):
+            self.fills += 1
         if row.get("event") in ("fill", "partial_fill") or (row.get("event") == "recovered" and row["executed_qty"]):
             self.portfolio.apply_fill(
                 row["ticker"], row["side"], row["executed_qty"], row["executed_price"], row.get("position_qty")
@@ -640,6 +646,40 @@ class Session:
         while pending and time.monotonic() < deadline:
             pending = {c for c in pending if (self.orders.get(c) or {}).get("status") not in FINAL_STATUSES}
             time.sleep(0.02)
+
+    def wait_for(
+        self,
+        *,
+        ticks: int | None = None,
+        fills: int | None = None,
+        status: str | None = None,
+        timeout: float = 30.0,
+    ) -> Session:
+        """Block until the session has run `ticks` strategy calls, seen `fills` fills, and/or reached
+        `status` (counts are totals since start). For notebooks and scripts: wait for what you want to
+        see, never for a fixed time. Raises TimeoutError saying what was missing."""
+        wanted = {"ticks": ticks, "fills": fills}
+        for name, value in wanted.items():
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ConfigurationError(f"{name}={value!r} is not valid; allowed: None or an integer >= 0")
+        if status is not None and status not in SESSION_STATES:
+            raise ConfigurationError(f"status={status!r} is not valid; allowed: {', '.join(SESSION_STATES)}")
+
+        def missing() -> list[str]:
+            have = {"ticks": self.ticks_done, "fills": self.fills}
+            out = [f"{k}={v} (now {have[k]})" for k, v in wanted.items() if v is not None and have[k] < v]
+            if status is not None and self.status != status:
+                out.append(f"status={status!r} (now {self.status!r})")
+            return out
+
+        deadline = time.monotonic() + timeout
+        while missing():
+            if self.status in ("stopped", "failed") and status not in ("stopped", "failed"):
+                raise BlockpacaError(f"the session is {self.status} while waiting for {', '.join(missing())}")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"after {timeout:g} s still waiting for {', '.join(missing())}")
+            time.sleep(0.02)
+        return self
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until run_seconds has elapsed and the EOS action is done (for scripts and tests)."""
