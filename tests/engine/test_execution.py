@@ -23,9 +23,11 @@ import pytest
 
 from blockpaca_nb.broker import Connection, Credentials, Endpoints
 from blockpaca_nb.errors import BlockpacaError, ConfigurationError
-from blockpaca_nb.execution import NOT_SENT, SPAWN, ExecutionPool, RateLimiter, Ticket
+from blockpaca_nb.execution import ExecutionPool
 from blockpaca_nb.orders import ACTION_RESULTS, Order
+from blockpaca_nb.ratelimit import SPAWN, RateLimiter
 from blockpaca_nb.sim import Simulator
+from blockpaca_nb.worker import NOT_SENT, Ticket
 
 TICKERS = ["AAPL", "MSFT", "TSLA"]
 TERMINAL = ("accepted", "rejected", "failed")

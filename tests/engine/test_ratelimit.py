@@ -15,7 +15,7 @@ from multiprocessing.reduction import ForkingPickler
 import pytest
 
 from blockpaca_nb.errors import ConfigurationError
-from blockpaca_nb.execution import ARRIVAL_GRACE_S, SPAWN, RateLimiter, max_in_any_window, per_window
+from blockpaca_nb.ratelimit import ARRIVAL_GRACE_S, SPAWN, RateLimiter, max_in_any_window, per_window
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
