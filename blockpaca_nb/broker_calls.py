@@ -62,8 +62,10 @@ class BrokerCalls:
         timeout: tuple[float, float] = REST_TIMEOUT_S,
         max_unanswered: int | None = None,
         make: Callable[[Connection], Any] | None = None,
+        urgent: bool = False,
     ) -> None:
         self.connection = connection
+        self.urgent = urgent  # control actions: the rate limiter's priority lane
         self.limiter = limiter
         self.max_retries = max_retries
         self.max_unanswered = max_retries if max_unanswered is None else max_unanswered
@@ -75,7 +77,7 @@ class BrokerCalls:
         attempts = retry.Attempts(self.max_retries, self.max_unanswered)
         while True:
             if self.limiter is not None:
-                self.limiter.acquire()
+                self.limiter.acquire(urgent=self.urgent)
             try:
                 return call(self.client())
             except Exception as error:  # judged below: retried, translated, or a bug re-raised

@@ -70,7 +70,7 @@ def run_trading(
             _live_display(session)
         session.wait()
     finally:
-        session.stop()
+        session.stop(wait=True)
     if session.failure is not None:
         raise session.failure  # a script must not exit 0 from a session that failed
     return session

@@ -63,7 +63,7 @@ OWNER = textwrap.dedent(
         print("== widgets: " + json.dumps([w.get_state() for w in list(_instances.values())], default=str))
     except ImportError as err:
         print(f"== no dashboard: {err}")
-    s.stop()
+    s.stop(wait=True)
     bad = Session(tickers=["AAPL"], mode="paper", urls=urls, api_key=key, secret_key=fake, warm_up_period=0,
                   trade_log_path=path, trade_log_name="bad")
     bad.start()
