@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import sys
 import threading
 import time
@@ -104,6 +105,12 @@ _SEAL_MULTIPLIERS = np.array(
 )[:, np.newaxis]
 _SEAL_MIX = np.uint64(0xFF51AFD7ED558CCD)
 _SHIFT_A, _SHIFT_B = np.uint64(33), np.uint64(29)
+# The same constants as Python ints, for one row at a time.
+_SEAL_FACTORS = tuple(int(factor) for factor in _SEAL_MULTIPLIERS[:, 0])
+_SEAL_MIX_INT, _SHIFT_A_INT, _SHIFT_B_INT = int(_SEAL_MIX), int(_SHIFT_A), int(_SHIFT_B)
+_MASK = (1 << 64) - 1
+_AS_WORDS = struct.Struct(f"={len(FIELDS)}Q")  # the fields' raw bits
+_AS_FLOATS = struct.Struct(f"={len(FIELDS)}d")  # the same bytes as floats
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,27 +230,19 @@ class QuoteBook:
         words = self._open().words
         broken = np.flatnonzero(_unsealed(words)).tolist()
         for row in broken:
-            fresh = _blank_rows(1)[:, 0]
+            fresh = _blank_rows(1)[:_SEAL, 0].tolist()
             fresh[0] = (int(words[0, row]) | 1) + 1
-            self._store(words, row, fresh)
+            _store(words, row, fresh)
         return len(broken)
 
     def _write(self, row: int, slots: list[int], values: tuple[float, ...]) -> None:
         """Publish a new version of ``row`` with ``values`` at ``slots``, sealed."""
         words = self._open().words
-        fresh = words[:, row].copy()  # the writer alone writes, so its own read of the row is whole
-        fresh.view(np.float64)[slots] = values
-        fresh[0] = int(fresh[0]) + 2
-        self._store(words, row, fresh)
-
-    @staticmethod
-    def _store(words: np.ndarray, row: int, fresh: np.ndarray) -> None:
-        """Seal ``fresh`` and copy it over ``row``: sequence number odd, the other words, then even."""
-        fresh[_SEAL] = seals(fresh[:, np.newaxis])[0]
-        sequence = int(fresh[0])
-        words[0, row] = sequence - 1  # busy; on CPUs that reorder stores, the seal is what protects
-        words[1:, row] = fresh[1:]
-        words[0, row] = sequence
+        old = words[:, row].tolist()  # the writer alone writes, so its own read of the row is whole
+        fields = list(_AS_FLOATS.unpack(_AS_WORDS.pack(*old[1:_SEAL])))
+        for slot, value in zip(slots, values, strict=True):
+            fields[slot - 1] = value
+        _store(words, row, [old[0] + 2, *_AS_WORDS.unpack(_AS_FLOATS.pack(*fields))])
 
     # -- readers -----------------------------------------------------------------------
 
@@ -303,9 +302,9 @@ class QuoteBook:
         spins = 0
         deadline = 0.0
         while True:
-            copy = words[:, row].copy()
-            if not _unsealed(copy[:, np.newaxis])[0]:
-                return copy.view(np.float64)
+            copy = words[:, row].tolist()  # one read of each word, as Python ints
+            if not copy[0] & 1 and _seal_of(copy) == copy[_SEAL]:
+                return np.array(copy, dtype=np.uint64).view(np.float64)
             spins += 1
             if spins >= _SPINS_BEFORE_YIELD:
                 deadline = self._wait_for_writer(row, deadline)
@@ -408,6 +407,26 @@ def seals(words: np.ndarray) -> np.ndarray:
     mixed *= _SEAL_MIX
     mixed ^= mixed >> _SHIFT_B
     return mixed.sum(axis=0, dtype=np.uint64)
+
+
+def _seal_of(row: Sequence[int]) -> int:
+    """:func:`seals` of one row given as Python ints (no numpy call: a single row is faster so)."""
+    total = 0
+    for word, factor in zip(row[:_SEAL], _SEAL_FACTORS, strict=True):
+        mixed = word * factor & _MASK
+        mixed ^= mixed >> _SHIFT_A_INT
+        mixed = mixed * _SEAL_MIX_INT & _MASK
+        total += mixed ^ (mixed >> _SHIFT_B_INT)
+    return total & _MASK
+
+
+def _store(words: np.ndarray, row: int, fresh: list[int]) -> None:
+    """Seal the row ``fresh`` and copy it over ``row``: sequence number odd, the other words, then even."""
+    fresh.append(_seal_of(fresh))
+    sequence = fresh[0]
+    words[0, row] = sequence - 1  # busy; on CPUs that reorder stores, the seal is what protects
+    words[1:, row] = fresh[1:]
+    words[0, row] = sequence
 
 
 def _unsealed(words: np.ndarray) -> np.ndarray:
