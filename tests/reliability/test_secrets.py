@@ -14,8 +14,10 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from reliability_helpers import figure
 
 from blockpaca_nb import AuthenticationError, Simulator
@@ -124,3 +126,104 @@ def stream_auth_failure(sim: Simulator, tmp_path: Path) -> str:
 
 def _pieces(secret: str, text: str, size: int = 12) -> list[str]:
     return [secret[i : i + size] for i in range(len(secret) - size + 1) if secret[i : i + size] in text]
+
+
+# -- the one scrubber (blockpaca_nb.scrub) ---------------------------------------------------------
+
+NEWLINE_SECRET = "FILE-SECRET-ends-with-newline-9c41d7\n"  # as read from a file
+
+
+@pytest.fixture
+def registry() -> Iterator[None]:
+    from blockpaca_nb.scrub import forget_secrets
+
+    forget_secrets()
+    yield
+    forget_secrets()
+
+
+def test_scrub_blanks_every_form_and_piece_of_a_secret(registry: None) -> None:
+    import json
+    from urllib.parse import quote
+
+    from blockpaca_nb.scrub import remember_secret, scrub_text
+
+    core = NEWLINE_SECRET.strip()
+    assert scrub_text(f"x {core} y") == f"x {core} y", "nothing is registered yet"
+    remember_secret(NEWLINE_SECRET)
+    remember_secret("short")  # too short to scrub without wrecking ordinary words
+    texts = [
+        f"Invalid header value {NEWLINE_SECRET.encode()!r}",
+        f"header {NEWLINE_SECRET!r} refused",
+        json.dumps({"secret": NEWLINE_SECRET}),
+        "https://x/?secret=" + quote(NEWLINE_SECRET, safe=""),
+        f"cut short: {core[:15]}…",
+        f"twice {core}{core} and {core[-13:]}",
+    ]
+    for text in texts:
+        clean = scrub_text(text)
+        assert "***" in clean and not _pieces(core, clean), (text, clean)
+    assert scrub_text("a short word and an order for AAPL") == "a short word and an order for AAPL"
+
+
+def test_a_requests_error_quoting_the_secret_is_replaced(registry: None) -> None:
+    """The issue's case: a secret with a trailing newline makes requests raise InvalidHeader quoting it."""
+    import logging
+    import traceback
+
+    import requests
+
+    from blockpaca_nb.errors import ScrubbedError
+    from blockpaca_nb.scrub import ScrubFilter, remember_secret, scrub_error
+
+    with Simulator(symbols=["AAPL"], seed=5) as sim:
+        secret = sim.secret_key + "\n"
+        remember_secret(secret)
+        headers = {"APCA-API-KEY-ID": sim.api_key, "APCA-API-SECRET-KEY": secret}
+        try:
+            requests.get(sim.urls["trading"] + "/v2/account", headers=headers, timeout=10)
+        except requests.exceptions.InvalidHeader as err:
+            raised: BaseException = err
+        else:
+            raise AssertionError("requests accepted a header ending in a newline")
+    assert _pieces(sim.secret_key, str(raised)), "the premise: requests quotes the secret"
+    wrapped = RuntimeError("the session failed")
+    wrapped.__cause__ = raised
+    for error in (raised, wrapped):
+        clean = scrub_error(error)
+        assert isinstance(clean, ScrubbedError) and clean.kind == type(error).__name__
+        shown = "".join(traceback.format_exception(clean)) + repr(clean) + str(pickle.loads(pickle.dumps(clean)))
+        assert not _pieces(sim.secret_key, shown), shown
+    assert "InvalidHeader" in str(scrub_error(raised))
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "session failed: %s", (raised,), None)
+    ScrubFilter().filter(record)
+    assert "session failed: " in record.getMessage() and not _pieces(sim.secret_key, record.getMessage())
+    harmless = ValueError("nothing secret here")
+    assert scrub_error(harmless) is harmless
+
+
+def test_broker_paths_never_show_a_secret_read_with_a_newline(registry: None) -> None:
+    """A secret read from a file works against the simulator (stripped), and no broker.py text shows it."""
+    import logging
+
+    from blockpaca_nb.broker import Credentials, resolve
+    from blockpaca_nb.errors import BrokerError, ConfigurationError, OrderValidationError, show_value
+    from blockpaca_nb.scrub import ScrubFilter
+
+    with Simulator(symbols=["AAPL"], seed=6) as sim:
+        secret = sim.secret_key
+        target = resolve("paper", sim.api_key + "\n", secret + "\n", None, sim.urls, ["AAPL"])
+        assert target.connection is not None
+        account = target.connection.trading_client().get_account()  # the stripped secret is accepted
+        assert str(account.status).endswith("ACTIVE")
+        with pytest.raises(ConfigurationError) as refused:
+            resolve("paper", sim.api_key, secret[:10] + "\x00" + secret[10:], None, sim.urls, ["AAPL"])
+    texts = [repr(target), str(target), repr(target.connection), repr(Credentials(sim.api_key, secret + "\n"))]
+    texts += [str(refused.value), repr(refused.value)]
+    texts += [str(BrokerError(f"request echoed: {secret}", 400)), show_value({"secret": secret + "\n"})]
+    texts.append(str(OrderValidationError("ticker", secret)))
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "connected with %r and %s", (target, secret), None)
+    ScrubFilter().filter(record)
+    texts.append(record.getMessage())
+    for text in texts:
+        assert not _pieces(secret, text), text
