@@ -58,6 +58,12 @@ class Credentials:
         object.__setattr__(self, "api_key", _checked_key("api_key", self.api_key))
         object.__setattr__(self, "secret_key", _checked_key("secret_key", self.secret_key))
 
+    def __setstate__(self, state: dict[str, str]) -> None:
+        """Unpickled in a child process: register the secret with that process's scrubber too."""
+        remember_secret(state.get("secret_key"))
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
     def __repr__(self) -> str:
         return f"Credentials(api_key={self.api_key[:4]}…, secret_key=***)"
 

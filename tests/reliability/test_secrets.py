@@ -227,3 +227,23 @@ def test_broker_paths_never_show_a_secret_read_with_a_newline(registry: None) ->
     texts.append(record.getMessage())
     for text in texts:
         assert not _pieces(secret, text), text
+
+
+UNPICKLE_AND_SCRUB = """
+import pickle, sys
+from blockpaca_nb.scrub import scrub_text
+credentials = pickle.loads(sys.stdin.buffer.read())
+print(scrub_text("the worker saw " + credentials.secret_key))
+"""
+
+
+def test_credentials_register_their_secret_in_every_process_they_reach() -> None:
+    """Workers, the feed and the recorder get Credentials by pickle: their scrubber must know the secret."""
+    from blockpaca_nb.broker import Credentials
+
+    credentials = Credentials("AK123", NEWLINE_SECRET)
+    child = subprocess.run(
+        [sys.executable, "-c", UNPICKLE_AND_SCRUB], input=pickle.dumps(credentials), capture_output=True, timeout=60
+    )
+    assert child.returncode == 0, child.stderr.decode()
+    assert child.stdout.decode().strip() == "the worker saw ***"
