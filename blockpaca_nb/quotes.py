@@ -248,7 +248,7 @@ class QuoteBook:
 
     def quote(self, ticker: str) -> Quote:
         """Return the latest consistent quote of ``ticker``."""
-        return Quote(ticker, *self._read_row(self._row(ticker))[1:_SEAL].tolist())
+        return Quote(ticker, *_AS_FLOATS.unpack(_AS_WORDS.pack(*self._read_row(self._row(ticker))[1:_SEAL])))
 
     def bid_ask(self) -> dict[str, dict[str, float]]:
         """Return blockpaca's quote schema ``{"AAPL": {"bid": 150.25, "ask": 150.30}, ...}``.
@@ -296,15 +296,15 @@ class QuoteBook:
             frame["age"] = np.where(received > 0, time.time() - received, math.inf)
         return frame
 
-    def _read_row(self, row: int) -> np.ndarray:
-        """Copy one whole row (float64) whose seal matches, retrying while it does not."""
+    def _read_row(self, row: int) -> list[int]:
+        """Copy one whole row (its words) whose seal matches, retrying while it does not."""
         words = self._open().words
         spins = 0
         deadline = 0.0
         while True:
             copy = words[:, row].tolist()  # one read of each word, as Python ints
             if not copy[0] & 1 and _seal_of(copy) == copy[_SEAL]:
-                return np.array(copy, dtype=np.uint64).view(np.float64)
+                return copy
             spins += 1
             if spins >= _SPINS_BEFORE_YIELD:
                 deadline = self._wait_for_writer(row, deadline)
@@ -325,10 +325,9 @@ class QuoteBook:
     def _consistent_table(self) -> np.ndarray:
         """Copy the whole table (float64, one column per row); re-read one by one the rows whose seal fails."""
         words = self._open().words.copy()
-        table = words.view(np.float64)
         for row in np.flatnonzero(seals(words) != words[_SEAL]).tolist():
-            table[:, row] = self._read_row(row)
-        return table
+            words[:, row] = self._read_row(row)
+        return words.view(np.float64)
 
     # -- lifetime ----------------------------------------------------------------------
 
