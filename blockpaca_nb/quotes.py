@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import BlockpacaError, ConfigurationError
+from .tickers import normalize_tickers
 
 if TYPE_CHECKING:
     import pandas
@@ -459,19 +460,9 @@ def _forget(memory: SharedMemory) -> None:
             resource_tracker.unregister(memory._name, "shared_memory")  # type: ignore[attr-defined]
 
 
-def _checked_tickers(tickers: Sequence[str]) -> list[str]:
-    if isinstance(tickers, str):
-        raise ConfigurationError(f"tickers must be a list of symbols, not the string {tickers!r}")
-    names = list(tickers)
-    if not names:
-        raise ConfigurationError("tickers must name at least one symbol")
-    bad = [name for name in names if not isinstance(name, str) or not name.strip()]
-    if bad:
-        raise ConfigurationError(f"tickers must be non-empty strings; got {bad[0]!r}")
-    if len(set(names)) != len(names):
-        doubles = sorted({name for name in names if names.count(name) > 1})
-        raise ConfigurationError(f"tickers must be unique; repeated: {', '.join(doubles)}")
-    return names
+def _checked_tickers(tickers: object) -> list[str]:
+    """The book's row names: a list of distinct tickers in normal form (the rule of tickers.py)."""
+    return normalize_tickers(tickers, "tickers", exact=True)
 
 
 def _read_meta(meta: Mapping[str, object]) -> tuple[str, list[str]]:
