@@ -7,6 +7,14 @@ a traceback shows a message. Each process keeps a registry of the secrets it has
 ``Target.connect``), and :func:`scrub_text` / :func:`scrub_error` / :class:`ScrubFilter`
 blank them before a text reaches ``s.errors``, a log, the dashboard or a raise.
 
+Where texts leave, and so where this is applied: ``s.errors`` is a :class:`ScrubbedDeque`;
+``s.failure`` (also raised by ``run_trading`` and printed as "session failed: …") is scrubbed;
+a :class:`~blockpaca_nb.strategy.StrategyError` scrubs its message and traceback; the
+workers' results and the recorder's rows (the trade log) scrub their ``reason``; a REST call
+that fails other than by the broker's answer raises through :func:`scrub_error`; every package
+logger is a :func:`scrubbed_logger` and a child's root handlers carry the filter; the
+dashboard scrubs its errors panel, its trade reasons and its own notices.
+
 What counts as the secret: the value as given and stripped, and the forms it takes inside
 other texts (``repr``/JSON escaping, URL encoding, bytes repr); and any piece of one of those
 at least :data:`PIECE` characters long, so a secret cut short ("…") by a message still goes.
@@ -22,7 +30,12 @@ import json
 import logging
 import threading
 import traceback
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
+
+T = TypeVar("T")
 
 MASK = "***"
 SHORTEST = 8  # secrets shorter than this are not scrubbed (they would match ordinary text)
@@ -66,13 +79,43 @@ def scrub_error(error: BaseException) -> BaseException:
     return ScrubbedError(type(error).__name__, text)
 
 
-def scrub_value(value: object) -> object:
-    """A string scrubbed, an exception scrubbed, anything else unchanged (for rows of ``s.errors``)."""
+def scrub_value(value: T) -> T:
+    """A string or an exception scrubbed, a mapping's values scrubbed (a new dict only when one
+    changed), anything else unchanged: for the items of ``s.errors`` and rows with a ``reason``."""
+    if not _pieces:
+        return value
     if isinstance(value, str):
-        return scrub_text(value)
+        return scrub_text(value)  # type: ignore[return-value]
     if isinstance(value, BaseException):
-        return scrub_error(value)
+        return scrub_error(value)  # type: ignore[return-value]
+    if isinstance(value, Mapping):
+        clean = {key: scrub_value(item) for key, item in value.items()}
+        changed = any(clean[key] is not item for key, item in value.items())
+        return clean if changed else value  # type: ignore[return-value]
     return value
+
+
+class ScrubbedDeque(deque[T]):
+    """A deque whose items are scrubbed as they come in (``s.errors``): whoever appends, and from
+    whatever thread, no item in it ever quotes a secret."""
+
+    def append(self, item: T) -> None:
+        super().append(scrub_value(item))
+
+    def appendleft(self, item: T) -> None:
+        super().appendleft(scrub_value(item))
+
+    def extend(self, items: Iterable[T]) -> None:
+        super().extend(scrub_value(item) for item in items)
+
+    def extendleft(self, items: Iterable[T]) -> None:
+        super().extendleft(scrub_value(item) for item in items)
+
+    def insert(self, index: int, item: T) -> None:
+        super().insert(index, scrub_value(item))
+
+    def __setitem__(self, index: Any, item: T) -> None:
+        super().__setitem__(index, scrub_value(item))
 
 
 class ScrubFilter(logging.Filter):
@@ -89,6 +132,26 @@ class ScrubFilter(logging.Filter):
             record.msg, record.args = clean, None
             record.exc_text = clean_exc or None
         return True
+
+
+_FILTER = ScrubFilter()
+
+
+def scrubbed_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with the scrub filter on it: the record itself is cleaned before
+    any handler sees it (the user's, pytest's caplog, IPython's stderr in the cell)."""
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger
+
+
+def scrub_handlers(logger: logging.Logger) -> None:
+    """Put the scrub filter on every handler of ``logger`` (a child process's root: third-party
+    loggers such as websockets' reach it without passing a filtered logger)."""
+    for handler in logger.handlers:
+        if _FILTER not in handler.filters:
+            handler.addFilter(_FILTER)
 
 
 def forget_secrets() -> None:

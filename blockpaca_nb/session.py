@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import logging
 import os
 import queue
 import threading
@@ -39,6 +38,7 @@ from .quotes import QuoteBook
 from .ratelimit import RateLimiter
 from .recorder import READY_TIMEOUT_S
 from .recorder_link import RecorderLink
+from .scrub import ScrubbedDeque, scrub_error, scrub_text, scrubbed_logger
 from .statuses import ENDED_ORDER_STATUSES, ENDED_SESSION_STATES, SESSION_STATES
 from .strategy import Context, Strategy, StrategyError, StrategyRegistry, TickClock, parse_duration
 from .supervision import Supervisor
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from .sim import Simulator
 
-log = logging.getLogger(__name__)
+log = scrubbed_logger(__name__)
 EOD_MARGIN_S = 30.0
 RECONCILE_EVERY_S = 30.0
 STRATEGY_GRACE_S = 5.0  # how long stop() lets a running strategy call finish
@@ -167,7 +167,7 @@ class Session:
         self.state: dict[str, Any] = {}
         self.portfolio = Portfolio()
         self.trade_updates: deque[dict[str, Any]] = deque(maxlen=max_trade_updates)
-        self.errors: deque[StrategyError | BlockpacaError | dict[str, Any]] = deque(maxlen=200)
+        self.errors: deque[StrategyError | BlockpacaError | dict[str, Any]] = ScrubbedDeque(maxlen=200)
         self.orders: dict[str, dict[str, Any]] = {}  # client order id -> latest row
         self.status = "created"
         self.started_at: float | None = None
@@ -270,9 +270,9 @@ class Session:
             self._finish(self._stop_eos or self.eos_behavior)
         except Exception as err:
             self.status = "failed"
-            self.failure = err
+            self.failure = scrub_error(err)  # what the user sees, raises (run_trading) and prints
             self.errors.append(_error("session", err))
-            log.error("session failed: %s", err)
+            log.error("session failed: %s", self.failure)
             self._tear_down()
         finally:
             self._done.set()
@@ -743,4 +743,5 @@ class Session:
 
 
 def _error(where: str, err: BaseException) -> dict[str, Any]:
-    return {"kind": "error", "where": where, "reason": f"{type(err).__name__}: {err}", "time": time.time()}
+    reason = scrub_text(f"{type(err).__name__}: {err}")
+    return {"kind": "error", "where": where, "reason": reason, "time": time.time()}
