@@ -123,6 +123,16 @@ def test_bad_ticker_lists_are_configuration_errors(tickers: Any, fragment: str) 
         QuoteBook.create(tickers)
 
 
+def test_the_book_uses_the_one_ticker_rule_strictly_where_the_session_reads_generously() -> None:
+    from blockpaca_nb.tickers import normalize_tickers
+
+    assert normalize_tickers(" aapl,MSFT,AAPL") == ["AAPL", "MSFT"]  # what a user types to a Session
+    with pytest.raises(ConfigurationError, match="' aapl' is not written as a ticker; write 'AAPL'"):
+        QuoteBook.create([" aapl"])  # a row name is used verbatim by every writer and reader
+    with pytest.raises(ConfigurationError, match="'BRK B' is not a ticker"):
+        QuoteBook.create(["BRK B"])
+
+
 def test_bad_meta_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="shm_meta"):
         QuoteBook.attach({"tickers": ["AAPL"]})
