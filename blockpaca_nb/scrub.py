@@ -58,7 +58,7 @@ def remember_secret(secret: str | None) -> None:
 def scrub_text(text: str) -> str:
     """``text`` with every registered secret, and every long enough piece of one, replaced by ``***``."""
     pieces = _pieces
-    if not pieces or not isinstance(text, str):
+    if not pieces or not isinstance(text, str) or len(text) < SHORTEST:
         return text
     covered = _covered(text, pieces)
     return _blank(text, covered) if covered else text
