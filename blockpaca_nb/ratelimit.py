@@ -414,13 +414,3 @@ def per_window(per_minute: int, window_s: float) -> int:
     which is stricter than the broker and so still safe.
     """
     return max(1, int(per_minute * min(1.0, window_s / 60.0)))
-
-
-
-def max_in_any_window(times: Iterable[float], window_s: float) -> int:  # MOVE-TO-TESTS
-    """The most grant times that fall in any half-open window ``[t, t + window_s)``."""
-    ordered = np.sort(np.asarray(list(times), dtype=np.float64))
-    if not ordered.size:
-        return 0
-    ends = np.searchsorted(ordered, ordered + window_s, side="left")
-    return int((ends - np.arange(ordered.size)).max())

@@ -9,6 +9,7 @@ from collections import deque
 from typing import Any
 
 import pytest
+from comm_meter import CommMeter
 from waiting import wait_for
 
 from blockpaca_nb import BlockpacaError, OrderValidationError, Session
@@ -17,7 +18,6 @@ from blockpaca_nb.quotes import QuoteBook
 from blockpaca_nb.session import StrategyError
 from blockpaca_nb.ui import Dashboard
 from blockpaca_nb.ui.chart import ChartPanel, History
-from blockpaca_nb.ui.meter import CommMeter
 from blockpaca_nb.ui.tables import RowDiff
 from blockpaca_nb.ui.views import (
     AccountEstimate,
