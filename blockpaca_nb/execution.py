@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import os
 import queue
 import threading
@@ -40,6 +39,7 @@ from .errors import BlockpacaError, ConfigurationError
 from .orders import Order, new_client_order_id
 from .processes import launch
 from .ratelimit import SPAWN, RateLimiter
+from .scrub import scrubbed_logger
 from .worker import (
     IN_FLIGHT_AT_STOP,
     NOT_SENT,
@@ -57,7 +57,7 @@ from .worker import (
 if TYPE_CHECKING:
     from .broker import Connection
 
-log = logging.getLogger(__name__)
+log = scrubbed_logger(__name__)
 
 _SUPERVISE_S = 0.2
 _BOOT_TIMEOUT_S = 20.0  # the first tickets wait at most this long for every worker to be up

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -44,10 +43,11 @@ from .broker_calls import BrokerCalls
 from .orders import action_from_client_order_id, worker_from_client_order_id
 from .processes import SpawnProcess, configure_child_logging, start_child
 from .ratelimit import RateLimiter
+from .scrub import scrub_text, scrubbed_logger
 from .statuses import FINAL_ORDER_STATUSES
 from .tradelog import TradeLogRow, TradeLogWriter
 
-log = logging.getLogger(__name__)
+log = scrubbed_logger(__name__)
 STOP = None  # put on the inbox to stop the recorder after what is already queued
 CATCH_UP_MARGIN_S = 5.0  # how far before the known gap a catch-up starts looking
 PAGE_SIZE = 500  # Alpaca's largest page of orders
@@ -122,7 +122,7 @@ def trade_update_row(data: Mapping[str, Any], executed: tuple[float, float] | No
         limit_price=_number(order.get("limit_price")),
         filled_qty=_number(order.get("filled_qty")),
         filled_avg_price=_number(order.get("filled_avg_price")),
-        reason=str(data.get("reason") or ""),
+        reason=scrub_text(str(data.get("reason") or "")),
         worker=worker_from_client_order_id(cid),
     )
     return {"kind": "trade_update", "position_qty": _number(data.get("position_qty")), **vars(row)}
@@ -150,7 +150,7 @@ def submission_row(result: Mapping[str, Any]) -> dict[str, Any]:
         order_type=str(result.get("order_type") or ""),
         qty=_number(result.get("qty")),
         limit_price=_number(result.get("limit_price")),
-        reason=str(result.get("reason") or ""),
+        reason=scrub_text(str(result.get("reason") or "")),
         worker=result.get("worker"),
         latency_ms=_number(result.get("latency_ms")),
     )
@@ -426,7 +426,7 @@ def run_recorder(
         recorder = Recorder(path, events, resume)
     except Exception as err:  # e.g. the log cannot be written: say so, the session fails with it
         send = events.send if hasattr(events, "send") else events.put
-        send({"kind": "recorder_failed", "reason": f"{type(err).__name__}: {err}", "time": time.time()})
+        send({"kind": "recorder_failed", "reason": scrub_text(f"{type(err).__name__}: {err}"), "time": time.time()})
         return
     since = None if resume is None else max(resume, recorder.last_time or resume)
     stream = TradeUpdates(connection, recorder, BrokerCalls(connection, limiter), since)

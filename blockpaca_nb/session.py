@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import logging
 import os
 import queue
 import threading
@@ -41,6 +40,7 @@ from .quotes import QuoteBook
 from .ratelimit import RateLimiter
 from .recorder import READY_TIMEOUT_S
 from .recorder_link import RecorderLink
+from .scrub import ScrubbedDeque, scrub_error, scrub_text, scrubbed_logger
 from .statuses import ENDED_SESSION_STATES, EOS_ACTIONS, SESSION_STATES
 from .strategy import Context, Strategy, StrategyError, StrategyRegistry, TickClock, parse_duration
 from .supervision import Supervisor
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
     from .sim import Simulator
 
-log = logging.getLogger(__name__)
+log = scrubbed_logger(__name__)
 EOD_MARGIN_S = 30.0
 RECONCILE_EVERY_S = 30.0
 STRATEGY_GRACE_S = 5.0  # how long the end lets a running strategy call finish (its orders are refused)
@@ -177,7 +177,7 @@ class Session:
         self.account_positions_seen: list[dict[str, Any]] = []  # the account's, at the last look
         self.activity = ""  # what a running control action waits for, e.g. "liquidating: 3 orders, ..."
         self.trade_updates: deque[dict[str, Any]] = deque(maxlen=max_trade_updates)
-        self.errors: deque[StrategyError | BlockpacaError | dict[str, Any]] = deque(maxlen=200)
+        self.errors: deque[StrategyError | BlockpacaError | dict[str, Any]] = ScrubbedDeque(maxlen=200)
         self.orders: dict[str, dict[str, Any]] = {}  # client order id -> latest row
         self.status = "created"
         self.started_at: float | None = None
@@ -316,9 +316,9 @@ class Session:
     def _fail(self, where: str, err: BaseException) -> None:
         """Loud: the status, `failure`, `errors` and the log all say what went wrong."""
         self.status = "failed"
-        self.failure = self.failure or err
+        self.failure = self.failure or scrub_error(err)  # what the user sees, raises (run_trading) and prints
         self.errors.append(_error(where, err))
-        log.error("session failed (%s): %s", where, err)
+        log.error("session failed (%s): %s", where, self.failure)
 
     def _bring_up(self) -> None:
         self._started_simulator = self._target.simulator is not None and not self._target.simulator.running
@@ -903,7 +903,8 @@ class Session:
 
 
 def _error(where: str, err: BaseException) -> dict[str, Any]:
-    return {"kind": "error", "where": where, "reason": f"{type(err).__name__}: {err}", "time": time.time()}
+    reason = scrub_text(f"{type(err).__name__}: {err}")
+    return {"kind": "error", "where": where, "reason": reason, "time": time.time()}
 
 
 def _note(where: str, reason: str) -> dict[str, Any]:

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import logging
 import os
 import threading
 import time
@@ -40,13 +39,14 @@ from .errors import ConfigurationError
 from .orders import Order
 from .processes import child_setup, configure_child_logging
 from .ratelimit import RateLimiter, per_window
+from .scrub import scrub_text, scrubbed_logger
 
 if TYPE_CHECKING:
     import aiohttp
 
     from .broker import Connection
 
-log = logging.getLogger(__name__)
+log = scrubbed_logger(__name__)
 
 NOT_SENT = "not sent: the execution pool was stopped first"
 IN_FLIGHT_AT_STOP = "the pool stopped before the broker answered; it may still have accepted the order"
@@ -230,7 +230,6 @@ class _Submitter:
         self.outbox = outbox
         self.settings = settings
         self.headers = connection.credentials.headers()
-        self.secret = connection.credentials.secret_key
         self.orders_url = f"{connection.endpoints.trading}/v2/orders"
         self.by_client_id_url = f"{connection.endpoints.trading}/v2/orders:by_client_order_id"
         self.tasks: set[asyncio.Task[None]] = set()
@@ -304,14 +303,16 @@ class _Submitter:
             outcome = failure(IN_FLIGHT_AT_STOP, None) if sent else failure(self.withdrawn.pop(ticket.seq, NOT_SENT), 0)
         except Exception as error:  # a bug must still end the ticket with a result
             log.exception("worker %d: unexpected error on %s", self.number, ticket.client_order_id)
-            outcome = failure(self._scrub(f"internal error: {_describe(error, 0)}"), None)
+            outcome = failure(f"internal error: {_describe(error, 0)}", None)
         self.unsent.pop(ticket.seq, None)
         now = time.time()
         self._emit({**outcome, **fields, "time": now, "latency_ms": round((now - started) * 1000, 3)})
 
     def _emit(self, event: dict[str, Any]) -> None:
+        """Every result leaves the worker here, scrubbed: a reason may quote a server that quoted
+        the request back, or an aiohttp error that quoted a header."""
         try:
-            self.outbox.send(event)
+            self.outbox.send({**event, "reason": scrub_text(event["reason"])} if event.get("reason") else event)
         except OSError:  # the pool's end is gone: so is the parent
             os._exit(0)
 
@@ -399,7 +400,7 @@ class _Submitter:
             "kind": "rejected",
             "status": answer.status,
             "code": answer.code,
-            "reason": self._scrub(reason or answer.message),
+            "reason": reason or answer.message,
             "attempts": attempts,
         }
 
@@ -420,7 +421,7 @@ class _Submitter:
                     headers.get("X-RateLimit-Reset"),
                 )
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
-            return _Answer(None, reason=self._scrub(_describe(error, self.settings.request_timeout_s)))
+            return _Answer(None, reason=_describe(error, self.settings.request_timeout_s))
         self._observe(answer)
         return answer
 
@@ -431,10 +432,6 @@ class _Submitter:
                 self.limiter.set_limit(per_window(int(answer.limit), self.limiter.window_s))
         if answer.status == 429:
             self.limiter.pause_until(retry.reset_time(answer.reset))
-
-    def _scrub(self, text: str) -> str:
-        """Defence in depth: the secret must never reach a result, even quoted back by a server."""
-        return text.replace(self.secret, "***") if self.secret else text
 
 
 def _ssl_context() -> Any:

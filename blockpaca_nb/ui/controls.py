@@ -19,6 +19,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..scrub import scrub_text
+
 ACTIVE = frozenset({"starting", "warming_up", "running", "paused", "liquidating"})
 NO_STRATEGY = "(no strategy registered)"
 
@@ -122,7 +124,7 @@ class Controls:
         self._wake()
 
     def note_failure(self, what: str, err: BaseException) -> None:
-        self.notices.append(DashboardError(f"{what}: {type(err).__name__}: {err}"))
+        self.notices.append(DashboardError(scrub_text(f"{what}: {type(err).__name__}: {err}")))
         self.last_action = f"{what} failed"
 
     def request_liquidate(self) -> None:
