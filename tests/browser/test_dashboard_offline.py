@@ -61,6 +61,10 @@ class FakeSession:
         for i, ticker in enumerate(self.tickers):
             self._book.write_quote(ticker, 100 + i + shift, 100.02 + i + shift, 100, 100, now, now)
 
+    @property
+    def quote_book(self) -> QuoteBook:
+        return self._book
+
     def worker_health(self) -> list[dict[str, Any]]:
         return [{"alive": True, "in_flight": 0, "restarts": 0}]
 
