@@ -319,6 +319,20 @@ def test_live_liquidate_asks_first(fake: FakeSession) -> None:
     assert dashboard.controls.confirm_bar.layout.display == "none"
 
 
+def test_flatten_account_always_asks_first(fake: FakeSession) -> None:
+    dashboard = Dashboard(fake, autostart=False)  # a simulator session: Liquidate would not ask
+    dashboard.controls.flatten.click()
+    assert fake.calls == []
+    dashboard.refresh()
+    assert dashboard.controls.confirm_bar.layout.display == "flex"
+    assert "whole account" in dashboard.controls.question.value
+    dashboard.controls.no.click()
+    assert fake.calls == []
+    dashboard.controls.flatten.click()
+    dashboard.controls.yes.click()
+    assert fake.calls == ["liquidate account"]
+
+
 def test_sim_liquidate_and_hold_go_straight_through(fake: FakeSession) -> None:
     dashboard = Dashboard(fake, autostart=False)
     dashboard.controls.liquidate.click()
