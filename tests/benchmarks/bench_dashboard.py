@@ -9,7 +9,7 @@ A real Session runs on the embedded simulator: 500 tickers quoting four times a 
 simulator sends them in batches, so every refresh finds every row changed: the worst case for
 diffs), and a
 strategy that trades a few of them every second, so positions, trade updates and the chart all
-move. The widgets talk to a :class:`~blockpaca_nb.ui.meter.CommMeter` instead of a kernel: every
+move. The widgets talk to a :class:`CommMeter (tests/comm_meter.py)` instead of a kernel: every
 message is serialised to JSON as a kernel would, then counted (no browser). Two phases over the
 same session:
 

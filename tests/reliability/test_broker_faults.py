@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rate_windows import max_in_any_window
 from reliability_helpers import (
     FINAL,
     figure,
@@ -30,7 +31,6 @@ from reliability_helpers import (
 )
 
 from blockpaca_nb import ConfigurationError, Session, Simulator
-from blockpaca_nb.ratelimit import max_in_any_window
 
 TICKERS = ["AAPL", "MSFT", "TSLA"]
 ORDERS, BLOCK = 1000, 100
