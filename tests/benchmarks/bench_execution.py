@@ -38,7 +38,7 @@ from blockpaca_nb.sim import Simulator
 from blockpaca_nb.worker import Ticket
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the suite's shared helpers
-from rate_windows import max_in_any_window  # noqa: E402
+from rate_windows import max_in_any_window
 
 TICKERS = ["AAPL", "MSFT", "TSLA", "NVDA", "SPY"]
 NO_LIMIT = 100_000
