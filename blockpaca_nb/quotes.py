@@ -88,7 +88,9 @@ _CELL = 8  # bytes per value
 _BID, _ASK, _BID_SIZE, _ASK_SIZE, _LAST_PRICE, _LAST_SIZE, _QUOTE_TIME, _RECEIVE_TIME = range(1, _SEAL)
 _QUOTE_SLOTS = [_BID, _ASK, _BID_SIZE, _ASK_SIZE, _QUOTE_TIME, _RECEIVE_TIME]  # what write_quote sets
 _TRADE_SLOTS = [_LAST_PRICE, _LAST_SIZE, _RECEIVE_TIME]  # what write_trade sets
-_SETTLE_SECONDS = 0.25  # how long a reader waits for a row the writer left half-written
+# How long a reader waits for a half-written row: a loaded machine can pause the writer mid-row
+# for a few hundred ms, and a false alarm would fail the strategy's tick.
+_SETTLE_SECONDS = 2.0
 _SPINS_BEFORE_YIELD = 64
 _register_lock = threading.Lock()
 # One odd multiplier per sealed word (seq and the 8 fields), so equal changes in two words

@@ -325,7 +325,7 @@ class Session:
         self.status = "failed"
         self.failure = self.failure or scrub_error(err)  # what the user sees, raises (run_trading) and prints
         self.errors.append(_error(where, err))
-        log.error("session failed (%s): %s", where, self.failure)
+        log.error("session failed: %s (in the %s)", self.failure, where)
 
     def _bring_up(self) -> None:
         self._started_simulator = self._target.simulator is not None and not self._target.simulator.running

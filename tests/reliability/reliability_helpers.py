@@ -79,11 +79,21 @@ def settle(session: Session, cids: Iterable[str], timeout: float) -> list[str]:
     return left
 
 
+def held_by_session_at_broker(session: Session, sim: Simulator) -> dict[str, float]:
+    """What the session's own orders hold, by the broker's record: the net of their fills (the
+    account may hold more: other tests' positions on the same simulator)."""
+    net: dict[str, float] = {}
+    for order in sim.orders():
+        if session.ledger.owns(order["client_order_id"]):
+            signed = float(order["filled_qty"] or 0) * (1 if order["side"] == "buy" else -1)
+            net[order["symbol"]] = net.get(order["symbol"], 0.0) + signed
+    return {k: round(v, 9) for k, v in net.items() if round(v, 9)}
+
+
 def positions_match(session: Session, sim: Simulator) -> bool:
-    """Whether the session holds what the broker holds (a ticker at zero is no position)."""
-    broker = {p["symbol"]: float(p["qty"]) for p in sim.positions()}
+    """Whether the session's positions are what its own orders hold at the broker."""
     ours = {p["ticker"]: p["quantity"] for p in session.get_current_data()[1]}
-    return ours == {k: v for k, v in broker.items() if v}
+    return ours == held_by_session_at_broker(session, sim)
 
 
 def market(ticker: str, side: str = "buy", quantity: float = 1) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from reliability_helpers import (
     duplicated_rows,
     figure,
     filled_rows_per_order,
+    held_by_session_at_broker,
     market,
     positions_match,
     raw_rows,
@@ -108,9 +109,9 @@ def test_killed_recorder_is_restarted_and_catches_up(sim: Simulator, tmp_path: P
         unsettled = settle(session, sent, timeout=60)
         wait_for(lambda: positions_match(session, sim), 20, "the recovered fills to reach the session's positions")
         ours = {p["ticker"]: p["quantity"] for p in session.get_current_data()[1]}
+        broker = held_by_session_at_broker(session, sim)
     finally:
         session.stop(wait=True)
-    broker = {p["symbol"]: float(p["qty"]) for p in sim.positions()}
     rows = raw_rows(session.trade_log_file)
     submissions = Counter(r["client_order_id"] for r in rows if r["type"] == "submission")
     filled = filled_rows_per_order(rows)
@@ -122,4 +123,4 @@ def test_killed_recorder_is_restarted_and_catches_up(sim: Simulator, tmp_path: P
     assert {submissions[c] for c in sent} == {1}, "a submission row missing or logged twice"
     assert {filled[c] for c in sent} == {1}, Counter(filled[c] for c in sent)
     assert session.restarts["recorder"] == 1
-    assert ours == {k: v for k, v in broker.items() if v}  # recovered fills moved the positions too
+    assert ours == broker  # recovered fills moved the positions too

@@ -110,7 +110,7 @@ class Owner:
 def owner(tmp_path: Path) -> Any:
     made = Owner(tmp_path)
     yield made
-    made.stop(wait=True)
+    made.stop()
 
 
 @pytest.mark.parametrize("target", ["owner", "group"])
