@@ -16,7 +16,7 @@ runs whenever the stream (re)connects, and events the broker queued meanwhile ar
 order's progress only moves forward — its filled quantity, then its status (pending_new, new,
 partially_filled, pending_cancel …, final) — and a report that does not move it is dropped. A change
 recovered through REST carries what was executed since the change logged before it (the quantity
-and the average price of that part), so positions follow it like a fill.
+and the average price of that part) in its fill columns, so positions follow it like a fill.
 
 **Restart.** A new recorder first drops a last line its predecessor left cut off (it is not a row;
 what it said comes back through REST), then reads back the CSV it appends to: the last logged state of every
@@ -95,21 +95,23 @@ def _epoch(value: Any) -> float:
 # =============================================================================== rows
 
 
-def trade_update_row(data: Mapping[str, Any], executed: tuple[float, float] | None = None) -> dict[str, Any]:
-    """A trade_updates message (the `data` part) as a trade-log row. ``executed`` (quantity, price)
-    overrides the message's own fill (a change recovered through REST has none)."""
+def trade_update_row(data: Mapping[str, Any], fill: tuple[float, float] | None = None) -> dict[str, Any]:
+    """A trade_updates message (the `data` part) as a trade-log row. ``executed_qty``/``executed_price``
+    are the order's cumulative filled quantity and average price (blockpaca's meaning); ``fill``
+    (quantity, price) is what this change executed, overriding the message's own fill (a change
+    recovered through REST has none)."""
     order = data.get("order") or {}
     cid = order.get("client_order_id") or ""
     status = order.get("status") or ""
-    if executed is None:
-        filled = data.get("event") in ("fill", "partial_fill")
-        executed = ((_number(data.get("qty")) or 0.0), (_number(data.get("price")) or 0.0)) if filled else (0.0, 0.0)
+    if fill is None and data.get("event") in ("fill", "partial_fill"):
+        fill = ((_number(data.get("qty")) or 0.0), (_number(data.get("price")) or 0.0))
+    filled, average = _number(order.get("filled_qty")), _number(order.get("filled_avg_price"))
     row = TradeLogRow(
         type="execution",
         client_order_id=cid,
         ticker=order.get("symbol") or "",
-        executed_price=executed[1],
-        executed_qty=executed[0],
+        executed_price=average or 0.0,
+        executed_qty=filled or 0.0,
         status=status,
         side=order.get("side") or "",
         action=action_from_client_order_id(cid) or "",
@@ -120,10 +122,12 @@ def trade_update_row(data: Mapping[str, Any], executed: tuple[float, float] | No
         order_type=order.get("type") or order.get("order_type") or "",
         qty=_number(order.get("qty")),
         limit_price=_number(order.get("limit_price")),
-        filled_qty=_number(order.get("filled_qty")),
-        filled_avg_price=_number(order.get("filled_avg_price")),
+        filled_qty=filled,
+        filled_avg_price=average,
         reason=str(data.get("reason") or ""),
         worker=worker_from_client_order_id(cid),
+        fill_qty=fill[0] if fill and fill[0] > 0 else None,
+        fill_price=fill[1] if fill and fill[0] > 0 else None,
     )
     return {"kind": "trade_update", "position_qty": _number(data.get("position_qty")), **vars(row)}
 

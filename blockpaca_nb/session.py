@@ -538,9 +538,9 @@ class Session:
         self.trade_updates.append(row)
         if row.get("event") in ("fill", "partial_fill"):
             self.fills += 1
-        if row.get("event") in ("fill", "partial_fill") or (row.get("event") == "recovered" and row["executed_qty"]):
+        if row.get("fill_qty"):  # what this change executed (executed_qty is the order's cumulative)
             self.portfolio.apply_fill(
-                row["ticker"], row["side"], row["executed_qty"], row["executed_price"], row.get("position_qty")
+                row["ticker"], row["side"], row["fill_qty"], row["fill_price"], row.get("position_qty")
             )
         if row.get("kind") in ("rejected", "failed"):
             self.errors.append(row)

@@ -19,8 +19,6 @@ import numpy as np
 from ..statuses import PROBLEM_STATUSES
 from .tables import Row, clean
 
-FILL_EVENTS = frozenset({"fill", "partial_fill"})
-
 QUOTE_FIELDS = ("bid", "ask", "base", "t")
 QUOTE_COLUMNS: tuple[dict[str, Any], ...] = (
     {"key": "key", "label": "Ticker", "kind": "text", "width": 70},
@@ -184,9 +182,9 @@ def _copy(source: Iterable[Any]) -> list[Any]:
 
 def trade_row(row: Mapping[str, Any]) -> Row:
     """A trade-update row (the recorder's dict) as the trade panel's values."""
-    fill = row.get("event") in FILL_EVENTS
-    qty = row.get("executed_qty") if fill else row.get("qty")
-    price = row.get("executed_price") if fill else (row.get("limit_price") or row.get("filled_avg_price"))
+    fill = bool(row.get("fill_qty"))  # what this event executed (executed_qty is the order's total)
+    qty = row.get("fill_qty") if fill else row.get("qty")
+    price = row.get("fill_price") if fill else (row.get("limit_price") or row.get("filled_avg_price"))
     status = str(row.get("status") or row.get("kind") or "")
     bad = status in PROBLEM_STATUSES or row.get("kind") in PROBLEM_STATUSES
     return (
@@ -205,10 +203,9 @@ def trade_row(row: Mapping[str, Any]) -> Row:
 
 
 def fill_of(row: Mapping[str, Any]) -> tuple[str, float, float, float, int] | None:
-    """(ticker, time, price, qty, +1 buy / -1 sell) of a fill row, else None."""
-    if row.get("event") not in FILL_EVENTS:
-        return None
-    price, qty = _number(row.get("executed_price")), _number(row.get("executed_qty"))
+    """(ticker, time, price, qty, +1 buy / -1 sell) of a row that executed something (a fill, or
+    a fill recovered through REST), else None."""
+    price, qty = _number(row.get("fill_price")), _number(row.get("fill_qty"))
     if not (math.isfinite(price) and math.isfinite(qty)) or qty <= 0:
         return None
     side = 1 if row.get("side") == "buy" else -1

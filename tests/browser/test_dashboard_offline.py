@@ -220,6 +220,8 @@ def test_trade_rows_highlight_rejections_with_their_reason() -> None:
         "event": "fill",
         "executed_qty": 3.0,
         "executed_price": 10.5,
+        "fill_qty": 3.0,
+        "fill_price": 10.5,
         "qty": 3.0,
         "status": "filled",
         "client_order_id": "buy_long-0-abcdef12",
@@ -391,6 +393,8 @@ def test_chart_follows_the_first_traded_ticker_until_the_user_picks(fake: FakeSe
             "side": "buy",
             "executed_qty": 1.0,
             "executed_price": 102.0,
+            "fill_qty": 1.0,
+            "fill_price": 102.0,
             "timestamp": time.time(),
         }
     )

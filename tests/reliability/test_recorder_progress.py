@@ -45,8 +45,10 @@ def test_recovered_changes_carry_what_was_executed_since(tmp_path: Path) -> None
     recorder.report(update("partial_fill", "partially_filled", 4, 100.0, qty=4, price=100.0))
     recorder.report(update("recovered", "filled", 10, 101.2))  # 6 more at 102.0 while the stream was down
     recorder.report(update("fill", "filled", 10, 101.2, qty=6, price=102.0))  # said again by the stream
-    fills = [(e["event"], e["executed_qty"], e["executed_price"]) for e in events]
-    assert fills == [("new", 0.0, 0.0), ("partial_fill", 4.0, 100.0), ("recovered", 6.0, pytest.approx(102.0))]
+    fills = [(e["event"], e["fill_qty"], e["fill_price"]) for e in events]
+    assert fills == [("new", None, None), ("partial_fill", 4.0, 100.0), ("recovered", 6.0, pytest.approx(102.0))]
+    totals = [(e["executed_qty"], e["executed_price"]) for e in events]  # blockpaca's: the order's running total
+    assert totals == [(0.0, 0.0), (4.0, 100.0), (10.0, 101.2)]
 
 
 def test_a_new_recorder_reads_back_the_log_and_logs_nothing_twice(tmp_path: Path) -> None:
@@ -69,5 +71,5 @@ def test_a_new_recorder_reads_back_the_log_and_logs_nothing_twice(tmp_path: Path
     log = load_trade_log(path)
     assert list(log["event"]) == ["accepted", "new", "partial_fill", "recovered"]  # the torn line is gone
     raw_rows(path)  # every row whole
-    assert log.iloc[-1]["executed_qty"] == 6.0
+    assert (log.iloc[-1]["fill_qty"], log.iloc[-1]["executed_qty"]) == (6.0, 10.0)
     assert submission_row(accepted)["timestamp"] == 1700000000.123456
