@@ -37,6 +37,7 @@ from .preflight import PROBE_TIMEOUT, Plan, account_dict, check_broker
 from .processes import SpawnProcess, sigint_blocked, start_janitor, stop_child, stop_janitor
 from .quotes import QuoteBook
 from .ratelimit import RateLimiter
+from .reconcile import reconcile_positions
 from .recorder import READY_TIMEOUT_S
 from .recorder_link import RecorderLink
 from .statuses import ENDED_ORDER_STATUSES, ENDED_SESSION_STATES, SESSION_STATES
@@ -429,16 +430,20 @@ class Session:
             return []
 
     def _reconcile_if_due(self) -> None:
-        """Now and then refresh the account, and take the broker's positions as the truth — the
-        positions only while no order is open, so no fill can be counted twice or lost."""
+        """Now and then refresh the account, and compare our positions with the broker's at a point
+        where they must agree (nothing in transit, no fill while the snapshot was taken: see
+        reconcile.py); every difference is reported in `errors`, then the positions follow the broker."""
         if time.monotonic() < self._next_reconcile:
             return
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         try:
             self.account_info = self._rest(lambda c: account_dict(c.get_account()))
-            if any(row.get("status") not in ENDED_ORDER_STATUSES for row in list(self.orders.values())):
-                return
-            self.portfolio.reset(self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()]))
+
+            def broker_positions() -> list[dict[str, Any]]:
+                return self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()])
+
+            found = reconcile_positions(self.portfolio, broker_positions, self.orders, self._pool, self._recorder)
+            self.errors.extend(difference.as_error() for difference in found or ())
         except BrokerError as err:  # the broker had a bad moment: try again at the next reconcile
             self.errors.append(_error("reconcile", err))
 
