@@ -424,25 +424,51 @@ class TradeUpdates:
     def catch_up(self) -> None:
         """Record what happened to orders while the stream was down (each change once): every order
         submitted since the stream was last heard, and every order known not to be final, however
-        old — those the workers submitted included, whether or not the stream ever mentioned them."""
+        old — those the workers submitted included, whether or not the stream ever mentioned them.
+        Changes that executed something carry the broker's position after them (``position_qty``, as
+        the stream's fills do), so the kernel's positions end where the broker's are even when a
+        reconciliation already took the broker's word for a fill recovered only now."""
+        missed = list(self._missed_orders())
+        executed = {str(raw["id"]) for raw in missed if self._executed_since_logged(raw)}
+        held = self._positions() if executed else {}
+        for raw in missed:
+            self._recover(raw, held.get(str(raw.get("symbol")), 0.0) if str(raw["id"]) in executed else None)
+
+    def _missed_orders(self) -> Iterator[dict[str, Any]]:
+        """The orders a catch-up looks at (see :meth:`catch_up`), each once."""
         recovered: set[str] = set()
         if self.since is not None:  # None: the first connection of a new session
             for raw in self._orders_since(self.since - CATCH_UP_MARGIN_S):
                 recovered.add(str(raw["id"]))
-                self._recover(raw)
+                yield raw
         unfinished = {oid: t for oid, t in self.recorder.ledger.open_orders().items() if oid not in recovered}
         if not unfinished:
             return
         oldest = min(unfinished.values()) - CATCH_UP_MARGIN_S
         for raw in self._orders_since(oldest, open_only=True):  # still open: one call for them all
             if unfinished.pop(str(raw["id"]), None) is not None:
-                self._recover(raw)
+                yield raw
         for order_id in unfinished:  # ended while unheard: one look each
-            self.look_up(order_id)
+            if (raw := self._fetch(order_id)) is not None:
+                yield raw
+
+    def _executed_since_logged(self, raw: Mapping[str, Any]) -> bool:
+        known = self.recorder.ledger.orders.get(str(raw["id"]))
+        return (_number(raw.get("filled_qty")) or 0.0) > (known.filled_qty if known else 0.0)
+
+    def _positions(self) -> dict[str, float]:
+        """The broker's position per symbol now (a symbol it does not list holds zero)."""
+        positions = self.calls(lambda c: c.get_all_positions())
+        return {str(p.symbol): float(p.qty) for p in positions}
 
     def look_up(self, order_id: str, calls: BrokerCalls | None = None) -> None:
-        """Recover one order's current state through REST (by the broker's order id). An order the
-        broker does not know is forgotten (said in the log), so it cannot stall every catch-up."""
+        """Recover one order's current state through REST (by the broker's order id)."""
+        if (raw := self._fetch(order_id, calls)) is not None:
+            self._recover(raw)
+
+    def _fetch(self, order_id: str, calls: BrokerCalls | None = None) -> dict[str, Any] | None:
+        """One order by the broker's id. An order the broker does not know is forgotten (said in
+        the log), so it cannot stall every catch-up."""
         try:
             order = (calls or self.calls)(lambda c: c.get_order_by_id(order_id))
         except BrokerError as err:
@@ -450,11 +476,12 @@ class TradeUpdates:
                 raise
             log.warning("order %s: the broker does not know it (%s); no longer looked for", order_id, err)
             self.recorder.ledger.expected.pop(order_id, None)
-            return
-        self._recover(order.model_dump(mode="json"))
+            return None
+        return order.model_dump(mode="json")
 
-    def _recover(self, raw: dict[str, Any]) -> None:
-        self.record({"event": "recovered", "order": raw, "timestamp": raw.get("updated_at")})
+    def _recover(self, raw: dict[str, Any], position_qty: float | None = None) -> None:
+        change = {"event": "recovered", "order": raw, "timestamp": raw.get("updated_at")}
+        self.record(change if position_qty is None else {**change, "position_qty": position_qty})
 
     def _orders_since(self, after: float, open_only: bool = False) -> Iterator[dict[str, Any]]:
         """Every order (or every open one) submitted after ``after`` (epoch seconds), oldest first,

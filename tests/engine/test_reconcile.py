@@ -129,6 +129,12 @@ def test_a_session_reports_what_an_unheard_fill_left_at_the_broker(
         assert (error["ticker"], error["ours"], error["broker"]) == ("TSLA", 0.0, 6.0)
         positions = {p["ticker"]: p["quantity"] for p in session.get_current_data()[1]}
         assert positions == held(sim) == {"AAPL": 1.0, "TSLA": 6.0}
+
+        sim.set_faults(trade_stream_silent=False)  # the reconnect recovers the fill taken over already:
+        tsla = next(o["client_order_id"] for o in sim.orders() if o["symbol"] == "TSLA")
+        wait_for(lambda: (session.orders.get(tsla) or {}).get("event") == "recovered", 30, "the TSLA fill's recovery")
+        positions = {p["ticker"]: p["quantity"] for p in session.get_current_data()[1]}
+        assert positions == held(sim)  # it carries the broker's position: not counted a second time
     finally:
         sim.set_faults(trade_stream_silent=False)
         session.stop()
