@@ -2,7 +2,12 @@
 
 Keys come from arguments or Alpaca's own variables `APCA_API_KEY_ID` / `APCA_API_SECRET_KEY`.
 Without keys the embedded simulator is used; with keys, Alpaca paper; live only when `mode="live"`
-is asked for by name. The secret never appears in a repr, a log line or an exception.
+is asked for by name. Half a key pair is a ConfigurationError naming the missing half, never a
+quiet fallback to the simulator: a trader who meant Alpaca must not read a simulated trade log.
+Keys are stripped (a secret read from a file ends with a newline, which `requests` refuses by
+quoting the header, secret included). Every secret is registered with the scrubber
+(:mod:`blockpaca_nb.scrub`) the moment it is read, and never appears in a repr, a log line or an
+exception.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
+from .scrub import remember_secret
 
 if TYPE_CHECKING:
     from alpaca.data.historical import StockHistoricalDataClient
@@ -22,6 +28,7 @@ if TYPE_CHECKING:
     from .sim import Simulator
 
 MODES = ("sim", "paper", "live")
+KEY_VARIABLES = {"api_key": "APCA_API_KEY_ID", "secret_key": "APCA_API_SECRET_KEY"}  # Alpaca's names
 ENDPOINT_KEYS = ("trading", "trading_stream", "data", "data_stream")
 ALPACA_ENDPOINTS = {
     "paper": {
@@ -45,6 +52,17 @@ class Credentials:
 
     api_key: str
     secret_key: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        remember_secret(self.secret_key)
+        object.__setattr__(self, "api_key", _checked_key("api_key", self.api_key))
+        object.__setattr__(self, "secret_key", _checked_key("secret_key", self.secret_key))
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        """Unpickled in a child process: register the secret with that process's scrubber too."""
+        remember_secret(state.get("secret_key"))
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         return f"Credentials(api_key={self.api_key[:4]}…, secret_key=***)"
@@ -116,6 +134,7 @@ class Target:
             return self.connection
         assert self.simulator is not None
         sim = self.simulator.start()
+        remember_secret(sim.secret_key)
         return Connection("sim", Endpoints.from_mapping(sim.urls), Credentials(sim.api_key, sim.secret_key))
 
 
@@ -128,8 +147,8 @@ def resolve(
     tickers: list[str],
 ) -> Target:
     """Pick the mode and endpoints from the arguments and the environment (no network)."""
-    api_key = api_key or os.environ.get("APCA_API_KEY_ID") or None
-    secret_key = secret_key or os.environ.get("APCA_API_SECRET_KEY") or None
+    if mode != "sim":
+        api_key, secret_key = read_keys(api_key, secret_key)
     if mode is None:
         mode = "paper" if (api_key and secret_key) or urls else "sim"
     if mode not in MODES:
@@ -151,6 +170,53 @@ def resolve(
             f"urls point at Alpaca's live trading API but mode={mode!r}; live trading needs mode='live' by name"
         )
     return Target(mode, Connection(mode, endpoints, Credentials(api_key, secret_key)))
+
+
+def read_keys(api_key: str | None, secret_key: str | None) -> tuple[str | None, str | None]:
+    """The key pair from the arguments, else from Alpaca's variables: stripped, both or neither.
+
+    Raises ConfigurationError naming the missing half when only one is found (an empty or
+    all-blank value counts as missing), or naming a key that holds a character no HTTP header
+    can carry. The secret is registered with the scrubber before anything can quote it.
+    """
+    key = _given_key("api_key", api_key)
+    secret = _given_key("secret_key", secret_key)
+    if bool(key) != bool(secret):
+        raise ConfigurationError(half_keys_message(key is not None))
+    return key, secret
+
+
+def half_keys_message(has_api_key: bool) -> str:
+    """Say which half of the key pair is missing and where it can come from."""
+    present, missing = ("api_key", "secret_key") if has_api_key else ("secret_key", "api_key")
+    return (
+        f"{missing} is missing: {present} is set but {missing} is neither given nor in {KEY_VARIABLES[missing]}"
+        f" (empty or blank counts as missing); pass both keys for Alpaca, or neither (and mode='sim')"
+        " for the simulator"
+    )
+
+
+def _given_key(name: str, given: str | None) -> str | None:
+    """One key from its argument, else its environment variable; None when neither holds one."""
+    if given is not None and not isinstance(given, str):
+        raise ConfigurationError(f"{name} must be a string or None; got {type(given).__name__}")
+    value = given if given and given.strip() else os.environ.get(KEY_VARIABLES[name])
+    if value is None or not value.strip():
+        return None
+    if name == "secret_key":
+        remember_secret(value)
+    return _checked_key(name, value)
+
+
+def _checked_key(name: str, value: str) -> str:
+    """``value`` stripped; a ConfigurationError (never quoting it) if an HTTP header cannot carry it."""
+    stripped = value.strip()
+    if not stripped or not (stripped.isascii() and stripped.isprintable()):
+        raise ConfigurationError(
+            f"{name} is empty or holds a character an HTTP header cannot carry (a control character or"
+            " non-ASCII); check how it was read"
+        )
+    return stripped
 
 
 def _is_live(endpoints: Endpoints) -> bool:

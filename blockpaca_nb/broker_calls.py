@@ -4,7 +4,7 @@ The kernel (account, positions, clock, assets, bars, cancels, liquidation) and t
 catch-up after a reconnect) use alpaca-py's clients through :class:`BrokerCalls`: each attempt takes a
 slot from the shared rate limiter, requests time out (alpaca-py sets no timeout), failures follow the
 one retry rule of :mod:`.retry`, and errors carry the broker's reason but never the request (whose
-headers hold the secret).
+headers hold the secret); anything else raised on the way passes through the scrubber.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from requests.adapters import HTTPAdapter
 from . import retry
 from .errors import AuthenticationError, BrokerError
 from .ratelimit import RateLimiter
+from .scrub import scrub_error
 
 if TYPE_CHECKING:
     from alpaca.trading.client import TradingClient
@@ -35,7 +36,7 @@ class _Problem:
     """What went wrong with one REST call: the error to raise, and whether to try again."""
 
     error: Exception
-    kind: str = "final"  # the retry verdict: unanswered, transient, throttled or final
+    kind: str = "final"  # the retry verdict: unanswered, transient, throttled or final; or bug (not the broker)
     reset: float | None = None  # a 429's X-RateLimit-Reset (epoch seconds)
 
 
@@ -62,8 +63,10 @@ class BrokerCalls:
         timeout: tuple[float, float] = REST_TIMEOUT_S,
         max_unanswered: int | None = None,
         make: Callable[[Connection], Any] | None = None,
+        urgent: bool = False,
     ) -> None:
         self.connection = connection
+        self.urgent = urgent  # control actions: the rate limiter's priority lane
         self.limiter = limiter
         self.max_retries = max_retries
         self.max_unanswered = max_retries if max_unanswered is None else max_unanswered
@@ -75,11 +78,13 @@ class BrokerCalls:
         attempts = retry.Attempts(self.max_retries, self.max_unanswered)
         while True:
             if self.limiter is not None:
-                self.limiter.acquire()
+                self.limiter.acquire(urgent=self.urgent)
             try:
                 return call(self.client())
             except Exception as error:  # judged below: retried, translated, or a bug re-raised
                 problem = _judge(error, self.connection.endpoints.trading, self.timeout)
+            if problem.kind == "bug":  # scrubbed: e.g. requests' InvalidHeader quotes the header
+                raise scrub_error(problem.error)
             if problem.kind == "final" or not attempts.failed(problem.kind):
                 raise problem.error from None
             self._wait(problem, attempts)
@@ -130,7 +135,7 @@ def _judge(error: Exception, endpoint: str, timeout: tuple[float, float]) -> _Pr
     if isinstance(error, requests.ConnectionError):
         text = f"cannot reach the broker at {endpoint}: {_root_cause(error)}"
         return _Problem(BrokerError(text), "unanswered")
-    raise error
+    return _Problem(error, "bug")
 
 
 def _judge_answer(error: Any) -> _Problem:

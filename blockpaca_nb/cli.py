@@ -118,7 +118,7 @@ def demo(args: argparse.Namespace) -> int:
         _live_display(session)
         session.wait()
     finally:
-        session.stop()
+        session.stop(wait=True)
     if session.status == "failed":
         print(f"the session failed: {list(session.errors)[-1]}", file=sys.stderr)
         return 1

@@ -2,6 +2,8 @@
 
 A blockpaca script runs with only its import line changed. `use_alpaca=False` — blockpaca's
 local mode — now means the embedded simulator, which speaks Alpaca's protocol end to end.
+`use_alpaca=True` means Alpaca paper and nothing else: missing or half keys are a
+ConfigurationError, never a quiet run on the simulator with a real-looking trade log.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .broker import KEY_VARIABLES, read_keys
+from .errors import ConfigurationError
+from .scrub import scrub_error
 from .session import Session
 
 if TYPE_CHECKING:
@@ -48,7 +53,7 @@ def run_trading(
         tickers=list(tickers),
         api_key=api_key if use_alpaca else None,
         secret_key=secret_key if use_alpaca else None,
-        mode=None if use_alpaca else "sim",
+        mode=_mode(use_alpaca, api_key, secret_key, simulator),
         simulator=simulator,
         frequency=frequency,
         run_seconds=run_seconds,
@@ -70,10 +75,28 @@ def run_trading(
             _live_display(session)
         session.wait()
     finally:
-        session.stop()
+        session.stop(wait=True)
     if session.failure is not None:
-        raise session.failure  # a script must not exit 0 from a session that failed
+        raise scrub_error(session.failure)  # a script must not exit 0 from a session that failed
     return session
+
+
+def _mode(
+    use_alpaca: bool, api_key: str | None, secret_key: str | None, simulator: Simulator | Mapping[str, Any] | None
+) -> str:
+    """blockpaca's use_alpaca as a mode: True is Alpaca paper, with both keys, or an error saying what is missing."""
+    if not use_alpaca:
+        return "sim"
+    key, _secret = read_keys(api_key, secret_key)  # half a pair raises, naming the missing half
+    if key is None:
+        raise ConfigurationError(
+            "use_alpaca=True needs api_key and secret_key (or the variables"
+            f" {KEY_VARIABLES['api_key']} and {KEY_VARIABLES['secret_key']}); both are missing."
+            " use_alpaca=False runs on the embedded simulator"
+        )
+    if simulator is not None:
+        raise ConfigurationError("simulator= is only used with use_alpaca=False (the embedded simulator)")
+    return "paper"
 
 
 def _live_display(session: Session) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from . import tradelog
 from .errors import ConfigurationError
+from .running import REPLACE_CHOICES
 from .statuses import EOS_ACTIONS
 from .strategy import Strategy, parse_duration
 from .tickers import normalize_tickers
@@ -47,6 +48,7 @@ class SessionConfig:
     display_refresh_rate: float = 0.25
     max_trade_updates: int = 20
     rate_window_s: float = 60.0
+    replace_running: bool | str = True
 
     @classmethod
     def from_arguments(
@@ -66,6 +68,7 @@ class SessionConfig:
         display_refresh_rate: object = 0.25,
         max_trade_updates: object = 20,
         rate_window_s: object = 60.0,
+        replace_running: object = True,
     ) -> SessionConfig:
         """Check every argument as a user typed it; raise ConfigurationError naming the first bad one."""
         return cls(
@@ -84,6 +87,7 @@ class SessionConfig:
             display_refresh_rate=float(parse_duration(display_refresh_rate, "display_refresh_rate")),
             max_trade_updates=count("max_trade_updates", max_trade_updates, 1, 10_000),
             rate_window_s=seconds("rate_window_s", rate_window_s),
+            replace_running=_replace_choice(replace_running),
         )
 
 
@@ -142,3 +146,10 @@ def writable_trade_log(directory: object, name: object) -> Path:
         raise ConfigurationError(f"trade_log_path={str(folder)!r} is not writable: {err.strerror}") from None
     return path
 
+
+
+def _replace_choice(value: object) -> bool | str:
+    if not any(value is choice or (isinstance(choice, str) and value == choice) for choice in REPLACE_CHOICES):
+        allowed = "True (stop it with eos='hold'), False (refuse), 'hold' or 'liquidate'"
+        raise ConfigurationError(f"replace_running={value!r} is not valid; allowed: {allowed}")
+    return value  # type: ignore[return-value]

@@ -5,17 +5,20 @@ classes that describe a bad value also derive from :class:`ValueError`, so code 
 against plain Python conventions keeps working.
 
 Every exception here can be pickled: they travel from the execution workers and the
-recorder back to the kernel through multiprocessing queues.
+recorder back to the kernel through multiprocessing queues. No message here ever quotes a
+registered secret: values and broker texts pass through :mod:`blockpaca_nb.scrub` first.
 """
 
 from __future__ import annotations
+
+from .scrub import scrub_text
 
 _REPR_LIMIT = 80
 
 
 def show_value(value: object) -> str:
-    """Return a short ``repr`` of ``value`` for an error message (long ones are cut)."""
-    text = repr(value)
+    """Return a short ``repr`` of ``value`` for an error message (secrets blanked, long ones cut)."""
+    text = scrub_text(repr(value))
     if len(text) > _REPR_LIMIT:
         text = text[: _REPR_LIMIT - 1] + "…"
     return text
@@ -87,7 +90,7 @@ class BrokerError(BlockpacaError):
     """
 
     def __init__(self, message: str, status: int | None = None, code: int | None = None) -> None:
-        self.message = message
+        self.message = scrub_text(message)  # a server may quote the request back
         self.status = status
         self.code = code
         super().__init__(self._text())
@@ -106,3 +109,18 @@ class BrokerError(BlockpacaError):
 
 class AuthenticationError(BrokerError):
     """The broker refused the API keys (HTTP 401/403): wrong, revoked or for another endpoint."""
+
+
+class ScrubbedError(BlockpacaError):
+    """An exception whose text quoted a secret, replaced by :func:`blockpaca_nb.scrub.scrub_error`.
+
+    ``kind`` is the original class name; the message is the original one with the secret
+    blanked. The original (its request, headers, chain) is dropped on purpose.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.kind, str(self)))

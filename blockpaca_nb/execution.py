@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing import connection as mp_connection
 from multiprocessing.context import BaseContext
@@ -40,12 +39,25 @@ from .errors import BlockpacaError, ConfigurationError
 from .orders import Order, new_client_order_id
 from .processes import launch
 from .ratelimit import SPAWN, RateLimiter
-from .worker import IN_FLIGHT_AT_STOP, NOT_SENT, STOP, ResultSink, Settings, Ticket, failure, run_worker, ticket_fields
+from .scrub import scrubbed_logger
+from .worker import (
+    IN_FLIGHT_AT_STOP,
+    NOT_SENT,
+    STOP,
+    WITHDRAWN,
+    ResultSink,
+    Settings,
+    Ticket,
+    Withdraw,
+    failure,
+    run_worker,
+    ticket_fields,
+)
 
 if TYPE_CHECKING:
     from .broker import Connection
 
-log = logging.getLogger(__name__)
+log = scrubbed_logger(__name__)
 
 _SUPERVISE_S = 0.2
 _BOOT_TIMEOUT_S = 20.0  # the first tickets wait at most this long for every worker to be up
@@ -86,7 +98,7 @@ def _send_batches(inbox: Any, outgoing: queue.SimpleQueue[Any], all_up: threadin
     all_up.wait(_BOOT_TIMEOUT_S)
     try:
         while (item := outgoing.get()) is not None:
-            if item != STOP:
+            if isinstance(item, list):
                 limiter.expect(place for _ticket, place in item)
             inbox.send(item)
     except OSError:  # the worker died; its tickets are re-dispatched by the supervisor
@@ -139,6 +151,8 @@ class ExecutionPool:
         self._supervisor: threading.Thread | None = None
         self._closing = False
         self._all_up = threading.Event()  # every worker reported ready once (restarts do not reset it)
+        self._withdrawn_upto = -1  # ordinary tickets numbered below this were withdrawn, unsent
+        self._withdraw_action = ""
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> ExecutionPool:
@@ -229,18 +243,34 @@ class ExecutionPool:
         self.stop()
 
     # ----------------------------------------------------------------- submitting
-    def submit(self, orders: Iterable[Order]) -> list[Ticket]:
+    def submit(
+        self, orders: Iterable[Order], *, urgent: bool = False, claim: Callable[[list[str]], None] | None = None
+    ) -> list[Ticket]:
         """Queue orders for sending, in this order, and return their tickets at once (never blocks
-        on the network). Each gets its worker and its client order id here, for good."""
+        on the network). Each gets its worker and its client order id here, for good.
+        ``urgent=True`` (control actions) puts them in the rate limiter's priority lane; ``claim``
+        is given the client order ids before any ticket leaves (the session's ledger)."""
         orders = list(orders)
         with self._lock:
             if self._supervisor is None or self._closing:
                 state = "stopped" if self._closing else "not started: call start() first"
                 raise BlockpacaError(f"the execution pool is {state}")
-            places = self._limiter.reserve(len(orders))
+            places = self._limiter.reserve(len(orders), urgent=urgent)
             tracked = [self._ticket_for(order, place) for order, place in zip(orders, places, strict=True)]
+            if claim is not None:
+                claim([item.ticket.client_order_id for item in tracked])
             self._dispatch(tracked)
         return [item.ticket for item in tracked]
+
+    def withdraw_unsent(self, action: str) -> None:
+        """A control action began: every ordinary ticket not yet sent ends as failed ("not sent:
+        withdrawn by {action}"), each with its trade-log row; urgent tickets and those already on the
+        wire go on. Returns at once."""
+        with self._lock:
+            self._withdrawn_upto = next(self._seq)  # tickets numbered below this were withdrawn
+            for slot in self._slots:
+                slot.outgoing.put(Withdraw(action))
+            self._withdraw_action = action
 
     def _ticket_for(self, order: Order, place: int) -> _Tracked:
         slot = self._least_loaded()
@@ -356,10 +386,19 @@ class ExecutionPool:
                 log.warning("execution worker %d died (exit code %s); restarting it", slot.number, _exit_code(process))
                 slot.restarts += 1
                 self._spawn(slot)
-                self._dispatch(orphans, avoid=slot.number)
-                leftovers = []
+                leftovers = [self._withdrawn(item) for item in orphans if self._was_withdrawn(item)]
+                self._dispatch([item for item in orphans if not self._was_withdrawn(item)], avoid=slot.number)
         for event in leftovers:
             self._results.put(event)
+
+    def _was_withdrawn(self, item: _Tracked) -> bool:
+        """An orphan a control action withdrew while its dead worker still held it: never re-sent."""
+        return item.place >= 0 and not item.announced and item.ticket.seq < self._withdrawn_upto
+
+    def _withdrawn(self, item: _Tracked) -> dict[str, Any]:
+        self._resolve(item.ticket.seq)
+        reason = WITHDRAWN.format(action=self._withdraw_action)
+        return {**failure(reason, 0), **ticket_fields(item.ticket), "time": time.time()}
 
     def _resolve_leftovers(self) -> None:
         with self._lock:
@@ -414,4 +453,3 @@ def _running(process: BaseProcess | None) -> bool:
 
 def _exit_code(process: BaseProcess | None) -> int | None:
     return None if process is None else process.exitcode
-

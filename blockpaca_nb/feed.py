@@ -12,8 +12,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from .broker import Connection
 from .processes import SpawnProcess, configure_child_logging, start_child
 from .quotes import QuoteBook
@@ -36,15 +34,8 @@ def _epoch(stamp: Any) -> float:
 
 
 def repair_rows(book: QuoteBook) -> int:
-    """Close the rows a dead writer left busy (odd sequence number); returns how many.
-
-    Only the single writer may call this, before it writes anything: the previous writer is gone,
-    so nobody else can be in the middle of those rows.
-    """
-    sequences = book._open().seq_column
-    busy = np.flatnonzero(sequences & np.uint64(1))
-    sequences[busy] += np.uint64(1)
-    return int(busy.size)
+    """Blank the rows a dead writer left busy or half-written (see QuoteBook.repair_rows); returns how many."""
+    return book.repair_rows()
 
 
 def run_feed(connection: Connection, book_meta: Mapping[str, Any]) -> None:

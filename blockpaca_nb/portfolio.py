@@ -1,7 +1,7 @@
 """Positions: seeded from the broker, moved by fills, reconciled with the broker now and then.
 
 Every change bumps :attr:`Portfolio.version`, so a reconciliation can tell whether a fill arrived
-while it fetched the broker's positions (:meth:`Portfolio.adopt` then refuses the older snapshot).
+while it fetched the broker's positions (it then ignores that older snapshot).
 """
 
 from __future__ import annotations
@@ -57,17 +57,6 @@ class Portfolio:
         """Replace everything with the broker's view (Alpaca position dicts)."""
         with self._lock:
             self._take(broker_positions)
-
-    def adopt(self, broker_positions: Iterable[Mapping[str, Any]], version: int) -> dict[str, float] | None:
-        """Take the broker's view unless anything changed since ``version`` (a fill applied after the
-        snapshot was asked for: the snapshot may predate it). Returns our quantities before, or None
-        when the snapshot was refused."""
-        with self._lock:
-            if self.version != version:
-                return None
-            ours = {ticker: position.quantity for ticker, position in self._positions.items()}
-            self._take(broker_positions)
-            return ours
 
     def _take(self, broker_positions: Iterable[Mapping[str, Any]]) -> None:
         self._positions = {

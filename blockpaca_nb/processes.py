@@ -34,6 +34,8 @@ from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from .scrub import remember_secret, scrub_handlers
+
 SPAWN: SpawnContext = mp.get_context("spawn")
 _PARENT_POLL_S = 0.5
 
@@ -120,36 +122,14 @@ LOG_LEVEL_VARIABLE = "BLOCKPACA_LOG_LEVEL"
 _QUIET_LOGGERS = ("websockets",)  # at DEBUG it dumps every frame, the authentication message too
 
 
-class _Redact(logging.Filter):
-    """Blanks secrets in every record a handler emits (defence in depth: none should reach one)."""
-
-    def __init__(self, secrets: tuple[str, ...]) -> None:
-        super().__init__()
-        self.secrets = tuple(s for s in secrets if s)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        cleaned = [self._clean(text), self._clean(record.exc_text or "")]
-        if cleaned != [text, record.exc_text or ""]:
-            record.msg, record.args = cleaned[0], None
-            record.exc_text = cleaned[1] or None
-        return True
-
-    def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
 def configure_child_logging(*secrets: str) -> None:
-    """A child's logging: stderr at BLOCKPACA_LOG_LEVEL (default WARNING), secrets blanked."""
+    """A child's logging: stderr at BLOCKPACA_LOG_LEVEL (default WARNING), secrets blanked by the
+    one scrubber (:class:`~blockpaca_nb.scrub.ScrubFilter`) on every handler."""
     level = os.environ.get(LOG_LEVEL_VARIABLE, "WARNING").upper()
     logging.basicConfig(level=level if level in logging.getLevelNamesMapping() else "WARNING")
-    redact = _Redact(secrets)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(redact)
+    for secret in secrets:
+        remember_secret(secret)
+    scrub_handlers(logging.getLogger())
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
 

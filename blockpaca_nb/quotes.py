@@ -1,28 +1,53 @@
 """The QuoteBook: the latest quote of every ticker, in shared memory, readable from any process.
 
 The quote-feed process is the single writer; the kernel's strategy thread (and anything
-else that attaches) reads. The table has one row per ticker: a sequence number followed
-by the :data:`FIELDS`, all 8 bytes wide::
+else that attaches) reads. Each ticker has a row of 8-byte words: a sequence number, the
+:data:`FIELDS`, and a seal. The table is stored column by column (each kind of word for every
+ticker, contiguous), so that checking every row's seal is a few long vectorised operations::
 
     row i:  seq (uint64) | bid | ask | bid_size | ask_size | last_price | last_size
-            | quote_time | receive_time
+            | quote_time | receive_time | seal (uint64)
+    memory: seq[0..n) | bid[0..n) | ask[0..n) | ... | seal[0..n)
 
-A seqlock keeps rows whole without ever making the writer wait: the writer makes the
-row's sequence number odd, writes the fields, then makes it even again. A reader copies
-the row between two reads of the sequence number and keeps the copy only if both reads
-are equal and even; otherwise the writer was busy with that row and the reader simply
-reads it again. Sequence numbers are stored through numpy as single aligned 8-byte
-writes, so a reader never sees half of one.
+Why a seal, and why it is correct on every CPU. A classic seqlock (make ``seq`` odd, write
+the fields, make it even; the reader keeps a copy only when ``seq`` was even and unchanged
+around it) is only correct if stores become visible, and loads are performed, in program
+order. x86-64 guarantees that; ARM64 (Apple Silicon, Graviton) does not: without barriers
+— which neither numpy nor Python can issue — a reader may see the new ``seq`` with old
+fields, or half the new fields. So the reader does not trust the order of anything: the
+writer stores with every version a seal, a 64-bit hash of that version's sequence number
+and fields, and a reader keeps a copy only when the seal it read is the hash of the words it
+read. A copy that mixes two versions (in any order, even with one 8-byte word itself torn)
+fails the check and is read again:
 
-The protocol relies on the processor keeping stores and loads in program order, as
-x86-64 does. Stale data is never hidden: every row carries the time it was received, and
-:meth:`Quote.age` says how old it is.
+* the hash is a sum of one bijective mix per word (multiply by an odd constant, xor-shift,
+  multiply, xor-shift), so a copy that differs from a real version in a single word can
+  never pass; one that differs in several words passes with probability about 2**-64;
+* the sequence number is hashed too, so an odd (busy) sequence number never passes, and a
+  version's seal is never taken for another's;
+* nothing depends on when the other words became visible, only on what was read, so no
+  memory-ordering guarantee is needed; 8-byte aligned loads and stores are not even
+  assumed to be atomic. What remains is what every CPU gives: the single writer sees its
+  own stores in order, and once it stops writing a row every reader soon sees that row's
+  last version (cache coherence), so a retry ends.
+
+The odd/even sequence number stays as well: it counts the writes, and a busy row's odd
+number can never pass the seal (which was made with the even one). Readers stay lock-free:
+the whole table is copied with one vectorised copy, every seal checked with a few numpy
+operations, and only failing rows are read again one by one. A row that never passes (the
+writer died mid-write) is reported after :data:`_SETTLE_SECONDS`. Stale data is never
+hidden: every row carries the time it was received, and :meth:`Quote.age` says how old it is.
+
+A side priced 0, negative, infinite or NaN is "no quote" (IEX sends 0 for an empty side):
+it is stored as NaN, so the mid and the spread are NaN, and :meth:`QuoteBook.bid_ask` leaves
+the ticker out until both sides are priced again, as blockpaca did.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import struct
 import sys
 import threading
 import time
@@ -36,6 +61,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import BlockpacaError, ConfigurationError
+from .tickers import normalize_tickers
 
 if TYPE_CHECKING:
     import pandas
@@ -52,13 +78,40 @@ FIELDS: tuple[str, ...] = (
 )
 """The columns of a quote row, each a float64; times are epoch seconds."""
 
-_WIDTH = 1 + len(FIELDS)  # the sequence number, then the fields
+_WIDTH = 2 + len(FIELDS)  # the sequence number, the fields, the seal
+_SEAL = _WIDTH - 1  # offset of the seal, the hash of the words before it
 _CELL = 8  # bytes per value
-# Offsets of the fields inside a row (the sequence number is at offset 0).
-_BID, _ASK, _BID_SIZE, _ASK_SIZE, _LAST_PRICE, _LAST_SIZE, _QUOTE_TIME, _RECEIVE_TIME = range(1, _WIDTH)
+# Offsets of the fields inside a row (the sequence number is at offset 0, the seal last).
+_BID, _ASK, _BID_SIZE, _ASK_SIZE, _LAST_PRICE, _LAST_SIZE, _QUOTE_TIME, _RECEIVE_TIME = range(1, _SEAL)
+_QUOTE_SLOTS = [_BID, _ASK, _BID_SIZE, _ASK_SIZE, _QUOTE_TIME, _RECEIVE_TIME]  # what write_quote sets
+_TRADE_SLOTS = [_LAST_PRICE, _LAST_SIZE, _RECEIVE_TIME]  # what write_trade sets
 _SETTLE_SECONDS = 0.25  # how long a reader waits for a row the writer left half-written
 _SPINS_BEFORE_YIELD = 64
 _register_lock = threading.Lock()
+# One odd multiplier per sealed word (seq and the 8 fields), so equal changes in two words
+# (bid_size and ask_size both 100 -> 200) do not cancel out; then a murmur-style finaliser.
+_SEAL_MULTIPLIERS = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+        0x94D049BB133111EB,
+        0xBF58476D1CE4E5B9,
+        0x2545F4914F6CDD1D,
+    ],
+    dtype=np.uint64,
+)[:, np.newaxis]
+_SEAL_MIX = np.uint64(0xFF51AFD7ED558CCD)
+_SHIFT_A, _SHIFT_B = np.uint64(33), np.uint64(29)
+# The same constants as Python ints, for one row at a time.
+_SEAL_FACTORS = tuple(int(factor) for factor in _SEAL_MULTIPLIERS[:, 0])
+_SEAL_MIX_INT, _SHIFT_A_INT, _SHIFT_B_INT = int(_SEAL_MIX), int(_SHIFT_A), int(_SHIFT_B)
+_MASK = (1 << 64) - 1
+_AS_WORDS = struct.Struct(f"={len(FIELDS)}Q")  # the fields' raw bits
+_AS_FLOATS = struct.Struct(f"={len(FIELDS)}d")  # the same bytes as floats
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +154,13 @@ class Quote:
 class _Views:
     """numpy views over the shared segment; dropped on close so the segment can be released."""
 
-    cells: np.ndarray  # flat float64 view of the whole table: row r starts at r * _WIDTH
-    seqs: np.ndarray  # flat uint64 view of the same bytes (only the sequence slots are used)
-    seq_column: np.ndarray  # (n,) uint64, the sequence number of every row
-    table: np.ndarray  # (n, _WIDTH) float64, whole rows, for bulk copies
+    words: np.ndarray  # (_WIDTH, n) uint64: words[k, i] is word k of ticker i's row
+    table: np.ndarray  # the same bytes as float64, for the fields
+    seq_column: np.ndarray  # (n,) uint64, the sequence number of every row (words[0])
 
 
 class QuoteBook:
-    """The latest quote of every ticker, shared between processes through a seqlocked table.
+    """The latest quote of every ticker, shared between processes through a sealed seqlocked table.
 
     Make one with :meth:`create` in the process that owns it (it alone may :meth:`unlink`
     it); other processes :meth:`attach` with ``book.meta``. A QuoteBook pickles as its
@@ -131,11 +183,9 @@ class QuoteBook:
         names = _checked_tickers(tickers)
         memory = SharedMemory(create=True, size=len(names) * _WIDTH * _CELL)
         book = cls(memory, names, owner=True)
-        table = book._open().table
-        table[:, 1:] = math.nan
-        table[:, _QUOTE_TIME] = 0.0
-        table[:, _RECEIVE_TIME] = 0.0
-        book._open().seq_column[:] = 0
+        words = book._open().words
+        words[:] = _blank_rows(len(names))
+        words[_SEAL] = seals(words)
         return book
 
     @classmethod
@@ -160,57 +210,58 @@ class QuoteBook:
         quote_time: float,
         receive_time: float,
     ) -> None:
-        """Store a new bid/ask for ``ticker`` (the last trade is kept)."""
-        views = self._open()
-        base = self._row(ticker) * _WIDTH
+        """Store a new bid/ask for ``ticker`` (the last trade is kept); a side <= 0 or NaN is stored as NaN."""
+        row = self._row(ticker)
         # Convert first: a bad value must raise before the row is marked busy, not during.
-        values = (float(bid), float(ask), float(bid_size), float(ask_size), float(quote_time))
-        received = float(receive_time)
-        cells = views.cells
-        sequence = self._begin_write(views.seqs, base)
-        cells[base + _BID] = values[0]
-        cells[base + _ASK] = values[1]
-        cells[base + _BID_SIZE] = values[2]
-        cells[base + _ASK_SIZE] = values[3]
-        cells[base + _QUOTE_TIME] = values[4]
-        cells[base + _RECEIVE_TIME] = received
-        views.seqs[base] = sequence + 2
+        values = (_price(bid), _price(ask), float(bid_size), float(ask_size), float(quote_time), float(receive_time))
+        self._write(row, _QUOTE_SLOTS, values)
 
     def write_trade(self, ticker: str, price: float, size: float, receive_time: float) -> None:
         """Store the last trade of ``ticker`` (the bid/ask are kept)."""
-        views = self._open()
-        base = self._row(ticker) * _WIDTH
-        price, size, received = float(price), float(size), float(receive_time)
-        cells = views.cells
-        sequence = self._begin_write(views.seqs, base)
-        cells[base + _LAST_PRICE] = price
-        cells[base + _LAST_SIZE] = size
-        cells[base + _RECEIVE_TIME] = received
-        views.seqs[base] = sequence + 2
+        row = self._row(ticker)
+        self._write(row, _TRADE_SLOTS, (float(price), float(size), float(receive_time)))
 
-    @staticmethod
-    def _begin_write(seqs: np.ndarray, base: int) -> int:
-        """Make the row's sequence number odd (row busy) and return its previous value."""
-        sequence = int(seqs[base])
-        seqs[base] = sequence + 1
-        return sequence
+    def repair_rows(self) -> int:
+        """Blank the rows a dead writer left busy or half-written; returns how many.
+
+        Only the single writer may call this, before it writes anything: the previous writer is
+        gone, so nobody else can be in the middle of those rows. Their values may mix two
+        quotes, so they are not kept: the ticker reads as never quoted until its next quote.
+        """
+        words = self._open().words
+        broken = np.flatnonzero(_unsealed(words)).tolist()
+        for row in broken:
+            fresh = _blank_rows(1)[:_SEAL, 0].tolist()
+            fresh[0] = (int(words[0, row]) | 1) + 1
+            _store(words, row, fresh)
+        return len(broken)
+
+    def _write(self, row: int, slots: list[int], values: tuple[float, ...]) -> None:
+        """Publish a new version of ``row`` with ``values`` at ``slots``, sealed."""
+        words = self._open().words
+        old = words[:, row].tolist()  # the writer alone writes, so its own read of the row is whole
+        fields = list(_AS_FLOATS.unpack(_AS_WORDS.pack(*old[1:_SEAL])))
+        for slot, value in zip(slots, values, strict=True):
+            fields[slot - 1] = value
+        _store(words, row, [old[0] + 2, *_AS_WORDS.unpack(_AS_FLOATS.pack(*fields))])
 
     # -- readers -----------------------------------------------------------------------
 
     def quote(self, ticker: str) -> Quote:
         """Return the latest consistent quote of ``ticker``."""
-        return Quote(ticker, *self._read_row(self._row(ticker)))
+        return Quote(ticker, *_AS_FLOATS.unpack(_AS_WORDS.pack(*self._read_row(self._row(ticker))[1:_SEAL])))
 
     def bid_ask(self) -> dict[str, dict[str, float]]:
         """Return blockpaca's quote schema ``{"AAPL": {"bid": 150.25, "ask": 150.30}, ...}``.
 
-        Tickers never quoted are left out. One vectorised consistent copy of the table is
-        taken, so this stays fast for hundreds of tickers.
+        Only tickers quoted on both sides are in it (blockpaca required both sides > 0): a
+        ticker never quoted, or whose bid or ask is missing, is left out. One vectorised
+        consistent copy of the table is taken, so this stays fast for hundreds of tickers.
         """
         table = self._consistent_table()
-        bids = table[:, _BID]
-        asks = table[:, _ASK]
-        quoted = ~(np.isnan(bids) & np.isnan(asks))
+        bids = table[_BID]
+        asks = table[_ASK]
+        quoted = ~(np.isnan(bids) | np.isnan(asks))
         if quoted.all():
             tickers: Sequence[str] = self.tickers
         else:
@@ -224,37 +275,37 @@ class QuoteBook:
         """One field for every ticker, in ticker order (a consistent copy), e.g. ``"quote_time"``."""
         if field not in FIELDS:
             raise ValueError(f"field {field!r} is not a quote field; allowed: {', '.join(FIELDS)}")
-        return self._consistent_table()[:, 1 + FIELDS.index(field)]
+        return self._consistent_table()[1 + FIELDS.index(field)]
 
     def snapshot(self) -> pandas.DataFrame:
-        """Return one row per ticker: every field plus ``mid``, ``spread_bps`` and ``age`` (seconds)."""
+        """Return one row per ticker: every field plus ``mid``, ``spread_bps`` and ``age`` (seconds).
+
+        A missing side is NaN, and so are the ``mid`` and ``spread_bps`` made from it.
+        """
         import pandas as pd
 
         table = self._consistent_table()
-        frame = pd.DataFrame(table[:, 1:], index=pd.Index(self.tickers, name="ticker"), columns=list(FIELDS))
-        bids = table[:, _BID]
-        asks = table[:, _ASK]
+        index = pd.Index(self.tickers, name="ticker")
+        frame = pd.DataFrame(table[1:_SEAL].T, index=index, columns=list(FIELDS))
+        bids = table[_BID]
+        asks = table[_ASK]
         mid = (bids + asks) / 2.0
-        received = table[:, _RECEIVE_TIME]
+        received = table[_RECEIVE_TIME]
         with np.errstate(invalid="ignore", divide="ignore"):
             frame["mid"] = mid
             frame["spread_bps"] = np.where(mid > 0, (asks - bids) / mid * 10_000.0, math.nan)
             frame["age"] = np.where(received > 0, time.time() - received, math.inf)
         return frame
 
-    def _read_row(self, row: int) -> list[float]:
-        """Copy one row's fields, retrying while the writer is busy with it."""
-        views = self._open()
-        seqs, cells = views.seqs, views.cells
-        base = row * _WIDTH
+    def _read_row(self, row: int) -> list[int]:
+        """Copy one whole row (its words) whose seal matches, retrying while it does not."""
+        words = self._open().words
         spins = 0
         deadline = 0.0
         while True:
-            before = int(seqs[base])
-            if not before & 1:
-                values: list[float] = cells[base + 1 : base + _WIDTH].tolist()
-                if int(seqs[base]) == before:
-                    return values
+            copy = words[:, row].tolist()  # one read of each word, as Python ints
+            if not copy[0] & 1 and _seal_of(copy) == copy[_SEAL]:
+                return copy
             spins += 1
             if spins >= _SPINS_BEFORE_YIELD:
                 deadline = self._wait_for_writer(row, deadline)
@@ -273,16 +324,11 @@ class QuoteBook:
         return deadline
 
     def _consistent_table(self) -> np.ndarray:
-        """Copy the whole table; re-read one by one only the rows written during the copy."""
-        views = self._open()
-        before = views.seq_column.copy()
-        table = views.table.copy()
-        after = views.seq_column.copy()
-        unsettled = (before ^ after) | (before & 1)
-        if unsettled.any():
-            for row in np.flatnonzero(unsettled).tolist():
-                table[row, 1:] = self._read_row(row)
-        return table
+        """Copy the whole table (float64, one column per row); re-read one by one the rows whose seal fails."""
+        words = self._open().words.copy()
+        for row in np.flatnonzero(seals(words) != words[_SEAL]).tolist():
+            words[:, row] = self._read_row(row)
+        return words.view(np.float64)
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -345,9 +391,66 @@ def _attach(meta: Mapping[str, object]) -> QuoteBook:
 
 
 def _make_views(memory: SharedMemory, count: int) -> _Views:
-    cells = np.ndarray((count * _WIDTH,), dtype=np.float64, buffer=memory.buf)
-    seqs = np.ndarray((count * _WIDTH,), dtype=np.uint64, buffer=memory.buf)
-    return _Views(cells=cells, seqs=seqs, seq_column=seqs[::_WIDTH], table=cells.reshape(count, _WIDTH))
+    words = np.ndarray((_WIDTH, count), dtype=np.uint64, buffer=memory.buf)
+    return _Views(words=words, table=words.view(np.float64), seq_column=words[0])
+
+
+def seals(words: np.ndarray) -> np.ndarray:
+    """The seal of each row in ``words`` (uint64, shape (>= _SEAL, n), one column per row).
+
+    A hash of the row's first _SEAL words: each word gets its own bijective mix and the mixes
+    are summed (mod 2**64), so a row that differs from a sealed version in one word always
+    fails, in several words with odds of about 2**-64.
+    """
+    mixed = words[:_SEAL] * _SEAL_MULTIPLIERS
+    mixed ^= mixed >> _SHIFT_A
+    mixed *= _SEAL_MIX
+    mixed ^= mixed >> _SHIFT_B
+    return mixed.sum(axis=0, dtype=np.uint64)
+
+
+def _seal_of(row: Sequence[int]) -> int:
+    """:func:`seals` of one row given as Python ints (no numpy call: a single row is faster so)."""
+    total = 0
+    for word, factor in zip(row[:_SEAL], _SEAL_FACTORS, strict=True):
+        mixed = word * factor & _MASK
+        mixed ^= mixed >> _SHIFT_A_INT
+        mixed = mixed * _SEAL_MIX_INT & _MASK
+        total += mixed ^ (mixed >> _SHIFT_B_INT)
+    return total & _MASK
+
+
+def _store(words: np.ndarray, row: int, fresh: list[int]) -> None:
+    """Seal the row ``fresh`` and copy it over ``row``: sequence number odd, the other words, then even."""
+    fresh.append(_seal_of(fresh))
+    sequence = fresh[0]
+    words[0, row] = sequence - 1  # busy; on CPUs that reorder stores, the seal is what protects
+    words[1:, row] = fresh[1:]
+    words[0, row] = sequence
+
+
+def _unsealed(words: np.ndarray) -> np.ndarray:
+    """True for each row that is busy (odd sequence number) or whose seal does not match its words.
+
+    The seal alone would do (an odd number was never sealed); the parity test says it plainly.
+    """
+    return (seals(words) != words[_SEAL]) | (words[0] & np.uint64(1)).astype(bool)
+
+
+def _blank_rows(count: int) -> np.ndarray:
+    """``count`` rows (columns) of a never-quoted ticker: sequence 0, prices NaN, times 0; unsealed."""
+    words = np.zeros((_WIDTH, count), dtype=np.uint64)
+    table = words.view(np.float64)
+    table[1:_SEAL] = math.nan
+    table[_QUOTE_TIME] = 0.0
+    table[_RECEIVE_TIME] = 0.0
+    return words
+
+
+def _price(value: float) -> float:
+    """A bid or ask as stored: a positive finite price, or NaN for "no quote" (0, negative, NaN)."""
+    price = float(value)
+    return price if 0.0 < price < math.inf else math.nan
 
 
 def _forget(memory: SharedMemory) -> None:
@@ -357,19 +460,9 @@ def _forget(memory: SharedMemory) -> None:
             resource_tracker.unregister(memory._name, "shared_memory")  # type: ignore[attr-defined]
 
 
-def _checked_tickers(tickers: Sequence[str]) -> list[str]:
-    if isinstance(tickers, str):
-        raise ConfigurationError(f"tickers must be a list of symbols, not the string {tickers!r}")
-    names = list(tickers)
-    if not names:
-        raise ConfigurationError("tickers must name at least one symbol")
-    bad = [name for name in names if not isinstance(name, str) or not name.strip()]
-    if bad:
-        raise ConfigurationError(f"tickers must be non-empty strings; got {bad[0]!r}")
-    if len(set(names)) != len(names):
-        doubles = sorted({name for name in names if names.count(name) > 1})
-        raise ConfigurationError(f"tickers must be unique; repeated: {', '.join(doubles)}")
-    return names
+def _checked_tickers(tickers: object) -> list[str]:
+    """The book's row names: a list of distinct tickers in normal form (the rule of tickers.py)."""
+    return normalize_tickers(tickers, "tickers", exact=True)
 
 
 def _read_meta(meta: Mapping[str, object]) -> tuple[str, list[str]]:

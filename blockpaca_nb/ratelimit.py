@@ -55,7 +55,8 @@ _MIN_NAP_S = 0.0005
 _HELD_NAP_S = 0.002  # a slot is free but an earlier place is on its way
 _MAX_NAP_S = 0.2
 _RESET_ROUNDING_S = 1.0  # X-RateLimit-Reset is in whole seconds
-_COUNT, _NEXT_PLACE, _LIMIT, _OVERRIDE = range(4)
+_COUNT, _NEXT_PLACE, _LIMIT, _OVERRIDE, _NEXT_URGENT = range(5)
+_URGENT_BASE = -(2**62)  # places of the priority lane: below every ordinary place, so served first
 
 
 class _FileLock:
@@ -148,7 +149,7 @@ class RateLimiter:
         self.margin_s = self.window_s / 120 if margin_s is None else float(margin_s)
         self._lock = _process_lock(ctx)
         self._raw = {
-            "ints": ctx.RawArray("q", 4),
+            "ints": ctx.RawArray("q", 5),
             "paused": ctx.RawArray("d", 1),
             "history": ctx.RawArray("d", HISTORY_SIZE),
             "places": ctx.RawArray("q", ROOM_SIZE),
@@ -161,6 +162,7 @@ class RateLimiter:
         self._expected[:] = -1
         self._ints[_LIMIT] = limit
         self._ints[_OVERRIDE] = int(override)
+        self._ints[_NEXT_URGENT] = _URGENT_BASE
 
     # ----------------------------------------------------------------- sharing with children
     def _attach(self) -> None:
@@ -215,11 +217,17 @@ class RateLimiter:
             self._paused[0] = max(self._paused[0], until)
 
     # ----------------------------------------------------------------- taking a slot
-    def reserve(self, count: int = 1) -> range:
-        """Reserve ``count`` places in line, for calls that will come later in this order."""
+    def reserve(self, count: int = 1, *, urgent: bool = False) -> range:
+        """Reserve ``count`` places in line, for calls that will come later in this order.
+
+        ``urgent=True`` takes places in the priority lane (control actions: liquidation, kill), which
+        is served before every ordinary place, waiting or reserved: an EOS order is never overtaken
+        by strategy orders queued before it. The lane itself is first come, first served.
+        """
+        counter = _NEXT_URGENT if urgent else _NEXT_PLACE
         with self._lock:
-            first = int(self._ints[_NEXT_PLACE])
-            self._ints[_NEXT_PLACE] = first + count
+            first = int(self._ints[counter])
+            self._ints[counter] = first + count
         return range(first, first + count)
 
     def expect(self, places: Iterable[int]) -> None:
@@ -228,16 +236,20 @@ class RateLimiter:
         slot before them, so a worker that is a few milliseconds quicker than another cannot take
         the free slots ahead of earlier orders."""
         wanted = np.fromiter(places, dtype=np.int64)
+        wanted = wanted[wanted >= 0]  # the priority lane is ahead of every ordinary place anyway
         with self._lock:
             where = wanted % EXPECTED_SIZE
             self._expected[where] = wanted
             self._expected_at[where] = time.monotonic()
 
-    def acquire(self, timeout: float | None = None, *, place: int | None = None) -> float:
+    def acquire(self, timeout: float | None = None, *, place: int | None = None, urgent: bool = False) -> float:
         """Block (sleeping) until this caller gets a slot; return the seconds waited.
 
+        ``urgent=True`` waits in the priority lane (see :meth:`reserve`).
         Raises ``TimeoutError`` if no slot came within ``timeout`` seconds.
         """
+        if urgent and place is None:
+            place = self.reserve(1, urgent=True)[0]
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         seat: int | None = None
@@ -374,6 +386,12 @@ class RateLimiter:
         return self._free_after(ahead, now)
 
     # ----------------------------------------------------------------- looking
+    def free_in(self) -> float:
+        """Seconds until the next slot frees for a newcomer (0 when one is free now)."""
+        with self._lock:
+            now = time.monotonic()
+            return max(0.0, self._next_free(now) - now)
+
     def used(self, now: float | None = None) -> int:
         """How many calls were granted in the window ending ``now`` (``time.monotonic()`` seconds)."""
         now = time.monotonic() if now is None else now
@@ -414,13 +432,3 @@ def per_window(per_minute: int, window_s: float) -> int:
     which is stricter than the broker and so still safe.
     """
     return max(1, int(per_minute * min(1.0, window_s / 60.0)))
-
-
-
-def max_in_any_window(times: Iterable[float], window_s: float) -> int:  # MOVE-TO-TESTS
-    """The most grant times that fall in any half-open window ``[t, t + window_s)``."""
-    ordered = np.sort(np.asarray(list(times), dtype=np.float64))
-    if not ordered.size:
-        return 0
-    ends = np.searchsorted(ordered, ordered + window_s, side="left")
-    return int((ends - np.arange(ordered.size)).max())

@@ -1,21 +1,26 @@
-"""Reconciliation: the session's positions against the broker's, at a moment when they must agree.
+"""Reconciliation: the session's ledger against the broker's positions, at a moment when they must agree.
+
+The session's positions come from its own fills only (see :mod:`.ledger`); the account may also hold
+what was there before the session and what other bots trade. So the check is: the broker's position
+in a ticker = the account's position outside the session + the session's position. The part outside
+the session is measured at the start (the account before any order of the session) and carried on.
 
 Why a *consistent point*: the kernel learns of fills through the recorder, a moment after the broker
-booked them, so the broker's positions are ahead of ours whenever an order is on its way. Comparing
-then would report differences that are only in transit, and adopting the broker's view would count
-those fills twice when their events arrive. So a reconciliation runs only when nothing can be in
-transit, and keeps the broker's snapshot only if nothing changed while it was fetched:
+booked them, so the broker is ahead of the ledger whenever one of the session's orders is on its way.
+Comparing then would report differences that are only in transit. So a comparison counts only when
+nothing of the session can be in transit, and only if the ledger did not move while the broker's
+snapshot was fetched:
 
 1. *quiet*: the execution pool holds no order (queued or in flight), every result it forwarded has
-   come back from the recorder (the link has nothing unacknowledged), and every order the session
-   knows of has ended; then every fill of every order sent is already in our positions;
-2. remember the portfolio's version, fetch the broker's positions, check *quiet* again;
-3. adopt the snapshot only if the version is unchanged (no fill or reset applied meanwhile).
+   come back from the recorder (the link has nothing unacknowledged), and every order of the session
+   has ended; then every fill of every order sent is already in the ledger;
+2. remember the ledger's version, fetch the broker's positions, check *quiet* again;
+3. compare only if the version is unchanged (no fill applied meanwhile: no older snapshot wins).
 
-A snapshot that fails a check is dropped and the next reconciliation tries again. A difference found
-at a consistent point is a real one (a fill the stream and the catch-up both missed, an order placed
-outside the session): it is reported — ticker, our quantity, the broker's — and the positions then
-follow the broker, which is what holds the shares.
+A difference found at a consistent point is real — an order placed outside the session, or a fill the
+stream and the catch-up both missed — and is reported (ticker, the expected quantity, the broker's).
+The ledger is never overwritten with the broker's numbers (they include what is not the session's);
+the part outside the session moves to the broker's figure, so the same difference is reported once.
 """
 
 from __future__ import annotations
@@ -42,55 +47,95 @@ class _Link(Protocol):
 
 @dataclass(frozen=True)
 class Difference:
-    """One ticker where our position and the broker's disagreed at a consistent point."""
+    """One ticker where the broker's position is not the session's plus the account's outside it."""
 
     ticker: str
-    ours: float
+    expected: float  # outside the session + the session's own
     broker: float
+    session: float  # the session's own part of ``expected``
 
     def as_error(self) -> dict[str, Any]:
         """The entry for ``Session.errors`` (and the dashboard's errors panel)."""
+        outside = self.expected - self.session
         reason = (
-            f"{self.ticker}: the session held {self.ours:g}, the broker holds {self.broker:g}; "
-            "positions now follow the broker"
+            f"{self.ticker}: the broker holds {self.broker:g}, expected {self.expected:g} "
+            f"(the session's {self.session:g} + {outside:g} outside it): an order outside the session "
+            "or a fill the session missed"
         )
-        return {"kind": "error", "where": "reconcile", "ticker": self.ticker, "ours": self.ours,
-                "broker": self.broker, "reason": reason, "time": time.time()}  # fmt: skip
+        return {"kind": "error", "where": "reconcile", "ticker": self.ticker, "expected": self.expected,
+                "broker": self.broker, "session": self.session, "reason": reason, "time": time.time()}  # fmt: skip
 
 
-def in_transit(orders: Mapping[str, Mapping[str, Any]], pool: _Pool | None, link: _Link | None) -> str | None:
-    """What may still be on its way between the broker and our positions (None: nothing)."""
+def in_transit(
+    orders: Mapping[str, Mapping[str, Any]],
+    pool: _Pool | None,
+    link: _Link | None,
+    owns: Callable[[str], bool] | None = None,
+) -> str | None:
+    """What of the session may still be on its way between the broker and the ledger (None: nothing).
+    ``owns`` picks the session's orders (default: every order)."""
     if pool is not None and (waiting := pool.unresolved()):
         return f"{waiting} orders queued or in flight"
     if link is not None and (unechoed := link.unacknowledged):
         return f"{unechoed} results not yet back from the recorder"
-    open_orders = sum(row.get("status") not in ENDED_ORDER_STATUSES for row in list(orders.values()))
+    rows = list(orders.items())
+    open_orders = sum(r.get("status") not in ENDED_ORDER_STATUSES for c, r in rows if owns is None or owns(c))
     return f"{open_orders} orders open" if open_orders else None
 
 
-def reconcile_positions(
-    portfolio: Portfolio,
-    broker_positions: Callable[[], Iterable[Mapping[str, Any]]],
-    orders: Mapping[str, Mapping[str, Any]],
-    pool: _Pool | None = None,
-    link: _Link | None = None,
-) -> list[Difference] | None:
-    """Compare and adopt the broker's positions at a consistent point (see the module docstring).
-    Returns the differences found, or None when this was no consistent point."""
-    if in_transit(orders, pool, link):
-        return None
-    version = portfolio.version
-    snapshot = list(broker_positions())
-    if in_transit(orders, pool, link):
-        return None
-    ours = portfolio.adopt(snapshot, version)
-    if ours is None:
-        return None
-    return differences(ours, {str(p["symbol"]): float(p["qty"]) for p in snapshot})
+def quantities(positions: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Signed quantity per symbol of Alpaca position dicts (zero positions left out)."""
+    return {str(p["symbol"]): float(p["qty"]) for p in positions if float(p["qty"])}
 
 
-def differences(ours: Mapping[str, float], broker: Mapping[str, float]) -> list[Difference]:
+class Reconciler:
+    """Compares the ledger with the broker at consistent points; keeps the account's part outside
+    the session between comparisons (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.outside: dict[str, float] | None = None  # the account's positions that are not the session's
+
+    def start(self, account_positions: Iterable[Mapping[str, Any]]) -> None:
+        """The account before the session's first order: all of it is outside the session."""
+        self.outside = quantities(account_positions)
+
+    def check(
+        self,
+        ledger: Portfolio,
+        broker_positions: Callable[[], Iterable[Mapping[str, Any]]],
+        orders: Mapping[str, Mapping[str, Any]],
+        pool: _Pool | None = None,
+        link: _Link | None = None,
+        owns: Callable[[str], bool] | None = None,
+    ) -> list[Difference] | None:
+        """Fetch the broker's positions and compare them with the ledger if this is a consistent
+        point. Returns the differences found, or None when it was not one (nothing compared)."""
+        quiet = in_transit(orders, pool, link, owns) is None
+        version = ledger.version
+        broker = quantities(broker_positions())
+        if not quiet or in_transit(orders, pool, link, owns) or ledger.version != version:
+            return None
+        session = {p["ticker"]: float(p["quantity"]) for p in ledger.as_blockpaca()}
+        if self.outside is None:
+            self.outside = _minus(broker, session)
+            return []
+        found = differences(_plus(self.outside, session), broker, session)
+        self.outside = _minus(broker, session)
+        return found
+
+
+def differences(
+    expected: Mapping[str, float], broker: Mapping[str, float], session: Mapping[str, float]
+) -> list[Difference]:
     """Tickers whose quantities differ (a missing ticker holds zero), in ticker order."""
-    tickers = sorted(set(ours) | set(broker))
-    found = [Difference(t, ours.get(t, 0.0), broker.get(t, 0.0)) for t in tickers]
-    return [d for d in found if abs(d.ours - d.broker) > QUANTITY_TOLERANCE]
+    tickers = sorted(set(expected) | set(broker))
+    found = [Difference(t, expected.get(t, 0.0), broker.get(t, 0.0), session.get(t, 0.0)) for t in tickers]
+    return [d for d in found if abs(d.expected - d.broker) > QUANTITY_TOLERANCE]
+
+
+def _plus(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
+    return {t: round(a.get(t, 0.0) + b.get(t, 0.0), 9) for t in set(a) | set(b)}
+
+
+def _minus(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
+    return {t: round(a.get(t, 0.0) - b.get(t, 0.0), 9) for t in set(a) | set(b)}

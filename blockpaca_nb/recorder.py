@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -45,10 +44,11 @@ from .errors import BlockpacaError, BrokerError
 from .orders import action_from_client_order_id, worker_from_client_order_id
 from .processes import SpawnProcess, configure_child_logging, start_child
 from .ratelimit import RateLimiter
+from .scrub import scrub_text, scrubbed_logger
 from .statuses import FINAL_ORDER_STATUSES
 from .tradelog import TradeLogRow, TradeLogWriter
 
-log = logging.getLogger(__name__)
+log = scrubbed_logger(__name__)
 STOP = None  # put on the inbox to stop the recorder after what is already queued
 CATCH_UP_MARGIN_S = 5.0  # how far before the known gap a catch-up starts looking
 PAGE_SIZE = 500  # Alpaca's largest page of orders
@@ -125,7 +125,7 @@ def trade_update_row(data: Mapping[str, Any], fill: tuple[float, float] | None =
         limit_price=_number(order.get("limit_price")),
         filled_qty=filled,
         filled_avg_price=average,
-        reason=str(data.get("reason") or ""),
+        reason=scrub_text(str(data.get("reason") or "")),
         worker=worker_from_client_order_id(cid),
         fill_qty=fill[0] if fill and fill[0] > 0 else None,
         fill_price=fill[1] if fill and fill[0] > 0 else None,
@@ -155,7 +155,7 @@ def submission_row(result: Mapping[str, Any]) -> dict[str, Any]:
         order_type=str(result.get("order_type") or ""),
         qty=_number(result.get("qty")),
         limit_price=_number(result.get("limit_price")),
-        reason=str(result.get("reason") or ""),
+        reason=scrub_text(str(result.get("reason") or "")),
         worker=result.get("worker"),
         latency_ms=_number(result.get("latency_ms")),
     )
@@ -424,15 +424,9 @@ class TradeUpdates:
     def catch_up(self) -> None:
         """Record what happened to orders while the stream was down (each change once): every order
         submitted since the stream was last heard, and every order known not to be final, however
-        old — those the workers submitted included, whether or not the stream ever mentioned them.
-        Changes that executed something carry the broker's position after them (``position_qty``, as
-        the stream's fills do), so the kernel's positions end where the broker's are even when a
-        reconciliation already took the broker's word for a fill recovered only now."""
-        missed = list(self._missed_orders())
-        executed = {str(raw["id"]) for raw in missed if self._executed_since_logged(raw)}
-        held = self._positions() if executed else {}
-        for raw in missed:
-            self._recover(raw, held.get(str(raw.get("symbol")), 0.0) if str(raw["id"]) in executed else None)
+        old — those the workers submitted included, whether or not the stream ever mentioned them."""
+        for raw in self._missed_orders():
+            self._recover(raw)
 
     def _missed_orders(self) -> Iterator[dict[str, Any]]:
         """The orders a catch-up looks at (see :meth:`catch_up`), each once."""
@@ -452,15 +446,6 @@ class TradeUpdates:
             if (raw := self._fetch(order_id)) is not None:
                 yield raw
 
-    def _executed_since_logged(self, raw: Mapping[str, Any]) -> bool:
-        known = self.recorder.ledger.orders.get(str(raw["id"]))
-        return (_number(raw.get("filled_qty")) or 0.0) > (known.filled_qty if known else 0.0)
-
-    def _positions(self) -> dict[str, float]:
-        """The broker's position per symbol now (a symbol it does not list holds zero)."""
-        positions = self.calls(lambda c: c.get_all_positions())
-        return {str(p.symbol): float(p.qty) for p in positions}
-
     def look_up(self, order_id: str, calls: BrokerCalls | None = None) -> None:
         """Recover one order's current state through REST (by the broker's order id)."""
         if (raw := self._fetch(order_id, calls)) is not None:
@@ -479,9 +464,8 @@ class TradeUpdates:
             return None
         return order.model_dump(mode="json")
 
-    def _recover(self, raw: dict[str, Any], position_qty: float | None = None) -> None:
-        change = {"event": "recovered", "order": raw, "timestamp": raw.get("updated_at")}
-        self.record(change if position_qty is None else {**change, "position_qty": position_qty})
+    def _recover(self, raw: dict[str, Any]) -> None:
+        self.record({"event": "recovered", "order": raw, "timestamp": raw.get("updated_at")})
 
     def _orders_since(self, after: float, open_only: bool = False) -> Iterator[dict[str, Any]]:
         """Every order (or every open one) submitted after ``after`` (epoch seconds), oldest first,
@@ -526,7 +510,7 @@ def run_recorder(
         recorder = Recorder(path, events, resume)
     except Exception as err:  # e.g. the log cannot be written: say so, the session fails with it
         send = events.send if hasattr(events, "send") else events.put
-        send({"kind": "recorder_failed", "reason": f"{type(err).__name__}: {err}", "time": time.time()})
+        send({"kind": "recorder_failed", "reason": scrub_text(f"{type(err).__name__}: {err}"), "time": time.time()})
         return
     since = None if resume is None else max(resume, recorder.last_time or resume)
     stream = TradeUpdates(connection, recorder, BrokerCalls(connection, limiter), since)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import queue
 import threading
 import time
@@ -21,8 +20,9 @@ from .broker import Connection
 from .processes import SPAWN, SpawnProcess, stop_child
 from .ratelimit import RateLimiter
 from .recorder import STOP, start_recorder
+from .scrub import scrubbed_logger
 
-log = logging.getLogger(__name__)
+log = scrubbed_logger(__name__)
 _RETIRE = object()  # ends a sender thread whose recorder was replaced
 
 

@@ -14,33 +14,35 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import logging
 import os
 import queue
 import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import broker as broker_mod
+from . import running
 from .broker_calls import BrokerCalls
 from .config import SessionConfig, eos_action
+from .control import Liquidation, check_scope, refuse_while
 from .errors import BlockpacaError, BrokerError, ConfigurationError, OrderValidationError
 from .execution import ExecutionPool
 from .feed import start_feed
-from .orders import Order, liquidation_orders, parse_block
-from .portfolio import Portfolio
+from .ledger import Ledger
+from .orders import Order, parse_block
 from .preflight import PROBE_TIMEOUT, Plan, account_dict, check_broker
 from .processes import SpawnProcess, sigint_blocked, start_janitor, stop_child, stop_janitor
 from .quotes import QuoteBook
 from .ratelimit import RateLimiter
-from .reconcile import reconcile_positions
+from .reconcile import Reconciler
 from .recorder import READY_TIMEOUT_S
 from .recorder_link import RecorderLink
-from .statuses import ENDED_ORDER_STATUSES, ENDED_SESSION_STATES, SESSION_STATES
+from .scrub import ScrubbedDeque, scrub_error, scrub_text, scrubbed_logger
+from .statuses import ENDED_SESSION_STATES, EOS_ACTIONS, SESSION_STATES
 from .strategy import Context, Strategy, StrategyError, StrategyRegistry, TickClock, parse_duration
 from .supervision import Supervisor
 from .tradelog import COLUMNS, load_trade_log
@@ -50,12 +52,11 @@ if TYPE_CHECKING:
 
     from .sim import Simulator
 
-log = logging.getLogger(__name__)
+log = scrubbed_logger(__name__)
 EOD_MARGIN_S = 30.0
 RECONCILE_EVERY_S = 30.0
-STRATEGY_GRACE_S = 5.0  # how long stop() lets a running strategy call finish
-EOS_TIMEOUT_S = 15.0  # how long the EOS action's orders get to reach a final state
-STOP_TIMEOUT_S = 60.0
+STRATEGY_GRACE_S = 5.0  # how long the end lets a running strategy call finish (its orders are refused)
+REPLACE_WAIT_S = 120.0  # how long a new session waits for the one it replaced to stop
 
 __all__ = ["Session", "StrategyError"]
 
@@ -111,6 +112,10 @@ class Session:
         How many recent order events the dashboard and ``trade_updates`` keep (default 20).
     rate_window_s:
         The rate limit's window in seconds (default 60, Alpaca's; shorter only for tests).
+    replace_running:
+        What :meth:`start` does when another session is running in this kernel on the same account
+        (re-running the cell that made it): ``True`` (default) stops it with ``eos="hold"`` and says
+        so; ``"liquidate"`` stops it liquidating its positions; ``False`` refuses to start.
     """
 
     def __init__(
@@ -134,6 +139,7 @@ class Session:
         display_refresh_rate: float = 0.25,
         max_trade_updates: int = 20,
         rate_window_s: float = 60.0,
+        replace_running: bool | str = True,
     ) -> None:
         self.config = config = SessionConfig.from_arguments(
             tickers=tickers,
@@ -150,6 +156,7 @@ class Session:
             display_refresh_rate=display_refresh_rate,
             max_trade_updates=max_trade_updates,
             rate_window_s=rate_window_s,
+            replace_running=replace_running,
         )
         self.tickers = list(config.tickers)
         self.frequency = config.frequency  # changes when a strategy is registered with every=
@@ -166,9 +173,13 @@ class Session:
         self.mode = self._target.mode
         self._registry = StrategyRegistry()
         self.state: dict[str, Any] = {}
-        self.portfolio = Portfolio()
+        self.ledger = Ledger()  # the session's orders and the positions their fills made
+        self.portfolio = self.ledger.positions
+        self.account_positions_seen: list[dict[str, Any]] = []  # the account's, at the last look
+        self._reconciler = Reconciler()  # the ledger against the broker (see reconcile.py)
+        self.activity = ""  # what a running control action waits for, e.g. "liquidating: 3 orders, ..."
         self.trade_updates: deque[dict[str, Any]] = deque(maxlen=max_trade_updates)
-        self.errors: deque[StrategyError | BlockpacaError | dict[str, Any]] = deque(maxlen=200)
+        self.errors: deque[StrategyError | BlockpacaError | dict[str, Any]] = ScrubbedDeque(maxlen=200)
         self.orders: dict[str, dict[str, Any]] = {}  # client order id -> latest row
         self.status = "created"
         self.started_at: float | None = None
@@ -185,11 +196,14 @@ class Session:
         self._paused = threading.Event()
         self._done = threading.Event()
         self._commands: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._control: str | None = None  # the control action that began: strategy orders are refused
+        self._halt = threading.Event()  # Hold: a running liquidation stops where it is
         self._connection: broker_mod.Connection | None = None
         self._book: QuoteBook | None = None
         self._pool: ExecutionPool | None = None
         self._limiter: RateLimiter | None = None
         self._calls: BrokerCalls | None = None
+        self._control_calls: BrokerCalls | None = None  # the rate limiter's priority lane
         self._data_calls: BrokerCalls | None = None
         self._recorder: RecorderLink | None = None
         self._inbox: RecorderLink | None = None  # where validation errors go (the recorder's inbox)
@@ -209,6 +223,8 @@ class Session:
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         self.overruns = 0
         self._dashboard: Any = None
+        self._account = ""  # the account's key among this kernel's running sessions (see running.py)
+        self._replaced: Session | None = None  # the session this one stopped when it started
 
     # ----------------------------------------------------------------- strategies
     def strategy(self, fn: Strategy | None = None, *, every: float | str | None = None) -> Any:
@@ -246,15 +262,33 @@ class Session:
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> Session:
-        """Start the background machinery and return at once; the strategy loop follows warm-up."""
+        """Start the background machinery and return at once; the strategy loop follows warm-up.
+        A session already running in this kernel on the same account is stopped first (see
+        `replace_running`)."""
         with self._lock:
             if self.status in ("stopping", "stopped", "failed"):
                 raise BlockpacaError(f"this session is {self.status}; create a new Session to trade again")
             if self.status != "created":
                 return self  # already started
+            own_simulator = self._target.simulator is not None and not self._target.simulator.running
+            self._account = running.account_key(self._target, own_simulator)
+            self._replaced = running.take_over(self._account, self, self.config.replace_running)
             self.status = "starting"
+        if self._replaced is not None:
+            print(self._replacement_notice(self._replaced))
         self._spawn_thread(self._start_and_run, "blockpaca-session")
         return self
+
+    def _replacement_notice(self, old: Session) -> str:
+        how = "hold" if self.config.replace_running is True else str(self.config.replace_running)
+        held = len(old.portfolio.as_blockpaca())
+        kept = f"{held} positions kept" if how == "hold" else f"liquidating {held} positions"
+        return f"stopped the running session {old.name!r} ({how}): {kept}"
+
+    @property
+    def name(self) -> str:
+        """The session's name: its trade log's name."""
+        return self.config.trade_log_file.stem.removesuffix("_trade_log")
 
     def _spawn_thread(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -262,21 +296,31 @@ class Session:
         thread.start()
 
     def _start_and_run(self) -> None:
-        """The session thread: it alone brings everything up, runs the loop, the EOS action, tears down."""
+        """The session thread: it alone brings everything up, runs the loop, the EOS action, tears down.
+        The EOS action runs even when the loop failed: whatever the session holds is not left behind."""
         try:
-            self._bring_up()
-            self._warm_up()
-            if not self._stop.is_set():
+            try:
+                if self._replaced is not None:
+                    self._replaced.wait(REPLACE_WAIT_S)  # never two sessions trading at once
+                self._bring_up()
+                self._warm_up()
                 self._run_loop()
-            self._finish(self._stop_eos or self.eos_behavior)
+            except Exception as err:
+                self._fail("session", err)
+            if self._pool is not None:
+                self._finish(self._stop_eos or self.eos_behavior)
         except Exception as err:
-            self.status = "failed"
-            self.failure = err
-            self.errors.append(_error("session", err))
-            log.error("session failed: %s", err)
-            self._tear_down()
+            self._fail("end of session", err)
         finally:
+            self._tear_down()
             self._done.set()
+
+    def _fail(self, where: str, err: BaseException) -> None:
+        """Loud: the status, `failure`, `errors` and the log all say what went wrong."""
+        self.status = "failed"
+        self.failure = self.failure or scrub_error(err)  # what the user sees, raises (run_trading) and prints
+        self.errors.append(_error(where, err))
+        log.error("session failed (%s): %s", where, self.failure)
 
     def _bring_up(self) -> None:
         self._started_simulator = self._target.simulator is not None and not self._target.simulator.running
@@ -286,6 +330,7 @@ class Session:
         if self.max_orders_per_minute:
             self._limiter.override = True
         self._calls = BrokerCalls(connection, self._limiter, max_retries=self.max_retries)
+        self._control_calls = BrokerCalls(connection, self._limiter, max_retries=self.max_retries, urgent=True)
         self._check_broker(connection)
         self._book = QuoteBook.create(self.tickers)
         self._janitor = start_janitor([str(self._book.meta["name"])])
@@ -299,7 +344,7 @@ class Session:
             connection, self._limiter, self._recorder, num_workers=self.num_workers, max_retries=self.max_retries
         )
         self._pool.start()
-        self.portfolio.reset(self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()]))
+        self._look_at_account_positions()
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         self._await_recorder()
 
@@ -344,9 +389,13 @@ class Session:
         self.errors.append({"kind": "error", "where": where, "reason": reason, "time": time.time()})
 
     def _warm_up(self) -> None:
+        """Let quotes arrive; a command (a button) is run at once, not after the warm-up."""
         self.status = "warming_up"
         self.started_at = time.time()
-        if self._stop.wait(self.warm_up_period):
+        until = time.monotonic() + self.warm_up_period
+        while (why := self._wait_until(until)) == "command":
+            self._run_commands()
+        if why == "stop":
             return
         self.ends_at = self._end_time()
         self.status = "paused" if self._paused.is_set() else "running"
@@ -363,31 +412,43 @@ class Session:
         return time.time() + float(self.run_seconds)
 
     def _run_loop(self) -> None:
-        """Tick on absolute times until stopped or run_seconds is over; commands run between ticks.
-        A strategy registered with another `every=` restarts the clock at its rate."""
+        """Tick on absolute times until stopped or the end (a deadline, not a tick: the thread wakes
+        at `ends_at`). A command wakes it at once and runs between ticks. A strategy registered with
+        another `every=` restarts the clock at its rate."""
         late = 0  # ticks skipped by earlier clocks
-        while True:
+        while not self._stop.is_set():
             clock = TickClock(self.frequency, time.monotonic())
             for due in clock:
-                self._sleep_until(due, clock.every)
-                if self._stop.is_set():
+                while (why := self._wait_until(due, clock.every)) == "command":
+                    self._run_commands()
+                if why in ("stop", "end"):
                     return
-                if self.frequency != clock.every:
+                if why == "rate":
                     break  # a new rate: a new clock, starting now
                 self.skipped_ticks = late + clock.skipped + self.overruns  # late ticks + busy-strategy ticks
-                self._run_commands()
                 self._reconcile_if_due()
-                if self.ends_at is not None and time.time() >= self.ends_at:
-                    return
                 if not self._paused.is_set():
                     self._tick()
             late += clock.skipped
 
-    def _sleep_until(self, due: float, every: float) -> None:
-        """Wait for a tick's time; wake early only to stop or to take a new tick rate."""
-        while time.monotonic() < due and not self._stop.is_set() and self.frequency == every:
-            self._wake.wait(due - time.monotonic())
+    def _wait_until(self, due: float, every: float | None = None) -> str:
+        """Sleep until monotonic time `due`; say why it woke: "due", "stop", "command" (one is
+        queued), "end" (`ends_at` passed) or "rate" (the tick rate is no longer `every`)."""
+        while True:
             self._wake.clear()
+            if self._stop.is_set():
+                return "stop"
+            if not self._commands.empty():
+                return "command"
+            if self.ends_at is not None and time.time() >= self.ends_at:
+                return "end"
+            if every is not None and self.frequency != every:
+                return "rate"
+            now = time.monotonic()
+            if now >= due:
+                return "due"
+            end_in = float("inf") if self.ends_at is None else self.ends_at - time.time()
+            self._wake.wait(min(due - now, end_in))
 
     def _tick(self) -> None:
         """Hand the active strategy to the strategy thread; skip the tick if it is still busy."""
@@ -430,45 +491,74 @@ class Session:
             return []
 
     def _reconcile_if_due(self) -> None:
-        """Now and then refresh the account, and compare our positions with the broker's at a point
-        where they must agree (nothing in transit, no fill while the snapshot was taken: see
-        reconcile.py); every difference is reported in `errors`, then the positions follow the broker."""
+        """Now and then refresh the account and its positions, and compare the session's ledger with
+        them at a point where they must agree (nothing of the session in transit, no fill while the
+        snapshot was taken: see reconcile.py); every difference is reported in `errors`."""
         if time.monotonic() < self._next_reconcile:
             return
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         try:
             self.account_info = self._rest(lambda c: account_dict(c.get_account()))
+            if self._reconciler.outside is None:  # the account before the session's first order
+                self._reconciler.start(self.account_positions_seen)
 
-            def broker_positions() -> list[dict[str, Any]]:
-                return self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()])
+            def account_positions() -> list[dict[str, Any]]:
+                self._look_at_account_positions()
+                return self.account_positions_seen
 
-            found = reconcile_positions(self.portfolio, broker_positions, self.orders, self._pool, self._recorder)
+            found = self._reconciler.check(
+                self.portfolio, account_positions, self.orders, self._pool, self._recorder, self.ledger.owns
+            )
             self.errors.extend(difference.as_error() for difference in found or ())
         except BrokerError as err:  # the broker had a bad moment: try again at the next reconcile
             self.errors.append(_error("reconcile", err))
 
+    def _look_at_account_positions(self) -> None:
+        positions = self._rest(lambda c: c.get_all_positions())
+        self.account_positions_seen = [p.model_dump(mode="json") for p in positions]
+
     def _run_commands(self) -> None:
+        """Run every queued control action. Items a strategy put on ctx["command_queue"] itself
+        (blockpaca's queue) may be anything: a name ("liquidate") is run, the rest reported."""
         while True:
             try:
-                command, argument = self._commands.get_nowait()
+                item = self._commands.get_nowait()
             except queue.Empty:
                 return
-            self._eos_now(command, argument)
+            command, argument = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
+            if command not in EOS_ACTIONS:
+                self.errors.append(_note("command_queue", f"not a command: {item!r}; allowed: {EOS_ACTIONS}"))
+                continue
+            try:
+                self._eos_now(command, argument)
+            except Exception as err:  # loud, and the session goes on (paused, orders refused)
+                self.errors.append(_error(command, err))
+                log.error("%s failed: %s", command, err)
 
     # ----------------------------------------------------------------- orders
     def submit(self, orders: object) -> list[str]:
-        """Validate and send orders (blockpaca's schema); invalid ones are logged and shown, not sent."""
+        """Validate and send orders (blockpaca's schema); invalid ones are logged and shown, not sent.
+        Refused (BlockpacaError) once the session ends, and from the moment a control action
+        (liquidate, hold, custom) starts until resume()."""
+        if self.status in ENDED_SESSION_STATES or self._stop.is_set():
+            raise BlockpacaError(f"refused: the session is {self.status}; its orders are no longer sent")
+        refuse_while(self._control)
         valid, problems = parse_block(orders, self.tickers)
         for problem in problems:
             self._validation_error(problem)
         return self._send(valid)
 
-    def _send(self, orders: list[Order]) -> list[str]:
+    def _send(self, orders: list[Order], *, urgent: bool = False) -> list[str]:
+        """Hand orders to the pool; their client ids become the session's before any can be sent."""
         if not orders:
             return []
         if self._pool is None:
             raise BlockpacaError("the session is not started: call start() before submitting orders")
-        return [t.client_order_id for t in self._pool.submit(orders)]
+        with self._lock:
+            if not urgent:
+                refuse_while(self._control)
+            tickets = self._pool.submit(orders, urgent=urgent, claim=self.ledger.claim)
+        return [t.client_order_id for t in tickets]
 
     def _validation_error(self, problem: OrderValidationError) -> None:
         self.errors.append(problem)
@@ -536,6 +626,7 @@ class Session:
         self._recorder_ready.set()
 
     def _on_row(self, row: dict[str, Any]) -> None:
+        self.ledger.apply(row)  # first: whoever sees the order final sees its fill in the positions
         cid = row.get("client_order_id") or ""
         known = self.orders.get(cid)
         if cid and not (row.get("type") == "submission" and known and known.get("type") == "execution"):
@@ -543,24 +634,26 @@ class Session:
         self.trade_updates.append(row)
         if row.get("event") in ("fill", "partial_fill"):
             self.fills += 1
-        if row.get("fill_qty"):  # what this change executed (executed_qty is the order's cumulative)
-            self.portfolio.apply_fill(
-                row["ticker"], row["side"], row["fill_qty"], row["fill_price"], row.get("position_qty")
-            )
         if row.get("kind") in ("rejected", "failed"):
             self.errors.append(row)
 
     # ----------------------------------------------------------------- end of session
-    def liquidate(self) -> None:
-        """Cancel open orders, then close every position with market orders (logged as usual)."""
-        self._command("liquidate")
+    def liquidate(self, scope: str = "session") -> None:
+        """Cancel the session's open orders and close the positions its fills made — now, ahead of
+        every queued strategy order, retrying until flat (see `activity`). Strategy orders are
+        refused until resume(). ``scope="account"`` cancels every open order of the account and
+        closes every position it holds, the session's or not."""
+        self._command("liquidate", check_scope(scope))
 
     def hold(self) -> None:
-        """Keep every position as it is (the EOS action that does nothing, on purpose)."""
+        """Keep every position as it is; strategy orders are refused until resume(). Also halts a
+        running liquidation where it is."""
+        self._halt.set()
         self._command("hold")
 
     def run_custom_eos(self, fn: Strategy | None = None) -> None:
-        """Send the orders of `fn(ctx)` (default: custom_shutdown_action)."""
+        """Send the orders of `fn(ctx)` (default: custom_shutdown_action) ahead of queued strategy
+        orders; strategy orders are refused until resume()."""
         fn = fn or self.custom_shutdown_action
         if not callable(fn):
             raise ConfigurationError("run_custom_eos needs fn or custom_shutdown_action, a callable taking the context")
@@ -572,43 +665,99 @@ class Session:
             self.status = "paused"
 
     def resume(self) -> None:
+        """Tick again, and accept strategy orders again after a control action."""
+        with self._lock:
+            self._control = None
         self._paused.clear()
         if self.status == "paused":
             self.status = "running"
 
     def _command(self, name: str, argument: Any = None) -> None:
-        """Queue an EOS action for the session thread: pressing a button never waits on the network."""
-        if self.status in ("created", "stopped", "failed"):
+        """Queue a control action and wake the session thread: it runs at once, whatever the tick
+        rate; pressing a button never waits on the network."""
+        if self.status in ("created", *ENDED_SESSION_STATES):
             raise BlockpacaError(f"cannot {name}: the session is {self.status}")
         self._commands.put((name, argument))
+        self._wake.set()
 
-    def _eos_now(self, name: str, argument: Any = None) -> list[str]:
-        if name == "hold":
-            return []
+    def _eos_now(self, name: str, argument: Any = None) -> None:
+        """Run a control action on the session thread: strategy orders are refused from here on
+        (until resume()), and the ones still waiting for a rate-limit slot are withdrawn."""
+        self._begin_control(name)
         if name == "liquidate":
-            self._rest(lambda c: c.cancel_orders())
-            self.portfolio.reset(self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()]))
-            return self._send(liquidation_orders(self.portfolio.as_blockpaca()))
-        fn = argument or self.custom_shutdown_action
-        return self._run_strategy(getattr(fn, "__name__", "custom_shutdown_action"), fn) if fn else []
+            self._liquidate(argument or "session")
+        elif name == "custom":
+            self._run_custom(argument or self.custom_shutdown_action)
+
+    def _begin_control(self, name: str) -> None:
+        with self._lock:
+            self._control = name
+            self._paused.set()
+            if self.status == "running":
+                self.status = "paused"
+            if name != "hold":
+                self._halt.clear()
+        if self._pool is not None:
+            self._pool.withdraw_unsent(name)
+
+    def _liquidate(self, scope: str) -> None:
+        before, self.status = self.status, "liquidating"
+        assert self._control_calls is not None and self._limiter is not None
+        limiter = self._limiter
+        flat = Liquidation(
+            scope=scope,
+            ledger=self.ledger,
+            rest=self._control_calls,
+            send=lambda orders: self._send(orders, urgent=True),
+            status_of=lambda cid: (self.orders.get(cid) or {}).get("status"),
+            say=self._say,
+            halted=self._halt.is_set,
+            report=lambda reason: self.errors.append(_note("liquidate", reason)),
+            rate_wait=limiter.free_in,
+        ).run()
+        if not flat:
+            self.errors.append(_note("liquidate", "halted by Hold before the session was flat"))
+        if self.status == "liquidating":
+            self.status = before
+
+    def _say(self, text: str) -> None:
+        self.activity = text
+
+    def _run_custom(self, fn: Strategy | None) -> None:
+        """The custom action's orders go in the priority lane; wait until the broker answered each."""
+        if fn is None:
+            return
+        try:
+            returned = fn(self.context)
+        except Exception as err:
+            name = getattr(fn, "__name__", "custom_shutdown_action")
+            self.errors.append(StrategyError(name, time.time(), f"{type(err).__name__}: {err}", traceback.format_exc()))
+            return
+        valid, problems = parse_block(returned, self.tickers)
+        for problem in problems:
+            self._validation_error(problem)
+        self._await_answers(self._send(valid, urgent=True))
+
+    def _await_answers(self, client_order_ids: list[str]) -> None:
+        """Until the broker answered every one of these orders (accepted, rejected, ...), or Hold."""
+        while not self._halt.is_set():
+            waiting = [cid for cid in client_order_ids if cid not in self.orders]
+            if not waiting:
+                return
+            self._say(f"{len(waiting)} orders of the custom action on their way")
+            self._halt.wait(0.05)
+        self._say("")
 
     def _finish(self, eos: str) -> None:
-        """Run queued commands and the EOS action, wait for its orders, then stop everything."""
-        self.status = "stopping"
+        """The end: queued commands, then the EOS action at once (strategy orders refused from the
+        first moment), then everything stops. A liquidation runs until flat."""
+        if self.status != "failed":
+            self.status = "stopping"
         self._run_commands()
+        self._eos_now(eos)
         if self._strategy_call is not None:
             with contextlib.suppress(concurrent.futures.TimeoutError):
                 self._strategy_call.result(timeout=STRATEGY_GRACE_S)
-        self._await_orders(self._eos_now(eos), timeout=EOS_TIMEOUT_S)
-        self._tear_down()
-
-    def _await_orders(self, client_order_ids: Iterable[str], timeout: float) -> None:
-        """Wait until these orders reached a final state in the trade log (or the timeout)."""
-        deadline = time.monotonic() + timeout
-        pending = set(client_order_ids)
-        while pending and time.monotonic() < deadline:
-            pending = {c for c in pending if (self.orders.get(c) or {}).get("status") not in ENDED_ORDER_STATUSES}
-            time.sleep(0.02)
 
     def wait_for(
         self,
@@ -645,25 +794,30 @@ class Session:
         return self
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until run_seconds has elapsed and the EOS action is done (for scripts and tests)."""
+        """Block until the session ended (run_seconds or stop(), and its EOS action, are done);
+        False if `timeout` seconds passed first. For scripts and tests."""
         return self._done.wait(timeout)
 
-    def stop(self, eos: str | None = None) -> None:
-        """End the session: run the EOS action (`eos`, else eos_behavior) and stop everything. Idempotent."""
+    def stop(self, eos: str | None = None, *, wait: bool = False, timeout: float | None = None) -> None:
+        """End the session: run the EOS action (`eos`, else eos_behavior) and stop everything.
+        Returns at once; ``wait=True`` blocks until it is done (or `timeout`), like :meth:`wait`.
+        Strategy orders are refused from this moment. Idempotent: the first stop's `eos` stands,
+        except that ``eos="hold"`` halts a liquidation already running."""
         if eos is not None:
             eos_action("eos", eos)
         with self._lock:
             if self.status == "created":
                 self.status = "stopped"
+                self._done.set()
                 return
-            if self._stop.is_set():
-                eos = None  # the first stop's choice stands
-            else:
+            if eos == "hold":
+                self._halt.set()
+            if not self._stop.is_set():
                 self._stop_eos = eos
                 self._stop.set()
                 self._wake.set()
-        if threading.current_thread() is not self._threads[0]:
-            self._done.wait(STOP_TIMEOUT_S)
+        if wait and threading.current_thread() not in self._threads[:1]:
+            self._done.wait(timeout)
 
     def _tear_down(self) -> None:
         self._closing.set()
@@ -681,6 +835,7 @@ class Session:
         stop_janitor(self._janitor)
         if self._started_simulator and self._target.simulator is not None:
             self._target.simulator.stop()
+        running.release(self._account, self)
         if self.status != "failed":
             self.status = "stopped"
 
@@ -693,9 +848,22 @@ class Session:
 
     @property
     def positions(self) -> pd.DataFrame:
+        """The session's positions: what the fills of its own orders made (blockpaca's schema)."""
         import pandas as pd
 
         return pd.DataFrame(self.portfolio.as_blockpaca(), columns=["ticker", "quantity", "bought_at", "cost_basis"])
+
+    @property
+    def account_positions(self) -> pd.DataFrame:
+        """Every position of the account as the broker reported it at the last look (at start, then
+        every 30 s): the session's, other sessions' and holdings from before."""
+        import pandas as pd
+
+        rows = [
+            {"ticker": p["symbol"], "quantity": float(p["qty"]), "bought_at": float(p["avg_entry_price"])}
+            for p in self.account_positions_seen
+        ]
+        return pd.DataFrame(rows, columns=["ticker", "quantity", "bought_at"])
 
     @property
     def trade_log(self) -> pd.DataFrame:
@@ -748,4 +916,9 @@ class Session:
 
 
 def _error(where: str, err: BaseException) -> dict[str, Any]:
-    return {"kind": "error", "where": where, "reason": f"{type(err).__name__}: {err}", "time": time.time()}
+    reason = scrub_text(f"{type(err).__name__}: {err}")
+    return {"kind": "error", "where": where, "reason": reason, "time": time.time()}
+
+
+def _note(where: str, reason: str) -> dict[str, Any]:
+    return {"kind": "error", "where": where, "reason": reason, "time": time.time()}

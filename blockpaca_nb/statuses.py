@@ -35,6 +35,7 @@ SESSION_STATES = (
     "warming_up",  # up; quotes arrive; strategies wait for warm_up_period
     "running",  # strategies tick
     "paused",  # strategies do not tick; everything else runs
+    "liquidating",  # a liquidation runs until flat (see Session.activity); strategy orders are refused
     "stopping",  # the end-of-session action runs, then everything stops
     "stopped",  # ended normally
     "failed",  # ended by an error (see Session.failure)

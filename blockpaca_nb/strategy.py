@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigurationError
+from .scrub import scrub_text
 
 Strategy = Callable[["Context"], Any]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
@@ -127,6 +128,10 @@ class StrategyError:
     time: float
     message: str
     traceback: str
+
+    def __post_init__(self) -> None:
+        """A strategy's exception may quote a secret (its own request's header): blanked here, once."""
+        self.message, self.traceback = scrub_text(self.message), scrub_text(self.traceback)
 
 
 @dataclass

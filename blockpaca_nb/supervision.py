@@ -12,7 +12,6 @@ and below the session; the low-level :mod:`.processes` knows nothing of it.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,8 +19,9 @@ from dataclasses import dataclass, field
 from multiprocessing import connection as mp_connection
 
 from .processes import SpawnProcess
+from .scrub import scrubbed_logger
 
-log = logging.getLogger(__name__)
+log = scrubbed_logger(__name__)
 
 SUPERVISE_S = 0.25
 QUICK_DEATH_S = 5.0  # a child that dies sooner than this after its start is restarted with backoff

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import logging
 import os
 import threading
 import time
@@ -40,17 +39,29 @@ from .errors import ConfigurationError
 from .orders import Order
 from .processes import child_setup, configure_child_logging
 from .ratelimit import RateLimiter, per_window
+from .scrub import scrub_text, scrubbed_logger
 
 if TYPE_CHECKING:
     import aiohttp
 
     from .broker import Connection
 
-log = logging.getLogger(__name__)
+log = scrubbed_logger(__name__)
 
 NOT_SENT = "not sent: the execution pool was stopped first"
 IN_FLIGHT_AT_STOP = "the pool stopped before the broker answered; it may still have accepted the order"
 STOP = "stop"  # the pool's last message to a worker
+WITHDRAWN = "not sent: withdrawn by {action} before it was sent"
+
+
+@dataclass(frozen=True)
+class Withdraw:
+    """The pool's message to a worker: drop every ordinary ticket not yet sent (a control action
+    began); tickets in the priority lane and those already on the wire go on."""
+
+    action: str
+
+
 _DUPLICATE_ID = "client_order_id must be unique"
 
 
@@ -219,11 +230,11 @@ class _Submitter:
         self.outbox = outbox
         self.settings = settings
         self.headers = connection.credentials.headers()
-        self.secret = connection.credentials.secret_key
         self.orders_url = f"{connection.endpoints.trading}/v2/orders"
         self.by_client_id_url = f"{connection.endpoints.trading}/v2/orders:by_client_order_id"
         self.tasks: set[asyncio.Task[None]] = set()
-        self.unsent: dict[int, asyncio.Task[None]] = {}
+        self.unsent: dict[int, tuple[asyncio.Task[None], int]] = {}  # seq -> (task, place in line)
+        self.withdrawn: dict[int, str] = {}  # seq -> why it will not be sent
         self.in_flight = asyncio.Semaphore(settings.max_in_flight)
         self.stopping = False
 
@@ -234,8 +245,11 @@ class _Submitter:
         threading.Thread(target=_read_inbox, args=(inbox, loop, incoming), daemon=True, name="inbox").start()
         self._emit({"kind": "ready", "worker": self.number})
         try:
-            while (batch := await incoming.get()) != STOP:
-                for ticket, place in batch:
+            while (message := await incoming.get()) != STOP:
+                if isinstance(message, Withdraw):
+                    self._withdraw(message.action)
+                    continue
+                for ticket, place in message:
                     self._start(ticket, place)
             await self._wind_down()
         finally:
@@ -254,13 +268,20 @@ class _Submitter:
     def _start(self, ticket: Ticket, place: int) -> None:
         task = asyncio.create_task(self._execute(ticket, place))
         self.tasks.add(task)
-        self.unsent[ticket.seq] = task
+        self.unsent[ticket.seq] = (task, place)
         task.add_done_callback(self.tasks.discard)
+
+    def _withdraw(self, action: str) -> None:
+        """A control action began: ordinary tickets still waiting for a slot end unsent."""
+        for seq, (task, place) in list(self.unsent.items()):
+            if place >= 0:
+                self.withdrawn[seq] = WITHDRAWN.format(action=action)
+                task.cancel()
 
     async def _wind_down(self) -> None:
         """Stop: tickets not yet sent end as failed at once; the ones on the wire finish."""
         self.stopping = True
-        for task in self.unsent.values():
+        for task, _place in self.unsent.values():
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
@@ -279,17 +300,19 @@ class _Submitter:
                     self._emit({"kind": "submitting", **fields, "time": started})
                     outcome = await self._send_order(ticket, place)
         except asyncio.CancelledError:
-            outcome = failure(IN_FLIGHT_AT_STOP, None) if sent else failure(NOT_SENT, 0)
+            outcome = failure(IN_FLIGHT_AT_STOP, None) if sent else failure(self.withdrawn.pop(ticket.seq, NOT_SENT), 0)
         except Exception as error:  # a bug must still end the ticket with a result
             log.exception("worker %d: unexpected error on %s", self.number, ticket.client_order_id)
-            outcome = failure(self._scrub(f"internal error: {_describe(error, 0)}"), None)
+            outcome = failure(f"internal error: {_describe(error, 0)}", None)
         self.unsent.pop(ticket.seq, None)
         now = time.time()
         self._emit({**outcome, **fields, "time": now, "latency_ms": round((now - started) * 1000, 3)})
 
     def _emit(self, event: dict[str, Any]) -> None:
+        """Every result leaves the worker here, scrubbed: a reason may quote a server that quoted
+        the request back, or an aiohttp error that quoted a header."""
         try:
-            self.outbox.send(event)
+            self.outbox.send({**event, "reason": scrub_text(event["reason"])} if event.get("reason") else event)
         except OSError:  # the pool's end is gone: so is the parent
             os._exit(0)
 
@@ -377,7 +400,7 @@ class _Submitter:
             "kind": "rejected",
             "status": answer.status,
             "code": answer.code,
-            "reason": self._scrub(reason or answer.message),
+            "reason": reason or answer.message,
             "attempts": attempts,
         }
 
@@ -398,7 +421,7 @@ class _Submitter:
                     headers.get("X-RateLimit-Reset"),
                 )
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
-            return _Answer(None, reason=self._scrub(_describe(error, self.settings.request_timeout_s)))
+            return _Answer(None, reason=_describe(error, self.settings.request_timeout_s))
         self._observe(answer)
         return answer
 
@@ -410,10 +433,6 @@ class _Submitter:
         if answer.status == 429:
             self.limiter.pause_until(retry.reset_time(answer.reset))
 
-    def _scrub(self, text: str) -> str:
-        """Defence in depth: the secret must never reach a result, even quoted back by a server."""
-        return text.replace(self.secret, "***") if self.secret else text
-
 
 def _ssl_context() -> Any:
     """TLS with certifi's roots when available (as alpaca-py's requests uses), else the system's."""
@@ -424,4 +443,3 @@ def _ssl_context() -> Any:
     except ImportError:  # pragma: no cover
         return ssl.create_default_context()
     return ssl.create_default_context(cafile=certifi.where())
-

@@ -223,7 +223,3 @@ def bar_json(bar: Bar) -> dict[str, Any]:
         "n": bar.n,
         "vw": bar.vw,
     }
-
-
-def error_json(code: int, message: str) -> dict[str, Any]:
-    return {"code": code, "message": message}

@@ -5,7 +5,8 @@ Handlers run wherever the kernel handles the click (the shell thread, after any 
 subshell thread in front-ends that use them). They only call the session's non-blocking
 methods, note what happened, wake the pump and return; they never touch a widget: the pump
 alone sets the buttons' states, the selector's value and the confirmation bar (:meth:`sync`).
-``session.stop()`` waits for the end-of-session action, so Stop runs it on its own thread.
+Liquidate acts on the session's own orders and positions at once (on a live account after a
+confirmation); "Flatten account" closes everything the account holds and always asks first.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
-ACTIVE = frozenset({"starting", "warming_up", "running", "paused"})
+from ..scrub import scrub_text
+
+ACTIVE = frozenset({"starting", "warming_up", "running", "paused", "liquidating"})
 NO_STRATEGY = "(no strategy registered)"
 
 
@@ -37,8 +40,7 @@ class Controls:
         self.confirming = False
         self.last_action = ""
         self._wake = wake
-        self._lock = threading.Lock()
-        self._stopper: threading.Thread | None = None
+        self._confirmed_action: Callable[[], Any] = lambda: None
         self._pump_thread: int | None = None
         self._build()
 
@@ -54,8 +56,14 @@ class Controls:
         self.pause = button("Pause", "pause", "Stop sending the strategy's orders (quotes keep coming)")
         self.resume = button("Resume", "play-circle", "Run the strategy again")
         self.stop = button("Stop", "stop", "Run the end-of-session action and stop everything", "warning")
-        self.liquidate = button("Liquidate", "times-circle", "Cancel open orders and close every position", "danger")
-        self.hold = button("Hold", "hand-paper-o", "Keep every position as it is")
+        self.liquidate = button(
+            "Liquidate", "times-circle", "Cancel this session's open orders and close its positions", "danger"
+        )
+        self.flatten = button(
+            "Flatten account", "ban", "Cancel EVERY open order and close EVERY position of the account", "danger",
+            "flatten",
+        )
+        self.hold = button("Hold", "hand-paper-o", "Keep every position as it is (halts a running liquidation)")
         self.custom = button("Custom", "cog", "Run the session's custom_shutdown_action")
         self.strategy = widgets.Dropdown(description="Strategy", options=[NO_STRATEGY], value=NO_STRATEGY)
         self.strategy.layout = widgets.Layout(width="260px")
@@ -63,10 +71,10 @@ class Controls:
         self.strategy.add_class("bp-strategy-select")
         self.action = widgets.HTML()
         self.action.add_class("bp-last-action")
-        self.yes = button("Yes, liquidate", "check", "Liquidate the LIVE account now", "danger", "confirm")
+        self.yes = button("Yes, liquidate", "check", "Go ahead", "danger", "confirm")
         self.no = button("Cancel", "times", "Do not liquidate", name="cancel")
-        warning = widgets.HTML("<b>LIVE account:</b> liquidate every position with market orders?")
-        self.confirm_bar = widgets.HBox([warning, self.yes, self.no], layout=widgets.Layout(display="none"))
+        self.question = widgets.HTML()
+        self.confirm_bar = widgets.HBox([self.question, self.yes, self.no], layout=widgets.Layout(display="none"))
         self.confirm_bar.add_class("bp-confirm")
         self._connect()
 
@@ -74,8 +82,9 @@ class Controls:
         self.start.on_click(lambda _b: self._call("start", self.session.start))
         self.pause.on_click(lambda _b: self._call("pause", self.session.pause))
         self.resume.on_click(lambda _b: self._call("resume", self.session.resume))
-        self.stop.on_click(lambda _b: self.request_stop())
+        self.stop.on_click(lambda _b: self._call("stop", self.session.stop))
         self.liquidate.on_click(lambda _b: self.request_liquidate())
+        self.flatten.on_click(lambda _b: self.request_flatten())
         self.yes.on_click(lambda _b: self._confirmed(True))
         self.no.on_click(lambda _b: self._confirmed(False))
         self.hold.on_click(lambda _b: self._call("hold", self.session.hold))
@@ -84,14 +93,20 @@ class Controls:
 
     def all_widgets(self) -> list[widgets.Widget]:
         """Every control (for closing them)."""
-        buttons = [self.start, self.pause, self.resume, self.stop, self.liquidate, self.hold, self.custom]
-        return [*buttons, self.strategy, self.action, self.yes, self.no, self.confirm_bar]
+        buttons = [self.start, self.pause, self.resume, self.stop, self.liquidate, self.flatten, self.hold, self.custom]
+        return [*buttons, self.strategy, self.action, self.question, self.yes, self.no, self.confirm_bar]
 
     def rows(self) -> list[widgets.Widget]:
         """The control rows, top to bottom."""
         lifecycle = widgets.HBox([self.start, self.pause, self.resume, self.stop])
         eos = widgets.HBox(
-            [widgets.HTML("<span class='bp-label'>End of session</span>"), self.liquidate, self.hold, self.custom]
+            [
+                widgets.HTML("<span class='bp-label'>End of session</span>"),
+                self.liquidate,
+                self.hold,
+                self.custom,
+                self.flatten,
+            ]
         )
         bar = widgets.HBox([lifecycle, self.strategy, eos, self.action])
         bar.add_class("bp-controls")
@@ -109,45 +124,37 @@ class Controls:
         self._wake()
 
     def note_failure(self, what: str, err: BaseException) -> None:
-        self.notices.append(DashboardError(f"{what}: {type(err).__name__}: {err}"))
+        self.notices.append(DashboardError(scrub_text(f"{what}: {type(err).__name__}: {err}")))
         self.last_action = f"{what} failed"
 
     def request_liquidate(self) -> None:
-        """Liquidate at once, or, on a live account, ask first."""
+        """Liquidate the session at once, or, on a live account, ask first."""
         if self.session.mode == "live":
-            self.confirming = True
-            self._wake()
+            self._ask("<b>LIVE account:</b> close this session's positions with market orders?", self.session.liquidate)
             return
         self._call("liquidate", self.session.liquidate)
+
+    def request_flatten(self) -> None:
+        """Flatten the whole account: always asked first (it touches what the session does not own)."""
+        question = (
+            "<b>Flatten the whole account?</b> Cancels every open order and closes every position,"
+            " including ones this session did not open."
+        )
+        self._ask(question, lambda: self.session.liquidate(scope="account"))
+
+    def _ask(self, question: str, action: Callable[[], Any]) -> None:
+        self.question.value = question
+        self._confirmed_action = action
+        self.confirming = True
+        self._wake()
 
     def _confirmed(self, yes: bool) -> None:
         self.confirming = False
         if yes:
-            self._call("liquidate", self.session.liquidate)
+            self._call("liquidate", self._confirmed_action)
         else:
             self.last_action = "liquidation cancelled"
             self._wake()
-
-    def request_stop(self) -> None:
-        """Stop on a background thread: session.stop() waits for the end-of-session action."""
-        with self._lock:
-            if self._stopper is not None and self._stopper.is_alive():
-                return
-            self._stopper = threading.Thread(target=self._stop_now, name="blockpaca-dashboard-stop", daemon=True)
-            self._stopper.start()
-        self.last_action = f"stop requested at {time.strftime('%H:%M:%S')}"
-        self._wake()
-
-    def _stop_now(self) -> None:
-        try:
-            self.session.stop()
-        except Exception as err:
-            self.note_failure("stop", err)
-        self._wake()
-
-    def stopping(self) -> bool:
-        stopper = self._stopper
-        return stopper is not None and stopper.is_alive()
 
     def _on_strategy(self, change: dict[str, Any]) -> None:
         """The user picked a strategy: hot-swap to it (the pump's own writes are ignored)."""
@@ -166,8 +173,8 @@ class Controls:
         _set(self.start, "disabled", status != "created")
         _set(self.pause, "disabled", status not in ("starting", "warming_up", "running"))
         _set(self.resume, "disabled", status != "paused")
-        _set(self.stop, "disabled", status in ("stopping", "stopped", "failed") or self.stopping())
-        for button in (self.liquidate, self.hold):
+        _set(self.stop, "disabled", status in ("stopping", "stopped", "failed"))
+        for button in (self.liquidate, self.flatten, self.hold):
             _set(button, "disabled", status not in ACTIVE)
         _set(self.custom, "disabled", status not in ACTIVE or not callable(session.custom_shutdown_action))
         self._sync_strategies(session)

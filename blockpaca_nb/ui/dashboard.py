@@ -21,6 +21,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..scrub import scrub_text
 from ..statuses import ENDED_SESSION_STATES
 from .chart import ChartPanel
 from .controls import Controls, DashboardError
@@ -182,7 +183,7 @@ class Dashboard(widgets.VBox):
         try:
             return action()
         except Exception as err:
-            text = f"dashboard {what}: {type(err).__name__}: {err}"
+            text = scrub_text(f"dashboard {what}: {type(err).__name__}: {err}")
             if not any(str(e) == text for e in self.own_errors):
                 self.own_errors.append(DashboardError(text))
             return None

@@ -10,6 +10,7 @@ const STATUS_TEXT = {
   warming_up: "warming up",
   running: "running",
   paused: "paused",
+  liquidating: "liquidating",
   stopping: "stopping: end-of-session action…",
   stopped: "stopped",
   failed: "failed: see the errors panel",
@@ -132,7 +133,7 @@ class HeaderView {
     const s = this.s || {};
     const now = this.now();
     const status = s.status || "created";
-    this.statusText.textContent = STATUS_TEXT[status] || status;
+    this.statusText.textContent = s.activity || STATUS_TEXT[status] || status;
     this.items.status.value.className = `bp-value bp-status-${status}`;
     this.items.status.box.dataset.status = status;
     let progress = null;

@@ -63,6 +63,7 @@ def header_state(
     return {
         "mode": MODE_LABELS.get(session.mode, str(session.mode).upper()),
         "status": session.status,
+        "activity": session.activity,  # what a control action waits for, e.g. "liquidating: 3 orders, ..."
         "strategy": session.active_strategy,
         "strategies": len(session.strategies),
         "equity": clean(equity, 2),

@@ -20,12 +20,13 @@ previous one.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 
-log = logging.getLogger(__name__)
+from ..scrub import scrubbed_logger
+
+log = scrubbed_logger(__name__)
 
 
 class Pump:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..scrub import scrub_text
 from ..statuses import PROBLEM_STATUSES
 from .tables import Row, clean
 
@@ -260,7 +261,7 @@ def trade_row(row: Mapping[str, Any]) -> Row:
         status,
         clean(_number(qty)),
         clean(_number(price)),
-        str(row.get("reason") or ""),
+        scrub_text(str(row.get("reason") or "")),
         bool(bad),
     )
 
@@ -290,6 +291,7 @@ class ErrorView:
         row = self.rows.get(id(item))
         if row is None:
             source, message, detail, at = describe_error(item)
+            message, detail = scrub_text(message), scrub_text(detail)  # the panel is saved in the notebook
             row = self.rows[id(item)] = (clean(at if at is not None else now, 3), source, message, detail)
         return row
 

@@ -41,9 +41,9 @@ import traitlets
 from blockpaca_nb import Session, Simulator
 from blockpaca_nb.sim.universe import UNIVERSE
 from blockpaca_nb.ui import Dashboard
-from blockpaca_nb.ui.meter import CommMeter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, home of the suite's shared wait
+from comm_meter import CommMeter
 from waiting import wait_for
 
 TICKERS = list(UNIVERSE[:500])
@@ -214,7 +214,7 @@ def main() -> None:
             ours = run_ours(session, meter, args.seconds)
             baseline = run_baseline(session, meter, args.seconds)
         finally:
-            session.stop()
+            session.stop(wait=True)
     report(ours, baseline)
     if ours["cpu"] > CPU_TARGET or ours["messages_per_s"] > MESSAGE_TARGET:
         raise SystemExit(1)

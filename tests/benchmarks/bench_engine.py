@@ -223,7 +223,7 @@ def start_to_first_tick(runs: int = 3) -> None:
             returned = time.perf_counter() - t0
             first.wait(30)
             times.append(time.perf_counter() - t0)
-            session.stop()
+            session.stop(wait=True)
             print(f"  start() returned in {returned * 1e3:.1f} ms; first tick after {times[-1]:.2f} s")
     best, med = min(times), statistics.median(times)
     report("Session.start() → first tick (warm_up_period=0), median", f"{med:.2f} s", "<= 3 s", med <= 3)

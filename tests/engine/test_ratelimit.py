@@ -13,10 +13,11 @@ from multiprocessing.reduction import ForkingPickler
 from multiprocessing.synchronize import Barrier
 
 import pytest
+from rate_windows import max_in_any_window
 from waiting import wait_for
 
 from blockpaca_nb.errors import ConfigurationError
-from blockpaca_nb.ratelimit import ARRIVAL_GRACE_S, SPAWN, RateLimiter, max_in_any_window, per_window
+from blockpaca_nb.ratelimit import ARRIVAL_GRACE_S, SPAWN, RateLimiter, per_window
 
 HAMMER_S = 2.0  # how long every process takes slots, counted from the moment all of them are up
 BOOT_S = 90.0  # spawning takes ~1 s on a quiet machine and much longer on a loaded one

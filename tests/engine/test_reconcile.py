@@ -1,7 +1,8 @@
-"""Reconciliation at a consistent point, against the real simulator: a broker snapshot taken before a
-fill never overwrites that fill; queued or in-flight orders (the execution pool's) and orders not yet
-final hold it off; a real difference is reported — ticker, ours, the broker's — then followed; and a
-session reports the position an unheard fill left at the broker, judged by `sim.positions()`.
+"""Reconciliation of the session's ledger with the broker, at a consistent point, against the real
+simulator: a broker snapshot taken before a fill never counts; the session's queued, in-flight or open
+orders hold it off (another bot's open order does not); a real difference — broker ≠ the account
+outside the session + the session's own — is reported once (ticker, expected, the broker's), never
+written into the session's positions; judged by `sim.positions()`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from blockpaca_nb.execution import ExecutionPool
 from blockpaca_nb.orders import Order
 from blockpaca_nb.portfolio import Portfolio
 from blockpaca_nb.ratelimit import RateLimiter
-from blockpaca_nb.reconcile import Difference, in_transit, reconcile_positions
+from blockpaca_nb.reconcile import Difference, Reconciler, in_transit
 from blockpaca_nb.sim import Simulator
 
 TICKERS = ["AAPL", "MSFT", "TSLA"]
@@ -56,42 +57,42 @@ def ours(portfolio: Portfolio) -> dict[str, float]:
     return {p["ticker"]: p["quantity"] for p in portfolio.as_blockpaca()}
 
 
-def test_a_snapshot_taken_before_a_fill_does_not_overwrite_it(sim: Simulator) -> None:
-    buy_outside(sim, "AAPL", 3)
-    portfolio = Portfolio()
-    portfolio.reset(sim.positions())
+def test_a_snapshot_taken_before_a_fill_does_not_count(sim: Simulator) -> None:
+    buy_outside(sim, "AAPL", 3)  # held before the session
+    reconciler, ledger = Reconciler(), Portfolio()
+    reconciler.start(sim.positions())
 
     def snapshot_then_fill() -> list[dict[str, Any]]:
-        """The broker's positions, then a fill booked and applied while the answer travels."""
+        """The broker's positions, then a fill of the session booked and applied while the answer travels."""
         snapshot = sim.positions()
-        fill = buy_outside(sim, "AAPL", 2)
-        portfolio.apply_fill("AAPL", "buy", 2.0, float(fill["filled_avg_price"]), None)
+        fill = buy_outside(sim, "AAPL", 2)  # stands for the session's order (the ledger takes its fill)
+        ledger.apply_fill("AAPL", "buy", 2.0, float(fill["filled_avg_price"]), None)
         return snapshot
 
-    assert reconcile_positions(portfolio, snapshot_then_fill, {}) is None  # refused: older than a fill
-    assert ours(portfolio) == held(sim) == {"AAPL": 5.0}
+    assert reconciler.check(ledger, snapshot_then_fill, {}) is None  # ignored: older than a fill
+    assert reconciler.check(ledger, sim.positions, {}) == []  # 3 outside + the session's 2 = the broker's 5
+    assert held(sim) == {"AAPL": 5.0} and ours(ledger) == {"AAPL": 2.0}
 
 
-def test_a_difference_at_a_consistent_point_is_reported_then_followed(sim: Simulator) -> None:
-    portfolio = Portfolio()
-    portfolio.reset(sim.positions())
-    buy_outside(sim, "MSFT", 4)  # booked at the broker, never seen by this portfolio
-    found = reconcile_positions(portfolio, sim.positions, {"buy_long-0-00000001": {"status": "filled"}})
-    assert found == [Difference("MSFT", 0.0, 4.0)]
+def test_a_difference_at_a_consistent_point_is_reported_once(sim: Simulator) -> None:
+    reconciler, ledger = Reconciler(), Portfolio()
+    reconciler.start(sim.positions())
+    buy_outside(sim, "MSFT", 4)  # booked at the broker by someone else
+    found = reconciler.check(ledger, sim.positions, {"buy_long-0-00000001": {"status": "filled"}})
+    assert found == [Difference("MSFT", 0.0, 4.0, 0.0)]
     error = found[0].as_error()
-    assert (error["where"], error["ticker"], error["ours"], error["broker"]) == ("reconcile", "MSFT", 0.0, 4.0)
-    assert "MSFT" in error["reason"] and "held 0" in error["reason"] and "holds 4" in error["reason"]
-    assert ours(portfolio) == held(sim)
-    assert reconcile_positions(portfolio, sim.positions, {}) == []  # agreed: nothing more to say
+    assert (error["where"], error["ticker"], error["expected"], error["broker"]) == ("reconcile", "MSFT", 0.0, 4.0)
+    assert "MSFT" in error["reason"] and "holds 4" in error["reason"] and "expected 0" in error["reason"]
+    assert ours(ledger) == {}  # the session's positions are its own fills, never the broker's numbers
+    assert reconciler.check(ledger, sim.positions, {}) == []  # said once
 
 
 def test_open_queued_and_unechoed_orders_hold_reconciliation_off(sim: Simulator) -> None:
-    def never() -> list[dict[str, Any]]:
-        raise AssertionError("no snapshot may be taken while an order is on its way")
-
-    portfolio = Portfolio()
+    reconciler, ledger = Reconciler(), Portfolio()
     assert in_transit({"c": {"status": "partially_filled"}}, None, None) == "1 orders open"
-    assert reconcile_positions(portfolio, never, {"c": {"status": "accepted"}}) is None
+    assert reconciler.check(ledger, sim.positions, {"c": {"status": "accepted"}}) is None
+    other_bots = {"someone-else": {"status": "new"}}
+    assert in_transit(other_bots, None, None, owns=lambda cid: cid.startswith("buy_long")) is None
 
     class Link:
         unacknowledged = 2
@@ -103,16 +104,17 @@ def test_open_queued_and_unechoed_orders_hold_reconciliation_off(sim: Simulator)
     try:
         pool.submit([Order("TSLA", "buy", "market", "buy_long", quantity=1) for _ in range(3)])
         assert "queued or in flight" in (in_transit({}, pool, None) or "")
-        assert reconcile_positions(portfolio, never, {}, pool) is None
+        assert reconciler.check(ledger, sim.positions, {}, pool) is None
     finally:
         pool.stop(timeout=5)
     assert pool.unresolved() == 0 and in_transit({}, pool, None) is None
 
 
-def test_a_session_reports_what_an_unheard_fill_left_at_the_broker(
+def test_a_session_reports_what_happened_outside_it_once(
     sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(session_module, "RECONCILE_EVERY_S", 0.5)
+    buy_outside(sim, "MSFT", 2)  # held before the session: not a difference
     session = Session(TICKERS, simulator=sim, frequency=0.2, warm_up_period=0, trade_log_path=tmp_path, num_workers=1)
     session.start()
     try:
@@ -125,16 +127,18 @@ def test_a_session_reports_what_an_unheard_fill_left_at_the_broker(
         def reported() -> list[dict[str, Any]]:
             return [e for e in list(session.errors) if isinstance(e, dict) and e.get("where") == "reconcile"]
 
-        [error] = wait_for(reported, 20, "the reconciliation to report the difference")  # AAPL agreed: not reported
-        assert (error["ticker"], error["ours"], error["broker"]) == ("TSLA", 0.0, 6.0)
-        positions = {p["ticker"]: p["quantity"] for p in session.get_current_data()[1]}
-        assert positions == held(sim) == {"AAPL": 1.0, "TSLA": 6.0}
+        [error] = wait_for(reported, 20, "the reconciliation to report the difference")  # AAPL, MSFT agree
+        assert (error["ticker"], error["expected"], error["broker"]) == ("TSLA", 0.0, 6.0)
+        assert held(sim) == {"AAPL": 1.0, "MSFT": 2.0, "TSLA": 6.0}
+        assert ours(session.portfolio) == {"AAPL": 1.0}  # the session's own fills only
 
-        sim.set_faults(trade_stream_silent=False)  # the reconnect recovers the fill taken over already:
+        sim.set_faults(trade_stream_silent=False)  # the reconnect recovers the outside order: not the session's
         tsla = next(o["client_order_id"] for o in sim.orders() if o["symbol"] == "TSLA")
-        wait_for(lambda: (session.orders.get(tsla) or {}).get("event") == "recovered", 30, "the TSLA fill's recovery")
-        positions = {p["ticker"]: p["quantity"] for p in session.get_current_data()[1]}
-        assert positions == held(sim)  # it carries the broker's position: not counted a second time
+        wait_for(lambda: (session.orders.get(tsla) or {}).get("event") == "recovered", 30, "the TSLA recovery")
+        for _ in range(2):  # two more looks now: the first one's comparison is over when the second looks
+            before, session._next_reconcile = session.account_positions_seen, 0.0
+            wait_for(lambda b=before: session.account_positions_seen is not b, 20, "another reconcile")
+        assert ours(session.portfolio) == {"AAPL": 1.0} and len(reported()) == 1  # reported once
     finally:
         sim.set_faults(trade_stream_silent=False)
         session.stop()

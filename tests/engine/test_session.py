@@ -72,9 +72,9 @@ def test_session_trades_and_liquidates_flat(sim: Simulator, tmp_path: Path) -> N
         positions = {p["ticker"]: p for p in session.get_current_data()[1]}
         assert positions["AAPL"]["bought_at"] > 0 and positions["MSFT"]["cost_basis"] < 0
         sent = list(session.orders)
-        session.stop(eos="liquidate")
+        session.stop(eos="liquidate", wait=True)
     finally:
-        session.stop()
+        session.stop(wait=True)
     assert session.status == "stopped"
     ours = sim_orders(sim, set(session.orders))
     assert len(ours) == len({o["client_order_id"] for o in ours})  # nothing doubled
@@ -112,7 +112,7 @@ def test_hot_swap_keeps_state_and_runs_the_new_function(sim: Simulator, tmp_path
         assert session.state["count"] == len(calls)  # state carried across the swap
         assert session.strategies == ["first", "second"] and session.active_strategy == "second"
     finally:
-        session.stop()
+        session.stop(wait=True)
 
 
 def test_bad_orders_and_exceptions_are_reported_and_the_loop_goes_on(sim: Simulator, tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_bad_orders_and_exceptions_are_reported_and_the_loop_goes_on(sim: Simula
         assert "clumsy" in strategy_errors[0].traceback
         wait_for(lambda: (session.trade_log["type"] == "validation").any(), what="the validation row")
     finally:
-        session.stop()
+        session.stop(wait=True)
     row = session.trade_log.query("type == 'validation'").iloc[0]
     assert row["status"] == "rejected" and "quantity" in row["reason"]
 
@@ -152,7 +152,7 @@ def test_broker_rejection_is_logged_with_its_reason(sim: Simulator, tmp_path: Pa
         wait_for(lambda: session.orders.get(cid, {}).get("status") == "rejected", what="the rejection")
         assert "buying power" in session.orders[cid]["reason"]
     finally:
-        session.stop()
+        session.stop(wait=True)
     log = session.trade_log
     assert (log[log["client_order_id"] == cid]["status"] == "rejected").any()
 
@@ -312,32 +312,6 @@ def test_run_trading_runs_a_blockpaca_script(tmp_path: Path) -> None:
     assert list(filled["action"]) == ["buy_long", "liquidate"]
 
 
-def test_liquidate_closes_positions_that_existed_before_the_session(sim: Simulator, tmp_path: Path) -> None:
-    from alpaca.trading.client import TradingClient
-    from alpaca.trading.enums import OrderSide, TimeInForce
-    from alpaca.trading.requests import MarketOrderRequest
-
-    client = TradingClient(sim.api_key, sim.secret_key, url_override=sim.urls["trading"])
-    client.submit_order(MarketOrderRequest(symbol="TSLA", qty=4, side=OrderSide.BUY, time_in_force=TimeInForce.DAY))
-    wait_for(lambda: [p for p in sim.positions() if p["symbol"] == "TSLA"], what="the outside position")
-    session = make_session(sim, tmp_path, tickers=["TSLA"])
-    session.start()
-    try:
-        wait_for(lambda: session.status == "running", what="running")
-        positions = session.get_current_data()[1]  # seeded from the broker at start
-        assert [(p["ticker"], p["quantity"]) for p in positions] == [("TSLA", 4.0)]
-        assert positions[0]["bought_at"] > 0 and positions[0]["cost_basis"] == pytest.approx(
-            4 * positions[0]["bought_at"]
-        )
-        session.liquidate()  # returns at once: the session thread does the work
-        wait_for(lambda: not [p for p in sim.positions() if p["symbol"] == "TSLA"], what="TSLA to be closed")
-        wait_for(lambda: not session.get_current_data()[1], what="the session to see it flat")
-    finally:
-        session.stop()
-    liquidations = [o for o in sim_orders(sim, set(session.orders)) if o["client_order_id"].startswith("liquidate-")]
-    assert [(o["qty"], o["status"]) for o in liquidations] == [("4", "filled")]
-
-
 def test_interrupt_does_not_stop_the_session(sim: Simulator, tmp_path: Path) -> None:
     """Jupyter's Interrupt sends SIGINT: the background processes must ignore it."""
     session = make_session(sim, tmp_path)
@@ -354,7 +328,7 @@ def test_interrupt_does_not_stop_the_session(sim: Simulator, tmp_path: Path) -> 
         cid = session.submit({"ticker": "AAPL", "quantity": 1, "side": "buy", "order_type": "market"})[0]
         wait_for(lambda: session.orders.get(cid, {}).get("status") == "filled", what="an order after SIGINT")
     finally:
-        session.stop(eos="liquidate")
+        session.stop(eos="liquidate", wait=True)
 
 
 def test_run_seconds_eod_ends_before_the_close(sim: Simulator, tmp_path: Path) -> None:
@@ -367,7 +341,7 @@ def test_run_seconds_eod_ends_before_the_close(sim: Simulator, tmp_path: Path) -
         close = TradingClient(sim.api_key, sim.secret_key, url_override=sim.urls["trading"]).get_clock().next_close
         assert session.ends_at == pytest.approx(close.timestamp() - 30, abs=1)
     finally:
-        session.stop()
+        session.stop(wait=True)
 
 
 def test_every_given_after_start_sets_the_tick_rate(sim: Simulator, tmp_path: Path) -> None:
@@ -384,7 +358,7 @@ def test_every_given_after_start_sets_the_tick_rate(sim: Simulator, tmp_path: Pa
         wait_for(lambda: len(calls) >= 4, timeout=10, what="ticks at the new rate")
         assert calls[-1] - calls[0] < 3
     finally:
-        session.stop()
+        session.stop(wait=True)
 
 
 def test_a_stopped_session_cannot_be_started_again(sim: Simulator, tmp_path: Path) -> None:
@@ -392,7 +366,7 @@ def test_a_stopped_session_cannot_be_started_again(sim: Simulator, tmp_path: Pat
 
     session = make_session(sim, tmp_path)
     session.start()
-    session.stop()
+    session.stop(wait=True)
     with pytest.raises(BlockpacaError, match="create a new Session"):
         session.start()
 

@@ -134,7 +134,7 @@ def run_load(seconds: float, log_dir: Path, symbols: int = 500, qps: float = 10.
         if watch is not None:
             watch.stop()
             report.latencies = list(watch.latencies)
-        session.stop()
+        session.stop(wait=True)
     report.orders = len(session.orders)
     report.filled = sum(1 for row in session.orders.values() if row.get("status") == "filled")
     report.errors = [e for e in session.errors if not isinstance(e, dict) or e.get("where") != "reconcile"]

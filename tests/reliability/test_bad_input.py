@@ -44,7 +44,7 @@ def session(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     path = tmp_path_factory.mktemp("bad_input")
     made = running(Session(**session_options(sim, path, tickers=TICKERS, max_orders_per_minute=20_000)))
     yield made
-    made.stop()
+    made.stop(wait=True)
 
 
 # ------------------------------------------------------------------ generators
@@ -310,6 +310,6 @@ def test_submit_after_stop_is_refused_clearly(tmp_path: Path) -> None:
     with Simulator(symbols=TICKERS, seed=6) as own:  # one market-data connection per account
         made = running(Session(**session_options(own, tmp_path, tickers=TICKERS)))
         context = made.context
-        made.stop()
+        made.stop(wait=True)
     with pytest.raises(BlockpacaError, match="stopped"):
         context.submit_order(market("AAPL"))

@@ -66,7 +66,7 @@ def test_thousand_orders_under_errors_timeouts_and_429s(tmp_path: Path) -> None:
             wait_for(lambda: len(sent) >= ORDERS, 60, "the strategy to send its 1 000 orders")
             unsettled = settle(session, sent, timeout=100)
         finally:
-            session.stop()
+            session.stop(wait=True)
         elapsed = time.monotonic() - started
         assert session.status == "stopped", list(session.errors)
         assert not unsettled, f"{len(unsettled)} orders never reached a final state, e.g. {unsettled[:3]}"

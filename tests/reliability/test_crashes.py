@@ -59,7 +59,7 @@ def test_killed_worker_in_a_200_order_block(sim: Simulator, tmp_path: Path) -> N
         unsettled = settle(session, sent, timeout=60)
         health = session.worker_health()
     finally:
-        session.stop()
+        session.stop(wait=True)
     at_broker = Counter(o["client_order_id"] for o in sim.orders())
     rows = raw_rows(session.trade_log_file)
     doubled = [c for c in sent if at_broker[c] > 1]
@@ -87,7 +87,7 @@ def test_killed_quote_feed_is_restarted(sim: Simulator, tmp_path: Path) -> None:
         wait_for(lambda: watch.updates[-1] > resumed, 30, "quotes to keep coming")
     finally:
         watch.stop()
-        session.stop()
+        session.stop(wait=True)
     figure("killed_feed", quotes_resumed_after_s=round(resumed - killed_at, 2), feed_restarts=session.restarts["feed"])
     assert not alive(feed.pid) and new_pid != feed.pid
     assert session.restarts["feed"] == 1
@@ -109,7 +109,7 @@ def test_killed_recorder_is_restarted_and_catches_up(sim: Simulator, tmp_path: P
         wait_for(lambda: positions_match(session, sim), 20, "the recovered fills to reach the session's positions")
         ours = {p["ticker"]: p["quantity"] for p in session.get_current_data()[1]}
     finally:
-        session.stop()
+        session.stop(wait=True)
     broker = {p["symbol"]: float(p["qty"]) for p in sim.positions()}
     rows = raw_rows(session.trade_log_file)
     submissions = Counter(r["client_order_id"] for r in rows if r["type"] == "submission")

@@ -59,7 +59,7 @@ def test_streams_dropped_every_few_seconds(tmp_path: Path) -> None:
             positions_agree(session, sim)
         finally:
             watch.stop()
-            session.stop()
+            session.stop(wait=True)
         check_quotes(watch, faulty_from, faulty_from + DURATION_S, len(connections.ports) - 1)
         check_fills(session, sim, sent)
 

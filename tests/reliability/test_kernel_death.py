@@ -110,7 +110,7 @@ class Owner:
 def owner(tmp_path: Path) -> Any:
     made = Owner(tmp_path)
     yield made
-    made.stop()
+    made.stop(wait=True)
 
 
 @pytest.mark.parametrize("target", ["owner", "group"])

@@ -1,0 +1,200 @@
+"""Liquidation that a trader can rely on: it ends flat, or it says exactly why it is still waiting.
+
+On Alpaca, cancels are asynchronous: an order reads ``pending_cancel`` and keeps its shares held
+for a while after ``DELETE /v2/orders/{id}`` answered, and a sell of those shares meanwhile is
+refused (403 "insufficient qty available"). Orders also meet the rate limit, 429 pauses, 5xx and
+after-hours queues. So a liquidation is a loop, not one burst: cancel the open orders in scope,
+wait until the broker confirms each cancel (or the fill), read the positions again, send closing
+orders in the rate limiter's priority lane, wait for their outcome — and go round again until
+nothing in scope is left, or the user halts it (the Hold button).
+
+Scope ``"session"`` (the default) touches only the session's own orders and the positions its
+fills made (see :mod:`.ledger`), never more than the account holds on that side; ``"account"``
+cancels every open order and closes every position of the account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import BlockpacaError, BrokerError, ConfigurationError
+from .ledger import Ledger
+from .orders import Order, liquidation_orders
+from .statuses import ENDED_ORDER_STATUSES
+
+LIQUIDATION_SCOPES = ("session", "account")
+CONFIRM_POLL_S = 0.25  # between looks at the broker's open orders while cancels settle
+ROUND_PATIENCE_S = 10.0  # how long one round waits for its orders before looking again
+MAX_PAUSE_S = 10.0  # the longest pause between rounds that made no progress
+_FLAT = 1e-9
+
+
+def check_scope(scope: object) -> str:
+    if scope not in LIQUIDATION_SCOPES:
+        raise ConfigurationError(f"scope={scope!r} is not valid; allowed: {', '.join(map(repr, LIQUIDATION_SCOPES))}")
+    return str(scope)
+
+
+def to_close(
+    wanted: Mapping[str, float], account: Mapping[str, float], pending: Mapping[str, float]
+) -> dict[str, float]:
+    """Signed quantity to close per ticker: what is ``wanted`` closed, never more than the account
+    holds on that side, less what open closing orders (``pending``, signed like the position)
+    already close."""
+    out: dict[str, float] = {}
+    for ticker, quantity in wanted.items():
+        held = account.get(ticker, 0.0)
+        if quantity * held <= 0:
+            continue  # the account holds nothing on that side: nothing of ours to close
+        left = math.copysign(min(abs(quantity), abs(held)), quantity) - pending.get(ticker, 0.0)
+        if left * quantity > _FLAT:
+            out[ticker] = round(left, 9)
+    return out
+
+
+@dataclass
+class Liquidation:
+    """One liquidation, run on the session thread until flat or halted (see the module docstring).
+
+    ``rest`` makes a REST call in the priority lane; ``send`` submits orders in the priority lane
+    and returns their client order ids; ``status_of`` reads an order's latest status from the trade
+    log; ``say`` shows what it is doing; ``halted`` is true once the user asked it to stop.
+    """
+
+    scope: str
+    ledger: Ledger
+    rest: Callable[[Callable[[Any], Any]], Any]
+    send: Callable[[list[Order]], list[str]]
+    status_of: Callable[[str], str | None]
+    say: Callable[[str], None]
+    halted: Callable[[], bool]
+    report: Callable[[str], None]
+    rate_wait: Callable[[], float]  # seconds until the rate limiter frees a slot
+    sent: list[str] = field(default_factory=list)  # client order ids of the closing orders
+    closing_orders: dict[str, Order] = field(default_factory=dict)
+    rounds: int = 0
+
+    def run(self) -> bool:
+        """Returns True when nothing in scope is left, False when halted."""
+        pause = 0.5
+        while not self.halted():
+            self.rounds += 1
+            try:
+                if self._round():
+                    self.say("")
+                    return True
+                pause = 0.5
+            except BrokerError as err:  # the broker had a bad moment: say so, go round again
+                self.report(f"liquidation round {self.rounds}: {err}")
+                self.say(f"liquidating: the broker failed ({err}); trying again in {pause:g} s")
+                self._nap(pause)
+                pause = min(MAX_PAUSE_S, pause * 2)
+        self.say("")
+        return False
+
+    def _round(self) -> bool:
+        """Cancel, confirm, re-read, close, wait. True when there was nothing left to do."""
+        cancelled = self._cancel_open_orders()
+        if cancelled:
+            self._await_cancels(cancelled)
+        closing = to_close(self._wanted(), self._account_positions(), self._pending())
+        if not closing and not self._open_sent():
+            return True
+        if closing:
+            orders = liquidation_orders({"ticker": t, "quantity": q} for t, q in closing.items())
+            ids = self.send(orders)
+            self.sent += ids
+            self.closing_orders.update(zip(ids, orders, strict=True))
+        self._await_sent()
+        return False
+
+    # ----------------------------------------------------------------- the broker's view
+    def _open_orders(self) -> list[Any]:
+        from alpaca.trading.enums import QueryOrderStatus
+        from alpaca.trading.requests import GetOrdersRequest
+
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500, nested=False)
+        orders = self.rest(lambda c: c.get_orders(request))
+        if self.scope == "account":
+            return list(orders)
+        return [o for o in orders if self.ledger.owns(o.client_order_id)]
+
+    def _cancel_open_orders(self) -> set[str]:
+        """Ask the broker to cancel every open order in scope except this liquidation's own."""
+        mine = set(self.sent)
+        targets = [o for o in self._open_orders() if o.client_order_id not in mine]
+        for order in targets:
+            self.say(f"liquidating: cancelling {len(targets)} open orders")
+            with contextlib.suppress(BrokerError):  # filled or cancelled meanwhile (422): confirmed below
+                self.rest(lambda c, order_id=order.id: c.cancel_order_by_id(order_id))
+        return {str(o.client_order_id) for o in targets}
+
+    def _await_cancels(self, cancelled: set[str]) -> None:
+        """Until the broker no longer lists those orders as open (cancel confirmed, or filled)."""
+        deadline = time.monotonic() + ROUND_PATIENCE_S
+        while not self.halted() and time.monotonic() < deadline:
+            still = [o for o in self._open_orders() if o.client_order_id in cancelled]
+            if not still:
+                return
+            self.say(f"liquidating: waiting for the broker to confirm {len(still)} cancels")
+            self._nap(CONFIRM_POLL_S)
+
+    def _account_positions(self) -> dict[str, float]:
+        positions = self.rest(lambda c: c.get_all_positions())
+        return {str(p.symbol): float(p.qty) for p in positions if float(p.qty)}
+
+    def _wanted(self) -> dict[str, float]:
+        if self.scope == "account":
+            return self._account_positions()
+        return self.ledger.quantities()
+
+    # ----------------------------------------------------------------- our closing orders
+    def _open_sent(self) -> list[str]:
+        return [cid for cid in self.sent if self.status_of(cid) not in ENDED_ORDER_STATUSES]
+
+    def _pending(self) -> dict[str, float]:
+        """Signed quantity our still-open closing orders will close, per ticker (known only from
+        the orders themselves: a sell closes a long, a buy covers a short)."""
+        pending: dict[str, float] = {}
+        for cid in self._open_sent():
+            order = self.closing_orders.get(cid)
+            if order is not None:
+                sign = 1.0 if order.side == "sell" else -1.0
+                pending[order.ticker] = pending.get(order.ticker, 0.0) + sign * float(order.quantity or 0)
+        return pending
+
+    def _await_sent(self) -> None:
+        """Wait for this round's orders to end (filled, rejected, ...), or until the round's patience
+        runs out (e.g. accepted after hours: they stay open until the market opens)."""
+        deadline = time.monotonic() + ROUND_PATIENCE_S
+        while not self.halted() and time.monotonic() < deadline:
+            waiting = self._open_sent()
+            if not waiting:
+                return
+            self.say(f"liquidating: {len(waiting)} orders{self._why_waiting(waiting)}")
+            self._nap(CONFIRM_POLL_S)
+
+    def _why_waiting(self, waiting: list[str]) -> str:
+        statuses = {self.status_of(cid) for cid in waiting}
+        if statuses <= {None}:
+            wait = self.rate_wait()
+            return f", waiting for the rate limit ({wait:.0f} s)" if wait >= 1 else ", being sent"
+        if "accepted" in statuses:
+            return ", accepted: waiting for the market to open"
+        return ", waiting for their fills"
+
+    def _nap(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def refuse_while(action: str | None) -> None:
+    """Strategy orders are refused from the moment a control action starts until resume()."""
+    if action is not None:
+        raise BlockpacaError(
+            f"refused: the session is in its {action!r} action; strategy orders are not sent until you call resume()"
+        )

@@ -1,0 +1,258 @@
+"""The control path, judged by what the broker holds: EOS actions act at once, end on time, are
+never overtaken or abandoned, touch only what the session owns, and refuse strategy orders after
+they begin. Every session here trades on its own real simulator through the real alpaca-py clients."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from waiting import wait_for
+
+from blockpaca_nb import BlockpacaError, ConfigurationError, Session, Simulator
+
+TICKERS = ["AAPL", "MSFT"]
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(symbols=[*TICKERS, "TSLA"], seed=3, quotes_per_second=20, starting_cash=1e7) as simulator:
+        yield simulator
+
+
+def make_session(sim: Simulator, tmp_path: Path, **kwargs: Any) -> Session:
+    options: dict[str, Any] = {
+        "tickers": TICKERS,
+        "simulator": sim,
+        "frequency": 0.2,
+        "warm_up_period": 0,
+        "trade_log_path": tmp_path,
+        "trade_log_name": "control",
+        "num_workers": 2,
+    }
+    options.update(kwargs)
+    return Session(**options)
+
+
+def started(session: Session) -> Session:
+    """Start and wait until it is up: bring-up takes seconds on a busy machine; budgets start here."""
+    session.start()
+    wait_for(lambda: session.status in ("running", "paused", "stopped", "failed"), 120, "the session to be up")
+    return session
+
+
+def held(sim: Simulator, ticker: str) -> float:
+    """The account's position in ``ticker`` at the broker."""
+    return sum(float(p["qty"]) for p in sim.positions() if p["symbol"] == ticker)
+
+
+def epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def broker_orders(sim: Simulator, prefix: str = "") -> list[dict[str, Any]]:
+    return [o for o in sim.orders() if o["client_order_id"].startswith(prefix)]
+
+
+def buy_outside(sim: Simulator, ticker: str, qty: int) -> None:
+    """An order of another program on the same account."""
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.requests import MarketOrderRequest
+
+    client = TradingClient(sim.api_key, sim.secret_key, url_override=sim.urls["trading"])
+    client.submit_order(MarketOrderRequest(symbol=ticker, qty=qty, side="buy", time_in_force="day"))
+    wait_for(lambda: held(sim, ticker) == qty, what=f"the outside {ticker} position")
+
+
+def buying_once(qty: int = 3, ticker: str = "AAPL", orders: int = 1) -> Any:
+    def strategy(ctx: Any) -> Any:
+        if ctx.state.get("done"):
+            return []
+        ctx.state["done"] = True
+        order = {"ticker": ticker, "side": "buy", "order_type": "market", "action": "buy_long", "quantity": qty}
+        return [order] * orders
+
+    return strategy
+
+
+def test_liquidate_acts_at_once_whatever_the_tick_rate(sim: Simulator, tmp_path: Path) -> None:
+    """frequency="1m": the button must not wait for the next tick."""
+    session = make_session(sim, tmp_path, frequency="1m")
+    session.strategy(buying_once(3))
+    started(session)
+    try:
+        wait_for(lambda: held(sim, "AAPL") == 3, what="the strategy's fill")
+        pressed = time.monotonic()
+        session.liquidate()
+        wait_for(lambda: held(sim, "AAPL") == 0, timeout=30, what="flat at the broker")  # the next tick: 60 s
+        print(f"liquidate with a 1 min tick: flat at the broker after {time.monotonic() - pressed:.2f} s")
+        assert session.positions.empty
+    finally:
+        session.stop(wait=True)
+    assert [(o["qty"], o["status"]) for o in broker_orders(sim, "liquidate-")] == [("3", "filled")]
+
+
+def test_the_end_is_a_deadline_not_a_tick(sim: Simulator, tmp_path: Path) -> None:
+    """run_seconds=6 with a 5 s tick: the EOS liquidation goes out at the end, not at the 10 s tick."""
+    session = make_session(sim, tmp_path, frequency=5, run_seconds=6, eos_behavior="liquidate")
+    session.strategy(buying_once(2))
+    started(session)
+    assert session.wait(60), "the session did not end"
+    assert session.ends_at is not None
+    closing = broker_orders(sim, "liquidate-")
+    assert [o["status"] for o in closing] == ["filled"]
+    late = epoch(closing[0]["created_at"]) - session.ends_at
+    print(f"EOS liquidation reached the broker {late:.2f} s after the end")
+    assert late < 3.0  # a tick-bound end would be 4 s late (the tick at 10 s)
+    assert held(sim, "AAPL") == 0
+
+
+def test_queued_strategy_orders_never_overtake_the_liquidation(sim: Simulator, tmp_path: Path) -> None:
+    """40 strategy orders under a budget of 20 calls per 6 s, then stop(eos="liquidate"): the
+    liquidation goes ahead of the queue, the queued orders are withdrawn, and it ends flat."""
+    session = make_session(sim, tmp_path, max_orders_per_minute=20, rate_window_s=6.0)
+    session.strategy(buying_once(1, orders=40))
+    started(session)
+    wait_for(lambda: held(sim, "AAPL") >= 1, what="the first strategy fills")
+    stopped_at = time.time()
+    session.stop(eos="liquidate")
+    assert session.wait(120), f"the liquidation did not end: {session.activity!r} ({session.status})"
+    assert held(sim, "AAPL") == 0
+    strategy_orders = broker_orders(sim, "buy_long-")
+    late = [o for o in strategy_orders if epoch(o["created_at"]) > stopped_at + 0.5]
+    assert not late, f"{len(late)} strategy orders reached the broker after the liquidation began"
+    assert len(strategy_orders) < 40  # the rest were withdrawn, each with its row in the trade log
+    log = session.trade_log
+    withdrawn = log[log["reason"].fillna("").str.contains("withdrawn by liquidate")]
+    assert withdrawn["client_order_id"].nunique() == 40 - len(strategy_orders)
+    assert session.status == "stopped"
+
+
+def test_a_strategy_still_running_at_stop_cannot_reopen(sim: Simulator, tmp_path: Path) -> None:
+    calls = []
+
+    def slow_buyer(ctx: Any) -> Any:
+        calls.append(time.time())
+        time.sleep(2.0)
+        return [{"ticker": "MSFT", "side": "buy", "order_type": "market", "action": "buy_long", "quantity": 5}]
+
+    session = make_session(sim, tmp_path, frequency=10)
+    session.strategy(slow_buyer)
+    started(session)
+    wait_for(lambda: calls, what="the strategy to start sleeping")
+    session.stop(eos="liquidate")
+    assert session.wait(60)
+    assert not broker_orders(sim, "buy_long-") and held(sim, "MSFT") == 0
+    assert any("refused" in str(getattr(e, "message", e)) for e in session.errors)
+
+
+def test_liquidation_leaves_what_the_session_does_not_own(sim: Simulator, tmp_path: Path) -> None:
+    buy_outside(sim, "TSLA", 4)
+    session = make_session(sim, tmp_path, tickers=["TSLA"])
+    session.strategy(buying_once(3, "TSLA"))
+    started(session)
+    try:
+        wait_for(lambda: held(sim, "TSLA") == 7, what="the session's fill next to the outside position")
+        wait_for(lambda: session.get_current_data()[1], what="the session's own position")
+        assert [(p["ticker"], p["quantity"]) for p in session.get_current_data()[1]] == [("TSLA", 3.0)]
+        assert list(session.account_positions["quantity"]) == [4.0]  # the account, as seen at start
+        session.liquidate()
+        wait_for(lambda: session.status == "paused", what="the liquidation to end")
+        assert session.activity == "" and session.positions.empty and held(sim, "TSLA") == 4  # the rest kept
+        session.resume()
+        session.liquidate(scope="account")
+        wait_for(lambda: held(sim, "TSLA") == 0, what="the account flat")
+    finally:
+        session.stop(wait=True)
+    assert [(o["qty"], o["status"]) for o in broker_orders(sim, "liquidate-")] == [("3", "filled"), ("4", "filled")]
+    with pytest.raises(ConfigurationError, match=r"scope='everything'.*allowed: 'session', 'account'"):
+        session.liquidate(scope="everything")
+
+
+def test_orders_are_refused_after_a_control_action_until_resume(sim: Simulator, tmp_path: Path) -> None:
+    session = make_session(sim, tmp_path)
+    started(session)
+    try:
+        wait_for(lambda: session.status == "running", what="running")
+        session.hold()
+        wait_for(lambda: session.status == "paused", what="hold to take effect")
+        order = {"ticker": "AAPL", "side": "buy", "order_type": "market", "action": "buy_long", "quantity": 1}
+        with pytest.raises(BlockpacaError, match=r"refused.*'hold'.*resume"):
+            session.submit([order])
+        session.resume()
+        session.submit([order])
+        wait_for(lambda: held(sim, "AAPL") == 1, what="the order after resume")
+    finally:
+        session.stop(wait=True)
+    with pytest.raises(BlockpacaError, match="refused: the session is stopped"):
+        session.submit([order])
+    assert len(broker_orders(sim, "buy_long-")) == 1
+
+
+def test_stop_returns_at_once_and_wait_blocks_until_done(sim: Simulator, tmp_path: Path) -> None:
+    session = make_session(sim, tmp_path, max_orders_per_minute=5, rate_window_s=4.0)
+    session.strategy(buying_once(1, orders=3))
+    started(session)
+    wait_for(lambda: held(sim, "AAPL") >= 1, what="a fill")
+    asked = time.monotonic()
+    session.stop(eos="liquidate")
+    returned = time.monotonic() - asked
+    assert session.status not in ("stopped", "failed")  # the liquidation still runs
+    assert session.wait(60)
+    print(f"stop() returned after {returned * 1000:.1f} ms; done after {time.monotonic() - asked:.1f} s")
+    assert held(sim, "AAPL") == 0 and session.status == "stopped"
+
+
+def test_a_failing_session_thread_still_runs_the_eos_action(sim: Simulator, tmp_path: Path) -> None:
+    session = make_session(sim, tmp_path, eos_behavior="liquidate")
+    session.strategy(buying_once(2))
+    started(session)
+    wait_for(lambda: held(sim, "AAPL") == 2, what="the fill")
+
+    def broken() -> None:
+        raise RuntimeError("the session thread broke")
+
+    session._reconcile_if_due = broken  # type: ignore[method-assign]  # the next tick raises in the thread
+    assert session.wait(60)
+    assert session.status == "failed" and "the session thread broke" in str(session.failure)
+    assert held(sim, "AAPL") == 0
+    assert [o["status"] for o in broker_orders(sim, "liquidate-")] == ["filled"]
+
+
+def test_a_new_session_stops_the_running_one(sim: Simulator, tmp_path: Path, capsys: Any) -> None:
+    first = make_session(sim, tmp_path, trade_log_name="first")
+    first.strategy(buying_once(2))
+    started(first)
+    wait_for(lambda: held(sim, "AAPL") == 2 and not first.positions.empty, what="the first session's fill")
+    refusing = make_session(sim, tmp_path, trade_log_name="third", replace_running=False)
+    with pytest.raises(BlockpacaError, match=r"another session \('first', running\)"):
+        refusing.start()
+    second = make_session(sim, tmp_path, trade_log_name="second")
+    started(second)
+    try:
+        assert first.wait(30), "the first session was not stopped"
+        assert "stopped the running session 'first' (hold): 1 positions kept" in capsys.readouterr().out
+        wait_for(lambda: second.status == "running", what="the second session running")
+        assert held(sim, "AAPL") == 2  # hold: kept
+    finally:
+        second.stop(wait=True)
+
+
+def test_command_queue_items_are_run_or_reported(sim: Simulator, tmp_path: Path) -> None:
+    def commander(ctx: Any) -> Any:
+        ctx["command_queue"].put("nonsense")
+        ctx["command_queue"].put("hold")
+        return []
+
+    session = make_session(sim, tmp_path)
+    session.strategy(commander)
+    started(session)
+    try:
+        wait_for(lambda: session.status == "paused", what="the queued hold")
+        assert any("not a command: 'nonsense'" in str(e) for e in session.errors)
+    finally:
+        session.stop(wait=True)
