@@ -36,6 +36,7 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 from .errors import BlockpacaError, ConfigurationError
+from .events import failed
 from .orders import Order, new_client_order_id
 from .processes import launch
 from .ratelimit import SPAWN, RateLimiter
@@ -49,7 +50,6 @@ from .worker import (
     Settings,
     Ticket,
     Withdraw,
-    failure,
     run_worker,
     ticket_fields,
 )
@@ -398,7 +398,7 @@ class ExecutionPool:
     def _withdrawn(self, item: _Tracked) -> dict[str, Any]:
         self._resolve(item.ticket.seq)
         reason = WITHDRAWN.format(action=self._withdraw_action)
-        return {**failure(reason, 0), **ticket_fields(item.ticket), "time": time.time()}
+        return {**failed(reason, 0), **ticket_fields(item.ticket), "time": time.time()}
 
     def _resolve_leftovers(self) -> None:
         with self._lock:
@@ -409,7 +409,7 @@ class ExecutionPool:
     def _left_over(self, item: _Tracked) -> dict[str, Any]:
         """The final result of a ticket the stopped pool could not finish (under the lock)."""
         self._resolve(item.ticket.seq)
-        outcome = failure(IN_FLIGHT_AT_STOP, None) if item.announced else failure(NOT_SENT, 0)
+        outcome = failed(IN_FLIGHT_AT_STOP, None) if item.announced else failed(NOT_SENT, 0)
         return {**outcome, **ticket_fields(item.ticket), "time": time.time()}
 
     # ----------------------------------------------------------------- looking

@@ -8,6 +8,12 @@ Bring-up checks the broker before anything is spawned — the keys, the endpoint
 that `run_seconds` ends before the market closes — so a bad configuration fails within seconds
 with its reason in `errors`. A supervisor thread restarts the quote feed or the recorder when one
 dies (the recorder link re-sends what the dead one had not acknowledged).
+
+Why this module is longer than the others: `Session` is the facade, and most of its lines are its
+public methods' docstrings (what Shift-Tab shows in Jupyter) and one-line delegations. The jobs
+behind them live in their own modules: config (arguments), preflight (broker checks), supervision
+(restarts), strategy (registry, clock, context), ledger (ownership), control (liquidation until
+flat), running (one session per kernel), execution and recorder_link (the processes).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from .broker_calls import BrokerCalls
 from .config import SessionConfig, eos_action
 from .control import Liquidation, check_scope, refuse_while
 from .errors import BlockpacaError, BrokerError, ConfigurationError, OrderValidationError
+from .events import ErrorEvent, error_event
 from .execution import ExecutionPool
 from .feed import start_feed
 from .ledger import Ledger
@@ -386,7 +393,7 @@ class Session:
         return self._recorder.process
 
     def _report_restart(self, where: str, reason: str) -> None:
-        self.errors.append({"kind": "error", "where": where, "reason": reason, "time": time.time()})
+        self.errors.append(error_event(where, reason))
 
     def _warm_up(self) -> None:
         """Let quotes arrive; a command (a button) is run at once, not after the warm-up."""
@@ -527,7 +534,7 @@ class Session:
                 return
             command, argument = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
             if command not in EOS_ACTIONS:
-                self.errors.append(_note("command_queue", f"not a command: {item!r}; allowed: {EOS_ACTIONS}"))
+                self.errors.append(error_event("command_queue", f"not a command: {item!r}; allowed: {EOS_ACTIONS}"))
                 continue
             try:
                 self._eos_now(command, argument)
@@ -622,7 +629,7 @@ class Session:
             problem = None if event.get("listening") else "the trade_updates stream did not connect within 30 s"
         if problem:
             self._recorder_problem = problem
-            self.errors.append({"kind": "error", "where": "recorder", "reason": problem, "time": time.time()})
+            self.errors.append(error_event("recorder", problem))
         self._recorder_ready.set()
 
     def _on_row(self, row: dict[str, Any]) -> None:
@@ -712,11 +719,11 @@ class Session:
             status_of=lambda cid: (self.orders.get(cid) or {}).get("status"),
             say=self._say,
             halted=self._halt.is_set,
-            report=lambda reason: self.errors.append(_note("liquidate", reason)),
+            report=lambda reason: self.errors.append(error_event("liquidate", reason)),
             rate_wait=limiter.free_in,
         ).run()
         if not flat:
-            self.errors.append(_note("liquidate", "halted by Hold before the session was flat"))
+            self.errors.append(error_event("liquidate", "halted by Hold before the session was flat"))
         if self.status == "liquidating":
             self.status = before
 
@@ -847,6 +854,11 @@ class Session:
         return self._book.snapshot() if self._book else pd.DataFrame()
 
     @property
+    def quote_book(self) -> QuoteBook | None:
+        """The shared-memory quote book (None before start)."""
+        return self._book
+
+    @property
     def positions(self) -> pd.DataFrame:
         """The session's positions: what the fills of its own orders made (blockpaca's schema)."""
         import pandas as pd
@@ -915,10 +927,5 @@ class Session:
         )
 
 
-def _error(where: str, err: BaseException) -> dict[str, Any]:
-    reason = scrub_text(f"{type(err).__name__}: {err}")
-    return {"kind": "error", "where": where, "reason": reason, "time": time.time()}
-
-
-def _note(where: str, reason: str) -> dict[str, Any]:
-    return {"kind": "error", "where": where, "reason": reason, "time": time.time()}
+def _error(where: str, err: BaseException) -> ErrorEvent:
+    return error_event(where, scrub_text(f"{type(err).__name__}: {err}"))

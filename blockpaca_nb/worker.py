@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import retry
 from .errors import ConfigurationError
+from .events import Outcome, TicketFields, failed
 from .orders import Order
 from .processes import child_setup, configure_child_logging
 from .ratelimit import RateLimiter, per_window
@@ -84,7 +85,7 @@ class ResultSink(Protocol):
     def put(self, item: Any, /) -> None: ...
 
 
-def ticket_fields(ticket: Ticket) -> dict[str, Any]:
+def ticket_fields(ticket: Ticket) -> TicketFields:
     """The fields every result of a ticket carries (plain values, picklable)."""
     order = ticket.order
     return {
@@ -102,9 +103,6 @@ def ticket_fields(ticket: Ticket) -> dict[str, Any]:
         "time_in_force": order.time_in_force,
     }
 
-
-def failure(reason: str, attempts: int | None) -> dict[str, Any]:
-    return {"kind": "failed", "reason": reason, "attempts": attempts}
 
 
 # =============================================================================== the worker process
@@ -293,17 +291,17 @@ class _Submitter:
             async with self.in_flight:
                 await self.limiter.acquire_async(place)
                 if self.stopping:
-                    outcome = failure(NOT_SENT, 0)
+                    outcome = failed(NOT_SENT, 0)
                 else:
                     self.unsent.pop(ticket.seq, None)
                     started, sent = time.time(), True
                     self._emit({"kind": "submitting", **fields, "time": started})
                     outcome = await self._send_order(ticket, place)
         except asyncio.CancelledError:
-            outcome = failure(IN_FLIGHT_AT_STOP, None) if sent else failure(self.withdrawn.pop(ticket.seq, NOT_SENT), 0)
+            outcome = failed(IN_FLIGHT_AT_STOP, None) if sent else failed(self.withdrawn.pop(ticket.seq, NOT_SENT), 0)
         except Exception as error:  # a bug must still end the ticket with a result
             log.exception("worker %d: unexpected error on %s", self.number, ticket.client_order_id)
-            outcome = failure(f"internal error: {_describe(error, 0)}", None)
+            outcome = failed(f"internal error: {_describe(error, 0)}", None)
         self.unsent.pop(ticket.seq, None)
         now = time.time()
         self._emit({**outcome, **fields, "time": now, "latency_ms": round((now - started) * 1000, 3)})
@@ -317,7 +315,7 @@ class _Submitter:
             os._exit(0)
 
     # ----------------------------------------------------------------- the retry policy
-    async def _send_order(self, ticket: Ticket, place: int) -> dict[str, Any]:
+    async def _send_order(self, ticket: Ticket, place: int) -> Outcome:
         """POST the order until it is answered, retrying with the same client order id.
 
         A 429 is the broker saying "wait", not a failure: it does not use up a retry (the limiter
@@ -342,7 +340,7 @@ class _Submitter:
 
     async def _answered(
         self, ticket: Ticket, place: int, attempts: int, answer: _Answer, maybe_taken: bool = False
-    ) -> dict[str, Any]:
+    ) -> Outcome:
         """The final result of a POST the broker answered: accepted, duplicate (look it up) or rejected.
         A refusal after an attempt that may have got through (a timeout, a 5xx) is looked up first:
         the refusal may be of the retry (say "insufficient qty" for the shares the first copy holds)."""
@@ -357,27 +355,27 @@ class _Submitter:
                 return {"kind": "accepted", "order": found.order, "attempts": attempts, "looked_up": True}
         return self._rejected(answer, attempts)
 
-    async def _already_there(self, ticket: Ticket, place: int, attempts: int, answer: _Answer) -> dict[str, Any]:
+    async def _already_there(self, ticket: Ticket, place: int, attempts: int, answer: _Answer) -> Outcome:
         """The broker holds an order with our client order id: an earlier attempt got through."""
         found = await self._look_up(ticket, place, not_found_is_final=False)
         if found.order is None:
             why = f"the broker reports {_DUPLICATE_ID!r} but the look-up failed: {found.reason}"
-            return failure(why, attempts)
+            return failed(why, attempts)
         if not _same_order(found.order, ticket.order):
             return self._rejected(answer, attempts, "client_order_id already used by a different order")
         return {"kind": "accepted", "order": found.order, "attempts": attempts, "looked_up": True}
 
     async def _after_retries(
         self, ticket: Ticket, place: int, attempts: int, reason: str, maybe_taken: bool
-    ) -> dict[str, Any]:
+    ) -> Outcome:
         """Out of retries: if an attempt may have reached the broker, ask before calling it failed."""
         if not maybe_taken:
-            return failure(f"gave up after {attempts} attempts; last: {reason}", attempts)
+            return failed(f"gave up after {attempts} attempts; last: {reason}", attempts)
         found = await self._look_up(ticket, place, not_found_is_final=True)
         if found.order is not None and _same_order(found.order, ticket.order):
             return {"kind": "accepted", "order": found.order, "attempts": attempts, "looked_up": True}
         where = "not at the broker" if found.known else f"look-up failed: {found.reason}"
-        return failure(f"gave up after {attempts} attempts; last: {reason}; {where}", attempts)
+        return failed(f"gave up after {attempts} attempts; last: {reason}; {where}", attempts)
 
     async def _look_up(self, ticket: Ticket, place: int, *, not_found_is_final: bool) -> _LookUp:
         """GET the order by client order id, retrying failures (and 404s when it must be there)."""
@@ -395,7 +393,7 @@ class _Submitter:
                 return _LookUp(None, False, answer.describe())
             await asyncio.sleep(attempts.pause())
 
-    def _rejected(self, answer: _Answer, attempts: int, reason: str | None = None) -> dict[str, Any]:
+    def _rejected(self, answer: _Answer, attempts: int, reason: str | None = None) -> Outcome:
         return {
             "kind": "rejected",
             "status": answer.status,

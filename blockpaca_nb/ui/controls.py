@@ -20,6 +20,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..scrub import scrub_text
+from .session_view import SessionView
 
 ACTIVE = frozenset({"starting", "warming_up", "running", "paused", "liquidating"})
 NO_STRATEGY = "(no strategy registered)"
@@ -34,7 +35,7 @@ class DashboardError(Exception):
 class Controls:
     """The control widgets and their thread-safe handlers."""
 
-    def __init__(self, session: Any, wake: Callable[[], None]) -> None:
+    def __init__(self, session: SessionView, wake: Callable[[], None]) -> None:
         self.session = session
         self.notices: deque[DashboardError] = deque(maxlen=50)
         self.confirming = False

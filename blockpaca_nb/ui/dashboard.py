@@ -27,6 +27,7 @@ from .chart import ChartPanel
 from .controls import Controls, DashboardError
 from .header import HeaderPanel, header_state
 from .pump import Pump
+from .session_view import SessionView
 from .tables import TablePanel
 from .views import (
     ERROR_COLUMNS,
@@ -63,7 +64,9 @@ def in_kernel() -> bool:
 class Dashboard(widgets.VBox):
     """The session's live dashboard widget."""
 
-    def __init__(self, session: Any, *, refresh_rate: float | None = None, autostart: bool | None = None) -> None:
+    def __init__(
+        self, session: SessionView, *, refresh_rate: float | None = None, autostart: bool | None = None
+    ) -> None:
         """Build the widgets for ``session``; inside a kernel (or with ``autostart=True``) start the pump.
 
         ``refresh_rate`` (seconds) defaults to the session's ``display_refresh_rate``.
@@ -189,7 +192,7 @@ class Dashboard(widgets.VBox):
             return None
 
     def _snapshot(self) -> Any:
-        book = getattr(self._session, "_book", None)
+        book = self._session.quote_book
         return book.snapshot() if book is not None else None
 
     def _publish_trades(self, now: float) -> list[str] | None:

@@ -63,6 +63,10 @@ class FakeSession:
         for i, ticker in enumerate(self.tickers):
             self._book.write_quote(ticker, 100 + i + shift, 100.02 + i + shift, 100, 100, now, now)
 
+    @property
+    def quote_book(self) -> QuoteBook:
+        return self._book
+
     def worker_health(self) -> list[dict[str, Any]]:
         return [{"alive": True, "in_flight": 0, "restarts": 0}]
 
@@ -379,6 +383,20 @@ def test_live_liquidate_asks_first(fake: FakeSession) -> None:
     assert fake.calls == ["liquidate"]
     dashboard.refresh()
     assert dashboard.controls.confirm_bar.layout.display == "none"
+
+
+def test_flatten_account_always_asks_first(fake: FakeSession) -> None:
+    dashboard = Dashboard(fake, autostart=False)  # a simulator session: Liquidate would not ask
+    dashboard.controls.flatten.click()
+    assert fake.calls == []
+    dashboard.refresh()
+    assert dashboard.controls.confirm_bar.layout.display == "flex"
+    assert "whole account" in dashboard.controls.question.value
+    dashboard.controls.no.click()
+    assert fake.calls == []
+    dashboard.controls.flatten.click()
+    dashboard.controls.yes.click()
+    assert fake.calls == ["liquidate account"]
 
 
 def test_sim_liquidate_and_hold_go_straight_through(fake: FakeSession) -> None:
