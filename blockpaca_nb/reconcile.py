@@ -25,11 +25,11 @@ the part outside the session moves to the broker's figure, so the same differenc
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .events import ReconcileError, reconcile_error
 from .portfolio import Portfolio
 from .statuses import ENDED_ORDER_STATUSES
 
@@ -54,16 +54,15 @@ class Difference:
     broker: float
     session: float  # the session's own part of ``expected``
 
-    def as_error(self) -> dict[str, Any]:
+    def as_error(self) -> ReconcileError:
         """The entry for ``Session.errors`` (and the dashboard's errors panel)."""
-        outside = self.expected - self.session
+        outside = round(self.expected - self.session, 9)
         reason = (
             f"{self.ticker}: the broker holds {self.broker:g}, expected {self.expected:g} "
             f"(the session's {self.session:g} + {outside:g} outside it): an order outside the session "
             "or a fill the session missed"
         )
-        return {"kind": "error", "where": "reconcile", "ticker": self.ticker, "expected": self.expected,
-                "broker": self.broker, "session": self.session, "reason": reason, "time": time.time()}  # fmt: skip
+        return reconcile_error(self.ticker, self.expected, self.broker, self.session, reason)
 
 
 def in_transit(
