@@ -124,7 +124,7 @@ def demo(args: argparse.Namespace) -> int:
         return 1
     figure = Path(args.out) / "demo.html"
     session.plot().write_html(figure, include_plotlyjs=True)  # embedded: the file opens offline
-    fills = int((session.trade_log["executed_qty"] > 0).sum())
+    fills = int((session.trade_log["fill_qty"] > 0).sum())
     print(f"trade log: {session.trade_log_file} ({fills} fills); plot: {figure}")
     return 0
 

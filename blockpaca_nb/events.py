@@ -75,6 +75,21 @@ def error_event(where: str, reason: str) -> ErrorEvent:
     return {"kind": "error", "where": where, "reason": reason, "time": time.time()}
 
 
+class ReconcileError(ErrorEvent):
+    """A difference a reconciliation found (``where`` "reconcile"): the broker's position in a ticker
+    is not the account's outside the session plus the session's own (see :mod:`.reconcile`)."""
+
+    ticker: str
+    expected: float  # outside the session + the session's own
+    broker: float
+    session: float  # the session's own part of ``expected``
+
+
+def reconcile_error(ticker: str, expected: float, broker: float, session: float, reason: str) -> ReconcileError:
+    event = error_event("reconcile", reason)
+    return {**event, "ticker": ticker, "expected": expected, "broker": broker, "session": session}  # type: ignore[typeddict-item]
+
+
 def failed(reason: str, attempts: int | None) -> Outcome:
     """A ticket given up: never sent (``attempts`` 0), or no usable answer after its attempts."""
     return {"kind": "failed", "reason": reason, "attempts": attempts}

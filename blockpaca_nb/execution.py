@@ -413,6 +413,11 @@ class ExecutionPool:
         return {**outcome, **ticket_fields(item.ticket), "time": time.time()}
 
     # ----------------------------------------------------------------- looking
+    def unresolved(self) -> int:
+        """Orders handed to the pool without their final result yet: queued, or in flight."""
+        with self._lock:
+            return len(self._tracked)
+
     def health(self) -> list[dict[str, Any]]:
         """Per worker: alive, pid, in_flight (tickets it holds), sent (first attempts), restarts."""
         with self._lock:

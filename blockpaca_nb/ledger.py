@@ -16,17 +16,12 @@ from typing import Any
 
 from .portfolio import Portfolio
 
-FILL_EVENTS = frozenset({"fill", "partial_fill"})  # stream events that move a position
-
 
 def fill_of(row: Mapping[str, Any]) -> tuple[float, float] | None:
-    """The (quantity, price) one trade-log row adds to its order's position, or None."""
-    event = row.get("event")
-    recovered = event == "recovered" and row.get("executed_qty")
-    if event not in FILL_EVENTS and not recovered:
-        return None
-    quantity = row.get("fill_qty", row.get("executed_qty"))
-    price = row.get("fill_price", row.get("executed_price"))
+    """The (quantity, price) one trade-log row adds to its order's position, or None: its fill
+    columns (a fill event's own fill, or what a change recovered through REST executed). The
+    ``executed_*`` columns are the order's running total (blockpaca's meaning), never added up."""
+    quantity, price = row.get("fill_qty"), row.get("fill_price")
     if not quantity or price is None:
         return None
     return float(quantity), float(price)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .order_stats import order_codes
 from .orders import ACTIONS_BY_SIDE
 from .tradelog_frame import as_text, number_column, read_source, row_indices, text_column, ticker_rows, wanted_tickers
 
@@ -60,11 +61,11 @@ def fills_of(frame: pd.DataFrame, keep: np.ndarray | None) -> pd.DataFrame:
     """Return the execution rows that executed something, in time order, with a signed side.
 
     A fill needs a ticker, a finite time, a positive price and quantity, and a side (from
-    ``side``, or else from blockpaca's ``action``); rows lacking one are left out.
+    ``side``, or else from blockpaca's ``action``); rows lacking one are left out. Each fill is
+    counted once: see :func:`fill_columns`.
     """
     kind = text_column(frame, "type")
-    price = number_column(frame, "executed_price")
-    qty = number_column(frame, "executed_qty")
+    qty, price = fill_columns(frame, kind == "execution")
     stamp = number_column(frame, "timestamp")
     rows = row_indices((kind == "execution") & (price > 0) & (qty > 0) & np.isfinite(stamp), keep)
     ticker = as_text(text_column(frame, "ticker", rows))
@@ -83,6 +84,36 @@ def fills_of(frame: pd.DataFrame, keep: np.ndarray | None) -> pd.DataFrame:
         }
     )
     return fills.sort_values("timestamp", kind="stable", ignore_index=True)
+
+
+def fill_columns(frame: pd.DataFrame, execution: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(quantity, price) each row executed itself, NaN where it executed nothing.
+
+    Our logs say it in ``fill_qty``/``fill_price``. blockpaca's ten columns only hold the order's
+    cumulative ``executed_qty`` and average ``executed_price`` on every row, so there a row's fill is
+    what it adds to the order's largest total so far (rows of one order in log order), at the price
+    that moves the order's average from the one before to its own.
+    """
+    fill_qty = number_column(frame, "fill_qty")
+    if np.isfinite(fill_qty).any():
+        return fill_qty, number_column(frame, "fill_price")
+    return _fills_from_totals(frame, execution)
+
+
+def _fills_from_totals(frame: pd.DataFrame, execution: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row fills from cumulative quantities and average prices (see :func:`fill_columns`)."""
+    total, average = number_column(frame, "executed_qty"), number_column(frame, "executed_price")
+    qty, price = np.full(len(frame), np.nan), np.full(len(frame), np.nan)
+    rows = np.flatnonzero(execution & (total > 0) & (average > 0))
+    steps = pd.DataFrame({"order": order_codes(text_column(frame, "client_order_id", rows)), "total": total[rows]})
+    steps["value"] = steps["total"] * average[rows]
+    before = steps.groupby("order")["total"].cummax().groupby(steps["order"]).shift(1).fillna(0.0)
+    grows = (steps["total"] > before + 1e-9).to_numpy()
+    rows, steps = rows[grows], steps[grows]
+    previous = steps.groupby("order")[["total", "value"]].shift(1).fillna(0.0)
+    qty[rows] = (steps["total"] - previous["total"]).to_numpy()
+    price[rows] = ((steps["value"] - previous["value"]).to_numpy() / qty[rows]).round(6)
+    return qty, price
 
 
 def _side_signs(side: np.ndarray, action: np.ndarray) -> np.ndarray:

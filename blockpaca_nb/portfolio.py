@@ -1,4 +1,8 @@
-"""Positions: seeded from the broker, moved by fills, reconciled with the broker now and then."""
+"""Positions: seeded from the broker, moved by fills, reconciled with the broker now and then.
+
+Every change bumps :attr:`Portfolio.version`, so a reconciliation can tell whether a fill arrived
+while it fetched the broker's positions (it then ignores that older snapshot).
+"""
 
 from __future__ import annotations
 
@@ -47,16 +51,21 @@ class Portfolio:
         self._positions: dict[str, Position] = {}
         self._lock = threading.Lock()
         self._snapshot: list[dict[str, Any]] = []
+        self.version = 0  # bumped by every fill and reset
 
     def reset(self, broker_positions: Iterable[Mapping[str, Any]]) -> None:
         """Replace everything with the broker's view (Alpaca position dicts)."""
         with self._lock:
-            self._positions = {
-                p["symbol"]: Position(p["symbol"], float(p["qty"]), float(p["avg_entry_price"]))
-                for p in broker_positions
-                if float(p["qty"])
-            }
-            self._refresh()
+            self._take(broker_positions)
+
+    def _take(self, broker_positions: Iterable[Mapping[str, Any]]) -> None:
+        self._positions = {
+            p["symbol"]: Position(p["symbol"], float(p["qty"]), float(p["avg_entry_price"]))
+            for p in broker_positions
+            if float(p["qty"])
+        }
+        self.version += 1
+        self._refresh()
 
     def apply_fill(self, ticker: str, side: str, qty: float, price: float, position_qty: float | None) -> None:
         """Move a position by one fill; the broker's `position_qty`, when given, has the last word."""
@@ -67,6 +76,7 @@ class Portfolio:
                 position.quantity = position_qty
             if not position.quantity:
                 del self._positions[ticker]
+            self.version += 1
             self._refresh()
 
     def _refresh(self) -> None:

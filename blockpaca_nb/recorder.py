@@ -16,7 +16,7 @@ runs whenever the stream (re)connects, and events the broker queued meanwhile ar
 order's progress only moves forward — its filled quantity, then its status (pending_new, new,
 partially_filled, pending_cancel …, final) — and a report that does not move it is dropped. A change
 recovered through REST carries what was executed since the change logged before it (the quantity
-and the average price of that part), so positions follow it like a fill.
+and the average price of that part) in its fill columns, so positions follow it like a fill.
 
 **Restart.** A new recorder first drops a last line its predecessor left cut off (it is not a row;
 what it said comes back through REST), then reads back the CSV it appends to: the last logged state of every
@@ -40,6 +40,7 @@ from typing import Any
 
 from .broker import Connection
 from .broker_calls import BrokerCalls
+from .errors import BlockpacaError, BrokerError
 from .orders import action_from_client_order_id, worker_from_client_order_id
 from .processes import SpawnProcess, configure_child_logging, start_child
 from .ratelimit import RateLimiter
@@ -95,21 +96,23 @@ def _epoch(value: Any) -> float:
 # =============================================================================== rows
 
 
-def trade_update_row(data: Mapping[str, Any], executed: tuple[float, float] | None = None) -> dict[str, Any]:
-    """A trade_updates message (the `data` part) as a trade-log row. ``executed`` (quantity, price)
-    overrides the message's own fill (a change recovered through REST has none)."""
+def trade_update_row(data: Mapping[str, Any], fill: tuple[float, float] | None = None) -> dict[str, Any]:
+    """A trade_updates message (the `data` part) as a trade-log row. ``executed_qty``/``executed_price``
+    are the order's cumulative filled quantity and average price (blockpaca's meaning); ``fill``
+    (quantity, price) is what this change executed, overriding the message's own fill (a change
+    recovered through REST has none)."""
     order = data.get("order") or {}
     cid = order.get("client_order_id") or ""
     status = order.get("status") or ""
-    if executed is None:
-        filled = data.get("event") in ("fill", "partial_fill")
-        executed = ((_number(data.get("qty")) or 0.0), (_number(data.get("price")) or 0.0)) if filled else (0.0, 0.0)
+    if fill is None and data.get("event") in ("fill", "partial_fill"):
+        fill = ((_number(data.get("qty")) or 0.0), (_number(data.get("price")) or 0.0))
+    filled, average = _number(order.get("filled_qty")), _number(order.get("filled_avg_price"))
     row = TradeLogRow(
         type="execution",
         client_order_id=cid,
         ticker=order.get("symbol") or "",
-        executed_price=executed[1],
-        executed_qty=executed[0],
+        executed_price=average or 0.0,
+        executed_qty=filled or 0.0,
         status=status,
         side=order.get("side") or "",
         action=action_from_client_order_id(cid) or "",
@@ -120,10 +123,12 @@ def trade_update_row(data: Mapping[str, Any], executed: tuple[float, float] | No
         order_type=order.get("type") or order.get("order_type") or "",
         qty=_number(order.get("qty")),
         limit_price=_number(order.get("limit_price")),
-        filled_qty=_number(order.get("filled_qty")),
-        filled_avg_price=_number(order.get("filled_avg_price")),
+        filled_qty=filled,
+        filled_avg_price=average,
         reason=scrub_text(str(data.get("reason") or "")),
         worker=worker_from_client_order_id(cid),
+        fill_qty=fill[0] if fill and fill[0] > 0 else None,
+        fill_price=fill[1] if fill and fill[0] > 0 else None,
     )
     return {"kind": "trade_update", "position_qty": _number(data.get("position_qty")), **vars(row)}
 
@@ -190,10 +195,26 @@ class Progress:
 
 
 class ProgressBook:
-    """The last logged state of every order (by order id); moves only forward."""
+    """The last logged state of every order (by order id); moves only forward. It also knows the
+    orders the workers had accepted before the broker reported anything about them (``expected``),
+    so a catch-up looks for them even when the stream never said a word about them."""
 
     def __init__(self) -> None:
         self.orders: dict[str, Progress] = {}
+        self.expected: dict[str, float] = {}  # order id -> when a worker's answer named it
+
+    def expect(self, order_id: str, when: float) -> bool:
+        """Note an order a worker submitted; True when nothing was known about it yet."""
+        if order_id in self.orders or order_id in self.expected:
+            return False
+        self.expected[order_id] = when
+        return True
+
+    def open_orders(self) -> dict[str, float]:
+        """Every order not known to be final, with when it was first known, oldest first."""
+        found = {oid: p.first_seen for oid, p in self.orders.items() if not p.final}
+        found.update(self.expected)
+        return dict(sorted(found.items(), key=lambda item: item[1]))
 
     def is_news(self, order_id: str, status: str, filled_qty: float) -> bool:
         known = self.orders.get(order_id)
@@ -206,16 +227,13 @@ class ProgressBook:
         avg = _number(order.get("filled_avg_price")) or 0.0
         known = self.orders.get(order_id)
         before_qty, before_avg = (known.filled_qty, known.avg_price) if known else (0.0, 0.0)
-        self.orders[order_id] = Progress(status, qty, avg, known.first_seen if known else when)
+        first_seen = known.first_seen if known else self.expected.pop(order_id, when)
+        self.orders[order_id] = Progress(status, qty, avg, first_seen)
         done = round(qty - before_qty, 9)
         if done <= 0:
             return 0.0, 0.0
         return done, round((qty * avg - before_qty * before_avg) / done, 6)
 
-    def oldest_open(self) -> float | None:
-        """When the oldest order not yet final was first logged (catch-up must look back that far)."""
-        times = [p.first_seen for p in self.orders.values() if not p.final]
-        return min(times) if times else None
 
 
 # =============================================================================== the writer
@@ -230,6 +248,8 @@ class Recorder:
         self.ledger = ProgressBook()
         self.logged: set[tuple[str, str, str, float]] = set()  # submission rows in the log at a restart
         self.last_time: float | None = None
+        self.caught_up_from: float | None = None  # the stream reports every change from here on
+        self.look_up: Callable[[str], None] | None = None  # recover one order through REST (the stream's)
         _cut_torn_tail(path)
         if resume is not None:
             self._read_back(path)
@@ -253,8 +273,25 @@ class Recorder:
         row = submission_row(item)
         if self.logged and _row_key(row) in self.logged:
             self.forward({**row, "ack": ack})
+        else:
+            self.record(row, ack)
+        self._expect(row, item.get("order") or {})
+
+    def _expect(self, row: Mapping[str, Any], order: Mapping[str, Any]) -> None:
+        """A worker's answer names an order the broker took: catch-up looks for it until it is final.
+        An answer that comes after the stream's last catch-up for an order submitted before that
+        catch-up started may describe changes nobody will report: it is looked up at once."""
+        order_id = str(row.get("order_id") or "")
+        if row.get("event") != "accepted" or not order_id:
             return
-        self.record(row, ack)
+        with self.lock:
+            unheard = self.ledger.expect(order_id, float(row["timestamp"]))
+        caught_up, submitted = self.caught_up_from, _epoch(order.get("submitted_at") or order.get("created_at"))
+        if unheard and caught_up is not None and submitted < caught_up and self.look_up:
+            try:
+                self.look_up(order_id)
+            except BlockpacaError as err:  # the next catch-up looks for it again
+                log.warning("order %s: look-up failed (%s)", order_id, err)
 
     def report(self, data: Mapping[str, Any]) -> None:
         """One order change (from the stream or recovered through REST): logged if it is news."""
@@ -280,6 +317,8 @@ class Recorder:
                 self._restore(row, when)
             elif row.get("type") in ("submission", "validation"):
                 self.logged.add(_row_key({**row, "timestamp": when}))
+                if row.get("event") == "accepted" and row.get("order_id"):
+                    self.ledger.expect(row["order_id"], when)
 
     def _restore(self, row: Mapping[str, str], when: float) -> None:
         order = {key: row.get(key) for key in ("status", "filled_qty", "filled_avg_price")}
@@ -333,6 +372,9 @@ class TradeUpdates:
         self.calls = calls or BrokerCalls(connection)
         self.since = since  # from when changes may have been missed; None: nothing yet (a new session)
         self.listening = threading.Event()
+        self.last_heard = 0.0  # when the stream last proved alive (a message, or listening began)
+        own_calls = BrokerCalls(connection, self.calls.limiter)  # the inbox thread's, not shared
+        recorder.look_up = lambda order_id: self.look_up(order_id, own_calls)
 
     def record(self, data: Mapping[str, Any]) -> None:
         self.recorder.report(data)
@@ -348,8 +390,8 @@ class TradeUpdates:
                 delay = RECONNECT_MIN_S
             except Exception as err:  # a dropped or refused connection: log, wait, reconnect
                 log.warning("trade_updates stream: %s; reconnecting in %.1f s", type(err).__name__, delay)
-            if self.listening.is_set():  # caught up and listened: only what came after can be missing
-                self.since = time.time() - CATCH_UP_MARGIN_S
+            if self.listening.is_set():  # caught up and listened: only what came after can be missing.
+                self.since = self.last_heard  # A half-open socket is noticed late: not "now".
             self.listening.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
@@ -370,29 +412,71 @@ class TradeUpdates:
             await ws.send(json.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}))
             async for raw in ws:
                 message = json.loads(raw)
+                self.last_heard = time.time()
                 if message.get("stream") == "listening":
+                    started = self.last_heard
                     await asyncio.to_thread(self.catch_up)  # a failure reconnects: `since` stays
+                    self.recorder.caught_up_from = started
                     self.listening.set()
                 elif message.get("stream") == "trade_updates":
                     self.record(message.get("data") or {})
 
     def catch_up(self) -> None:
-        """Record what happened to orders while the stream was down (each change once)."""
-        if self.since is None:
-            return  # first connection of a new session: nothing can have been missed yet
-        oldest = self.recorder.ledger.oldest_open()
-        after = min(self.since, oldest if oldest is not None else self.since) - CATCH_UP_MARGIN_S
-        for raw in self._orders_since(after):
-            self.record({"event": "recovered", "order": raw, "timestamp": raw.get("updated_at")})
+        """Record what happened to orders while the stream was down (each change once): every order
+        submitted since the stream was last heard, and every order known not to be final, however
+        old — those the workers submitted included, whether or not the stream ever mentioned them."""
+        for raw in self._missed_orders():
+            self._recover(raw)
 
-    def _orders_since(self, after: float) -> Iterator[dict[str, Any]]:
-        """Every order submitted after ``after`` (epoch seconds), oldest first, page by page."""
+    def _missed_orders(self) -> Iterator[dict[str, Any]]:
+        """The orders a catch-up looks at (see :meth:`catch_up`), each once."""
+        recovered: set[str] = set()
+        if self.since is not None:  # None: the first connection of a new session
+            for raw in self._orders_since(self.since - CATCH_UP_MARGIN_S):
+                recovered.add(str(raw["id"]))
+                yield raw
+        unfinished = {oid: t for oid, t in self.recorder.ledger.open_orders().items() if oid not in recovered}
+        if not unfinished:
+            return
+        oldest = min(unfinished.values()) - CATCH_UP_MARGIN_S
+        for raw in self._orders_since(oldest, open_only=True):  # still open: one call for them all
+            if unfinished.pop(str(raw["id"]), None) is not None:
+                yield raw
+        for order_id in unfinished:  # ended while unheard: one look each
+            if (raw := self._fetch(order_id)) is not None:
+                yield raw
+
+    def look_up(self, order_id: str, calls: BrokerCalls | None = None) -> None:
+        """Recover one order's current state through REST (by the broker's order id)."""
+        if (raw := self._fetch(order_id, calls)) is not None:
+            self._recover(raw)
+
+    def _fetch(self, order_id: str, calls: BrokerCalls | None = None) -> dict[str, Any] | None:
+        """One order by the broker's id. An order the broker does not know is forgotten (said in
+        the log), so it cannot stall every catch-up."""
+        try:
+            order = (calls or self.calls)(lambda c: c.get_order_by_id(order_id))
+        except BrokerError as err:
+            if err.status != 404:
+                raise
+            log.warning("order %s: the broker does not know it (%s); no longer looked for", order_id, err)
+            self.recorder.ledger.expected.pop(order_id, None)
+            return None
+        return order.model_dump(mode="json")
+
+    def _recover(self, raw: dict[str, Any]) -> None:
+        self.record({"event": "recovered", "order": raw, "timestamp": raw.get("updated_at")})
+
+    def _orders_since(self, after: float, open_only: bool = False) -> Iterator[dict[str, Any]]:
+        """Every order (or every open one) submitted after ``after`` (epoch seconds), oldest first,
+        page by page."""
         from alpaca.common.enums import Sort
         from alpaca.trading.enums import QueryOrderStatus
 
         seen: set[str] = set()
+        status = QueryOrderStatus.OPEN if open_only else QueryOrderStatus.ALL
         while True:
-            request = _orders_request(QueryOrderStatus.ALL, after, Sort.ASC)
+            request = _orders_request(status, after, Sort.ASC)
             page = [o.model_dump(mode="json") for o in self.calls(lambda c, r=request: c.get_orders(r))]
             fresh = [o for o in page if str(o["id"]) not in seen]
             seen.update(str(o["id"]) for o in fresh)

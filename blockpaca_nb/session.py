@@ -45,6 +45,7 @@ from .preflight import PROBE_TIMEOUT, Plan, account_dict, check_broker
 from .processes import SpawnProcess, sigint_blocked, start_janitor, stop_child, stop_janitor
 from .quotes import QuoteBook
 from .ratelimit import RateLimiter
+from .reconcile import Reconciler
 from .recorder import READY_TIMEOUT_S
 from .recorder_link import RecorderLink
 from .scrub import ScrubbedDeque, scrub_error, scrub_text, scrubbed_logger
@@ -182,6 +183,7 @@ class Session:
         self.ledger = Ledger()  # the session's orders and the positions their fills made
         self.portfolio = self.ledger.positions
         self.account_positions_seen: list[dict[str, Any]] = []  # the account's, at the last look
+        self._reconciler = Reconciler()  # the ledger against the broker (see reconcile.py)
         self.activity = ""  # what a running control action waits for, e.g. "liquidating: 3 orders, ..."
         self.trade_updates: deque[dict[str, Any]] = deque(maxlen=max_trade_updates)
         self.errors: deque[StrategyError | BlockpacaError | dict[str, Any]] = ScrubbedDeque(maxlen=200)
@@ -496,14 +498,25 @@ class Session:
             return []
 
     def _reconcile_if_due(self) -> None:
-        """Now and then refresh the account and its positions (the session's own come from its
-        fills, see the ledger)."""
+        """Now and then refresh the account and its positions, and compare the session's ledger with
+        them at a point where they must agree (nothing of the session in transit, no fill while the
+        snapshot was taken: see reconcile.py); every difference is reported in `errors`."""
         if time.monotonic() < self._next_reconcile:
             return
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         try:
             self.account_info = self._rest(lambda c: account_dict(c.get_account()))
-            self._look_at_account_positions()
+            if self._reconciler.outside is None:  # the account before the session's first order
+                self._reconciler.start(self.account_positions_seen)
+
+            def account_positions() -> list[dict[str, Any]]:
+                self._look_at_account_positions()
+                return self.account_positions_seen
+
+            found = self._reconciler.check(
+                self.portfolio, account_positions, self.orders, self._pool, self._recorder, self.ledger.owns
+            )
+            self.errors.extend(difference.as_error() for difference in found or ())
         except BrokerError as err:  # the broker had a bad moment: try again at the next reconcile
             self.errors.append(_error("reconcile", err))
 

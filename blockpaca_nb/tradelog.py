@@ -6,7 +6,11 @@ first, in its order, so its users' analysis code keeps working::
     type,client_order_id,ticker,executed_price,executed_qty,status,side,action,timestamp,raw_status
     execution,buy_long-7-2304b6b1,DIA,484.74,1.0,filled,buy,buy_long,1766515599.236655,OrderStatus.FILLED
 
-Our extra columns follow (:data:`EXTRA_COLUMNS`). The recorder is the only writer; every
+As in blockpaca, ``executed_qty``/``executed_price`` are the order's *cumulative* filled quantity
+and average fill price after the row's event (0.0 before anything filled), so an order's last row
+says how much of it was executed, at what price. Our extra columns follow (:data:`EXTRA_COLUMNS`);
+the last two, ``fill_qty``/``fill_price``, say what the row's own event executed (empty when it
+executed nothing): sum ``fill_qty`` to count each fill once. The recorder is the only writer; every
 line is written whole by one ``write`` call on a file opened for appending, and flushed to
 the operating system at once, so a crash never leaves half a row and another process can
 read the log while the session runs.
@@ -53,8 +57,10 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "reason",
     "worker",
     "latency_ms",
+    "fill_qty",
+    "fill_price",
 )
-"""Columns blockpaca_nb adds after blockpaca's ten."""
+"""Columns blockpaca_nb adds after blockpaca's ten (``fill_qty``/``fill_price`` last: the per-fill view)."""
 
 COLUMNS: tuple[str, ...] = BLOCKPACA_COLUMNS + EXTRA_COLUMNS
 
@@ -67,6 +73,8 @@ FLOAT_COLUMNS: tuple[str, ...] = (
     "filled_qty",
     "filled_avg_price",
     "latency_ms",
+    "fill_qty",
+    "fill_price",
 )
 _INT_COLUMNS: tuple[str, ...] = ("worker",)
 _HEADER = ",".join(COLUMNS)
@@ -81,8 +89,10 @@ class TradeLogRow:
     ``event`` is the trade_updates event (``new``, ``fill``, ``canceled`` ...) or one of
     ours (``submitted``, ``rejected``, ``validation_error`` ...); ``status`` the order's
     status after it; ``raw_status`` the broker's enum text (``OrderStatus.FILLED``).
-    ``executed_price``/``executed_qty`` are the fill's price and size (0.0 when nothing
-    was executed), ``qty`` the ordered quantity, ``reason`` a rejection's explanation.
+    ``executed_qty``/``executed_price`` are the order's cumulative filled quantity and average
+    price after the event (blockpaca's meaning; 0.0 before any fill), ``fill_qty``/``fill_price``
+    what this event itself executed (None when nothing), ``qty`` the ordered quantity, ``reason``
+    a rejection's explanation.
     Optional numbers are left empty in the CSV when None.
     """
 
@@ -106,6 +116,8 @@ class TradeLogRow:
     reason: str = ""
     worker: int | None = None
     latency_ms: float | None = None
+    fill_qty: float | None = None
+    fill_price: float | None = None
 
 
 _ROW_FIELDS = frozenset(f.name for f in fields(TradeLogRow))

@@ -55,7 +55,7 @@ def _read(path: pathlib.Path) -> pd.DataFrame:
 def _checked_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Check a DataFrame's columns; coerce numbers given as text (without touching the caller's frame)."""
     _require_columns(set(frame.columns), "source: the DataFrame")
-    numeric = ("executed_price", "executed_qty", "timestamp", "latency_ms")
+    numeric = ("executed_price", "executed_qty", "timestamp", "latency_ms", "fill_qty", "fill_price")
     wrong = [c for c in numeric if c in frame.columns and not pd.api.types.is_numeric_dtype(frame[c])]
     if not wrong:
         return frame

@@ -64,6 +64,8 @@ def _validated(**values: Any) -> dict[str, Any]:
     number("rate_limit_per_min", 1, optional=True)
     number("rate_limit_window_s", 0.1, 3600)
     number("ws_drop_every_s", 0.1, optional=True)
+    if "trade_stream_silent" in values:
+        need(isinstance(values["trade_stream_silent"], bool), "trade_stream_silent", "True or False")
     return values
 
 
@@ -218,7 +220,9 @@ class Simulator:
         return self._internal("GET", "positions")
 
     def set_faults(self, **faults: Any) -> dict[str, Any]:
-        """Change fault settings while serving, e.g. `sim.set_faults(error_rate=0.1)`."""
+        """Change fault settings while serving, e.g. `sim.set_faults(error_rate=0.1)`.
+        `trade_stream_silent=True` makes the trade_updates connections lose every message while
+        they stay open (a half-open socket); setting it back to False closes them."""
         unknown = set(faults) - set(FAULT_FIELDS)
         if unknown:
             raise ConfigurationError(

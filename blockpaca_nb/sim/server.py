@@ -50,6 +50,7 @@ class SimConfig:
     api_key: str
     secret_key: str = field(repr=False)
     rate_limit_window_s: float = 60.0
+    trade_stream_silent: bool = False  # a fault set while serving (see FAULT_FIELDS)
 
 
 FAULT_FIELDS = (
@@ -58,7 +59,11 @@ FAULT_FIELDS = (
     "timeout_after_accept_rate",
     "rate_limit_per_min",
     "ws_drop_every_s",
+    "trade_stream_silent",
 )
+"""Faults `Simulator.set_faults` can change while serving. ``trade_stream_silent``: the trade_updates
+connections stay open but lose every message, like a half-open socket; setting it back to False
+closes them, as a keepalive would at last notice."""
 
 
 class RateWindow:
@@ -508,7 +513,11 @@ def build_app(config: SimConfig) -> web.Application:
         unknown = set(changes) - set(FAULT_FIELDS)
         if unknown:
             raise invalid(f"unknown fault setting(s) {sorted(unknown)}; allowed: {', '.join(FAULT_FIELDS)}")
+        was_silent = bool(sim.faults["trade_stream_silent"])
         sim.faults.update(changes)
+        sim.trade_updates.silent = bool(sim.faults["trade_stream_silent"])
+        if was_silent and not sim.trade_updates.silent:
+            await sim.trade_updates.drop_all()
         return ok(sim.faults)
 
     app.add_routes(routes)

@@ -58,9 +58,10 @@ class TradeUpdatesHub:
         self.credentials = credentials
         self.listeners: set[web.WebSocketResponse] = set()
         self.connections: set[web.WebSocketResponse] = set()
+        self.silent = False  # the trade_stream_silent fault: messages are lost, connections stay open
 
     def publish(self, data: dict[str, Any]) -> None:
-        if not self.listeners:
+        if not self.listeners or self.silent:
             return
         frame = json.dumps({"stream": "trade_updates", "data": data})
         for ws in list(self.listeners):

@@ -41,6 +41,7 @@ from .views import (
     AccountEstimate,
     DequeFollower,
     ErrorView,
+    LifecycleKeys,
     QuoteView,
     fill_of,
     position_rows,
@@ -83,6 +84,7 @@ class Dashboard(widgets.VBox):
         self.add_class("bp-dashboard")
         self._quote_view, self._account, self._error_view = QuoteView(), AccountEstimate(), ErrorView()
         self._trade_follower, self._error_follower = DequeFollower(), DequeFollower()
+        self._trade_keys = LifecycleKeys()  # an order's events in lifecycle order, whatever their arrival
         self._refreshes, self._final_sent = 0, False
         self._workers: list[dict[str, Any]] = []
         self._chart_auto, self._chart_writer = True, 0
@@ -201,7 +203,7 @@ class Dashboard(widgets.VBox):
             fill = fill_of(row)
             if fill is not None:
                 self.chart.history.add_fill(*fill)
-        self.trades.publish({key: trade_row(row) for key, row in current}, now=now)
+        self.trades.publish({key: trade_row(row) for key, row in self._trade_keys.keyed(current)}, now=now)
         if self._trade_follower.missed:
             return None
         return [str(row.get("client_order_id")) for _key, row in new if row.get("client_order_id")]

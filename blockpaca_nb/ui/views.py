@@ -20,8 +20,6 @@ from ..scrub import scrub_text
 from ..statuses import PROBLEM_STATUSES
 from .tables import Row, clean
 
-FILL_EVENTS = frozenset({"fill", "partial_fill"})
-
 QUOTE_FIELDS = ("bid", "ask", "base", "t")
 QUOTE_COLUMNS: tuple[dict[str, Any], ...] = (
     {"key": "key", "label": "Ticker", "kind": "text", "width": 70},
@@ -183,11 +181,74 @@ def _copy(source: Iterable[Any]) -> list[Any]:
     return []
 
 
+# An order's stages, in the order they happen: the trade panel shows an order's events in this order
+# even when they arrive out of it (the worker's answer often lands after the stream's fill).
+REFUSED_RANK = 0  # refused before sending (a validation row)
+ANSWERED_RANK = 1  # the worker's answer: the broker took it, refused it, or never answered
+STREAM_RANKS = {"pending_new": 2, "accepted": 2, "new": 3, "partial_fill": 4, "pending_cancel": 5, "pending_replace": 5}
+"""The broker's events before the end (``accepted`` here is Alpaca's stream event, not the worker's)."""
+STATUS_RANKS = {"pending_new": 2, "accepted": 2, "new": 3, "partially_filled": 4, "pending_cancel": 5}
+"""For a change recovered through REST: the stage its status says."""
+ENDED_RANK = 6  # filled, canceled, expired, rejected, replaced, done_for_day …: the last word
+
+
+def lifecycle_rank(row: Mapping[str, Any]) -> int:
+    """Where a trade-update row stands in its order's lifecycle (see the ranks above)."""
+    kind = row.get("type")
+    if kind in ("validation", "submission"):
+        return REFUSED_RANK if kind == "validation" else ANSWERED_RANK
+    event, status = str(row.get("event") or ""), str(row.get("status") or "")
+    return STREAM_RANKS.get(event) or STATUS_RANKS.get(status) or ENDED_RANK
+
+
+class LifecycleKeys:
+    """The trade panel's row keys: arrival order (the panel sorts by key), except that an event which
+    arrives after a later stage of the same order is keyed just before the earliest such stage.
+
+    Keys are dot-separated numbers that sort the same way as text and as the browser's numeric
+    collation: ``000000012.5`` for a row in arrival order, ``000000012.4.2`` for one slipped in before
+    it (stage 1: the worker's answer), and so on. A row keeps its key while it is shown.
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[int, ...]] = {}  # the follower's arrival key -> display key
+
+    def keyed(self, current: Sequence[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, Mapping[str, Any]]]:
+        """(display key, row) for the follower's ``current`` rows (arrival order)."""
+        placed: dict[str, tuple[int, ...]] = {}
+        stages: dict[str, list[tuple[tuple[int, ...], int]]] = {}  # order -> (display key, rank) so far
+        taken = set(self._keys.values())
+        out = []
+        for arrival, row in current:
+            order, rank = str(row.get("client_order_id") or ""), lifecycle_rank(row)
+            earlier = stages.setdefault(order, []) if order else []
+            key = self._keys.get(arrival)
+            if key is None:
+                key = _place(int(arrival), rank, earlier)
+                while key in taken:  # a second row at the same stage: just after the first
+                    key = (*key, 5)
+                taken.add(key)
+            earlier.append((key, rank))
+            placed[arrival] = key
+            out.append((f"{key[0]:09d}." + ".".join(map(str, key[1:])), row))
+        self._keys = placed
+        return out
+
+
+def _place(arrival: int, rank: int, earlier: Sequence[tuple[tuple[int, ...], int]]) -> tuple[int, ...]:
+    """A new row's display key: its arrival, or just before the earliest later stage of its order."""
+    later = [key for key, other in earlier if other > rank]
+    if not later:
+        return (arrival, 5)
+    first = min(later)
+    return (*first[:-1], first[-1] - 1, rank + 1)
+
+
 def trade_row(row: Mapping[str, Any]) -> Row:
     """A trade-update row (the recorder's dict) as the trade panel's values."""
-    fill = row.get("event") in FILL_EVENTS
-    qty = row.get("executed_qty") if fill else row.get("qty")
-    price = row.get("executed_price") if fill else (row.get("limit_price") or row.get("filled_avg_price"))
+    fill = bool(row.get("fill_qty"))  # what this event executed (executed_qty is the order's total)
+    qty = row.get("fill_qty") if fill else row.get("qty")
+    price = row.get("fill_price") if fill else (row.get("limit_price") or row.get("filled_avg_price"))
     status = str(row.get("status") or row.get("kind") or "")
     bad = status in PROBLEM_STATUSES or row.get("kind") in PROBLEM_STATUSES
     return (
@@ -206,10 +267,9 @@ def trade_row(row: Mapping[str, Any]) -> Row:
 
 
 def fill_of(row: Mapping[str, Any]) -> tuple[str, float, float, float, int] | None:
-    """(ticker, time, price, qty, +1 buy / -1 sell) of a fill row, else None."""
-    if row.get("event") not in FILL_EVENTS:
-        return None
-    price, qty = _number(row.get("executed_price")), _number(row.get("executed_qty"))
+    """(ticker, time, price, qty, +1 buy / -1 sell) of a row that executed something (a fill, or
+    a fill recovered through REST), else None."""
+    price, qty = _number(row.get("fill_price")), _number(row.get("fill_qty"))
     if not (math.isfinite(price) and math.isfinite(qty)) or qty <= 0:
         return None
     side = 1 if row.get("side") == "buy" else -1

@@ -149,16 +149,19 @@ def _execution_rows(rng: np.random.Generator, orders: pd.DataFrame) -> list[pd.D
     partial = live[live["fate"] == "partial"]
     first = np.floor(partial["qty"].to_numpy() * rng.uniform(0.2, 0.8, len(partial)))
     first_time = (partial["submitted"] + partial["fill_delay"]).to_numpy()
-    rows.append(_fill_row(partial, "partially_filled", "partial_fill", first_time, first))
+    rows.append(_fill_row(partial, "partially_filled", "partial_fill", first_time, first, first))
     done = live[live["fate"] != "canceled"]
     rest = done["qty"].to_numpy().copy()
     rest[done["fate"].to_numpy() == "partial"] -= first  # same orders, same order as `partial`
     finish = (done["submitted"] + done["fill_delay"] * np.where(done["fate"] == "partial", 2.0, 1.0)).to_numpy()
-    rows.append(_fill_row(done, "filled", "fill", finish, rest))
+    rows.append(_fill_row(done, "filled", "fill", finish, rest, done["qty"].to_numpy()))
     return rows
 
 
-def _fill_row(orders: pd.DataFrame, status: str, event: str, when: np.ndarray, qty: np.ndarray) -> pd.DataFrame:
+def _fill_row(
+    orders: pd.DataFrame, status: str, event: str, when: np.ndarray, qty: np.ndarray, total: np.ndarray
+) -> pd.DataFrame:
+    """A fill of ``qty`` as the recorder writes it: the order's running ``total`` in executed_qty."""
     price = orders["price"].to_numpy()
     return _row(
         orders,
@@ -167,9 +170,11 @@ def _fill_row(orders: pd.DataFrame, status: str, event: str, when: np.ndarray, q
         event,
         when,
         executed_price=price,
-        executed_qty=qty,
-        filled_qty=qty,
+        executed_qty=total,
+        filled_qty=total,
         filled_avg_price=price,
+        fill_qty=qty,
+        fill_price=price,
     )
 
 

@@ -3,6 +3,7 @@ behave. Runs everywhere (no Chromium needed); the real-browser half is test_dash
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from blockpaca_nb.ui.tables import RowDiff
 from blockpaca_nb.ui.views import (
     AccountEstimate,
     DequeFollower,
+    LifecycleKeys,
     QuoteView,
     describe_error,
     position_rows,
@@ -225,6 +227,8 @@ def test_trade_rows_highlight_rejections_with_their_reason() -> None:
         "event": "fill",
         "executed_qty": 3.0,
         "executed_price": 10.5,
+        "fill_qty": 3.0,
+        "fill_price": 10.5,
         "qty": 3.0,
         "status": "filled",
         "client_order_id": "buy_long-0-abcdef12",
@@ -279,6 +283,68 @@ def test_deque_follower_sees_new_items_across_rollover() -> None:
     current, new = follower.look(events)
     assert [i["n"] for _k, i in new] == [3, 4] and [i["n"] for _k, i in current] == [2, 3, 4]
     assert follower.look(events)[1] == []
+
+
+def order_event(cid: str, event: str, kind: str = "execution") -> dict[str, Any]:
+    status = {"fill": "filled", "partial_fill": "partially_filled"}.get(event, event)
+    return {"type": kind, "kind": event, "event": event, "status": status, "client_order_id": cid, "ticker": "AAPL"}
+
+
+OUT_OF_ORDER = [  # as they arrive: each worker's answer lands after the stream's events
+    order_event("A", "pending_new"),
+    order_event("A", "new"),
+    order_event("B", "new"),
+    order_event("A", "partial_fill"),
+    order_event("A", "fill"),
+    order_event("A", "accepted", kind="submission"),
+    order_event("B", "accepted", kind="submission"),
+    order_event("C", "recovered") | {"status": "filled"},
+    order_event("C", "accepted", kind="submission"),
+]
+
+
+def numeric_collation(key: str) -> list[Any]:
+    """How the browser's table compares keys (localeCompare with numeric: digit runs as numbers)."""
+    return [int(part) if part.isdigit() else part for part in re.findall(r"\d+|\D+", key)]
+
+
+def shown(keyed: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """(order, event) newest first, as the panel sorts its keys (descending)."""
+    keys = sorted(keyed, reverse=True)
+    assert keys == sorted(keyed, key=numeric_collation, reverse=True)  # text and numeric order agree
+    return [(keyed[k]["client_order_id"], keyed[k]["event"]) for k in keys]
+
+
+EXPECTED = [  # each order's events in lifecycle order; orders in arrival order
+    ("C", "recovered"), ("C", "accepted"),
+    ("A", "fill"), ("A", "partial_fill"),
+    ("B", "new"), ("B", "accepted"),
+    ("A", "new"), ("A", "pending_new"), ("A", "accepted"),
+]  # fmt: skip
+
+
+def test_trade_panel_keys_put_each_orders_events_in_lifecycle_order() -> None:
+    events: deque[dict[str, Any]] = deque(maxlen=20)
+    follower, keys = DequeFollower(), LifecycleKeys()
+    events.extend(OUT_OF_ORDER[:5])
+    first = dict(keys.keyed(follower.look(events)[0]))
+    events.extend(OUT_OF_ORDER[5:])
+    keyed = dict(keys.keyed(follower.look(events)[0]))
+    assert set(first) <= set(keyed)  # a row keeps its key while it is shown
+    assert shown(keyed) == EXPECTED
+    events.append(order_event("A", "accepted", kind="submission"))  # said twice (a restarted recorder)
+    again = shown(dict(keys.keyed(follower.look(events)[0])))
+    assert again[-2:] == [("A", "accepted"), ("A", "accepted")]
+
+
+def test_dashboard_sends_trade_rows_in_lifecycle_order(fake: FakeSession) -> None:
+    dashboard = Dashboard(fake, autostart=False)
+    fake.trade_updates.extend(OUT_OF_ORDER)
+    refresh_on_a_thread(dashboard)
+    index = {name: n for n, name in enumerate(dashboard.trades.fields)}
+    rows = {key: {"client_order_id": row[index["order"]], "event": row[index["event"]]}
+            for key, row in dashboard.trades.patch["upsert"]}  # fmt: skip
+    assert shown(rows) == EXPECTED
 
 
 def test_account_estimate_follows_fills_between_refreshes() -> None:
@@ -409,6 +475,8 @@ def test_chart_follows_the_first_traded_ticker_until_the_user_picks(fake: FakeSe
             "side": "buy",
             "executed_qty": 1.0,
             "executed_price": 102.0,
+            "fill_qty": 1.0,
+            "fill_price": 102.0,
             "timestamp": time.time(),
         }
     )

@@ -32,13 +32,16 @@ _ORDER_NUMBERS = itertools.count(1)
 
 
 def fill(ticker: str, side: str, qty: float, price: float, at: float, cid: str = "", **extra: object) -> TradeLogRow:
-    """A fill event as the recorder writes it (``extra`` overrides any column)."""
+    """A fill event as the recorder writes it: ``qty`` at ``price`` in the fill columns, and the order's
+    cumulative total in blockpaca's ``executed_*`` (the same for a first fill; ``extra`` overrides any column)."""
     action = "buy_long" if side == "buy" else "sell_long"
     columns: dict[str, object] = {
         "client_order_id": cid or f"{action}-1-{next(_ORDER_NUMBERS):08x}",
         "ticker": ticker,
         "executed_price": price,
         "executed_qty": qty,
+        "fill_price": price,
+        "fill_qty": qty,
         "status": "filled",
         "side": side,
         "action": action,
@@ -207,7 +210,7 @@ def sample_log(path: pathlib.Path) -> pathlib.Path:
         event("buy_long-1-aaaaaaa1", "pending_new", 0.001),
         event("buy_long-1-aaaaaaa1", "new", 0.002),
         fill("AAA", "buy", 4, 100, 0.010, "buy_long-1-aaaaaaa1", status="partially_filled", event="partial_fill"),
-        fill("AAA", "buy", 6, 101, 0.020, "buy_long-1-aaaaaaa1"),
+        fill("AAA", "buy", 6, 101, 0.020, "buy_long-1-aaaaaaa1", executed_qty=10, executed_price=100.6),
         # the worker's answer lands after the fill: the order still counts as filled
         event("buy_long-1-aaaaaaa1", "accepted", 0.030, kind="submission", latency_ms=25.0),
         fill("AAA", "sell", 3, 105, 1.0, "sell_long-2-aaaaaaa2"),
@@ -370,6 +373,45 @@ def test_blockpaca_0_1_2_log_plots(tmp_path: pathlib.Path) -> None:
     assert sum(histogram.y) == 3  # pending_new → fill per order, from the timestamps
     assert histogram.x[0] == pytest.approx(150.0, abs=1.0)
     assert "pending_new → first fill" in figure.layout.xaxis5.title.text
+
+
+def test_blockpaca_cumulative_rows_count_each_fill_once(tmp_path: pathlib.Path) -> None:
+    """blockpaca's executed_qty/executed_price are the order's running total and average: a partial
+    fill then the rest (and a cancel row repeating the total) are two fills, not three or more."""
+    path = tmp_path / "blockpaca.csv"
+    rows = [  # (client order id, status, cumulative qty, average price, seconds)
+        ("buy_long-7-00000001", "new", 0.0, 0.0, 0.0),
+        ("buy_long-7-00000001", "partially_filled", 4.0, 100.0, 1.0),
+        ("buy_long-7-00000001", "filled", 10.0, 100.6, 2.0),  # 6 more at 101
+        ("sell_long-7-00000002", "partially_filled", 3.0, 105.0, 3.0),
+        ("sell_long-7-00000002", "canceled", 3.0, 105.0, 4.0),  # the total again: no new fill
+    ]
+    lines = [BLOCKPACA_HEADER] + [
+        f"execution,{cid},DIA,{avg},{qty},{status},{'buy' if cid[0] == 'b' else 'sell'},{cid.split('-')[0]},"
+        f"{T0 + at},OrderStatus.{status.upper()}"
+        for cid, status, qty, avg, at in rows
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    pnl = pnl_frame(path)
+    assert list(zip(pnl["side"], pnl["qty"], pnl["price"], strict=True)) == [
+        ("buy", 4.0, 100.0), ("buy", 6.0, pytest.approx(101.0)), ("sell", 3.0, 105.0)
+    ]
+    assert pnl["position"].tolist() == [4.0, 10.0, 7.0]
+    assert pnl["realized"].iloc[-1] == pytest.approx(3 * (105.0 - 100.6))
+
+
+def test_our_log_counts_fill_columns_not_running_totals(tmp_path: pathlib.Path) -> None:
+    """In our log the same order has the running total in executed_* and each fill in fill_*: the
+    P&L is the same as blockpaca's reading, and a final row without a fill adds nothing."""
+    cid = "buy_long-1-0000abcd"
+    path = write_log(tmp_path / "log.csv", [
+        fill("AAA", "buy", 4, 100, 1.0, cid, status="partially_filled", event="partial_fill"),
+        fill("AAA", "buy", 6, 101, 2.0, cid, executed_qty=10, executed_price=100.6),
+        event(cid, "filled", 3.0, executed_qty=10.0, executed_price=100.6),  # e.g. a later order_cancel_rejected
+    ])
+    pnl = pnl_frame(path)
+    assert pnl["qty"].tolist() == [4.0, 6.0] and pnl["price"].tolist() == [100.0, 101.0]
+    assert pnl["position"].tolist() == [4.0, 10.0]
 
 
 def test_blank_status_reads_raw_status(tmp_path: pathlib.Path) -> None:

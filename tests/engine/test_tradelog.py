@@ -47,6 +47,8 @@ FILLED = TradeLogRow(
     filled_avg_price=484.74,
     worker=7,
     latency_ms=12.5,
+    fill_qty=1.0,
+    fill_price=484.74,
 )
 
 
@@ -62,7 +64,7 @@ def test_columns_start_with_blockpacas_ten_in_order() -> None:
     assert COLUMNS[:10] == BLOCKPACA_COLUMNS
     assert COLUMNS[10:] == EXTRA_COLUMNS == (
         "event", "order_id", "order_type", "qty", "limit_price",
-        "filled_qty", "filled_avg_price", "reason", "worker", "latency_ms",
+        "filled_qty", "filled_avg_price", "reason", "worker", "latency_ms", "fill_qty", "fill_price",
     )
     assert tuple(field.name for field in dataclasses.fields(TradeLogRow)) == COLUMNS
 
@@ -82,7 +84,7 @@ def test_new_log_gets_the_header_and_blockpaca_shaped_rows(tmp_path: pathlib.Pat
     assert row.startswith(
         "execution,buy_long-7-2304b6b1,DIA,484.74,1.0,filled,buy,buy_long,1766515599.236655,OrderStatus.FILLED,"
     )
-    assert row.endswith(",fill,61e69015-8549-4bfd-b9c3-01e75843f47d,market,1.0,,1.0,484.74,,7,12.5")
+    assert row.endswith(",fill,61e69015-8549-4bfd-b9c3-01e75843f47d,market,1.0,,1.0,484.74,,7,12.5,1.0,484.74")
 
 
 def test_rows_are_readable_by_another_reader_before_close(tmp_path: pathlib.Path) -> None:

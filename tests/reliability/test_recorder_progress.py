@@ -45,8 +45,10 @@ def test_recovered_changes_carry_what_was_executed_since(tmp_path: Path) -> None
     recorder.report(update("partial_fill", "partially_filled", 4, 100.0, qty=4, price=100.0))
     recorder.report(update("recovered", "filled", 10, 101.2))  # 6 more at 102.0 while the stream was down
     recorder.report(update("fill", "filled", 10, 101.2, qty=6, price=102.0))  # said again by the stream
-    fills = [(e["event"], e["executed_qty"], e["executed_price"]) for e in events]
-    assert fills == [("new", 0.0, 0.0), ("partial_fill", 4.0, 100.0), ("recovered", 6.0, pytest.approx(102.0))]
+    fills = [(e["event"], e["fill_qty"], e["fill_price"]) for e in events]
+    assert fills == [("new", None, None), ("partial_fill", 4.0, 100.0), ("recovered", 6.0, pytest.approx(102.0))]
+    totals = [(e["executed_qty"], e["executed_price"]) for e in events]  # blockpaca's: the order's running total
+    assert totals == [(0.0, 0.0), (4.0, 100.0), (10.0, 101.2)]
 
 
 def test_a_new_recorder_reads_back_the_log_and_logs_nothing_twice(tmp_path: Path) -> None:
@@ -69,5 +71,42 @@ def test_a_new_recorder_reads_back_the_log_and_logs_nothing_twice(tmp_path: Path
     log = load_trade_log(path)
     assert list(log["event"]) == ["accepted", "new", "partial_fill", "recovered"]  # the torn line is gone
     raw_rows(path)  # every row whole
-    assert log.iloc[-1]["executed_qty"] == 6.0
+    assert (log.iloc[-1]["fill_qty"], log.iloc[-1]["executed_qty"]) == (6.0, 10.0)
     assert submission_row(accepted)["timestamp"] == 1700000000.123456
+
+
+def accepted_answer(order_id: str, submitted_at: str, at: float) -> dict[str, Any]:
+    order = {"id": order_id, "client_order_id": "buy_long-1-0badcafe", "status": "accepted",
+             "submitted_at": submitted_at, "filled_qty": "0"}
+    return {"kind": "accepted", "client_order_id": "buy_long-1-0badcafe", "ticker": "AAPL", "side": "buy",
+            "action": "buy_long", "order_type": "market", "qty": 1, "time": at, "worker": 1, "order": order}
+
+
+def test_orders_named_by_workers_are_looked_for_until_final(tmp_path: Path) -> None:
+    """A worker's answer makes an order known to catch-up even if the stream never mentions it; a
+    restarted recorder knows it from the log; the stream's first word about it is still news."""
+    path = tmp_path / "log.csv"
+    recorder = Recorder(path, Sink())
+    recorder.take(accepted_answer("o-9", "2024-01-02T15:00:00Z", 1704207600.5), ack=1)
+    assert list(recorder.ledger.open_orders()) == ["o-9"]
+    recorder.writer.close()
+    again = Recorder(path, Sink(), resume=1704207000.0)
+    assert list(again.ledger.open_orders()) == ["o-9"]
+    again.report(update("pending_new", "pending_new", 0, order_id="o-9"))
+    again.report(update("fill", "filled", 10, 100.0, qty=10, price=100.0, order_id="o-9"))
+    assert again.ledger.open_orders() == {}
+    assert [r["event"] for r in raw_rows(path)] == ["accepted", "pending_new", "fill"]
+
+
+def test_a_late_answer_about_an_order_older_than_the_last_catch_up_is_looked_up(tmp_path: Path) -> None:
+    """An answer that arrives after a catch-up, for an order submitted before that catch-up began,
+    may describe changes the stream reported to nobody: the order is looked up at once."""
+    recorder = Recorder(tmp_path / "log.csv", Sink())
+    looked: list[str] = []
+    recorder.look_up = looked.append
+    recorder.caught_up_from = 1704207610.0  # 2024-01-02T15:00:10Z
+    recorder.take(accepted_answer("o-new", "2024-01-02T15:00:11Z", 1704207611.2), ack=1)  # after: the stream tells
+    recorder.take(accepted_answer("o-old", "2024-01-02T15:00:05Z", 1704207611.3), ack=2)  # before: look it up
+    recorder.report(update("new", "new", 0, order_id="o-heard"))
+    recorder.take(accepted_answer("o-heard", "2024-01-02T15:00:05Z", 1704207611.4), ack=3)  # heard already
+    assert looked == ["o-old"]
