@@ -24,11 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
+from .broker import TRIGGERED_EVENTS
 from .calendar import MARKET_HOURS_VALUES
 from .server import FAULT_FIELDS, SimConfig
 from .universe import UNIVERSE
 
 START_TIMEOUT_S = 30.0
+# Each profile's numbers for the rules that have one (see docs/simulator-rules.md): `paper` plays by
+# Alpaca paper's rules, `frictionless` keeps the instant, always-kind broker for benchmarks.
+PROFILES: dict[str, dict[str, float]] = {
+    "paper": {"cancel_latency_ms": 150.0, "partial_fill_rate": 0.1},
+    "frictionless": {"cancel_latency_ms": 0.0, "partial_fill_rate": 0.0},
+}
 
 
 def _validated(**values: Any) -> dict[str, Any]:
@@ -64,7 +71,18 @@ def _validated(**values: Any) -> dict[str, Any]:
     number("rate_limit_per_min", 1, optional=True)
     number("rate_limit_window_s", 0.1, 3600)
     number("ws_drop_every_s", 0.1, optional=True)
+    number("cancel_latency_ms", 0, 60_000)
+    number("partial_fill_rate", 0, 1)
     return values
+
+
+def _profile(profile: str, **overrides: float | None) -> dict[str, float]:
+    """The profile's rule settings, with any keyword the caller gave instead."""
+    if profile not in PROFILES:
+        raise ConfigurationError(
+            f"Simulator profile={profile!r} is not valid; allowed: {', '.join(map(repr, PROFILES))}"
+        )
+    return {name: PROFILES[profile][name] if value is None else value for name, value in overrides.items()}
 
 
 def _symbols(symbols: Iterable[str] | None) -> tuple[str, ...]:
@@ -104,8 +122,13 @@ class Simulator:
         rate_limit_per_min: int | None = None,
         ws_drop_every_s: float | None = None,
         rate_limit_window_s: float = 60.0,
+        profile: str = "paper",
+        cancel_latency_ms: float | None = None,
+        partial_fill_rate: float | None = None,
     ) -> None:
+        rules = _profile(profile, cancel_latency_ms=cancel_latency_ms, partial_fill_rate=partial_fill_rate)
         settings = _validated(
+            **rules,
             seed=seed,
             port=port,
             quotes_per_second=quotes_per_second,
@@ -125,6 +148,7 @@ class Simulator:
             host="127.0.0.1",
             api_key=self.api_key,
             secret_key=self._secret,
+            profile=profile,
             **settings,
         )
         self._process: subprocess.Popen[str] | None = None
@@ -143,6 +167,10 @@ class Simulator:
     @property
     def seed(self) -> int:
         return self._config.seed
+
+    @property
+    def profile(self) -> str:
+        return self._config.profile
 
     @property
     def running(self) -> bool:
@@ -170,7 +198,7 @@ class Simulator:
         shown = ",".join(self.symbols[:5]) + (
             f",… ({len(self.symbols)} symbols)" if len(self.symbols) > 5 else ""
         )
-        return f"<Simulator {where} symbols={shown} seed={self.seed}>"
+        return f"<Simulator {where} symbols={shown} seed={self.seed} profile={self.profile}>"
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> Simulator:
@@ -229,6 +257,16 @@ class Simulator:
         fixed = {"seed": 0, "port": 0, "quotes_per_second": 1, "market_hours": "always", "starting_cash": 0}
         _validated(**fixed, rate_limit_window_s=self._config.rate_limit_window_s, **current)
         return self._internal("POST", "faults", faults)
+
+    def trigger_event(self, order_id: str, event: str) -> dict[str, Any]:
+        """Make the broker send a trade_updates event the simulated market never causes by itself:
+        `done_for_day` (the order stops for today), `restated` (Alpaca restates the order unchanged)
+        `expired` (as at the close) or `accepted`. Returns the order as Alpaca JSON."""
+        if event not in TRIGGERED_EVENTS:
+            raise ConfigurationError(
+                f"Simulator.trigger_event event={event!r} is not valid; allowed: {', '.join(sorted(TRIGGERED_EVENTS))}"
+            )
+        return self._internal("POST", f"orders/{order_id}/event", {"event": event})
 
     def _internal(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         request = urllib.request.Request(

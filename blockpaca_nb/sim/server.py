@@ -50,6 +50,9 @@ class SimConfig:
     api_key: str
     secret_key: str = field(repr=False)
     rate_limit_window_s: float = 60.0
+    profile: str = "paper"
+    cancel_latency_ms: float = 0.0
+    partial_fill_rate: float = 0.0
 
 
 FAULT_FIELDS = (
@@ -58,6 +61,8 @@ FAULT_FIELDS = (
     "timeout_after_accept_rate",
     "rate_limit_per_min",
     "ws_drop_every_s",
+    "cancel_latency_ms",
+    "partial_fill_rate",
 )
 
 
@@ -96,7 +101,15 @@ class SimServer:
         self.faults = {name: getattr(config, name) for name in FAULT_FIELDS}
         self.random = random.Random(config.seed)
         self.market = Market(config.symbols, config.seed, config.quotes_per_second)
-        self.broker = Broker(self.market, config.starting_cash, self._on_order_event, self._market_open)
+        self.broker = Broker(
+            self.market,
+            config.starting_cash,
+            self._on_order_event,
+            self._market_open,
+            rules=self.faults,
+            strict=config.profile == "paper",
+            seed=config.seed,
+        )
         self.trade_updates = TradeUpdatesHub(self.credentials_ok)
         self.market_data = MarketDataHub(self.credentials_ok)
         self.trading_window = RateWindow(config.rate_limit_per_min, config.rate_limit_window_s)
@@ -174,6 +187,7 @@ class SimServer:
             self.broker.record_equity(now)
         if due > 0:
             self._step_market(due, now)
+        self.broker.run_due(now)
         is_open = self._market_open(now)
         if was_open and not is_open:
             self.broker.expire_day_orders(now)
@@ -342,6 +356,14 @@ def build_app(config: SimConfig) -> web.Application:
     async def account(_r: web.Request) -> web.Response:
         return ok(wire.account_json(broker))
 
+    @routes.get("/v2/account/configurations")
+    async def configurations(_r: web.Request) -> web.Response:
+        return ok(broker.configuration)
+
+    @routes.patch("/v2/account/configurations")
+    async def configure(request: web.Request) -> web.Response:
+        return ok(wire.configure(broker, await sim.body(request)))
+
     @routes.get("/v2/clock")
     async def clock(_r: web.Request) -> web.Response:
         return ok(wire.clock_json(sim.clock()))
@@ -501,6 +523,11 @@ def build_app(config: SimConfig) -> web.Application:
     @routes.get(INTERNAL + "positions")
     async def all_positions(_r: web.Request) -> web.Response:
         return ok([wire.position_json(broker, p) for p in broker.positions.values()])
+
+    @routes.post(INTERNAL + "orders/{order_id}/event")
+    async def trigger_event(request: web.Request) -> web.Response:
+        event = (await sim.body(request)).get("event")
+        return ok(wire.order_json(broker.trigger_event(_order_id(request), str(event))))
 
     @routes.post(INTERNAL + "faults")
     async def set_faults(request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ from alpaca.trading.requests import (
     StopLossRequest,
     TakeProfitRequest,
 )
-from conftest import data_client, raw_session, trading_client
+from conftest import data_client, raw_session, trading_client, wait_for
 
 from blockpaca_nb.sim import Simulator
 
@@ -104,7 +104,8 @@ def test_selling_more_than_held(client: TradingClient) -> None:
 
 def test_short_sale_of_hard_to_borrow_asset(client: TradingClient) -> None:
     assert client.get_asset("MSFT").shortable is False
-    api_error(lambda: client.submit_order(market("MSFT", 1, OrderSide.SELL)), 403, 40310000)
+    err = api_error(lambda: client.submit_order(market("MSFT", 1, OrderSide.SELL)), 422, 42210000)
+    assert err.message == "asset MSFT cannot be sold short"
 
 
 def test_unknown_symbol(client: TradingClient, esim: Simulator) -> None:
@@ -192,10 +193,11 @@ def test_bad_credentials(esim: Simulator) -> None:
 
 def test_cancel_or_replace_a_filled_order(client: TradingClient) -> None:
     order = client.submit_order(market("SPY", 1))
-    assert client.get_order_by_id(order.id).status == "filled"
-    err = api_error(lambda: client.cancel_order_by_id(order.id), 422)
-    assert "not cancelable" in err.message
-    api_error(lambda: client.replace_order_by_id(order.id, ReplaceOrderRequest(qty=2)), 422)
+    wait_for(lambda: client.get_order_by_id(order.id).status == "filled", what="the fill")
+    err = api_error(lambda: client.cancel_order_by_id(order.id), 422, 42210000)
+    assert err.message == 'order is already in "filled" state'
+    err = api_error(lambda: client.replace_order_by_id(order.id, ReplaceOrderRequest(qty=2)), 422, 42210000)
+    assert err.message == 'order is already in "filled" state'
 
 
 def test_bracket_and_other_order_classes_are_refused(client: TradingClient) -> None:
@@ -228,7 +230,8 @@ def test_unknown_endpoint_is_a_json_404(client: TradingClient) -> None:
 
 
 def test_buying_back_more_than_a_short_needs_buying_power_for_the_excess() -> None:
-    with Simulator(symbols=["SPY"], seed=21, quotes_per_second=0.001) as fresh:
+    # frictionless: paper refuses any flip (tests/sim/test_paper_rules.py); this is about buying power
+    with Simulator(symbols=["SPY"], seed=21, quotes_per_second=0.001, profile="frictionless") as fresh:
         _buy_back_more_than_short(trading_client(fresh))
 
 
