@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..portfolio import Position
+from . import complex_orders
 from .market import Market
 
 ASSET_NAMESPACE = uuid.UUID("6f1b3c1e-2b7a-4a53-9a62-8e1c0f6d1b11")
@@ -102,6 +103,11 @@ class SimOrder:
     triggered: bool = False
     position_intent: str | None = None
     first_fill_drawn: bool = False  # the partial-fill draw happens once, at the first match
+    order_class: str = "simple"
+    legs: list[SimOrder] = field(default_factory=list)  # a bracket/oto/oco order's exits
+    parent_id: str | None = None  # set on a leg
+    sibling: SimOrder | None = field(default=None, repr=False)  # the other exit: one cancels the other
+    shares_shared: bool = False  # the second exit of a pair holds no shares of its own
 
     @property
     def is_open(self) -> bool:
@@ -150,6 +156,11 @@ def _could_cross(new: SimOrder, other: SimOrder) -> bool:
         return True
     buy, sell = (new, other) if new.side == "buy" else (other, new)
     return (buy.limit_price or 0.0) >= (sell.limit_price or 0.0)
+
+
+def _shares_counted(order: SimOrder) -> bool:
+    """The second exit of a pair sells the same shares as the first while both are live."""
+    return order.shares_shared and order.sibling is not None and order.sibling.is_open
 
 
 def _clean(x: float) -> float:
@@ -280,15 +291,51 @@ class Broker:
     # ----------------------------------------------------------------- submitting
     def submit(self, body: Mapping[str, Any], now: float | None = None) -> SimOrder:
         order = self._parse(body)
+        legs = complex_orders.build_legs(body, order)
         self._check_conflicts(order)
         self._check_funds(order)
-        self._accept(order, now or time.time())
+        now = now or time.time()
+        self._attach_legs(order, legs, now)
+        self._accept(order, now)
+        if order.order_class == "oco":
+            for leg in legs:
+                self._activate(leg, now)
         return order
 
+    def _attach_legs(self, order: SimOrder, legs: list[SimOrder], now: float) -> None:
+        """Register a complex order's exits: held until the entry fills (an oco's are live at once)."""
+        order.legs = legs
+        for leg in legs:
+            leg.created_at = leg.updated_at = now
+            self.orders[leg.id] = leg
+            self.by_client_id[leg.client_order_id] = leg
+        if order.order_class == "bracket":
+            complex_orders.pair(legs)
+        elif order.order_class == "oco":
+            complex_orders.pair([order, *legs])
+
+    def _activate(self, leg: SimOrder, now: float) -> None:
+        self.open_orders[leg.id] = leg
+        self._transition(leg, "new", now)
+        self.match_order(leg, now)
+
+    def _on_closed(self, order: SimOrder, now: float) -> None:
+        """A complex order's consequences: the entry's fill releases its exits, its cancel (or
+        expiry) cancels them; an exit's fill cancels its sibling."""
+        held = [leg for leg in order.legs if leg.status == "held"]
+        if order.status == "filled":
+            for leg in held:
+                self._activate(leg, now)
+        elif order.status in ("canceled", "expired", "rejected"):
+            for leg in held:
+                leg.canceled_at = now
+                self._transition(leg, "canceled", now)
+        sibling = order.sibling
+        if order.status == "filled" and sibling is not None and sibling.is_open and sibling.status != "held":
+            self._cancel(sibling, now)
+
     def _parse(self, body: Mapping[str, Any]) -> SimOrder:
-        order_class = body.get("order_class") or "simple"
-        if order_class != "simple":
-            raise invalid(f"order_class {order_class!r} is not supported by the simulator")
+        order_class = complex_orders.order_class(body)
         symbol = body.get("symbol")
         if not isinstance(symbol, str) or not symbol:
             raise invalid("symbol is required")
@@ -322,6 +369,7 @@ class Broker:
             trail_percent=parse_number(body, "trail_percent"),
             extended_hours=str(body.get("extended_hours", False)).lower() == "true",
             position_intent=body.get("position_intent"),
+            order_class=order_class,
         )
         self._check_shape(order)
         return order
@@ -452,10 +500,13 @@ class Broker:
             )
 
     def held_for_orders(self, symbol: str, side: str, excluding: SimOrder | None = None) -> float:
+        """Shares (or short shares) open orders hold; `excluding` an order being replaced, whose
+        one-cancels-other sibling holds the same shares."""
+        skipped = {id(excluding), id(excluding.sibling)} if excluding is not None else set()
         return sum(
             o.remaining
             for o in self.open_orders.values()
-            if o.symbol == symbol and o.side == side and o is not excluding
+            if o.symbol == symbol and o.side == side and id(o) not in skipped and not _shares_counted(o)
         )
 
     def _accept(self, order: SimOrder, now: float) -> None:
@@ -476,6 +527,8 @@ class Broker:
             self.open_orders.pop(order.id, None)
         event = event or {"partially_filled": "partial_fill", "filled": "fill"}.get(status, status)
         self.on_event(event, order, extra)
+        if status not in OPEN_STATUSES and (order.legs or order.sibling is not None):
+            self._on_closed(order, now)
 
     # ----------------------------------------------------------------- matching
     def on_market(self, now: float) -> None:
@@ -680,6 +733,10 @@ class Broker:
 
     def _complete_replace(self, old: SimOrder, new: SimOrder, now: float) -> None:
         new.replaces = old.id
+        new.order_class, new.legs, old.legs = old.order_class, old.legs, []  # a bracket keeps its exits
+        new.parent_id, new.shares_shared = old.parent_id, old.shares_shared
+        if old.sibling is not None:
+            new.sibling, old.sibling.sibling, old.sibling = old.sibling, new, None
         old.replaced_by, old.replaced_at = new.id, now
         self._transition(old, "replaced", now)
         self._accept(new, now)
@@ -761,7 +818,9 @@ class Broker:
         direction: str = "desc",
         side: str | None = None,
         symbols: Iterable[str] | None = None,
+        nested: bool = False,
     ) -> list[SimOrder]:
+        """Alpaca's order listing; `nested` rolls each complex order's legs up under it."""
         wanted = {s.upper() for s in symbols} if symbols else None
         chosen = [
             o
@@ -771,6 +830,7 @@ class Broker:
             and (until is None or o.created_at < until)
             and (side is None or o.side == side)
             and (wanted is None or o.symbol in wanted)
+            and not (nested and o.parent_id)
         ]
         if direction == "desc":
             chosen.reverse()

@@ -465,6 +465,7 @@ def build_app(config: SimConfig) -> web.Application:
             direction=direction,
             side=q.get("side"),
             symbols=[s for s in q.get("symbols", "").split(",") if s] or None,
+            nested=bool(_flag(q, "nested")),
         )
         return ok([wire.order_json(o) for o in chosen])
 

@@ -12,14 +12,12 @@ from alpaca.common.exceptions import APIError
 from alpaca.data.requests import StockBarsRequest, StockLatestQuoteRequest
 from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
+from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import (
     ClosePositionRequest,
     LimitOrderRequest,
     MarketOrderRequest,
     ReplaceOrderRequest,
-    StopLossRequest,
-    TakeProfitRequest,
 )
 from conftest import data_client, raw_session, trading_client, wait_for
 
@@ -198,30 +196,6 @@ def test_cancel_or_replace_a_filled_order(client: TradingClient) -> None:
     assert err.message == 'order is already in "filled" state'
     err = api_error(lambda: client.replace_order_by_id(order.id, ReplaceOrderRequest(qty=2)), 422, 42210000)
     assert err.message == 'order is already in "filled" state'
-
-
-def test_bracket_and_other_order_classes_are_refused(client: TradingClient) -> None:
-    bracket = MarketOrderRequest(
-        symbol="AAPL",
-        qty=1,
-        side=OrderSide.BUY,
-        time_in_force=TimeInForce.GTC,
-        order_class=OrderClass.BRACKET,
-        take_profit=TakeProfitRequest(limit_price=10_000),
-        stop_loss=StopLossRequest(stop_price=1),
-    )
-    err = api_error(lambda: client.submit_order(bracket), 422, 40010001)
-    assert "not supported" in err.message
-    oto = LimitOrderRequest(
-        symbol="AAPL",
-        qty=1,
-        side=OrderSide.BUY,
-        time_in_force=TimeInForce.GTC,
-        limit_price=1,
-        order_class=OrderClass.OTO,
-        stop_loss=StopLossRequest(stop_price=0.5),
-    )
-    assert "not supported" in api_error(lambda: client.submit_order(oto), 422, 40010001).message
 
 
 def test_unknown_endpoint_is_a_json_404(client: TradingClient) -> None:
