@@ -27,7 +27,7 @@ PAIRED_CLASSES = frozenset({"bracket", "oco"})
 
 def order_class(body: Mapping[str, Any]) -> str:
     value = body.get("order_class") or "simple"
-    if value not in ORDER_CLASSES:
+    if not isinstance(value, str) or value not in ORDER_CLASSES:
         raise broker.invalid(f"invalid order_class: {str(value)[:40]!r}; allowed: {', '.join(sorted(ORDER_CLASSES))}")
     return str(value)
 

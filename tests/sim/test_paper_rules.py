@@ -33,6 +33,8 @@ Factory = Callable[..., Simulator]
 FROZEN = {"quotes_per_second": 0.001, "seed": 21}
 # Slow enough to watch the pending state with a plain GET on a busy machine.
 SLOW_CANCEL = {"cancel_latency_ms": 1500, "partial_fill_rate": 0}
+# An order this many times the touch takes ~RACE quote steps to fill: time for a cancel to arrive first.
+RACE = 40
 
 
 def api_error(call: Callable[[], Any], status: int, code: int, message: str | None = None) -> APIError:
@@ -209,11 +211,13 @@ def test_replace_is_asynchronous(make_sim: Factory, trade_updates: Any) -> None:
 def test_an_order_that_fills_while_pending_cancel_or_replace(make_sim: Factory, trade_updates: Any) -> None:
     """The cancel (replace) loses the race: `fill`, then `order_cancel_rejected` (`order_replace_rejected`,
     and the replacement is `rejected`)."""
-    sim = make_sim(seed=21, quotes_per_second=20, cancel_latency_ms=20_000, partial_fill_rate=0)
+    sim = make_sim(
+        seed=21, quotes_per_second=10, cancel_latency_ms=20_000, partial_fill_rate=0, starting_cash=10_000_000
+    )
     client, stream = trading_client(sim), trade_updates(sim)
     ask, size = ask_of(sim, "NVDA")
-    # three times the touch: the first quote fills a part, the next ones the rest, well within 20 s
-    racing = client.submit_order(limit("NVDA", 3 * size, "buy", round(ask * 1.5, 2), tif="day"))
+    # RACE x the touch: the first quote fills a part, the next ones (10 a second) the rest, within 20 s
+    racing = client.submit_order(limit("NVDA", RACE * size, "buy", round(ask * 1.5, 2), tif="day"))
     client.cancel_order_by_id(racing.id)
     stream.wait_event(racing.id, "order_cancel_rejected", timeout=20)
     events = stream.events(racing.id)
@@ -222,14 +226,14 @@ def test_an_order_that_fills_while_pending_cancel_or_replace(make_sim: Factory, 
     assert broker_order(sim, racing.id)["status"] == "filled"
 
     ask, size = ask_of(sim, "SPY")
-    old = client.submit_order(limit("SPY", 3 * size, "buy", round(ask * 1.5, 2), tif="day"))
+    old = client.submit_order(limit("SPY", RACE * size, "buy", round(ask * 1.5, 2), tif="day"))
     new = client.replace_order_by_id(old.id, ReplaceOrderRequest(limit_price=round(ask * 1.6, 2)))
     stream.wait_event(old.id, "order_replace_rejected", timeout=20)
     assert stream.events(old.id)[-2:] == ["fill", "order_replace_rejected"]
     assert stream.wait_event(new.id, "rejected").order.status == OrderStatus.REJECTED
     assert broker_order(sim, old.id)["status"] == "filled"
     assert broker_order(sim, new.id)["status"] == "rejected"
-    assert broker_qty(sim, "SPY") == 3 * size  # filled once, not twice
+    assert broker_qty(sim, "SPY") == RACE * size  # filled once, not twice
 
 
 # ------------------------------------------------------------------ rule 2: wash-trade guard
@@ -425,7 +429,7 @@ def test_short_sale_errors_are_422(make_sim: Factory) -> None:
 
 def test_every_trade_update_event_reaches_alpaca_py(make_sim: Factory, trade_updates: Any) -> None:
     sim = make_sim(
-        seed=21, quotes_per_second=20, cancel_latency_ms=300, partial_fill_rate=1.0, starting_cash=10_000_000
+        seed=21, quotes_per_second=10, cancel_latency_ms=300, partial_fill_rate=1.0, starting_cash=10_000_000
     )
     client, stream = trading_client(sim), trade_updates(sim)
     # partial_fill then fill (every marketable order splits at this rate)
@@ -442,11 +446,11 @@ def test_every_trade_update_event_reaches_alpaca_py(make_sim: Factory, trade_upd
     # order_cancel_rejected, order_replace_rejected, rejected: the order fills before the change
     sim.set_faults(cancel_latency_ms=20_000, partial_fill_rate=0)
     ask, size = ask_of(sim, "TSLA")
-    racing = client.submit_order(limit("TSLA", 3 * size, "buy", round(ask * 1.5, 2), tif="day"))
+    racing = client.submit_order(limit("TSLA", RACE * size, "buy", round(ask * 1.5, 2), tif="day"))
     client.cancel_order_by_id(racing.id)
     stream.wait_event(racing.id, "order_cancel_rejected", timeout=20)
     ask, size = ask_of(sim, "AAPL")
-    old_racing = client.submit_order(limit("AAPL", 3 * size, "buy", round(ask * 1.5, 2), tif="day"))
+    old_racing = client.submit_order(limit("AAPL", RACE * size, "buy", round(ask * 1.5, 2), tif="day"))
     new_racing = client.replace_order_by_id(old_racing.id, ReplaceOrderRequest(limit_price=round(ask * 1.6, 2)))
     stream.wait_event(old_racing.id, "order_replace_rejected", timeout=20)
     stream.wait_event(new_racing.id, "rejected")
