@@ -1,17 +1,25 @@
 """The `blockpaca-nb` command.
 
     blockpaca-nb sim [--port 0 --symbols AAPL,MSFT --seed 7 fault flags]   serve the simulator until Ctrl-C
-    blockpaca-nb demo [--notebook]            open JupyterLab on the quickstart notebook (the main job)
+    blockpaca-nb demo [--port 0] [--dry-run]  JupyterLab on the quickstart notebook (the main job)
     blockpaca-nb demo --headless --seconds 30  the quickstart strategy in the terminal, with the live display
+
+The demo must work where newcomers run it: as root in a container (JupyterLab refuses root unless told
+--allow-root), without a browser (the printed URL opens the notebook itself, token included), and
+offline (the headless plot embeds plotly.js instead of loading it from a CDN).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -89,7 +97,7 @@ def serve(args: argparse.Namespace) -> int:
 def demo(args: argparse.Namespace) -> int:
     """The quickstart: in JupyterLab, or headless in the terminal with the live display."""
     if not args.headless:
-        return _open_lab()
+        return _open_lab(args)
     from .compat import _live_display
     from .examples import momentum
     from .session import Session
@@ -115,21 +123,85 @@ def demo(args: argparse.Namespace) -> int:
         print(f"the session failed: {list(session.errors)[-1]}", file=sys.stderr)
         return 1
     figure = Path(args.out) / "demo.html"
-    session.plot().write_html(figure, include_plotlyjs="cdn")
+    session.plot().write_html(figure, include_plotlyjs=True)  # embedded: the file opens offline
     fills = int((session.trade_log["executed_qty"] > 0).sum())
     print(f"trade log: {session.trade_log_file} ({fills} fills); plot: {figure}")
     return 0
 
 
-def _open_lab() -> int:
+QUICKSTART = "notebooks/01_quickstart.ipynb"  # relative to the checkout, which JupyterLab serves
+
+
+def _open_lab(args: argparse.Namespace) -> int:
     """JupyterLab on notebooks/01_quickstart.ipynb, the Binder experience on this machine."""
-    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "01_quickstart.ipynb"
-    if not notebook.exists():
-        print(f"the quickstart notebook is not at {notebook} (a source checkout is needed)", file=sys.stderr)
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / QUICKSTART).exists():
+        print(f"the quickstart notebook is not at {checkout / QUICKSTART} (a checkout is needed)", file=sys.stderr)
         return 2
-    command = [sys.executable, "-m", "jupyterlab", str(notebook.name)]
-    print("starting JupyterLab on", notebook, flush=True)
-    return subprocess.call(command, cwd=notebook.parent)
+    if not 0 <= args.port <= 65535:
+        raise ConfigurationError(f"port={args.port} is not valid; allowed: 0 (a free one) or 1 to 65535")
+    as_root = os.geteuid() == 0
+    if as_root:
+        print("running as root (as in most containers): JupyterLab gets --allow-root")
+    port, token = args.port or _free_port(), secrets.token_urlsafe(24)
+    command = lab_command(checkout, port, as_root)
+    if args.dry_run:
+        print("would run:", " ".join(command), f"(in {checkout})")
+        print("and open:", lab_url(port, token))
+        return 0
+    print("starting JupyterLab on", checkout / QUICKSTART, flush=True)
+    return _run_lab(command, checkout, port, token)
+
+
+def lab_command(checkout: Path, port: int, as_root: bool) -> list[str]:
+    """The JupyterLab command line: this checkout served on 127.0.0.1:`port`, opening the quickstart.
+    The token is not on it (command lines are visible to every user): it goes in JUPYTER_TOKEN."""
+    command = [
+        sys.executable, "-m", "jupyterlab",
+        f"--ServerApp.root_dir={checkout}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--LabApp.default_url=/lab/tree/{QUICKSTART}",
+    ]
+    return [*command, "--allow-root"] if as_root else command
+
+
+def lab_url(port: int, token: str) -> str:
+    """The address that opens the quickstart notebook itself (not the launcher), signed in."""
+    return f"http://127.0.0.1:{port}/lab/tree/{QUICKSTART}?token={token}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _run_lab(command: list[str], checkout: Path, port: int, token: str) -> int:
+    """Run JupyterLab; print the URL once it answers; on Ctrl-C or SIGTERM shut it down cleanly."""
+    lab = subprocess.Popen(command, cwd=checkout, env={**os.environ, "JUPYTER_TOKEN": token})
+    signal.signal(signal.SIGTERM, lambda *_: lab.terminate())
+    try:
+        if _answers(lab, port):
+            url = lab_url(port, token)
+            print(f"\nJupyterLab is ready. Open the quickstart notebook at:\n\n    {url}\n", flush=True)
+        return lab.wait()
+    except KeyboardInterrupt:
+        lab.terminate()
+        return lab.wait()
+
+
+def _answers(lab: subprocess.Popen[bytes], port: int, timeout: float = 300.0) -> bool:
+    """Whether JupyterLab accepts connections on `port` before it exits or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while lab.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--frequency", type=float, default=2.0, help="seconds between strategy ticks")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", default=".", help="directory for demo.csv (the trade log) and demo.html (the plot)")
+    run.add_argument("--port", type=int, default=0, help="JupyterLab's port on 127.0.0.1 (0: a free one)")
+    run.add_argument("--dry-run", action="store_true", help="print the JupyterLab command and URL; start nothing")
     run.set_defaults(run=demo)
     return parser
 

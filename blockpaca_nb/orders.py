@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import numbers
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
@@ -364,3 +364,40 @@ def _as_float(value: object) -> float | None:
         return float(value)  # type: ignore[arg-type]
     except (OverflowError, ValueError):
         return None
+
+
+def parse_block(orders: object, tickers: Sequence[str]) -> tuple[list[Order], list[OrderValidationError]]:
+    """parse_orders, and if something in the block breaks validation itself (say a value whose repr
+    raises), each element on its own: one unreadable order never takes the others down."""
+    try:
+        return parse_orders(orders, tickers)
+    except Exception as err:
+        if not isinstance(orders, list | tuple):
+            return [], [_unreadable("orders", None, err)]
+    known = frozenset(tickers)
+    valid: list[Order] = []
+    problems: list[OrderValidationError] = []
+    for index, raw in enumerate(orders):
+        try:
+            valid.append(validate_order(raw, known, index))
+        except OrderValidationError as problem:
+            problems.append(problem)
+        except Exception as err:
+            problems.append(_unreadable(_culprit(raw), index, err))
+    return valid, problems
+
+
+def _culprit(raw: object) -> str:
+    """The key of a dict whose value cannot even be shown (its repr raises), else "order"."""
+    if isinstance(raw, Mapping):
+        for key, value in list(raw.items()):
+            try:
+                repr(value)
+            except Exception:
+                return key if isinstance(key, str) else "order"
+    return "order"
+
+
+def _unreadable(field_name: str, index: int | None, err: Exception) -> OrderValidationError:
+    problem = f"could not be read ({type(err).__name__} while validating it)"
+    return OrderValidationError(field_name, None, "plain str, numbers and None", index, problem)

@@ -5,7 +5,7 @@ workers, validation errors from the kernel) — turns each into a trade-log row,
 forwards the same row to the kernel's event channel. Rows are plain dicts with the trade-log columns
 plus `kind`, so the kernel, the dashboard and the CSV all see one shape.
 
-**Channels.** The kernel's end is a :class:`RecorderLink`: one one-way pipe each way, each with a
+**Channels.** The kernel's end is a :class:`~.recorder_link.RecorderLink`: one one-way pipe each way, each with a
 single writer, so no cross-process lock exists that a killed recorder could leave held. The kernel
 numbers every inbox item and keeps it until the event that comes back acknowledges it. When the
 recorder dies, the session's supervisor has the link start a new one on fresh pipes, and the link
@@ -28,12 +28,9 @@ there, or from the oldest order still open, whichever is earlier.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
-import itertools
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -43,9 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from .broker import Connection
-from .execution import BrokerCalls, RateLimiter
+from .broker_calls import BrokerCalls
 from .orders import action_from_client_order_id, worker_from_client_order_id
-from .processes import SPAWN, SpawnProcess, configure_child_logging, start_child, stop_child
+from .processes import SpawnProcess, configure_child_logging, start_child
+from .ratelimit import RateLimiter
+from .statuses import FINAL_ORDER_STATUSES
 from .tradelog import TradeLogRow, TradeLogWriter
 
 log = logging.getLogger(__name__)
@@ -54,11 +53,9 @@ CATCH_UP_MARGIN_S = 5.0  # how far before the known gap a catch-up starts lookin
 PAGE_SIZE = 500  # Alpaca's largest page of orders
 READY_TIMEOUT_S = 30.0
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.25, 10.0
-FINAL = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
 _RANK = {"pending_new": 0, "new": 1, "accepted": 1, "partially_filled": 2, "pending_cancel": 3, "pending_replace": 3}
 _FINAL_RANK = 9
 _ALWAYS_LOGGED = frozenset({"order_cancel_rejected", "order_replace_rejected"})  # they change no state
-_RETIRE = object()  # ends a sender thread whose recorder was replaced
 
 
 def start_recorder(
@@ -169,7 +166,7 @@ def _row_key(row: Mapping[str, Any]) -> tuple[str, str, str, float]:
 
 
 def _rank(status: str) -> int:
-    return _FINAL_RANK if status in FINAL else _RANK.get(status, 1)
+    return _FINAL_RANK if status in FINAL_ORDER_STATUSES else _RANK.get(status, 1)
 
 
 @dataclass
@@ -192,7 +189,7 @@ class Progress:
         return (filled_qty, _rank(status)) > (self.filled_qty, _rank(self.status))
 
 
-class Ledger:
+class ProgressBook:
     """The last logged state of every order (by order id); moves only forward."""
 
     def __init__(self) -> None:
@@ -230,7 +227,7 @@ class Recorder:
     def __init__(self, path: Path, events: Any, resume: float | None = None) -> None:
         self.send: Callable[[Any], None] = events.send if hasattr(events, "send") else events.put
         self.lock = threading.Lock()
-        self.ledger = Ledger()
+        self.ledger = ProgressBook()
         self.logged: set[tuple[str, str, str, float]] = set()  # submission rows in the log at a restart
         self.last_time: float | None = None
         _cut_torn_tail(path)
@@ -443,130 +440,3 @@ def run_recorder(
     recorder.writer.close()
 
 
-# =============================================================================== the kernel's end
-
-
-class RecorderLink:
-    """The kernel's end of the recorder: starts it, feeds its inbox, reads its events, restarts it.
-
-    :meth:`put` never blocks (a sender thread writes the pipe). :meth:`get` returns the recorder's
-    events in order, across restarts, and None once the link is stopped. Only the session's
-    supervisor calls :meth:`restart_if_dead`.
-    """
-
-    def __init__(self, connection: Connection, path: Path, limiter: RateLimiter | None = None) -> None:
-        self.connection, self.path, self.limiter = connection, path, limiter
-        self.process: SpawnProcess | None = None
-        self.restarts = 0
-        self.started_at = time.time()
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._unacked: dict[int, dict[str, Any]] = {}
-        self._numbers = itertools.count()
-        self._outgoing: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._events: Any = None
-        self._generation = 0
-        self._stopping = self._closed = False
-
-    def start(self) -> SpawnProcess:
-        with self._lock:
-            self._spawn(None)
-        assert self.process is not None
-        return self.process
-
-    def _spawn(self, resume: float | None) -> None:
-        """A recorder process on fresh pipes, sent every unacknowledged item first (under the lock)."""
-        inbox_theirs, inbox_ours = SPAWN.Pipe(duplex=False)
-        events_ours, events_theirs = SPAWN.Pipe(duplex=False)
-        process = start_recorder(self.connection, self.path, inbox_theirs, events_theirs, self.limiter, resume)
-        inbox_theirs.close()  # the recorder holds the only other ends: its death shows as end-of-file
-        events_theirs.close()
-        self._outgoing.put(_RETIRE)
-        self._outgoing = queue.SimpleQueue()
-        for number in sorted(self._unacked):
-            self._outgoing.put((number, self._unacked[number]))
-        sender = threading.Thread(target=_send_all, args=(inbox_ours, self._outgoing), name="recorder-inbox")
-        sender.daemon = True
-        sender.start()
-        self.process, self._events = process, events_ours
-        self._generation += 1
-        self._changed.notify_all()
-
-    def put(self, item: dict[str, Any] | None) -> None:
-        """Queue an inbox item for the recorder (STOP: stop after what is queued); never blocks."""
-        with self._lock:
-            if item is STOP:
-                self._stopping = True
-                self._outgoing.put(STOP)
-                return
-            number = next(self._numbers)
-            self._unacked[number] = item
-            self._outgoing.put((number, item))
-
-    def get(self) -> dict[str, Any] | None:
-        """The next event from the recorder (waiting for it); None once the link is stopped."""
-        while True:
-            with self._lock:
-                events, generation = self._events, self._generation
-            try:
-                event = events.recv()
-            except (EOFError, OSError):  # that recorder is gone: wait for its successor, or the end
-                with contextlib.suppress(OSError):
-                    events.close()
-                if not self._await_successor(generation):
-                    return None
-                continue
-            self._acknowledge(event)
-            return event
-
-    def _await_successor(self, generation: int) -> bool:
-        with self._lock:
-            self._changed.wait_for(lambda: self._generation != generation or self._closed)
-            return self._generation != generation
-
-    def _acknowledge(self, event: dict[str, Any]) -> None:
-        number = event.pop("ack", None)
-        if number is not None:
-            with self._lock:
-                self._unacked.pop(number, None)
-
-    def restart_if_dead(self) -> bool:
-        """Start a new recorder if the current one died (and the link is not stopping)."""
-        with self._lock:
-            if self._stopping or self.process is None or self.process.is_alive():
-                return False
-            log.warning("the recorder died (exit code %s); restarting it", self.process.exitcode)
-            self.restarts += 1
-            self._spawn(self.started_at)
-            return True
-
-    @property
-    def unacknowledged(self) -> int:
-        return len(self._unacked)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Let the recorder log what is queued and exit (kill it after ``timeout``); end :meth:`get`."""
-        self.put(STOP)
-        if self.process is not None:
-            self.process.join(timeout)
-            stop_child(self.process)
-        with self._lock:
-            self._closed = True
-            self._changed.notify_all()
-
-    def __repr__(self) -> str:
-        pid = self.process.pid if self.process is not None else None
-        return f"<RecorderLink pid={pid} restarts={self.restarts} unacknowledged={len(self._unacked)}>"
-
-
-def _send_all(conn: Any, outgoing: queue.SimpleQueue[Any]) -> None:
-    """Sender thread of one recorder: writes its inbox pipe until STOP, retirement or its death."""
-    try:
-        while (item := outgoing.get()) is not _RETIRE:
-            conn.send(item)
-            if item is STOP:
-                return
-    except OSError:  # the recorder died; its items stay unacknowledged and go to the next one
-        pass
-    finally:
-        conn.close()

@@ -17,29 +17,31 @@ import contextlib
 import logging
 import os
 import queue
-import tempfile
 import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from multiprocessing import connection as mp_connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import broker as broker_mod
-from . import tradelog
+from .broker_calls import BrokerCalls
+from .config import SessionConfig, eos_action
 from .errors import BlockpacaError, BrokerError, ConfigurationError, OrderValidationError
-from .execution import BrokerCalls, ExecutionPool, RateLimiter
+from .execution import ExecutionPool
 from .feed import start_feed
-from .orders import Order, liquidation_orders, parse_orders, validate_order
+from .orders import Order, liquidation_orders, parse_block
 from .portfolio import Portfolio
+from .preflight import PROBE_TIMEOUT, Plan, account_dict, check_broker
 from .processes import SpawnProcess, sigint_blocked, start_janitor, stop_child, stop_janitor
 from .quotes import QuoteBook
-from .recorder import READY_TIMEOUT_S, RecorderLink
-from .strategy import Context, Strategy, TickClock, parse_duration
+from .ratelimit import RateLimiter
+from .recorder import READY_TIMEOUT_S
+from .recorder_link import RecorderLink
+from .statuses import ENDED_ORDER_STATUSES, ENDED_SESSION_STATES, SESSION_STATES
+from .strategy import Context, Strategy, StrategyError, StrategyRegistry, TickClock, parse_duration
+from .supervision import Supervisor
 from .tradelog import COLUMNS, load_trade_log
 
 if TYPE_CHECKING:
@@ -48,66 +50,71 @@ if TYPE_CHECKING:
     from .sim import Simulator
 
 log = logging.getLogger(__name__)
-EOS_BEHAVIORS = ("liquidate", "hold", "custom")
-SESSION_STATES = ("created", "starting", "warming_up", "running", "paused", "stopping", "stopped", "failed")
 EOD_MARGIN_S = 30.0
-FINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "failed", "replaced"})
 RECONCILE_EVERY_S = 30.0
 STRATEGY_GRACE_S = 5.0  # how long stop() lets a running strategy call finish
 EOS_TIMEOUT_S = 15.0  # how long the EOS action's orders get to reach a final state
 STOP_TIMEOUT_S = 60.0
-PROBE_TIMEOUT = (3.05, 5.0)  # connect and read seconds of the checks made before anything starts
-SUPERVISE_S = 0.25
-QUICK_DEATH_S = 5.0  # a child that dies sooner than this after its start is restarted with backoff
-PER_TICKER_CHECK = 10  # up to this many tickers are checked one by one, more with one asset list
 
-
-@dataclass
-class StrategyError:
-    """An exception a strategy raised, kept with its traceback (the loop goes on)."""
-
-    strategy: str
-    time: float
-    message: str
-    traceback: str
-
-
-@dataclass
-class _Registry:
-    """Registered strategies by name and the active one; swaps take effect between ticks."""
-
-    strategies: dict[str, Strategy] = field(default_factory=dict)
-    active: str | None = None
-
-    def add(self, fn: Strategy, activate: bool = True) -> str:
-        if not callable(fn):
-            raise ConfigurationError(f"strategy must be a callable taking the context; got {type(fn).__name__}")
-        name = getattr(fn, "__name__", None) or repr(fn)
-        self.strategies[name] = fn
-        if activate or self.active is None:
-            self.active = name
-        return name
-
-
-def _tickers(tickers: object) -> list[str]:
-    if isinstance(tickers, str):
-        tickers = [tickers]
-    if not isinstance(tickers, Sequence) or not tickers:
-        raise ConfigurationError(f"tickers={tickers!r} is not valid; allowed: a non-empty list of ticker strings")
-    clean = []
-    for t in tickers:
-        if not isinstance(t, str) or not t.strip() or not t.replace(".", "").replace("/", "").isalnum():
-            raise ConfigurationError(f"tickers: {t!r} is not a ticker; allowed: strings like 'AAPL'")
-        clean.append(t.strip().upper())
-    return list(dict.fromkeys(clean))
+__all__ = ["Session", "StrategyError"]
 
 
 class Session:
-    """An interactive trading session: quotes in shared memory, parallel execution, a trade log."""
+    """An interactive trading session: quotes in shared memory, parallel execution, a trade log.
+
+    ``Session(tickers=["AAPL", "TSLA"]).start()`` returns at once and shows the live dashboard; with
+    no keys it trades on the embedded simulator. Register a strategy with ``@s.strategy(every="10s")``
+    (re-running the cell swaps it); end with ``s.stop()`` or the dashboard's buttons.
+
+    Parameters
+    ----------
+    tickers:
+        The symbols to stream quotes for and trade: a list ("AAPL", "BRK.B"), or one string
+        ("AAPL" or "AAPL,MSFT"). Upper-cased; repeats dropped.
+    api_key, secret_key:
+        Alpaca keys. Default: the variables ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY``; with none
+        set, the embedded simulator. Never shown in any output.
+    mode:
+        ``"sim"``, ``"paper"`` or ``"live"``. Default: ``"paper"`` with keys, ``"sim"`` without.
+        Live trading only when asked for by name.
+    simulator:
+        A running :class:`~blockpaca_nb.sim.Simulator` to trade on, or a dict of Simulator settings
+        for the one the session starts (e.g. ``{"seed": 7, "latency_ms": 25}``).
+    urls:
+        Endpoint overrides (``trading``, ``data``, ``data_stream``, ``trading_stream``), e.g. a proxy.
+    frequency:
+        Seconds between strategy ticks, or ``"500ms"``, ``"10s"``, ``"1m"``, ``"1h"``. Default 10 s.
+    run_seconds:
+        How long the session trades after warm-up (seconds or a duration string), ``"EOD"`` for
+        30 s before the market closes, or None (default) to run until :meth:`stop`.
+    warm_up_period:
+        Seconds to let quotes arrive before the first tick (default 5; 0 for none).
+    eos_behavior:
+        What happens at the end: ``"hold"`` (default: keep positions), ``"liquidate"`` (close the
+        session's positions) or ``"custom"`` (send the orders of ``custom_shutdown_action``).
+    custom_shutdown_action:
+        A function of the context returning orders, for ``eos_behavior="custom"`` or the Custom button.
+    trade_log_name, trade_log_path:
+        The CSV trade log is ``{trade_log_path}/{trade_log_name}_trade_log.csv`` (appended to when it
+        exists). The folder must exist and be writable.
+    num_workers:
+        Execution worker processes (default: 2 to 4, by the machine's cores).
+    max_orders_per_minute:
+        The REST rate limit to keep (every call counts, not only orders). Default: the broker's
+        (Alpaca: 200 a minute, read from its headers).
+    max_retries:
+        How often a call that may be a passing fault (timeout, 5xx) is retried (default 3).
+    display_refresh_rate:
+        Seconds between dashboard refreshes (default 0.25).
+    max_trade_updates:
+        How many recent order events the dashboard and ``trade_updates`` keep (default 20).
+    rate_window_s:
+        The rate limit's window in seconds (default 60, Alpaca's; shorter only for tests).
+    """
 
     def __init__(
         self,
-        tickers: Sequence[str],
+        tickers: Sequence[str] | str,
         api_key: str | None = None,
         secret_key: str | None = None,
         mode: str | None = None,
@@ -127,40 +134,36 @@ class Session:
         max_trade_updates: int = 20,
         rate_window_s: float = 60.0,
     ) -> None:
-        self.tickers = _tickers(tickers)
-        self.frequency = float(parse_duration(frequency, "frequency"))
-        self.run_seconds = None if run_seconds is None else parse_duration(run_seconds, "run_seconds", allow_eod=True)
-        if not isinstance(warm_up_period, int | float) or isinstance(warm_up_period, bool) or warm_up_period < 0:
-            raise ConfigurationError(f"warm_up_period={warm_up_period!r} is not valid; allowed: seconds >= 0")
-        self.warm_up_period = float(warm_up_period)
-        if eos_behavior not in EOS_BEHAVIORS:
-            raise ConfigurationError(f"eos_behavior={eos_behavior!r} is not valid; allowed: {', '.join(EOS_BEHAVIORS)}")
-        if eos_behavior == "custom" and not callable(custom_shutdown_action):
-            raise ConfigurationError(
-                'eos_behavior="custom" needs custom_shutdown_action, a callable taking the context'
-            )
-        self.eos_behavior = eos_behavior
-        self.custom_shutdown_action = custom_shutdown_action
-        self.trade_log_file = _writable(tradelog.trade_log_path(trade_log_path, trade_log_name))
-        for name, value, low in (("max_retries", max_retries, 0), ("max_trade_updates", max_trade_updates, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigurationError(f"{name}={value!r} is not valid; allowed: an integer >= {low}")
-        if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
-            raise ConfigurationError(f"num_workers={num_workers!r} is not valid; allowed: None or an integer >= 1")
-        if max_orders_per_minute is not None and (
-            not isinstance(max_orders_per_minute, int) or max_orders_per_minute < 1
-        ):
-            raise ConfigurationError(
-                f"max_orders_per_minute={max_orders_per_minute!r} is not valid; allowed: None or an integer >= 1"
-            )
-        self.display_refresh_rate = float(parse_duration(display_refresh_rate, "display_refresh_rate"))
-        self.max_trade_updates = max_trade_updates
-        self.num_workers, self.max_retries = num_workers, max_retries
-        self.max_orders_per_minute = max_orders_per_minute
+        self.config = config = SessionConfig.from_arguments(
+            tickers=tickers,
+            frequency=frequency,
+            run_seconds=run_seconds,
+            warm_up_period=warm_up_period,
+            eos_behavior=eos_behavior,
+            custom_shutdown_action=custom_shutdown_action,
+            trade_log_name=trade_log_name,
+            trade_log_path=trade_log_path,
+            num_workers=num_workers,
+            max_orders_per_minute=max_orders_per_minute,
+            max_retries=max_retries,
+            display_refresh_rate=display_refresh_rate,
+            max_trade_updates=max_trade_updates,
+            rate_window_s=rate_window_s,
+        )
+        self.tickers = list(config.tickers)
+        self.frequency = config.frequency  # changes when a strategy is registered with every=
+        self.run_seconds = config.run_seconds
+        self.warm_up_period = config.warm_up_period
+        self.eos_behavior = config.eos_behavior
+        self.custom_shutdown_action = config.custom_shutdown_action
+        self.trade_log_file = config.trade_log_file
+        self.display_refresh_rate = config.display_refresh_rate
+        self.max_trade_updates = config.max_trade_updates
+        self.num_workers, self.max_retries = config.num_workers, config.max_retries
+        self.max_orders_per_minute = config.max_orders_per_minute
         self._target = broker_mod.resolve(mode, api_key, secret_key, simulator, urls, self.tickers)
         self.mode = self._target.mode
-        self._rate_window_s = rate_window_s
-        self._registry = _Registry()
+        self._registry = StrategyRegistry()
         self.state: dict[str, Any] = {}
         self.portfolio = Portfolio()
         self.trade_updates: deque[dict[str, Any]] = deque(maxlen=max_trade_updates)
@@ -190,8 +193,9 @@ class Session:
         self._recorder: RecorderLink | None = None
         self._inbox: RecorderLink | None = None  # where validation errors go (the recorder's inbox)
         self._janitor: Any = None
-        self._children: dict[str, SpawnProcess] = {}
-        self.restarts: dict[str, int] = {"feed": 0, "recorder": 0}
+        self._children: dict[str, SpawnProcess] = {}  # name -> current process (the supervisor's view)
+        self._supervisor = Supervisor(self._children, self._report_restart)
+        self.restarts = self._supervisor.restarts
         self._closing = threading.Event()  # teardown began: the supervisor restarts nothing more
         self._threads: list[threading.Thread] = []
         self._recorder_ready = threading.Event()
@@ -277,7 +281,7 @@ class Session:
         self._started_simulator = self._target.simulator is not None and not self._target.simulator.running
         with sigint_blocked():  # the simulator process must not die of an early Interrupt either
             self._connection = connection = self._target.connect()
-        self._limiter = RateLimiter(self.max_orders_per_minute or 200, self._rate_window_s)
+        self._limiter = RateLimiter(self.max_orders_per_minute or 200, self.config.rate_window_s)
         if self.max_orders_per_minute:
             self._limiter.override = True
         self._calls = BrokerCalls(connection, self._limiter, max_retries=self.max_retries)
@@ -285,10 +289,11 @@ class Session:
         self._book = QuoteBook.create(self.tickers)
         self._janitor = start_janitor([str(self._book.meta["name"])])
         self._recorder = self._inbox = RecorderLink(connection, self.trade_log_file, self._limiter)
-        self._children["recorder"] = self._recorder.start()
-        self._children["feed"] = start_feed(connection, self._book.meta)
+        self._supervisor.watch("recorder", self._recorder.start(), self._restart_recorder)
+        self._supervisor.watch("feed", start_feed(connection, self._book.meta), self._restart_feed)
         self._spawn_thread(self._consume_events, "blockpaca-events")
-        self._spawn_thread(self._supervise_children, "blockpaca-supervisor")  # a recorder may die starting
+        # supervised from here on: a recorder may die while it starts
+        self._spawn_thread(lambda: self._supervisor.run(self._closing), "blockpaca-supervisor")
         self._pool = ExecutionPool(
             connection, self._limiter, self._recorder, num_workers=self.num_workers, max_retries=self.max_retries
         )
@@ -298,41 +303,12 @@ class Session:
         self._await_recorder()
 
     def _check_broker(self, connection: broker_mod.Connection) -> None:
-        """Before anything is spawned: the keys and the endpoint work, the broker knows every
-        ticker, and run_seconds ends before the close. Fails within seconds, with the reason."""
+        """Before anything is spawned: the keys, the endpoint, the tickers, the close (see preflight)."""
         probe = BrokerCalls(
             connection, self._limiter, max_retries=self.max_retries, timeout=PROBE_TIMEOUT, max_unanswered=1
         )
-        self.account_info = probe(lambda c: _account_dict(c.get_account()))
-        self._check_tickers(probe)
-        self._check_close(probe)
-
-    def _check_tickers(self, probe: BrokerCalls) -> None:
-        if len(self.tickers) <= PER_TICKER_CHECK:
-            unknown = [t for t in self.tickers if not _tradable(probe, t)]
-        else:
-            from alpaca.trading.enums import AssetStatus
-            from alpaca.trading.requests import GetAssetsRequest
-
-            listed = probe(lambda c: c.get_all_assets(GetAssetsRequest(status=AssetStatus.ACTIVE)))
-            known = {a.symbol for a in listed if a.tradable}
-            unknown = [t for t in self.tickers if t not in known]
-        if unknown:
-            raise ConfigurationError(
-                f"tickers {unknown} are not tradable assets at the broker ({self.mode} mode); check the symbols"
-            )
-
-    def _check_close(self, probe: BrokerCalls) -> None:
-        """A numeric run_seconds must end before the market closes (an always-open simulator never does)."""
-        if not isinstance(self.run_seconds, int | float) or self._always_open():
-            return
-        clock = probe(lambda c: c.get_clock())
-        left = clock.next_close.timestamp() - time.time()
-        if clock.is_open and self.warm_up_period + float(self.run_seconds) > left:
-            raise ConfigurationError(
-                f"run_seconds={self.run_seconds:g} runs past the market close at {clock.next_close:%H:%M %Z}"
-                f" ({left:.0f} s from now, warm-up included); use run_seconds=\"EOD\" or a shorter run"
-            )
+        plan = Plan(self.tickers, self.mode, self.run_seconds, self.warm_up_period, self._always_open())
+        self.account_info = check_broker(probe, plan)
 
     def _always_open(self) -> bool:
         config = getattr(self._target.simulator, "_config", None)
@@ -352,37 +328,19 @@ class Session:
         return self._calls(call)
 
     # ----------------------------------------------------------------- supervision
-    def _supervise_children(self) -> None:
-        """Restart the quote feed or the recorder when one dies, until teardown begins."""
-        revivals = {name: _Revival() for name in ("feed", "recorder")}
-        while not self._closing.is_set():
-            watched = [c.sentinel for c in self._children.values() if c.pid is not None]
-            if not mp_connection.wait(watched, timeout=SUPERVISE_S):
-                continue
-            revived = False
-            for name, revival in revivals.items():
-                if not self._closing.is_set() and revival.due(self._children[name]):
-                    revived = self._revive(name, revival) or revived
-            if not revived:  # a child waits out its backoff: do not spin on its sentinel
-                self._closing.wait(SUPERVISE_S)
+    def _restart_feed(self) -> SpawnProcess:
+        assert self._connection is not None and self._book is not None
+        return start_feed(self._connection, self._book.meta)
 
-    def _revive(self, name: str, revival: _Revival) -> bool:
-        dead = self._children[name]
-        reason = f"the {'quote feed' if name == 'feed' else 'recorder'} died (exit code {dead.exitcode}); restarted"
-        log.warning("%s", reason)
-        if name == "feed":
-            assert self._connection is not None and self._book is not None
-            self._children["feed"] = start_feed(self._connection, self._book.meta)
-        else:
-            assert self._recorder is not None
-            if not self._recorder.restart_if_dead():
-                return False
-            assert self._recorder.process is not None
-            self._children["recorder"] = self._recorder.process
-        revival.started()
-        self.restarts[name] += 1
-        self.errors.append({"kind": "error", "where": name, "reason": reason, "time": time.time()})
-        return True
+    def _restart_recorder(self) -> SpawnProcess | None:
+        """A new recorder, which first re-reads what the dead one had not acknowledged."""
+        assert self._recorder is not None
+        if not self._recorder.restart_if_dead():
+            return None
+        return self._recorder.process
+
+    def _report_restart(self, where: str, reason: str) -> None:
+        self.errors.append({"kind": "error", "where": where, "reason": reason, "time": time.time()})
 
     def _warm_up(self) -> None:
         self.status = "warming_up"
@@ -477,8 +435,8 @@ class Session:
             return
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         try:
-            self.account_info = self._rest(lambda c: _account_dict(c.get_account()))
-            if any(row.get("status") not in FINAL_STATUSES for row in list(self.orders.values())):
+            self.account_info = self._rest(lambda c: account_dict(c.get_account()))
+            if any(row.get("status") not in ENDED_ORDER_STATUSES for row in list(self.orders.values())):
                 return
             self.portfolio.reset(self._rest(lambda c: [p.model_dump(mode="json") for p in c.get_all_positions()]))
         except BrokerError as err:  # the broker had a bad moment: try again at the next reconcile
@@ -495,7 +453,7 @@ class Session:
     # ----------------------------------------------------------------- orders
     def submit(self, orders: object) -> list[str]:
         """Validate and send orders (blockpaca's schema); invalid ones are logged and shown, not sent."""
-        valid, problems = _parse(orders, self.tickers)
+        valid, problems = parse_block(orders, self.tickers)
         for problem in problems:
             self._validation_error(problem)
         return self._send(valid)
@@ -522,7 +480,7 @@ class Session:
             command_queue=self._commands,
             state=self.state,
             bars=self.bars,
-            account=lambda: self._rest(lambda c: _account_dict(c.get_account())),
+            account=lambda: self._rest(lambda c: account_dict(c.get_account())),
         )
 
     def get_current_data(self) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
@@ -644,7 +602,7 @@ class Session:
         deadline = time.monotonic() + timeout
         pending = set(client_order_ids)
         while pending and time.monotonic() < deadline:
-            pending = {c for c in pending if (self.orders.get(c) or {}).get("status") not in FINAL_STATUSES}
+            pending = {c for c in pending if (self.orders.get(c) or {}).get("status") not in ENDED_ORDER_STATUSES}
             time.sleep(0.02)
 
     def wait_for(
@@ -674,7 +632,7 @@ class Session:
 
         deadline = time.monotonic() + timeout
         while missing():
-            if self.status in ("stopped", "failed") and status not in ("stopped", "failed"):
+            if self.status in ENDED_SESSION_STATES and status not in ENDED_SESSION_STATES:
                 raise BlockpacaError(f"the session is {self.status} while waiting for {', '.join(missing())}")
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"after {timeout:g} s still waiting for {', '.join(missing())}")
@@ -687,8 +645,8 @@ class Session:
 
     def stop(self, eos: str | None = None) -> None:
         """End the session: run the EOS action (`eos`, else eos_behavior) and stop everything. Idempotent."""
-        if eos is not None and eos not in EOS_BEHAVIORS:
-            raise ConfigurationError(f"eos={eos!r} is not valid; allowed: None, {', '.join(EOS_BEHAVIORS)}")
+        if eos is not None:
+            eos_action("eos", eos)
         with self._lock:
             if self.status == "created":
                 self.status = "stopped"
@@ -782,103 +740,6 @@ class Session:
             f"<Session {self.mode} {self.status} tickers={self.tickers[:5]}"
             f"{'…' if len(self.tickers) > 5 else ''} strategy={self.active_strategy!r}>"
         )
-
-
-def _writable(path: Path) -> Path:
-    """The trade log's path, once it is known that a row can be appended there (no file is made)."""
-    directory = path.parent
-    if not directory.is_dir():
-        raise ConfigurationError(f"trade_log_path={str(directory)!r} is not an existing directory")
-    if path.is_dir():
-        raise ConfigurationError(f"trade_log_name: {str(path)!r} is a directory, not a log file; choose another name")
-    try:
-        if path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
-        else:
-            tempfile.TemporaryFile(dir=directory).close()
-    except OSError as err:
-        raise ConfigurationError(f"trade_log_path={str(directory)!r} is not writable: {err.strerror}") from None
-    return path
-
-
-def _tradable(probe: BrokerCalls, ticker: str) -> bool:
-    """Whether the broker lists ``ticker`` as a tradable asset (a 404 means it does not know it)."""
-    try:
-        return bool(probe(lambda c: c.get_asset(ticker)).tradable)
-    except BrokerError as err:
-        if err.status in (404, 422):
-            return False
-        raise
-
-
-def _parse(orders: object, tickers: Sequence[str]) -> tuple[list[Order], list[OrderValidationError]]:
-    """parse_orders, and if something in the block breaks validation itself (say a value whose repr
-    raises), each element on its own: one unreadable order never takes the others down."""
-    try:
-        return parse_orders(orders, tickers)
-    except Exception as err:
-        if not isinstance(orders, list | tuple):
-            return [], [_unreadable("orders", None, err)]
-    known = frozenset(tickers)
-    valid: list[Order] = []
-    problems: list[OrderValidationError] = []
-    for index, raw in enumerate(orders):
-        try:
-            valid.append(validate_order(raw, known, index))
-        except OrderValidationError as problem:
-            problems.append(problem)
-        except Exception as err:
-            problems.append(_unreadable(_culprit(raw), index, err))
-    return valid, problems
-
-
-def _culprit(raw: object) -> str:
-    """The key of a dict whose value cannot even be shown (its repr raises), else "order"."""
-    if isinstance(raw, Mapping):
-        for key, value in list(raw.items()):
-            try:
-                repr(value)
-            except Exception:
-                return key if isinstance(key, str) else "order"
-    return "order"
-
-
-def _unreadable(field_name: str, index: int | None, err: Exception) -> OrderValidationError:
-    problem = f"could not be read ({type(err).__name__} while validating it)"
-    return OrderValidationError(field_name, None, "plain str, numbers and None", index, problem)
-
-
-@dataclass
-class _Revival:
-    """When a dead child may be restarted: at once, unless it keeps dying young (then with backoff)."""
-
-    started_at: float = field(default_factory=time.monotonic)
-    quick_deaths: int = 0
-    not_before: float = 0.0
-    noticed: bool = False
-
-    def due(self, process: SpawnProcess) -> bool:
-        if process.is_alive():
-            return False
-        now = time.monotonic()
-        if not self.noticed:
-            self.noticed = True
-            self.quick_deaths = self.quick_deaths + 1 if now - self.started_at < QUICK_DEATH_S else 0
-            self.not_before = now + (min(0.25 * 2**self.quick_deaths, 30.0) if self.quick_deaths > 1 else 0.0)
-        return now >= self.not_before
-
-    def started(self) -> None:
-        self.started_at, self.noticed = time.monotonic(), False
-
-
-def _account_dict(account: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in account.model_dump(mode="json").items():
-        try:
-            out[key] = float(value) if isinstance(value, str) and key != "account_number" else value
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def _error(where: str, err: BaseException) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigurationError
@@ -117,3 +117,30 @@ class TickClock:
             self.ticks += 1
             yield due
             k += 1
+
+
+@dataclass
+class StrategyError:
+    """An exception a strategy raised, kept with its traceback (the loop goes on)."""
+
+    strategy: str
+    time: float
+    message: str
+    traceback: str
+
+
+@dataclass
+class StrategyRegistry:
+    """Registered strategies by name and the active one; swaps take effect between ticks."""
+
+    strategies: dict[str, Strategy] = field(default_factory=dict)
+    active: str | None = None
+
+    def add(self, fn: Strategy, activate: bool = True) -> str:
+        if not callable(fn):
+            raise ConfigurationError(f"strategy must be a callable taking the context; got {type(fn).__name__}")
+        name = getattr(fn, "__name__", None) or repr(fn)
+        self.strategies[name] = fn
+        if activate or self.active is None:
+            self.active = name
+        return name

@@ -278,3 +278,5 @@ def _cell(value: object) -> object:
     if isinstance(value, str) and ("\n" in value or "\r" in value):
         return value.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
     return value
+
+

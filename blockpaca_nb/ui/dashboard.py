@@ -21,6 +21,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..statuses import ENDED_SESSION_STATES
 from .chart import ChartPanel
 from .controls import Controls, DashboardError
 from .header import HeaderPanel, header_state
@@ -44,7 +45,6 @@ from .views import (
     trade_row,
 )
 
-FINAL = frozenset({"stopped", "failed"})
 CHART_PERIODS = 4  # the chart is updated every 4th refresh (1 s at the default 0.25 s)
 WORKERS_PERIODS = 4  # worker health is read every 4th refresh (it takes the pool's lock)
 
@@ -163,14 +163,14 @@ class Dashboard(widgets.VBox):
         self._step("errors", lambda: self._publish_errors(now))
         equity = self._account.equity(positions, mids)
         self._step("header", lambda: self._publish_header(equity, now))
-        due = self._refreshes % CHART_PERIODS == 1 or status in FINAL
+        due = self._refreshes % CHART_PERIODS == 1 or status in ENDED_SESSION_STATES
         if due or self.chart.pending():
             self._step("chart", lambda: self._publish_chart(equity, mids, now, sample=due))
         self._step("controls", self.controls.sync)
         return self._keep_going(status)
 
     def _keep_going(self, status: str) -> bool:
-        if status not in FINAL:
+        if status not in ENDED_SESSION_STATES:
             return True
         done, self._final_sent = self._final_sent, True
         return not done  # one more refresh after the end, so nothing late is missed

@@ -18,7 +18,6 @@ import traitlets
 from .tables import HERE, clean
 
 MODE_LABELS = {"sim": "SIM", "paper": "PAPER", "live": "LIVE"}
-ACCOUNT_FIELDS = ("buying_power", "last_equity")
 
 
 class HeaderPanel(anywidget.AnyWidget):

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from ..statuses import PROBLEM_STATUSES
 from .tables import Row, clean
 
 FILL_EVENTS = frozenset({"fill", "partial_fill"})
-BAD_STATUSES = frozenset({"rejected", "failed", "validation_error"})
 
 QUOTE_FIELDS = ("bid", "ask", "base", "t")
 QUOTE_COLUMNS: tuple[dict[str, Any], ...] = (
@@ -188,7 +188,7 @@ def trade_row(row: Mapping[str, Any]) -> Row:
     qty = row.get("executed_qty") if fill else row.get("qty")
     price = row.get("executed_price") if fill else (row.get("limit_price") or row.get("filled_avg_price"))
     status = str(row.get("status") or row.get("kind") or "")
-    bad = status in BAD_STATUSES or row.get("kind") in BAD_STATUSES
+    bad = status in PROBLEM_STATUSES or row.get("kind") in PROBLEM_STATUSES
     return (
         clean(_number(row.get("timestamp")), 3),
         str(row.get("client_order_id") or ""),

@@ -27,10 +27,12 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -40,6 +42,9 @@ from blockpaca_nb import Session, Simulator
 from blockpaca_nb.sim.universe import UNIVERSE
 from blockpaca_nb.ui import Dashboard
 from blockpaca_nb.ui.meter import CommMeter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, home of the suite's shared wait
+from waiting import wait_for
 
 TICKERS = list(UNIVERSE[:500])
 REFRESH_S = 0.25
@@ -123,14 +128,6 @@ def make_strategy(seed: int = 1) -> Callable[[Any], Any]:
         return orders
 
     return trade_a_few
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def run_ours(session: Session, meter: CommMeter, seconds: float) -> dict[str, float]:

@@ -29,9 +29,11 @@ from typing import Any
 import aiohttp
 
 from blockpaca_nb.broker import Connection, Credentials, Endpoints
-from blockpaca_nb.execution import ExecutionPool, RateLimiter, Ticket, default_workers, max_in_any_window
+from blockpaca_nb.execution import ExecutionPool, default_workers
 from blockpaca_nb.orders import Order, new_client_order_id
+from blockpaca_nb.ratelimit import RateLimiter, max_in_any_window
 from blockpaca_nb.sim import Simulator
+from blockpaca_nb.worker import Ticket
 
 TICKERS = ["AAPL", "MSFT", "TSLA", "NVDA", "SPY"]
 NO_LIMIT = 100_000

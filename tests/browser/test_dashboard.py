@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from jupyterlab_harness import JupyterLab, missing_requirements, notebook, open_page, save_screenshot
+from waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -90,16 +91,9 @@ PROMPTS = """() => Array.from(document.querySelectorAll(".jp-Notebook .jp-Cell .
   .map((p) => p.textContent.trim())"""
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last seen: {last!r})")
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """The shared wait, polling a quarter-second apart: each check reads the page through the browser."""
+    return wait_for(check, timeout, what, every=0.25)
 
 
 class Page:

@@ -9,6 +9,7 @@ from collections import deque
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 from blockpaca_nb import BlockpacaError, OrderValidationError, Session
 from blockpaca_nb.portfolio import Portfolio
@@ -180,14 +181,10 @@ def test_message_budget_with_500_tickers() -> None:
 def test_pump_thread_updates_then_ends_with_the_session(fake: FakeSession) -> None:
     fake.write_quotes()
     dashboard = Dashboard(fake, autostart=True)
-    deadline = time.monotonic() + 5
-    while not dashboard.quotes.patch.get("upsert") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: dashboard.quotes.patch.get("upsert"), 20, "the pump to send the quotes", every=0.02)
     assert {key for key, _row in dashboard.quotes.patch["upsert"]} == set(fake.tickers)
     fake.status = "stopped"
-    deadline = time.monotonic() + 5
-    while dashboard.pump.running and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: not dashboard.pump.running, 20, "the pump to end with the session", every=0.02)
     assert not dashboard.pump.running
     assert dashboard.header.state["status"] == "stopped"
 
@@ -347,9 +344,7 @@ def test_stop_button_never_blocks(fake: FakeSession) -> None:
     assert time.monotonic() - started < 0.2
     dashboard.refresh()
     assert dashboard.controls.stop.disabled
-    deadline = time.monotonic() + 5
-    while dashboard.controls.stopping() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: not dashboard.controls.stopping(), 20, "the stop to finish", every=0.02)
     assert fake.calls == ["stop"] and fake.status == "stopped"
 
 

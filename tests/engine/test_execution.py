@@ -20,12 +20,15 @@ from typing import Any
 
 import psutil
 import pytest
+from waiting import wait_for
 
 from blockpaca_nb.broker import Connection, Credentials, Endpoints
 from blockpaca_nb.errors import BlockpacaError, ConfigurationError
-from blockpaca_nb.execution import NOT_SENT, SPAWN, ExecutionPool, RateLimiter, Ticket
+from blockpaca_nb.execution import ExecutionPool
 from blockpaca_nb.orders import ACTION_RESULTS, Order
+from blockpaca_nb.ratelimit import SPAWN, RateLimiter
 from blockpaca_nb.sim import Simulator
+from blockpaca_nb.worker import NOT_SENT, Ticket
 
 TICKERS = ["AAPL", "MSFT", "TSLA"]
 TERMINAL = ("accepted", "rejected", "failed")
@@ -68,11 +71,8 @@ class Collector:
             pass
 
     def wait_for(self, predicate: Callable[[], object], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-            self.pump()
+        """Wait for ``predicate``, draining results between checks (the drain itself is the pause)."""
+        wait_for(lambda: predicate() or self.pump(), timeout, what, every=0)
 
     def finals(self, ticket: Ticket) -> list[dict[str, Any]]:
         return [e for e in self.events[ticket.seq] if e["kind"] in TERMINAL]
@@ -122,14 +122,6 @@ def process_gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def _own_a_pool(urls: dict[str, str], key: str, secret: str, out: Any) -> None:
@@ -314,7 +306,7 @@ def test_workers_exit_when_their_parent_dies(sim: Simulator) -> None:
     pids = out.get()
     os.kill(owner.pid, signal.SIGKILL)  # type: ignore[arg-type]
     owner.join(5)
-    wait_until(lambda: all(process_gone(pid) for pid in pids), 10, "the orphaned workers to exit")
+    wait_for(lambda: all(process_gone(pid) for pid in pids), 10, "the orphaned workers to exit")
 
 
 def test_submit_before_start_and_bad_settings_are_refused(sim: Simulator) -> None:

@@ -9,25 +9,23 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from multiprocessing.reduction import ForkingPickler
+from multiprocessing.synchronize import Barrier
 
 import pytest
+from waiting import wait_for
 
 from blockpaca_nb.errors import ConfigurationError
-from blockpaca_nb.execution import ARRIVAL_GRACE_S, SPAWN, RateLimiter, max_in_any_window, per_window
+from blockpaca_nb.ratelimit import ARRIVAL_GRACE_S, SPAWN, RateLimiter, max_in_any_window, per_window
+
+HAMMER_S = 2.0  # how long every process takes slots, counted from the moment all of them are up
+BOOT_S = 90.0  # spawning takes ~1 s on a quiet machine and much longer on a loaded one
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
-        time.sleep(0.005)
-
-
-def _hammer(limiter: RateLimiter, until: float, name: str, out: object) -> None:
-    """Child process: take slots as fast as the limiter allows until the monotonic time ``until``."""
+def _hammer(limiter: RateLimiter, start: Barrier, name: str, out: object) -> None:
+    """Child process: once every process is up, take slots as fast as the limiter allows for HAMMER_S."""
+    start.wait(BOOT_S)
+    until = time.monotonic() + HAMMER_S
     taken = 0
     while time.monotonic() < until:
         try:
@@ -50,11 +48,15 @@ def test_never_more_than_the_limit_in_any_window_across_processes() -> None:
     limit, window = 20, 0.5
     limiter = RateLimiter(limit, window)
     out = SPAWN.SimpleQueue()
-    started = time.monotonic()
-    until = started + 3.0  # processes take ~1 s to boot; they then hammer for the rest
-    children = [SPAWN.Process(target=_hammer, args=(limiter, until, f"p{i}", out)) for i in range(3)]
+    start = SPAWN.Barrier(4)  # three children and the kernel side: the budget starts when all are up
+    children = [SPAWN.Process(target=_hammer, args=(limiter, start, f"p{i}", out)) for i in range(3)]
     for child in children:
         child.start()
+    try:
+        start.wait(BOOT_S)
+    except threading.BrokenBarrierError:
+        pytest.fail(f"the {len(children)} processes were not all up within {BOOT_S:g} s")
+    until = time.monotonic() + HAMMER_S
     with contextlib.suppress(TimeoutError):
         while time.monotonic() < until:  # the kernel side hammers too
             limiter.acquire(timeout=max(0.01, until - time.monotonic()))

@@ -10,11 +10,12 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
+from waiting import wait_for
 
 from blockpaca_nb import Session, Simulator
 from blockpaca_nb.tradelog import COLUMNS, FLOAT_COLUMNS
@@ -33,17 +34,6 @@ def figure(test: str, **values: Any) -> None:
 def env_float(name: str, default: float) -> float:
     """A duration the CI run keeps short and a long run can raise, e.g. BLOCKPACA_DROP_SECONDS=60."""
     return float(os.environ.get(name) or default)
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition", every: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
 
 
 # ------------------------------------------------------------------ sessions
@@ -87,6 +77,13 @@ def settle(session: Session, cids: Iterable[str], timeout: float) -> list[str]:
     while (left := pending()) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
+
+
+def positions_match(session: Session, sim: Simulator) -> bool:
+    """Whether the session holds what the broker holds (a ticker at zero is no position)."""
+    broker = {p["symbol"]: float(p["qty"]) for p in sim.positions()}
+    ours = {p["ticker"]: p["quantity"] for p in session.get_current_data()[1]}
+    return ours == {k: v for k, v in broker.items() if v}
 
 
 def market(ticker: str, side: str = "buy", quantity: float = 1) -> dict[str, Any]:

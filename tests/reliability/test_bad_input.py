@@ -268,7 +268,7 @@ def test_raising_and_hanging_strategies_are_reported(session: Session) -> None:
     wait_for(lambda: any("still running after" in str(getattr(e, "message", "")) for e in session.errors), 20,
              "the overrun to be reported")
     skipped_before = session.skipped_ticks
-    time.sleep(1.5)
+    wait_for(lambda: session.skipped_ticks > skipped_before, 20, "ticks to be skipped while the strategy hangs")
     release.set()
     wait_for(lambda: calls.count("hang") >= 2, 20, "the strategy to run again once it returned")
     session.swap(lambda ctx: None)

@@ -30,7 +30,7 @@ from reliability_helpers import (
 )
 
 from blockpaca_nb import ConfigurationError, Session, Simulator
-from blockpaca_nb.execution import max_in_any_window
+from blockpaca_nb.ratelimit import max_in_any_window
 
 TICKERS = ["AAPL", "MSFT", "TSLA"]
 ORDERS, BLOCK = 1000, 100

@@ -25,6 +25,7 @@ from reliability_helpers import (
     figure,
     filled_rows_per_order,
     market,
+    positions_match,
     raw_rows,
     running,
     session_options,
@@ -83,8 +84,7 @@ def test_killed_quote_feed_is_restarted(sim: Simulator, tmp_path: Path) -> None:
         wait_for(lambda: session._children["feed"] is not feed, 5, "the supervisor to restart the feed")
         resumed = wait_for(lambda: [t for t in watch.updates if t > killed_at + 0.2], 30, "quotes to resume")[0]
         new_pid = session._children["feed"].pid
-        time.sleep(1)
-        assert watch.updates[-1] > resumed  # quotes keep coming
+        wait_for(lambda: watch.updates[-1] > resumed, 30, "quotes to keep coming")
     finally:
         watch.stop()
         session.stop()
@@ -106,7 +106,7 @@ def test_killed_recorder_is_restarted_and_catches_up(sim: Simulator, tmp_path: P
             time.sleep(0.05)
         wait_for(lambda: session._children["recorder"] is not recorder, 10, "a new recorder")
         unsettled = settle(session, sent, timeout=60)
-        time.sleep(1.0)
+        wait_for(lambda: positions_match(session, sim), 20, "the recovered fills to reach the session's positions")
         ours = {p["ticker"]: p["quantity"] for p in session.get_current_data()[1]}
     finally:
         session.stop()

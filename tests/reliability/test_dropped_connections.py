@@ -24,6 +24,7 @@ from reliability_helpers import (
     figure,
     filled_rows_per_order,
     market,
+    positions_match,
     raw_rows,
     running,
     session_options,
@@ -54,7 +55,7 @@ def test_streams_dropped_every_few_seconds(tmp_path: Path) -> None:
             sim.set_faults(ws_drop_every_s=None)
             connections.stop()
             assert not settle(session, sent, timeout=30), "orders not final after the drops"
-            time.sleep(1.0)  # the last fills reach the session's positions
+            wait_for(lambda: positions_match(session, sim), 20, "the last fills to reach the session's positions")
             positions_agree(session, sim)
         finally:
             watch.stop()

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import psutil
 import pytest
 import requests
+import waiting
 from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.live import StockDataStream
 from alpaca.data.models import Bar, Quote, Trade
@@ -36,16 +36,9 @@ CHILD_MODULE = "blockpaca_nb.sim.child"
 # ------------------------------------------------------------------ polling
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
-    """Poll `predicate` until it returns something truthy; fail with a clear message at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
-        time.sleep(interval)
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.02, what: str = "") -> T:
+    """The suite's shared wait (tests/waiting.py), under the name and ``interval=`` these tests use."""
+    return waiting.wait_for(predicate, timeout, what, every=interval)
 
 
 # ------------------------------------------------------------------ clients
