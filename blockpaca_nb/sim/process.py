@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
+from . import simclock
 from .calendar import MARKET_HOURS_VALUES
+from .data import DATA_PLANS
 from .server import FAULT_FIELDS, SimConfig
 from .universe import UNIVERSE
 
@@ -64,6 +66,12 @@ def _validated(**values: Any) -> dict[str, Any]:
     number("rate_limit_per_min", 1, optional=True)
     number("rate_limit_window_s", 0.1, 3600)
     number("ws_drop_every_s", 0.1, optional=True)
+    need(values["data_plan"] in DATA_PLANS, "data_plan", ", ".join(map(repr, DATA_PLANS)))
+    if values["clock_start"] is not None:
+        try:
+            simclock.parse_instant(values["clock_start"])
+        except ValueError:
+            need(False, "clock_start", "an ISO time with its zone, e.g. '2026-12-04T15:59:00-05:00', or None")
     return values
 
 
@@ -104,6 +112,8 @@ class Simulator:
         rate_limit_per_min: int | None = None,
         ws_drop_every_s: float | None = None,
         rate_limit_window_s: float = 60.0,
+        clock_start: str | None = None,
+        data_plan: str = "basic",
     ) -> None:
         settings = _validated(
             seed=seed,
@@ -117,6 +127,8 @@ class Simulator:
             rate_limit_per_min=rate_limit_per_min,
             ws_drop_every_s=ws_drop_every_s,
             rate_limit_window_s=rate_limit_window_s,
+            clock_start=clock_start,
+            data_plan=data_plan,
         )
         self.api_key = "SIM" + secrets.token_hex(8).upper()
         self._secret = secrets.token_urlsafe(24)
@@ -226,9 +238,27 @@ class Simulator:
             )
         current = {name: getattr(self._config, name) for name in FAULT_FIELDS}
         current.update(faults)
-        fixed = {"seed": 0, "port": 0, "quotes_per_second": 1, "market_hours": "always", "starting_cash": 0}
+        fixed = {
+            "seed": 0,
+            "port": 0,
+            "quotes_per_second": 1,
+            "market_hours": "always",
+            "starting_cash": 0,
+            "clock_start": None,
+            "data_plan": "basic",
+        }
         _validated(**fixed, rate_limit_window_s=self._config.rate_limit_window_s, **current)
         return self._internal("POST", "faults", faults)
+
+    def set_clock(self, when: str) -> dict[str, Any]:
+        """Jump the simulator's clock to `when` (an ISO time with its zone) while serving; it runs on
+        at wall speed from there. Returns what `/v2/clock` now answers, e.g. to cross the close:
+        `sim.set_clock("2026-12-04T15:59:58-05:00")`."""
+        try:
+            simclock.parse_instant(when)
+        except ValueError as err:
+            raise ConfigurationError(f"Simulator set_clock: {err}") from None
+        return self._internal("POST", "clock", {"time": when})
 
     def _internal(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         request = urllib.request.Request(

@@ -201,7 +201,7 @@ def clock_json(clock: calendar.Clock) -> dict[str, Any]:
     }
 
 
-def calendar_json(session: calendar.Session) -> dict[str, Any]:
+def calendar_json(session: calendar.TradingDay) -> dict[str, Any]:
     return {
         "date": session.date.isoformat(),
         "open": session.open.strftime("%H:%M"),

@@ -25,6 +25,7 @@ from conftest import TradeUpdates, data_client, trading_client, wait_for
 
 from blockpaca_nb.sim import Simulator
 from blockpaca_nb.sim.broker import Broker, SimOrder
+from blockpaca_nb.sim.hours import MarketHours
 from blockpaca_nb.sim.market import Market
 
 OPENING = ["pending_new", "new"]
@@ -32,8 +33,9 @@ OPENING = ["pending_new", "new"]
 
 @pytest.fixture(scope="module")
 def lsim() -> Iterator[Simulator]:
-    # seed 5: every default symbol is cheap enough for large orders; quotes move 20 times a second
-    with Simulator(seed=5, quotes_per_second=20, starting_cash=1_000_000) as s:
+    # the default symbols start near their real prices (NVDA ~$170, SPY ~$630): ten million dollars
+    # leave room for the large orders here; quotes move 20 times a second
+    with Simulator(seed=5, quotes_per_second=20, starting_cash=10_000_000) as s:
         yield s
 
 
@@ -355,7 +357,7 @@ def test_day_orders_expire_at_the_close() -> None:
     """The close → `expired` for day/opg/cls orders, untouched gtc (unreachable live on a weekend)."""
     events: list[tuple[str, SimOrder, dict[str, Any]]] = []
     market = Market(("AAPL",), 1, 1.0)
-    broker = Broker(market, 100_000, lambda e, o, x: events.append((e, o, dict(x))), lambda _now: False)
+    broker = Broker(market, 100_000, lambda e, o, x: events.append((e, o, dict(x))), MarketHours("always"))
     body = {"symbol": "AAPL", "qty": 1, "side": "buy", "type": "limit", "limit_price": 1.0}
     day = broker.submit({**body, "time_in_force": "day"})
     gtc = broker.submit({**body, "time_in_force": "gtc"})
