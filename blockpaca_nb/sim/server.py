@@ -109,6 +109,7 @@ class SimServer:
         self.data_window = RateWindow(config.rate_limit_per_min, config.rate_limit_window_s)
         self._tasks: list[asyncio.Task[None]] = []
         self._clock_cache: tuple[float, calendar.Clock] | None = None
+        self._close_at = self._close_due(simclock.time())
 
     # ----------------------------------------------------------------- helpers
     def credentials_ok(self, key: str | None, secret: str | None) -> bool:
@@ -164,17 +165,14 @@ class SimServer:
         tick = min(MAX_TICK_S, max(MIN_TICK_S, 1.0 / qps))
         started = time.monotonic()
         minute = simclock.time() // 60
-        close_due = self._close_due(simclock.time())
         while True:
             await asyncio.sleep(tick)
             try:
-                minute, close_due = self._market_tick(started, qps, minute, close_due)
+                minute = self._market_tick(started, qps, minute)
             except Exception:
                 log.exception("simulated market step failed; the market goes on")
 
-    def _market_tick(
-        self, started: float, qps: float, minute: float, close_due: float | None
-    ) -> tuple[float, float | None]:
+    def _market_tick(self, started: float, qps: float, minute: float) -> float:
         due = int((time.monotonic() - started) * qps) - self.market.steps
         now = simclock.time()
         # Close the finished minute before any trade of the new one: a trade stamped in the new
@@ -185,9 +183,14 @@ class SimServer:
             self.broker.record_equity(now)
         if due > 0:
             self._step_market(due, now)
-        if close_due is not None and now >= close_due:  # a close has passed (or was jumped over)
+        self.check_close(now)
+        return minute
+
+    def check_close(self, now: float) -> None:
+        """Expire day orders once a close has passed — also when the clock jumped over it."""
+        if self._close_at is not None and now >= self._close_at:
             self.broker.expire_day_orders(now)
-        return minute, self._close_due(now)
+        self._close_at = self._close_due(now)
 
     def _step_market(self, due: int, now: float) -> None:
         tick = self.market.step(due, now)
@@ -522,6 +525,8 @@ def build_app(config: SimConfig) -> web.Application:
             simclock.set_to(simclock.parse_instant(str(wanted)))
         except ValueError as err:
             raise invalid(str(err)) from None
+        sim.check_close(simclock.time())  # before any order placed at the new time can be expired
+        broker.on_market(simclock.time())  # orders released by the jump trade on the current quotes
         return ok(wire.clock_json(sim.clock()))
 
     @routes.post(INTERNAL + "faults")

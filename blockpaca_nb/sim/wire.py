@@ -90,7 +90,7 @@ def accepted_order_json(order: SimOrder) -> dict[str, Any]:
     """
     body = order_json(order)
     body.update(
-        status="pending_new",
+        status="accepted" if order.status == "accepted" else "pending_new",  # after hours: waits
         updated_at=body["created_at"],
         filled_qty="0",
         filled_avg_price=None,
