@@ -17,6 +17,7 @@ import secrets
 import select
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import weakref
 from collections.abc import Iterable, Mapping
@@ -258,7 +259,11 @@ class Simulator:
             simclock.parse_instant(when)
         except ValueError as err:
             raise ConfigurationError(f"Simulator set_clock: {err}") from None
-        return self._internal("POST", "clock", {"time": when})
+        try:
+            return self._internal("POST", "clock", {"time": when})
+        except urllib.error.HTTPError as err:
+            message = json.loads(err.read() or b"{}").get("message", str(err))
+            raise ConfigurationError(f"Simulator set_clock: {message}") from None
 
     def _internal(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         request = urllib.request.Request(

@@ -522,9 +522,13 @@ def build_app(config: SimConfig) -> web.Application:
     async def set_clock(request: web.Request) -> web.Response:
         wanted = (await sim.body(request)).get("time")
         try:
-            simclock.set_to(simclock.parse_instant(str(wanted)))
+            target = simclock.parse_instant(str(wanted))
         except ValueError as err:
             raise invalid(str(err)) from None
+        if target < simclock.time() - 1:  # bars, trades and order times must never run backwards
+            now = wire.ts(simclock.time())
+            raise invalid(f"the simulator's clock only moves forward; it is {now}, asked for {wanted}")
+        simclock.set_to(target)
         sim.check_close(simclock.time())  # before any order placed at the new time can be expired
         broker.on_market(simclock.time())  # orders released by the jump trade on the current quotes
         return ok(wire.clock_json(sim.clock()))

@@ -172,6 +172,14 @@ def test_opg_and_cls_windows(hsim: Simulator, client: TradingClient) -> None:
     assert datetime(2026, 12, 9, 9, 30, tzinfo=EASTERN) <= filled < datetime(2026, 12, 9, 9, 31, tzinfo=EASTERN)
 
 
+def test_the_clock_only_moves_forward(hsim: Simulator, client: TradingClient) -> None:
+    with pytest.raises(ConfigurationError, match="only moves forward"):
+        hsim.set_clock("2026-12-04T12:00:00-05:00")
+    with pytest.raises(ConfigurationError, match="set_clock"):
+        hsim.set_clock("tomorrow")
+    assert client.get_clock().timestamp >= datetime(2026, 12, 9, 9, 30, tzinfo=EASTERN)
+
+
 def test_clock_arguments_are_checked() -> None:
     with pytest.raises(ConfigurationError, match="clock_start"):
         Simulator(clock_start="2026-12-04T15:59:00")  # no zone
