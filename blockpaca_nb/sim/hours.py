@@ -79,9 +79,9 @@ class MarketHours:
 
     def may_fill(self, order: SimOrder, now: float) -> bool:
         """True when the order may trade at `now`: regular hours, its extended window, its auction."""
-        phase = self.phase(now)
         if self.market_hours == "always":
             return True
+        phase = self.phase(now)
         if order.time_in_force in ("opg", "cls"):
             return phase == REGULAR and self._in_auction(order.time_in_force, now)
         return phase == REGULAR or (order.extended_hours and phase == EXTENDED)
