@@ -133,7 +133,8 @@ class SimServer:
         """When the next close falls (day orders expire then); None when the market never closes."""
         if self.config.market_hours == "always":
             return None
-        return self.clock(now).next_close.timestamp()
+        # not the cached clock: from just before the close it would name the close just passed
+        return calendar.clock(datetime.fromtimestamp(now, UTC), self.config.market_hours).next_close.timestamp()
 
     def _on_order_event(self, event: str, order: SimOrder, extra: dict[str, Any]) -> None:
         if not self.trade_updates.listeners:
