@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import math
 import random
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from typing import Any
 
 from ..portfolio import Position
 from . import complex_orders
+from . import simclock as time  # the simulator's clock: every time.time() here reads simulated time
+from .hours import MarketHours
 from .market import Market
 
 ASSET_NAMESPACE = uuid.UUID("6f1b3c1e-2b7a-4a53-9a62-8e1c0f6d1b11")
@@ -200,7 +201,7 @@ class Broker:
         market: Market,
         starting_cash: float,
         on_event: EventSink,
-        is_open: Callable[[float], bool] = lambda _now: True,
+        hours: MarketHours | None = None,
         rules: Mapping[str, Any] = DEFAULT_RULES,
         strict: bool = False,
         seed: int = 0,
@@ -216,7 +217,7 @@ class Broker:
         self.cash = starting_cash
         self.starting_cash = starting_cash
         self.on_event = on_event
-        self.is_open = is_open
+        self.hours = hours or MarketHours("always")
         self.orders: dict[str, SimOrder] = {}
         self.open_orders: dict[str, SimOrder] = {}  # the ones matching and funds checks look at
         self.by_client_id: dict[str, SimOrder] = {}
@@ -290,11 +291,12 @@ class Broker:
 
     # ----------------------------------------------------------------- submitting
     def submit(self, body: Mapping[str, Any], now: float | None = None) -> SimOrder:
+        now = now or time.time()
         order = self._parse(body)
         legs = complex_orders.build_legs(body, order)
+        self.hours.check(order, now)
         self._check_conflicts(order)
         self._check_funds(order)
-        now = now or time.time()
         self._attach_legs(order, legs, now)
         self._accept(order, now)
         if order.order_class == "oco":
@@ -316,7 +318,7 @@ class Broker:
 
     def _activate(self, leg: SimOrder, now: float) -> None:
         self.open_orders[leg.id] = leg
-        self._transition(leg, "new", now)
+        self._transition(leg, "accepted" if self.hours.waits(leg, now) else "new", now)
         self.match_order(leg, now)
 
     def _on_closed(self, order: SimOrder, now: float) -> None:
@@ -400,8 +402,6 @@ class Broker:
             raise invalid("exactly one of trail_price or trail_percent is required for trailing_stop orders")
         if order.type != "trailing_stop" and any(t is not None for t in trails):
             raise invalid("trail_price and trail_percent are only allowed for trailing_stop orders")
-        if order.extended_hours and (order.type != "limit" or order.time_in_force != "day"):
-            raise invalid("extended hours order must be DAY limit orders")
         for name in ("limit_price", "stop_price"):
             if _sub_penny(getattr(order, name)):
                 raise ApiError(422, 42210000, "sub-penny increment does not fulfill minimum pricing criteria")
@@ -514,6 +514,9 @@ class Broker:
         self.orders[order.id] = order
         self.open_orders[order.id] = order
         self.by_client_id[order.client_order_id] = order
+        if self.hours.waits(order, now):  # after hours: only accepted, released when it may trade
+            self._transition(order, "accepted", now)
+            return
         self.on_event("pending_new", order, {})
         self._transition(order, "new", now)
         self.match_order(order, now)
@@ -537,8 +540,10 @@ class Broker:
             self.match_order(order, now)
 
     def match_order(self, order: SimOrder, now: float) -> None:
-        if not order.is_open or not (self.is_open(now) or order.extended_hours):
+        if not order.is_open or not self.hours.may_fill(order, now):
             return
+        if order.status == "accepted":
+            self._transition(order, "new", now)
         bid, ask, bid_size, ask_size = self.touch(order.symbol)
         touch_price, touch_size = (ask, ask_size) if order.side == "buy" else (bid, bid_size)
         if not self._triggered(order, bid, ask):

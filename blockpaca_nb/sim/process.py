@@ -17,6 +17,7 @@ import secrets
 import select
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import weakref
 from collections.abc import Iterable, Mapping
@@ -24,8 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..tickers import normalize_tickers
+from . import simclock
 from .broker import TRIGGERED_EVENTS
 from .calendar import MARKET_HOURS_VALUES
+from .data import DATA_PLANS
 from .server import FAULT_FIELDS, SimConfig
 from .universe import UNIVERSE
 
@@ -73,6 +77,12 @@ def _validated(**values: Any) -> dict[str, Any]:
     number("ws_drop_every_s", 0.1, optional=True)
     number("cancel_latency_ms", 0, 60_000)
     number("partial_fill_rate", 0, 1)
+    need(values["data_plan"] in DATA_PLANS, "data_plan", ", ".join(map(repr, DATA_PLANS)))
+    if values["clock_start"] is not None:
+        try:
+            simclock.parse_instant(values["clock_start"])
+        except ValueError:
+            need(False, "clock_start", "an ISO time with its zone, e.g. '2026-12-04T15:59:00-05:00', or None")
     return values
 
 
@@ -86,18 +96,8 @@ def _profile(profile: str, **overrides: float | None) -> dict[str, float]:
 
 
 def _symbols(symbols: Iterable[str] | None) -> tuple[str, ...]:
-    if symbols is None:
-        return UNIVERSE
-    if isinstance(symbols, str):
-        symbols = [s for s in symbols.split(",") if s.strip()]
-    chosen = tuple(dict.fromkeys(str(s).strip().upper() for s in symbols))
-    bad = [s for s in chosen if not s or not all(c.isalnum() or c in "./" for c in s)]
-    if not chosen or bad:
-        raise ConfigurationError(
-            f"Simulator symbols: {bad or 'empty list'} not valid;"
-            " allowed: ticker strings like 'AAPL', or None for the built-in universe"
-        )
-    return chosen
+    """The symbols to serve: the built-in universe, or the caller's tickers read as the session reads them."""
+    return UNIVERSE if symbols is None else tuple(normalize_tickers(symbols, "Simulator symbols"))
 
 
 class Simulator:
@@ -125,6 +125,8 @@ class Simulator:
         profile: str = "paper",
         cancel_latency_ms: float | None = None,
         partial_fill_rate: float | None = None,
+        clock_start: str | None = None,
+        data_plan: str = "basic",
     ) -> None:
         rules = _profile(profile, cancel_latency_ms=cancel_latency_ms, partial_fill_rate=partial_fill_rate)
         settings = _validated(
@@ -140,6 +142,8 @@ class Simulator:
             rate_limit_per_min=rate_limit_per_min,
             ws_drop_every_s=ws_drop_every_s,
             rate_limit_window_s=rate_limit_window_s,
+            clock_start=clock_start,
+            data_plan=data_plan,
         )
         self.api_key = "SIM" + secrets.token_hex(8).upper()
         self._secret = secrets.token_urlsafe(24)
@@ -254,7 +258,15 @@ class Simulator:
             )
         current = {name: getattr(self._config, name) for name in FAULT_FIELDS}
         current.update(faults)
-        fixed = {"seed": 0, "port": 0, "quotes_per_second": 1, "market_hours": "always", "starting_cash": 0}
+        fixed = {
+            "seed": 0,
+            "port": 0,
+            "quotes_per_second": 1,
+            "market_hours": "always",
+            "starting_cash": 0,
+            "clock_start": None,
+            "data_plan": "basic",
+        }
         _validated(**fixed, rate_limit_window_s=self._config.rate_limit_window_s, **current)
         return self._internal("POST", "faults", faults)
 
@@ -267,6 +279,20 @@ class Simulator:
                 f"Simulator.trigger_event event={event!r} is not valid; allowed: {', '.join(sorted(TRIGGERED_EVENTS))}"
             )
         return self._internal("POST", f"orders/{order_id}/event", {"event": event})
+
+    def set_clock(self, when: str) -> dict[str, Any]:
+        """Jump the simulator's clock to `when` (an ISO time with its zone) while serving; it runs on
+        at wall speed from there. Returns what `/v2/clock` now answers, e.g. to cross the close:
+        `sim.set_clock("2026-12-04T15:59:58-05:00")`."""
+        try:
+            simclock.parse_instant(when)
+        except ValueError as err:
+            raise ConfigurationError(f"Simulator set_clock: {err}") from None
+        try:
+            return self._internal("POST", "clock", {"time": when})
+        except urllib.error.HTTPError as err:
+            message = json.loads(err.read() or b"{}").get("message", str(err))
+            raise ConfigurationError(f"Simulator set_clock: {message}") from None
 
     def _internal(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         request = urllib.request.Request(

@@ -91,7 +91,7 @@ def accepted_order_json(order: SimOrder) -> dict[str, Any]:
     """
     body = order_json(order)
     body.update(
-        status="pending_new",
+        status="accepted" if order.status == "accepted" else "pending_new",  # after hours: waits
         updated_at=body["created_at"],
         filled_qty="0",
         filled_avg_price=None,
@@ -227,7 +227,7 @@ def clock_json(clock: calendar.Clock) -> dict[str, Any]:
     }
 
 
-def calendar_json(session: calendar.Session) -> dict[str, Any]:
+def calendar_json(session: calendar.TradingDay) -> dict[str, Any]:
     return {
         "date": session.date.isoformat(),
         "open": session.open.strftime("%H:%M"),

@@ -27,7 +27,8 @@ from blockpaca_nb.sim import Simulator
 @pytest.fixture(scope="module")
 def esim() -> Iterator[Simulator]:
     # frozen prices; seed 21 makes MSFT hard to borrow (not shortable)
-    with Simulator(seed=21, quotes_per_second=0.001) as s:
+    # the well-known names are always shortable and fractionable: AEP and ADP have drawn profiles
+    with Simulator(("AAPL", "MSFT", "TSLA", "NVDA", "SPY", "AEP", "ADP"), seed=21, quotes_per_second=0.001) as s:
         yield s
 
 
@@ -101,9 +102,10 @@ def test_selling_more_than_held(client: TradingClient) -> None:
 
 
 def test_short_sale_of_hard_to_borrow_asset(client: TradingClient) -> None:
-    assert client.get_asset("MSFT").shortable is False
-    err = api_error(lambda: client.submit_order(market("MSFT", 1, OrderSide.SELL)), 422, 42210000)
-    assert err.message == "asset MSFT cannot be sold short"
+    assert client.get_asset("AEP").shortable is False  # a drawn profile (seed 21)
+    assert client.get_asset("MSFT").shortable is True  # a well-known name: always shortable
+    err = api_error(lambda: client.submit_order(market("AEP", 1, OrderSide.SELL)), 422, 42210000)
+    assert err.message == "asset AEP cannot be sold short"
 
 
 def test_unknown_symbol(client: TradingClient, esim: Simulator) -> None:

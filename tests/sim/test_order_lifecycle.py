@@ -25,6 +25,7 @@ from conftest import TradeUpdates, data_client, trading_client, wait_for
 
 from blockpaca_nb.sim import Simulator
 from blockpaca_nb.sim.broker import Broker, SimOrder
+from blockpaca_nb.sim.hours import MarketHours
 from blockpaca_nb.sim.market import Market
 
 OPENING = ["pending_new", "new"]
@@ -33,10 +34,11 @@ CANCELING = ["pending_cancel", "canceled"]  # paper: a cancel the client asks fo
 
 @pytest.fixture(scope="module")
 def lsim() -> Iterator[Simulator]:
-    # seed 5: every default symbol is cheap enough for large orders; quotes move 20 times a second.
+    # seed 5; the default symbols start near their real prices (NVDA ~$170, SPY ~$630): ten million
+    # dollars leave room for the large orders here; quotes move 20 times a second.
     # The paper profile, without its random partial fills: these tests name each order's exact events
     # (tests/sim/test_paper_rules.py covers the partial fills).
-    with Simulator(seed=5, quotes_per_second=20, starting_cash=1_000_000, partial_fill_rate=0) as s:
+    with Simulator(seed=5, quotes_per_second=20, starting_cash=10_000_000, partial_fill_rate=0) as s:
         yield s
 
 
@@ -337,28 +339,26 @@ def test_short_sale_fill_reports_negative_position(client: TradingClient, stream
 
 
 def test_closed_market_accepts_orders_without_filling(make_sim: Any, trade_updates: Any) -> None:
-    s = make_sim(market_hours="nyse", quotes_per_second=20, partial_fill_rate=0)
+    """On a Saturday a plain order is only `accepted` (it waits for the open) and may be canceled."""
+    s = make_sim(market_hours="nyse", quotes_per_second=20, clock_start="2026-12-05T12:00:00-05:00")
     client = trading_client(s)
     recorder = trade_updates(s)
+    assert client.get_clock().is_open is False
     order = client.submit_order(
         MarketOrderRequest(symbol="AAPL", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
     )
-    if client.get_clock().is_open:
-        assert settle(recorder, order.id, "fill") == [*OPENING, "fill"]
-    else:
-        recorder.wait_event(order.id, "new")
-        time.sleep(0.3)
-        assert client.get_order_by_id(order.id).status == OrderStatus.NEW
-        assert recorder.events(order.id) == OPENING
-        client.cancel_order_by_id(order.id)  # a resting market order can still be canceled
-        assert settle(recorder, order.id, "canceled") == [*OPENING, *CANCELING]
+    recorder.wait_event(order.id, "accepted")
+    assert [o["status"] for o in s.orders() if o["id"] == str(order.id)] == ["accepted"]
+    assert s.positions() == []
+    client.cancel_order_by_id(order.id)  # an order waiting for the open can still be canceled
+    assert settle(recorder, order.id, "canceled") == ["accepted", *CANCELING]
 
 
 def test_day_orders_expire_at_the_close() -> None:
     """The close → `expired` for day/opg/cls orders, untouched gtc (unreachable live on a weekend)."""
     events: list[tuple[str, SimOrder, dict[str, Any]]] = []
     market = Market(("AAPL",), 1, 1.0)
-    broker = Broker(market, 100_000, lambda e, o, x: events.append((e, o, dict(x))), lambda _now: False)
+    broker = Broker(market, 100_000, lambda e, o, x: events.append((e, o, dict(x))), MarketHours("always"))
     body = {"symbol": "AAPL", "qty": 1, "side": "buy", "type": "limit", "limit_price": 1.0}
     day = broker.submit({**body, "time_in_force": "day"})
     gtc = broker.submit({**body, "time_in_force": "gtc"})

@@ -212,7 +212,7 @@ def test_an_order_that_fills_while_pending_cancel_or_replace(make_sim: Factory, 
     """The cancel (replace) loses the race: `fill`, then `order_cancel_rejected` (`order_replace_rejected`,
     and the replacement is `rejected`)."""
     sim = make_sim(
-        seed=21, quotes_per_second=10, cancel_latency_ms=20_000, partial_fill_rate=0, starting_cash=10_000_000
+        seed=21, quotes_per_second=10, cancel_latency_ms=20_000, partial_fill_rate=0, starting_cash=100_000_000
     )
     client, stream = trading_client(sim), trade_updates(sim)
     ask, size = ask_of(sim, "NVDA")
@@ -378,7 +378,7 @@ def test_small_accounts_get_multiplier_one_and_cannot_short(make_sim: Factory) -
 
 
 def test_account_and_asset_fields_as_alpaca_serves_them_in_2026(make_sim: Factory) -> None:
-    sim = make_sim(**FROZEN)
+    sim = make_sim(("AAPL", "MSFT", "AEP"), **FROZEN)
     raw = raw_session(sim)
     body = raw.get(f"{sim.urls['trading']}/v2/account").json()
     assert not {"pattern_day_trader", "daytrade_count", "daytrading_buying_power"} & set(body)
@@ -386,7 +386,8 @@ def test_account_and_asset_fields_as_alpaca_serves_them_in_2026(make_sim: Factor
     assert trading_client(sim).get_account().equity == body["equity"]  # alpaca-py 0.44 parses without them
     assets = {a["symbol"]: a for a in raw.get(f"{sim.urls['trading']}/v2/assets").json()}
     assert assets["AAPL"]["borrow_status"] == "easy_to_borrow"
-    assert assets["MSFT"]["shortable"] is False and assets["MSFT"]["borrow_status"] == "hard_to_borrow"
+    assert assets["MSFT"]["shortable"] is True  # a well-known name: always shortable, as on Alpaca
+    assert assets["AEP"]["shortable"] is False and assets["AEP"]["borrow_status"] == "hard_to_borrow"  # seed 21
 
 
 def test_account_configurations(make_sim: Factory) -> None:
@@ -408,10 +409,10 @@ def test_account_configurations(make_sim: Factory) -> None:
 
 
 def test_short_sale_errors_are_422(make_sim: Factory) -> None:
-    sim = make_sim(**FROZEN)
+    sim = make_sim(("AAPL", "NVDA", "AEP"), **FROZEN)
     client = trading_client(sim)
     api_error(
-        lambda: client.submit_order(market("MSFT", 1, "sell")), 422, 42210000, "asset MSFT cannot be sold short"
+        lambda: client.submit_order(market("AEP", 1, "sell")), 422, 42210000, "asset AEP cannot be sold short"
     )
     api_error(
         lambda: client.submit_order(market("NVDA", 0.5, "sell")),
@@ -429,7 +430,7 @@ def test_short_sale_errors_are_422(make_sim: Factory) -> None:
 
 def test_every_trade_update_event_reaches_alpaca_py(make_sim: Factory, trade_updates: Any) -> None:
     sim = make_sim(
-        seed=21, quotes_per_second=10, cancel_latency_ms=300, partial_fill_rate=1.0, starting_cash=10_000_000
+        seed=21, quotes_per_second=10, cancel_latency_ms=300, partial_fill_rate=1.0, starting_cash=100_000_000
     )
     client, stream = trading_client(sim), trade_updates(sim)
     # partial_fill then fill (every marketable order splits at this rate)
