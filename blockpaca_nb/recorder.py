@@ -44,6 +44,7 @@ from .broker_calls import BrokerCalls
 from .orders import action_from_client_order_id, worker_from_client_order_id
 from .processes import SpawnProcess, configure_child_logging, start_child
 from .ratelimit import RateLimiter
+from .refusals import with_advice
 from .statuses import FINAL_ORDER_STATUSES
 from .tradelog import TradeLogRow, TradeLogWriter
 
@@ -53,9 +54,31 @@ CATCH_UP_MARGIN_S = 5.0  # how far before the known gap a catch-up starts lookin
 PAGE_SIZE = 500  # Alpaca's largest page of orders
 READY_TIMEOUT_S = 30.0
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.25, 10.0
-_RANK = {"pending_new": 0, "new": 1, "accepted": 1, "partially_filled": 2, "pending_cancel": 3, "pending_replace": 3}
+# How far along an order is, by status (the filled quantity counts first). Waiting (accepted after
+# hours, a held bracket exit) and pending_new come before new; done_for_day after the pending changes.
+_RANK = {
+    "accepted": 0,
+    "held": 0,
+    "pending_new": 0,
+    "new": 1,
+    "partially_filled": 2,
+    "pending_cancel": 3,
+    "pending_replace": 3,
+    "done_for_day": 4,
+}
 _FINAL_RANK = 9
-_ALWAYS_LOGGED = frozenset({"order_cancel_rejected", "order_replace_rejected"})  # they change no state
+# Events that change no status or quantity, yet the user must see them: a cancel or replace that lost
+# the race against a fill, and Alpaca restating an order.
+_ALWAYS_LOGGED = frozenset({"order_cancel_rejected", "order_replace_rejected", "restated"})
+# What an event means when the broker gives no reason of its own.
+_EVENT_NOTES = {
+    "accepted": "the broker holds it until the market opens (sent outside market hours)",
+    "held": "held until its entry order fills",
+    "done_for_day": "done for today: it gets no more fills until the next trading day",
+    "order_cancel_rejected": "the cancel came too late: the order filled first",
+    "order_replace_rejected": "the replace came too late: the order filled first",
+    "restated": "the broker restated the order (no change to it)",
+}
 
 
 def start_recorder(
@@ -122,7 +145,7 @@ def trade_update_row(data: Mapping[str, Any], executed: tuple[float, float] | No
         limit_price=_number(order.get("limit_price")),
         filled_qty=_number(order.get("filled_qty")),
         filled_avg_price=_number(order.get("filled_avg_price")),
-        reason=str(data.get("reason") or ""),
+        reason=str(data.get("reason") or _EVENT_NOTES.get(str(data.get("event")), "")),
         worker=worker_from_client_order_id(cid),
     )
     return {"kind": "trade_update", "position_qty": _number(data.get("position_qty")), **vars(row)}
@@ -150,11 +173,19 @@ def submission_row(result: Mapping[str, Any]) -> dict[str, Any]:
         order_type=str(result.get("order_type") or ""),
         qty=_number(result.get("qty")),
         limit_price=_number(result.get("limit_price")),
-        reason=str(result.get("reason") or ""),
+        reason=_reason(kind, result),
         worker=result.get("worker"),
         latency_ms=_number(result.get("latency_ms")),
     )
     return {"kind": kind, **vars(row)}
+
+
+def _reason(kind: str, result: Mapping[str, Any]) -> str:
+    """The submission's reason; a broker's refusal is followed by what to do about it."""
+    reason = str(result.get("reason") or "")
+    if kind != "rejected" or not reason:
+        return reason
+    return with_advice(reason, str(result.get("ticker") or ""), str(result.get("side") or ""))
 
 
 def _row_key(row: Mapping[str, Any]) -> tuple[str, str, str, float]:
