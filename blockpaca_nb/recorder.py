@@ -118,12 +118,19 @@ def _epoch(value: Any) -> float:
 # =============================================================================== rows
 
 
-def trade_update_row(data: Mapping[str, Any], executed: tuple[float, float] | None = None) -> dict[str, Any]:
+def trade_update_row(
+    data: Mapping[str, Any], executed: tuple[float, float] | None = None, leg_of: str | None = None
+) -> dict[str, Any]:
     """A trade_updates message (the `data` part) as a trade-log row. ``executed`` (quantity, price)
-    overrides the message's own fill (a change recovered through REST has none)."""
+    overrides the message's own fill (a change recovered through REST has none). ``leg_of``: the
+    client order id of the order this one is an exit of (Alpaca names a leg with an id of its own)."""
     order = data.get("order") or {}
     cid = order.get("client_order_id") or ""
     status = order.get("status") or ""
+    action = action_from_client_order_id(cid) or (_exit_action(order) if leg_of else "")
+    note = _EVENT_NOTES.get(str(data.get("event")), "")
+    if leg_of:
+        note = "; ".join(filter(None, [f"{_leg_name(order)} of {leg_of}", note]))
     if executed is None:
         filled = data.get("event") in ("fill", "partial_fill")
         executed = ((_number(data.get("qty")) or 0.0), (_number(data.get("price")) or 0.0)) if filled else (0.0, 0.0)
@@ -135,7 +142,7 @@ def trade_update_row(data: Mapping[str, Any], executed: tuple[float, float] | No
         executed_qty=executed[0],
         status=status,
         side=order.get("side") or "",
-        action=action_from_client_order_id(cid) or "",
+        action=action,
         timestamp=_epoch(data.get("timestamp")),
         raw_status=f"OrderStatus.{status.upper()}",
         event=str(data.get("event") or ""),
@@ -145,10 +152,39 @@ def trade_update_row(data: Mapping[str, Any], executed: tuple[float, float] | No
         limit_price=_number(order.get("limit_price")),
         filled_qty=_number(order.get("filled_qty")),
         filled_avg_price=_number(order.get("filled_avg_price")),
-        reason=str(data.get("reason") or _EVENT_NOTES.get(str(data.get("event")), "")),
+        reason=str(data.get("reason") or note),
         worker=worker_from_client_order_id(cid),
     )
     return {"kind": "trade_update", "position_qty": _number(data.get("position_qty")), **vars(row)}
+
+
+def _exit_action(leg: Mapping[str, Any]) -> str:
+    """A bracket's exit closes what its entry opened: a sell closes a long, a buy covers a short."""
+    return "sell_long" if leg.get("side") == "sell" else "buy_to_cover"
+
+
+def _leg_name(leg: Mapping[str, Any]) -> str:
+    return "take-profit exit" if (leg.get("type") or leg.get("order_type")) == "limit" else "stop-loss exit"
+
+
+def legs_of(order: Mapping[str, Any]) -> dict[str, str]:
+    """The exits an order JSON carries (its ``legs``), by order id, each to the order's client id."""
+    parent = str(order.get("client_order_id") or "")
+    legs = order.get("legs") or []
+    return {str(leg.get("id")): parent for leg in legs if isinstance(leg, Mapping) and leg.get("id")}
+
+
+def _exits_note(order: Mapping[str, Any]) -> str:
+    """An accepted order's exits, e.g. "bracket exits: take-profit exit sell limit 230 (order …); …"."""
+    legs = [leg for leg in order.get("legs") or [] if isinstance(leg, Mapping)]
+    if not legs:
+        return ""
+    return f"{order.get('order_class') or 'order'} exits: " + "; ".join(_leg_text(leg) for leg in legs)
+
+
+def _leg_text(leg: Mapping[str, Any]) -> str:
+    prices = [f"{name} {leg[key]}" for name, key in (("stop", "stop_price"), ("limit", "limit_price")) if leg.get(key)]
+    return f"{_leg_name(leg)} {leg.get('side')} {' '.join(prices)} (order {leg.get('id')})"
 
 
 _SUBMISSION_STATUS = {"accepted": "accepted", "rejected": "rejected", "failed": "failed", "submitting": "submitting"}
@@ -183,6 +219,8 @@ def submission_row(result: Mapping[str, Any]) -> dict[str, Any]:
 def _reason(kind: str, result: Mapping[str, Any]) -> str:
     """The submission's reason; a broker's refusal is followed by what to do about it."""
     reason = str(result.get("reason") or "")
+    if kind == "accepted" and not reason:
+        return _exits_note(result.get("order") or {})
     if kind != "rejected" or not reason:
         return reason
     return with_advice(reason, str(result.get("ticker") or ""), str(result.get("side") or ""))
@@ -259,6 +297,7 @@ class Recorder:
         self.send: Callable[[Any], None] = events.send if hasattr(events, "send") else events.put
         self.lock = threading.Lock()
         self.ledger = ProgressBook()
+        self.legs: dict[str, str] = {}  # exit order id -> the client id of the order it belongs to
         self.logged: set[tuple[str, str, str, float]] = set()  # submission rows in the log at a restart
         self.last_time: float | None = None
         _cut_torn_tail(path)
@@ -281,6 +320,7 @@ class Recorder:
         if item.get("kind") == "submitting":  # the kernel tracks it; the stream's pending_new logs it
             self.forward(item if ack is None else {**item, "ack": ack})
             return
+        self.legs.update(legs_of(item.get("order") or {}))
         row = submission_row(item)
         if self.logged and _row_key(row) in self.logged:
             self.forward({**row, "ack": ack})
@@ -296,9 +336,10 @@ class Recorder:
             if order_id and not self.ledger.is_news(order_id, *state) and data.get("event") not in _ALWAYS_LOGGED:
                 return
             executed = self.ledger.advance(order_id, order, _epoch(data.get("timestamp")))
+            self.legs.update(legs_of(order))
         own = _number(data.get("qty")) if data.get("event") in ("fill", "partial_fill") else None
         keep_own = own is not None and abs(own - executed[0]) < 1e-9  # nothing missed: the fill's own price
-        self.record(trade_update_row(data, None if keep_own else executed))
+        self.record(trade_update_row(data, None if keep_own else executed, self.legs.get(order_id)))
 
     # ----------------------------------------------------------------- reading back after a restart
     def _read_back(self, path: Path) -> None:

@@ -317,17 +317,23 @@ class Broker:
             complex_orders.pair([order, *legs])
 
     def _activate(self, leg: SimOrder, now: float) -> None:
+        self._release(leg, now)
+        self.match_order(leg, now)
+
+    def _release(self, leg: SimOrder, now: float) -> None:
+        """An exit goes live (or waits for the open): it may trade and its sibling may cancel it."""
         self.open_orders[leg.id] = leg
         self._transition(leg, "accepted" if self.hours.waits(leg, now) else "new", now)
-        self.match_order(leg, now)
 
     def _on_closed(self, order: SimOrder, now: float) -> None:
         """A complex order's consequences: the entry's fill releases its exits, its cancel (or
         expiry) cancels them; an exit's fill cancels its sibling."""
         held = [leg for leg in order.legs if leg.status == "held"]
         if order.status == "filled":
+            for leg in held:  # both exits live before either trades: the first fill cancels the other
+                self._release(leg, now)
             for leg in held:
-                self._activate(leg, now)
+                self.match_order(leg, now)
         elif order.status in ("canceled", "expired", "rejected"):
             for leg in held:
                 leg.canceled_at = now

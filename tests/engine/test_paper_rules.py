@@ -8,7 +8,7 @@ Each test checks what the broker holds (`sim.orders()`, `sim.positions()`), not 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from blockpaca_nb.preflight import data_plan_warning
 from blockpaca_nb.refusals import advice, with_advice
 from blockpaca_nb.ui.views import describe_error
 
+Sims = Callable[..., Simulator]
 RACE = 40  # an order this many times the touch fills over ~RACE quote steps: time for a cancel to lose
 
 
@@ -41,8 +42,22 @@ def make_session(sim: Simulator, tmp_path: Path, tickers: list[str], **kwargs: A
 
 
 @pytest.fixture
-def running() -> Iterator[list[Session]]:
-    """Sessions started by a test; each is stopped (holding its positions) when the test ends."""
+def make_sim() -> Iterator[Callable[..., Simulator]]:
+    """Start simulators with any settings; each is stopped after the test's sessions."""
+    started: list[Simulator] = []
+
+    def make(*args: Any, **kwargs: Any) -> Simulator:
+        started.append(Simulator(*args, **kwargs).start())
+        return started[-1]
+
+    yield make
+    for simulator in started:
+        simulator.stop()
+
+
+@pytest.fixture
+def running(make_sim: Callable[..., Simulator]) -> Iterator[list[Session]]:
+    """Sessions started by a test; each is stopped (holding its positions) before the simulators."""
     sessions: list[Session] = []
     yield sessions
     for session in sessions:
@@ -92,47 +107,50 @@ def session_qty(session: Session, symbol: str) -> float:
 # ------------------------------------------------------------------ every trade_updates event
 
 
-def test_every_trade_update_event_reaches_the_trade_log(tmp_path: Path, running: list[Session]) -> None:
+def test_every_trade_update_event_reaches_the_trade_log(tmp_path: Path, make_sim: Sims, running: list[Session]) -> None:
     tickers = ["AAPL", "NVDA", "SPY", "TSLA"]
-    with Simulator(
+    sim = make_sim(
         tickers, seed=21, quotes_per_second=10, cancel_latency_ms=300, partial_fill_rate=1.0, starting_cash=1e8
-    ) as sim:
-        session = start(running, make_session(sim, tmp_path, tickers))
-        broker = client(sim)
-        # every marketable order arrives as a partial fill first: the position is the sum of both
-        bought = send(session, {"ticker": "AAPL", "quantity": 10, "side": "buy", "order_type": "market"})
-        assert wait_logged(session, bought, "fill")[-2:] == ["partial_fill", "fill"]
-        wait_for(lambda: session_qty(session, "AAPL") == broker_qty(sim, "AAPL") == 10, what="10 AAPL held")
-        # an asynchronous cancel and replace: pending first
-        resting = send(session, {"ticker": "NVDA", "quantity": 1, "side": "buy", "order_type": "limit",
-                                 "limit_price": 1.0, "time_in_force": "gtc"})  # fmt: skip
-        broker.cancel_order_by_id(session.orders[resting]["order_id"])
-        assert wait_logged(session, resting, "canceled")[-2:] == ["pending_cancel", "canceled"]
-        moved = send(session, {"ticker": "SPY", "quantity": 1, "side": "buy", "order_type": "limit",
-                               "limit_price": 1.0, "time_in_force": "gtc"})  # fmt: skip
-        broker.replace_order_by_id(session.orders[moved]["order_id"], ReplaceOrderRequest(limit_price=1.5))
-        assert wait_logged(session, moved, "replaced")[-2:] == ["pending_replace", "replaced"]
-        # a cancel and a replace that lose the race against the fill
-        sim.set_faults(cancel_latency_ms=20_000, partial_fill_rate=0)
-        for symbol, change, lost in (("TSLA", "cancel", "order_cancel_rejected"), ("AAPL", "replace", "order_replace_rejected")):  # noqa: E501
-            ask, size = touch(sim, symbol)
-            racing = send(session, {"ticker": symbol, "quantity": RACE * size, "side": "buy", "order_type": "limit",
-                                    "limit_price": round(ask * 1.5, 2)})  # fmt: skip
-            order_id = session.orders[racing]["order_id"]
-            if change == "cancel":
-                broker.cancel_order_by_id(order_id)
-            else:
-                broker.replace_order_by_id(order_id, ReplaceOrderRequest(limit_price=round(ask * 1.6, 2)))
-            assert wait_logged(session, racing, lost)[-2:] == ["fill", lost]
-        # what only the broker decides: restated, done for the day, expired
-        day = send(session, {"ticker": "NVDA", "quantity": 1, "side": "buy", "order_type": "limit", "limit_price": 1.0})
-        for event in ("restated", "done_for_day", "expired"):
-            sim.trigger_event(session.orders[day]["order_id"], event)
-            wait_logged(session, day, event)
-        assert session.orders[day]["status"] == "expired"
-        # the session's positions are the broker's: every partial fill counted once
-        for symbol in tickers:
-            wait_for(lambda s=symbol: session_qty(session, s) == broker_qty(sim, s), what=f"{symbol} agrees")
+    )
+    session = start(running, make_session(sim, tmp_path, tickers))
+    broker = client(sim)
+    # every marketable order arrives as a partial fill first: the position is the sum of both
+    bought = send(session, {"ticker": "AAPL", "quantity": 10, "side": "buy", "order_type": "market"})
+    assert wait_logged(session, bought, "fill")[-2:] == ["partial_fill", "fill"]
+    wait_for(lambda: session_qty(session, "AAPL") == broker_qty(sim, "AAPL") == 10, what="10 AAPL held")
+    # an asynchronous cancel and replace: pending first
+    resting = send(session, {"ticker": "NVDA", "quantity": 1, "side": "buy", "order_type": "limit",
+                             "limit_price": 1.0, "time_in_force": "gtc"})  # fmt: skip
+    broker.cancel_order_by_id(session.orders[resting]["order_id"])
+    assert wait_logged(session, resting, "canceled")[-2:] == ["pending_cancel", "canceled"]
+    moved = send(session, {"ticker": "SPY", "quantity": 1, "side": "buy", "order_type": "limit",
+                           "limit_price": 1.0, "time_in_force": "gtc"})  # fmt: skip
+    broker.replace_order_by_id(session.orders[moved]["order_id"], ReplaceOrderRequest(limit_price=1.5))
+    assert wait_logged(session, moved, "replaced")[-2:] == ["pending_replace", "replaced"]
+    # a cancel and a replace that lose the race against the fill
+    sim.set_faults(cancel_latency_ms=20_000, partial_fill_rate=0)
+    for symbol, change, lost in (
+        ("TSLA", "cancel", "order_cancel_rejected"),
+        ("AAPL", "replace", "order_replace_rejected"),
+    ):
+        ask, size = touch(sim, symbol)
+        racing = send(session, {"ticker": symbol, "quantity": RACE * size, "side": "buy", "order_type": "limit",
+                                "limit_price": round(ask * 1.5, 2)})  # fmt: skip
+        order_id = session.orders[racing]["order_id"]
+        if change == "cancel":
+            broker.cancel_order_by_id(order_id)
+        else:
+            broker.replace_order_by_id(order_id, ReplaceOrderRequest(limit_price=round(ask * 1.6, 2)))
+        assert wait_logged(session, racing, lost)[-2:] == ["fill", lost]
+    # what only the broker decides: restated, done for the day, expired
+    day = send(session, {"ticker": "NVDA", "quantity": 1, "side": "buy", "order_type": "limit", "limit_price": 1.0})
+    for event in ("restated", "done_for_day", "expired"):
+        sim.trigger_event(session.orders[day]["order_id"], event)
+        wait_logged(session, day, event)
+    assert session.orders[day]["status"] == "expired"
+    # the session's positions are the broker's: every partial fill counted once
+    for symbol in tickers:
+        wait_for(lambda s=symbol: session_qty(session, s) == broker_qty(sim, s), what=f"{symbol} agrees")
     rows = session.trade_log
     reasons = dict(zip(rows["event"], rows["reason"], strict=True))
     assert "filled first" in reasons["order_cancel_rejected"] and "next trading day" in reasons["done_for_day"]
@@ -141,33 +159,35 @@ def test_every_trade_update_event_reaches_the_trade_log(tmp_path: Path, running:
 # ------------------------------------------------------------------ refusals say what to do
 
 
-def test_wash_trade_and_two_direction_refusals_say_what_to_do(tmp_path: Path, running: list[Session]) -> None:
+def test_wash_trade_and_two_direction_refusals_say_what_to_do(
+    tmp_path: Path, make_sim: Sims, running: list[Session]
+) -> None:
     tickers = ["AAPL", "MSFT"]
-    with Simulator(tickers, seed=21, quotes_per_second=10, partial_fill_rate=0, starting_cash=1e6) as sim:
-        session = start(running, make_session(sim, tmp_path, tickers))
-        send(session, {"ticker": "AAPL", "quantity": 10, "side": "buy", "order_type": "market"})
-        wait_for(lambda: broker_qty(sim, "AAPL") == 10, what="10 AAPL held")
-        ask, _ = touch(sim, "AAPL")
-        take_profit = send(session, {"ticker": "AAPL", "quantity": 10, "side": "sell", "order_type": "limit",
-                                     "limit_price": round(ask * 2, 2), "time_in_force": "gtc"})  # fmt: skip
-        wash = session.submit({"ticker": "AAPL", "quantity": 5, "side": "buy", "order_type": "market"})[0]
-        # MSFT is flat: a resting buy, then a sell that cannot cross it, is two directions in flight
-        send(session, {"ticker": "MSFT", "quantity": 1, "side": "buy", "order_type": "limit", "limit_price": 1.0,
-                       "time_in_force": "gtc"})  # fmt: skip
-        ask, _ = touch(sim, "MSFT")
-        short = session.submit({"ticker": "MSFT", "quantity": 1, "side": "sell", "order_type": "limit",
-                                "limit_price": round(ask * 2, 2), "action": "short_sell"})[0]  # fmt: skip
-        for cid, said, todo in (
-            (wash, "potential wash trade detected. use complex orders", "open sell order for AAPL"),
-            (short, "cannot open a short sell while a long buy order is open", "open buy order for MSFT"),
-        ):
-            row = wait_for(lambda c=cid: session.orders.get(c, {}).get("status") == "rejected" and session.orders[c])
-            assert row["reason"].startswith(said) and todo in row["reason"] and "cancel it first" in row["reason"]
-            assert any(isinstance(e, dict) and e.get("client_order_id") == cid for e in session.errors)
-            source, message, _detail, _at = describe_error(row)  # the dashboard's errors panel
-            assert source == "broker rejected" and said in message and todo in message
-            assert not [o for o in sim.orders() if o["client_order_id"] == cid]  # nothing reached the broker
-        assert [o["status"] for o in sim.orders() if o["client_order_id"] == take_profit] == ["new"]
+    sim = make_sim(tickers, seed=21, quotes_per_second=10, partial_fill_rate=0, starting_cash=1e6)
+    session = start(running, make_session(sim, tmp_path, tickers))
+    send(session, {"ticker": "AAPL", "quantity": 10, "side": "buy", "order_type": "market"})
+    wait_for(lambda: broker_qty(sim, "AAPL") == 10, what="10 AAPL held")
+    ask, _ = touch(sim, "AAPL")
+    take_profit = send(session, {"ticker": "AAPL", "quantity": 10, "side": "sell", "order_type": "limit",
+                                 "limit_price": round(ask * 2, 2), "time_in_force": "gtc"})  # fmt: skip
+    wash = session.submit({"ticker": "AAPL", "quantity": 5, "side": "buy", "order_type": "market"})[0]
+    # MSFT is flat: a resting buy, then a sell that cannot cross it, is two directions in flight
+    send(session, {"ticker": "MSFT", "quantity": 1, "side": "buy", "order_type": "limit", "limit_price": 1.0,
+                   "time_in_force": "gtc"})  # fmt: skip
+    ask, _ = touch(sim, "MSFT")
+    short = session.submit({"ticker": "MSFT", "quantity": 1, "side": "sell", "order_type": "limit",
+                            "limit_price": round(ask * 2, 2), "action": "short_sell"})[0]  # fmt: skip
+    for cid, said, todo in (
+        (wash, "potential wash trade detected. use complex orders", "open sell order for AAPL"),
+        (short, "cannot open a short sell while a long buy order is open", "open buy order for MSFT"),
+    ):
+        row = wait_for(lambda c=cid: session.orders.get(c, {}).get("status") == "rejected" and session.orders[c])
+        assert row["reason"].startswith(said) and todo in row["reason"] and "cancel it first" in row["reason"]
+        assert any(isinstance(e, dict) and e.get("client_order_id") == cid for e in session.errors)
+        source, message, _detail, _at = describe_error(row)  # the dashboard's errors panel
+        assert source == "broker rejected" and said in message and todo in message
+        assert not [o for o in sim.orders() if o["client_order_id"] == cid]  # nothing reached the broker
+    assert [o["status"] for o in sim.orders() if o["client_order_id"] == take_profit] == ["new"]
     log = session.trade_log
     refused = log[(log["client_order_id"].isin([wash, short])) & (log["status"] == "rejected")]
     assert len(refused) == 2 and refused["reason"].str.contains("cancel it first").all()
@@ -185,22 +205,24 @@ def test_advice_for_alpacas_refusals() -> None:
 # ------------------------------------------------------------------ after hours
 
 
-def test_an_order_accepted_after_hours_waits_for_the_open(tmp_path: Path, running: list[Session]) -> None:
+def test_an_order_accepted_after_hours_waits_for_the_open(
+    tmp_path: Path, make_sim: Sims, running: list[Session]
+) -> None:
     saturday = "2026-12-05T12:00:00-05:00"
-    with Simulator(["AAPL"], seed=3, quotes_per_second=10, market_hours="nyse", clock_start=saturday) as sim:
-        session = start(running, make_session(sim, tmp_path, ["AAPL"]))
-        cid = send(session, {"ticker": "AAPL", "quantity": 2, "side": "buy", "order_type": "market"})
-        wait_logged(session, cid, "accepted")
-        waiting = wait_for(lambda: session.waiting, what="the order shown as waiting")
-        assert [row["client_order_id"] for row in waiting] == [cid]
-        assert "market opens" in waiting[0]["reason"] and waiting[0]["status"] == "accepted"
-        assert not [e for e in session.errors if isinstance(e, dict) and e.get("client_order_id") == cid]
-        assert [o["status"] for o in sim.orders() if o["client_order_id"] == cid] == ["accepted"]
-        assert broker_qty(sim, "AAPL") == 0
-        sim.set_clock("2026-12-07T09:30:05-05:00")  # Monday's open
-        wait_logged(session, cid, "fill")
-        wait_for(lambda: session_qty(session, "AAPL") == broker_qty(sim, "AAPL") == 2, what="2 AAPL held")
-        assert session.waiting == []
+    sim = make_sim(["AAPL"], seed=3, quotes_per_second=10, market_hours="nyse", clock_start=saturday)
+    session = start(running, make_session(sim, tmp_path, ["AAPL"]))
+    cid = send(session, {"ticker": "AAPL", "quantity": 2, "side": "buy", "order_type": "market"})
+    wait_logged(session, cid, "accepted")
+    waiting = wait_for(lambda: session.waiting, what="the order shown as waiting")
+    assert [row["client_order_id"] for row in waiting] == [cid]
+    assert "market opens" in waiting[0]["reason"] and waiting[0]["status"] == "accepted"
+    assert not [e for e in session.errors if isinstance(e, dict) and e.get("client_order_id") == cid]
+    assert [o["status"] for o in sim.orders() if o["client_order_id"] == cid] == ["accepted"]
+    assert broker_qty(sim, "AAPL") == 0
+    sim.set_clock("2026-12-07T09:30:05-05:00")  # Monday's open
+    wait_logged(session, cid, "fill")
+    wait_for(lambda: session_qty(session, "AAPL") == broker_qty(sim, "AAPL") == 2, what="2 AAPL held")
+    assert session.waiting == []
 
 
 # ------------------------------------------------------------------ data plans
@@ -209,17 +231,17 @@ def test_an_order_accepted_after_hours_waits_for_the_open(tmp_path: Path, runnin
 FORTY = [f"{a}{b}" for a in "ABCDEFGH" for b in "XYZQR"]  # 40 made-up tickers with drawn profiles
 
 
-def test_more_tickers_than_a_free_data_plan_streams(tmp_path: Path, running: list[Session]) -> None:
-    with Simulator(FORTY, seed=1, quotes_per_second=5) as basic:  # the paper profile's free plan
-        told = start(running, make_session(basic, tmp_path, FORTY, trade_log_name="basic"))
-        warnings = [e for e in told.errors if isinstance(e, dict) and e.get("where") == "data plan"]
-        assert len(warnings) == 1
-        assert "40 tickers" in warnings[0]["reason"] and "data_plan='sip'" in warnings[0]["reason"]
-        # a session that starts its own simulator gives it the plan its tickers need: quotes for all 40
-        own = start(running, make_session({"seed": 1, "quotes_per_second": 5}, tmp_path, FORTY, trade_log_name="own"))  # type: ignore[arg-type]
-        assert own.simulator is not None and own.simulator._config.data_plan == "sip"
-        assert not [e for e in own.errors if isinstance(e, dict) and e.get("where") == "data plan"]
-        wait_for(lambda: len(own.get_current_data()[0]) == 40, 60, what="quotes for all 40 tickers")
+def test_more_tickers_than_a_free_data_plan_streams(tmp_path: Path, make_sim: Sims, running: list[Session]) -> None:
+    basic = make_sim(FORTY, seed=1, quotes_per_second=5)  # the paper profile's free plan
+    told = start(running, make_session(basic, tmp_path, FORTY, trade_log_name="basic"))
+    warnings = [e for e in told.errors if isinstance(e, dict) and e.get("where") == "data plan"]
+    assert len(warnings) == 1
+    assert "40 tickers" in warnings[0]["reason"] and "data_plan='sip'" in warnings[0]["reason"]
+    # a session that starts its own simulator gives it the plan its tickers need: quotes for all 40
+    own = start(running, make_session({"seed": 1, "quotes_per_second": 5}, tmp_path, FORTY, trade_log_name="own"))  # type: ignore[arg-type]
+    assert own.simulator is not None and own.simulator._config.data_plan == "sip"
+    assert not [e for e in own.errors if isinstance(e, dict) and e.get("where") == "data plan"]
+    wait_for(lambda: len(own.get_current_data()[0]) == 40, 60, what="quotes for all 40 tickers")
 
 
 def test_data_plan_warning_for_alpaca() -> None:
@@ -229,12 +251,53 @@ def test_data_plan_warning_for_alpaca() -> None:
     assert data_plan_warning(FORTY, sip, None) is None  # a SIP stream: the user has the paid plan
 
 
-def test_bars_ask_for_the_feed_a_free_plan_serves(tmp_path: Path, running: list[Session]) -> None:
-    with Simulator(["AAPL"], seed=1, quotes_per_second=5) as sim:
-        session = start(running, make_session(sim, tmp_path, ["AAPL"]))
-        assert len(session.bars("AAPL", "1Min", limit=5)) == 5  # IEX: every plan
-        assert len(session.context.bars("AAPL", "1Day", limit=3)) == 3
-        with pytest.raises(BrokerError, match="recent SIP data"):  # the free plan refuses recent SIP
-            session.bars("AAPL", "1Min", limit=5, feed="sip")
-        with pytest.raises(ConfigurationError, match="feed='bogus'"):
-            session.bars("AAPL", feed="bogus")
+def test_bars_ask_for_the_feed_a_free_plan_serves(tmp_path: Path, make_sim: Sims, running: list[Session]) -> None:
+    sim = make_sim(["AAPL"], seed=1, quotes_per_second=5)
+    session = start(running, make_session(sim, tmp_path, ["AAPL"]))
+    assert len(session.bars("AAPL", "1Min", limit=5)) == 5  # IEX: every plan
+    assert len(session.context.bars("AAPL", "1Day", limit=3)) == 3
+    with pytest.raises(BrokerError, match="recent SIP data"):  # the free plan refuses recent SIP
+        session.bars("AAPL", "1Min", limit=5, feed="sip")
+    with pytest.raises(ConfigurationError, match="feed='bogus'"):
+        session.bars("AAPL", feed="bogus")
+
+
+# ------------------------------------------------------------------ orders with exits
+
+
+def test_a_bracket_order_is_sent_as_alpacas_and_logged_with_its_exits(
+    tmp_path: Path, make_sim: Sims, running: list[Session]
+) -> None:
+    sim = make_sim(["AAPL"], seed=21, quotes_per_second=10, partial_fill_rate=0, starting_cash=1e6)
+    session = start(running, make_session(sim, tmp_path, ["AAPL"]))
+    bid = touch(sim, "AAPL")[0] * 0.999  # the ask's neighbour: the take profit fills once it is live
+    exits = {"take_profit": round(bid * 0.99, 2), "stop_loss": {"stop_price": round(bid * 0.8, 2)}}
+    entry = send(session, {"ticker": "AAPL", "quantity": 10, "side": "buy", "order_type": "market", **exits})
+    held = next(o for o in sim.orders() if o["client_order_id"] == entry)
+    assert held["order_class"] == "bracket" and len(held["legs"]) == 2
+    take_profit, stop_loss = sorted(held["legs"], key=lambda leg: leg["type"])  # limit, stop
+    wait_for(lambda: {o["id"]: o["status"] for o in sim.orders()}.get(stop_loss["id"]) == "canceled",
+             what="the stop loss canceled by the take profit's fill")  # fmt: skip
+    assert [o["status"] for o in sim.orders() if o["id"] == take_profit["id"]] == ["filled"]
+    wait_for(lambda: session_qty(session, "AAPL") == broker_qty(sim, "AAPL") == 0, what="flat again")
+    log = session.trade_log
+    wait_for(lambda: len((log := session.trade_log)[log["order_id"] == stop_loss["id"]]), what="the stop's rows")
+    log = session.trade_log
+    accepted = log[(log["client_order_id"] == entry) & (log["type"] == "submission")]
+    assert accepted["reason"].str.startswith("bracket exits: take-profit exit sell limit").all()
+    exits = log[log["order_id"].isin([take_profit["id"], stop_loss["id"]])]
+    assert (exits["action"] == "sell_long").all() and exits["reason"].str.contains(f"exit of {entry}").all()
+    assert {"fill", "canceled"} <= set(exits["event"])
+
+
+def test_orders_with_exits_are_checked_before_sending(tmp_path: Path, make_sim: Sims, running: list[Session]) -> None:
+    sim = make_sim(["AAPL"], seed=21, quotes_per_second=10)
+    session = start(running, make_session(sim, tmp_path, ["AAPL"]))
+    session.submit({"ticker": "AAPL", "quantity": 1, "side": "buy", "order_type": "market",
+                    "take_profit": 100.0, "stop_loss": 150.0})  # fmt: skip
+    session.submit({"ticker": "AAPL", "quantity": 1, "side": "sell", "order_type": "market",
+                    "order_class": "oco", "take_profit": 300.0, "stop_loss": 150.0})  # fmt: skip
+    wait_for(lambda: len([e for e in session.errors if getattr(e, "field", None)]) == 2, what="two errors")
+    fields = [e.field for e in session.errors if getattr(e, "field", None)]
+    assert fields == ["take_profit", "order_type"]
+    assert sim.orders() == []

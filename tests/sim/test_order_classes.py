@@ -63,6 +63,20 @@ def test_bracket_legs_wait_for_the_entry_then_cancel_each_other(make_sim: Factor
     assert broker_qty(sim, "AAPL") == 0 and sim.positions() == []
 
 
+def test_an_exit_marketable_when_released_still_cancels_its_sibling(make_sim: Factory, trade_updates: Any) -> None:
+    """Both exits go live before either trades: a take profit that fills at once cancels the stop."""
+    sim = make_sim(**FROZEN)
+    client, stream = trading_client(sim), trade_updates(sim)
+    ask, _ = ask_of(sim, "AAPL")
+    entry = client.submit_order(bracket("AAPL", 10, round(ask * 0.9, 2), round(ask * 0.5, 2)))
+    assert entry.legs is not None
+    take, stop = entry.legs
+    stream.wait_event(stop.id, "canceled")
+    assert stream.events(stop.id) == ["new", "canceled"]
+    assert broker_order(sim, take.id)["status"] == "filled" and broker_order(sim, stop.id)["status"] == "canceled"
+    assert sim.positions() == []
+
+
 def test_a_canceled_entry_cancels_its_held_legs(make_sim: Factory, trade_updates: Any) -> None:
     sim = make_sim(**FROZEN)
     client, stream = trading_client(sim), trade_updates(sim)
