@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 MODES = ("sim", "paper", "live")
 KEY_VARIABLES = {"api_key": "APCA_API_KEY_ID", "secret_key": "APCA_API_SECRET_KEY"}  # Alpaca's names
+FREE_PLAN_STREAM_SYMBOLS = 30  # Alpaca's free (IEX) data plan: quote/trade symbols per stream connection
 ENDPOINT_KEYS = ("trading", "trading_stream", "data", "data_stream")
 ALPACA_ENDPOINTS = {
     "paper": {
@@ -231,6 +232,8 @@ def _simulator(simulator: Simulator | Mapping[str, Any] | None, tickers: list[st
     if simulator is None or isinstance(simulator, Mapping):
         options = dict(simulator or {})
         options.setdefault("symbols", tickers)
+        if len(tickers) > FREE_PLAN_STREAM_SYMBOLS:  # the free plan's stream would refuse them all
+            options.setdefault("data_plan", "sip")
         sim = Simulator(**options)
     elif isinstance(simulator, Simulator):
         sim = simulator

@@ -38,6 +38,19 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quotes-per-second", type=float, default=2.0, help="quotes per symbol per second")
     parser.add_argument("--market-hours", choices=("always", "nyse"), default="always")
     parser.add_argument("--starting-cash", type=float, default=100_000.0)
+    rules = parser.add_argument_group("Alpaca's rules (see docs/simulator-rules.md)")
+    rules.add_argument(
+        "--profile",
+        choices=("paper", "frictionless"),
+        default="paper",
+        help="paper: Alpaca paper's broker rules (default); frictionless: the instant broker",
+    )
+    rules.add_argument("--cancel-latency-ms", type=float, default=None, help="cancels/replaces take this long")
+    rules.add_argument("--partial-fill-rate", type=float, default=None, help="share of orders partly filled first")
+    rules.add_argument(
+        "--data-plan", choices=("basic", "sip"), default="basic", help="basic: the free plan's limits; sip: none"
+    )
+    rules.add_argument("--clock-start", default=None, help="where the clock starts, e.g. 2026-12-04T15:59:00-05:00")
     faults = parser.add_argument_group("faults")
     faults.add_argument("--latency-ms", type=float, default=0.0, help="added to every REST answer")
     faults.add_argument("--error-rate", type=float, default=0.0, help="share of REST answers that are 500s")
@@ -65,6 +78,11 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         timeout_after_accept_rate=args.timeout_after_accept_rate,
         rate_limit_per_min=args.rate_limit_per_min,
         ws_drop_every_s=args.ws_drop_every_s,
+        profile=args.profile,
+        cancel_latency_ms=args.cancel_latency_ms,
+        partial_fill_rate=args.partial_fill_rate,
+        data_plan=args.data_plan,
+        clock_start=args.clock_start,
     )
 
 

@@ -21,6 +21,12 @@ sell   none / sell_long    close long
 sell   short_sell          open short
 sell   liquidate           close long (used at end of session)
 =====  ==================  ======================================
+
+Exits travel with the order as Alpaca's order classes: ``take_profit`` (a limit price) and
+``stop_loss`` (a stop price, or ``{"stop_price": …, "limit_price": …}``) together make a
+``bracket``; one of them alone an ``oto``; ``order_class="oco"`` sends the two exits of a position
+you hold as one limit order (its ``limit_price`` is the take profit). The broker holds a bracket's
+exits until the entry fills, and the first exit to fill cancels the other.
 """
 
 from __future__ import annotations
@@ -69,8 +75,16 @@ ORDER_KEYS: tuple[str, ...] = (
     "limit_price",
     "stop_price",
     "time_in_force",
+    "take_profit",
+    "stop_loss",
+    "order_class",
 )
 """Every key an order dict may carry."""
+
+ORDER_CLASSES: tuple[str, ...] = ("simple", "bracket", "oco", "oto")
+"""Alpaca's order classes for stocks: a plain order, an entry with two exits, two exits, an entry with one."""
+EXIT_TIME_IN_FORCE: tuple[str, ...] = ("day", "gtc")
+"""The only time_in_force Alpaca takes for an order with exits."""
 
 _KEY_SET = frozenset(ORDER_KEYS)
 _PRICES_BY_TYPE: Mapping[str, tuple[str, ...]] = {
@@ -93,8 +107,11 @@ _CHOICE_TEXT = {
     "side": _quoted(SIDES),
     "order_type": _quoted(ORDER_TYPES),
     "time_in_force": _quoted(TIME_IN_FORCE),
+    "order_class": _quoted(ORDER_CLASSES),
 }
-_CHOICES = {"side": SIDES, "order_type": ORDER_TYPES, "time_in_force": TIME_IN_FORCE}
+_CHOICES = {"side": SIDES, "order_type": ORDER_TYPES, "time_in_force": TIME_IN_FORCE, "order_class": ORDER_CLASSES}
+_TAKE_PROFIT_ALLOWED = f"{_POSITIVE} (the exit's limit price), or {{'limit_price': price}}"
+_STOP_LOSS_ALLOWED = f"{_POSITIVE} (the exit's stop price), or {{'stop_price': price, 'limit_price': price}}"
 _BLOCK_ALLOWED = (
     "None, one order dict, or a list/tuple of order dicts (for a DataFrame: df.to_dict('records'))"
 )
@@ -119,6 +136,10 @@ class Order:
     limit_price: float | None = None
     stop_price: float | None = None
     time_in_force: str = "day"
+    order_class: str = "simple"
+    take_profit: float | None = None
+    stop_loss: float | None = None
+    stop_loss_limit: float | None = None
 
     def to_alpaca(self, client_order_id: str) -> dict[str, object]:
         """Return the JSON body of Alpaca's ``POST /v2/orders`` for this order."""
@@ -134,7 +155,20 @@ class Order:
             body["limit_price"] = self.limit_price
         if self.stop_price is not None:
             body["stop_price"] = self.stop_price
+        if self.order_class != "simple":
+            body.update(self._exits())
         body["client_order_id"] = client_order_id
+        return body
+
+    def _exits(self) -> dict[str, object]:
+        body: dict[str, object] = {"order_class": self.order_class}
+        if self.take_profit is not None:
+            body["take_profit"] = {"limit_price": self.take_profit}
+        if self.stop_loss is not None:
+            stop: dict[str, float] = {"stop_price": self.stop_loss}
+            if self.stop_loss_limit is not None:
+                stop["limit_price"] = self.stop_loss_limit
+            body["stop_loss"] = stop
         return body
 
 
@@ -155,10 +189,104 @@ def validate_order(raw: object, tickers: Collection[str] | None = None, index: i
     action = _action(raw.get("action"), side, index)
     order_type = _choice(raw, "order_type", index)
     quantity, notional = _amount(raw, order_type, index)
-    limit_price = _price(raw, "limit_price", order_type, index)
-    stop_price = _price(raw, "stop_price", order_type, index)
     time_in_force = _choice(raw, "time_in_force", index, default="day")
-    return Order(ticker, side, order_type, action, quantity, notional, limit_price, stop_price, time_in_force)
+    if raw.get("take_profit") is None and raw.get("stop_loss") is None and raw.get("order_class") in (None, "simple"):
+        limit_price = _price(raw, "limit_price", order_type, index)
+        stop_price = _price(raw, "stop_price", order_type, index)
+        return Order(ticker, side, order_type, action, quantity, notional, limit_price, stop_price, time_in_force)
+    entry = Order(ticker, side, order_type, action, quantity, notional, time_in_force=time_in_force)
+    return _with_exits(raw, entry, index)
+
+
+def _with_exits(raw: Mapping[str, object], order: Order, index: int | None) -> Order:
+    """An order with exits (bracket / oto / oco), checked as Alpaca checks them, before sending."""
+    take_profit = _exit_price(raw, "take_profit", "limit_price", _TAKE_PROFIT_ALLOWED, index)
+    stop_loss, stop_limit = _stop_loss(raw, index)
+    given = [name for name, value in (("take_profit", take_profit), ("stop_loss", stop_loss)) if value is not None]
+    implied = "bracket" if len(given) == 2 else "oto"
+    order_class = _choice(raw, "order_class", index, default=implied)
+    _check_exit_shape(order_class, given, order, raw, index)
+    limit_price = raw.get("limit_price") if order_class != "oco" else raw.get("limit_price", take_profit)
+    prices = {**raw, "limit_price": limit_price}
+    return Order(
+        order.ticker, order.side, order.order_type, order.action, order.quantity, order.notional,
+        _price(prices, "limit_price", order.order_type, index), _price(raw, "stop_price", order.order_type, index),
+        order.time_in_force, order_class, take_profit, stop_loss, stop_limit,
+    )  # fmt: skip
+
+
+def _exit_price(raw: Mapping[str, object], field: str, key: str, allowed: str, index: int | None) -> float | None:
+    """A take-profit or stop-loss price: a number, or a dict holding it under ``key``."""
+    value = raw.get(field)
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        if set(value) - {key, "limit_price"} or key not in value:
+            raise OrderValidationError(field, value, allowed, index)
+        value = value[key]
+    return _positive_as(value, field, allowed, index)
+
+
+def _stop_loss(raw: Mapping[str, object], index: int | None) -> tuple[float | None, float | None]:
+    """(stop price, limit price or None) of the stop-loss exit."""
+    stop = _exit_price(raw, "stop_loss", "stop_price", _STOP_LOSS_ALLOWED, index)
+    value = raw.get("stop_loss")
+    limit = value.get("limit_price") if isinstance(value, Mapping) else None
+    return stop, None if limit is None else _positive_as(limit, "stop_loss", _STOP_LOSS_ALLOWED, index)
+
+
+def _positive_as(value: object, field: str, allowed: str, index: int | None) -> float:
+    try:
+        return _positive(value, field, index)
+    except OrderValidationError as error:
+        raise OrderValidationError(field, value, allowed, index, error.problem) from None
+
+
+def _check_exit_shape(
+    order_class: str, given: list[str], order: Order, raw: Mapping[str, object], index: int | None
+) -> None:
+    """What each order class needs: both exits (bracket, oco) or one (oto), whole shares, day or gtc."""
+    need = {"simple": 0, "bracket": 2, "oco": 2, "oto": 1}[order_class]
+    if len(given) != need:
+        wants = {0: "neither take_profit nor stop_loss", 1: "exactly one of take_profit or stop_loss",
+                 2: "both take_profit and stop_loss"}[need]  # fmt: skip
+        problem = f"a {order_class!r} order needs {wants}; got {', '.join(given) or 'neither'}"
+        raise OrderValidationError("order_class", order_class, _CHOICE_TEXT["order_class"], index, problem)
+    if order.time_in_force not in EXIT_TIME_IN_FORCE:
+        problem = f"got {order.time_in_force!r}; an order with exits takes 'day' or 'gtc'"
+        raise OrderValidationError("time_in_force", order.time_in_force, _quoted(EXIT_TIME_IN_FORCE), index, problem)
+    if order.quantity is None or order.quantity != int(order.quantity):
+        problem = "an order with exits must be for whole shares (no 'notional', no fractions)"
+        value = raw.get("quantity", raw.get("notional"))
+        raise OrderValidationError("quantity", value, "a whole number > 0", index, problem)
+    if order_class == "oco" and order.order_type != "limit":
+        problem = f"got {order.order_type!r}; an oco order is a limit order (its limit_price is the take profit)"
+        raise OrderValidationError("order_type", order.order_type, "'limit'", index, problem)
+    if order_class == "oco":
+        _check_oco_limit(raw, index)
+    _check_exit_order(order_class, order.side, raw, index)
+
+
+def _check_oco_limit(raw: Mapping[str, object], index: int | None) -> None:
+    take = _exit_price(raw, "take_profit", "limit_price", _TAKE_PROFIT_ALLOWED, index)
+    if raw.get("limit_price") is not None and _as_float(raw.get("limit_price")) != take:
+        problem = f"an oco order's limit_price is its take profit ({show_value(take)}); leave it out"
+        raise OrderValidationError("limit_price", raw.get("limit_price"), "leave it out", index, problem)
+
+
+def _check_exit_order(order_class: str, side: str, raw: Mapping[str, object], index: int | None) -> None:
+    """The take profit lies on the profitable side of the stop loss (above it for an exit that sells)."""
+    take = _exit_price(raw, "take_profit", "limit_price", _TAKE_PROFIT_ALLOWED, index)
+    stop = _exit_price(raw, "stop_loss", "stop_price", _STOP_LOSS_ALLOWED, index)
+    if take is None or stop is None:
+        return
+    exit_sells = (side == "buy") != (order_class == "oco")
+    if exit_sells and take <= stop:
+        problem = f"take profit {take:g} must be above the stop loss {stop:g} for an exit that sells"
+        raise OrderValidationError("take_profit", take, f"a price above stop_loss ({stop:g})", index, problem)
+    if not exit_sells and take >= stop:
+        problem = f"take profit {take:g} must be below the stop loss {stop:g} for an exit that buys"
+        raise OrderValidationError("take_profit", take, f"a price below stop_loss ({stop:g})", index, problem)
 
 
 def parse_orders(

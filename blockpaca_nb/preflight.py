@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .broker import FREE_PLAN_STREAM_SYMBOLS
 from .broker_calls import BrokerCalls
 from .errors import BrokerError, ConfigurationError
 
@@ -88,3 +89,26 @@ def account_dict(account: Any) -> dict[str, Any]:
         except ValueError:
             out[key] = value
     return out
+
+
+def data_plan_warning(tickers: Sequence[str], data_stream: str, simulator_plan: str | None) -> str | None:
+    """A warning when the quote stream will refuse the session's tickers: more than a free data plan
+    streams (Alpaca answers error 405 "symbol limit exceeded" and no quotes arrive). A simulator's
+    plan is known; Alpaca's is not, so an IEX stream (the free plan's) with too many tickers warns."""
+    if len(tickers) <= FREE_PLAN_STREAM_SYMBOLS or simulator_plan == "sip":
+        return None
+    if simulator_plan is not None:
+        return (
+            f"{len(tickers)} tickers: the simulator's data_plan={simulator_plan!r} streams at most"
+            f" {FREE_PLAN_STREAM_SYMBOLS} symbols, like Alpaca's free plan; the quote stream will be refused"
+            " (error 405 symbol limit exceeded). Trade 30 tickers or fewer, or start the Simulator with"
+            " data_plan='sip'."
+        )
+    if not data_stream.rstrip("/").endswith("/iex"):
+        return None
+    return (
+        f"{len(tickers)} tickers: Alpaca's free data plan streams {FREE_PLAN_STREAM_SYMBOLS} symbols per"
+        " connection and refuses more (error 405 symbol limit exceeded), so no quotes would arrive. Trade"
+        " 30 tickers or fewer, or with a paid plan (Algo Trader Plus) pass"
+        " urls={'data_stream': 'wss://stream.data.alpaca.markets/v2/sip'}."
+    )

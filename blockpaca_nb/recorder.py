@@ -44,6 +44,7 @@ from .errors import BlockpacaError, BrokerError
 from .orders import action_from_client_order_id, worker_from_client_order_id
 from .processes import SpawnProcess, configure_child_logging, start_child
 from .ratelimit import RateLimiter
+from .refusals import with_advice
 from .scrub import scrub_text, scrubbed_logger
 from .statuses import FINAL_ORDER_STATUSES
 from .tradelog import TradeLogRow, TradeLogWriter
@@ -54,9 +55,31 @@ CATCH_UP_MARGIN_S = 5.0  # how far before the known gap a catch-up starts lookin
 PAGE_SIZE = 500  # Alpaca's largest page of orders
 READY_TIMEOUT_S = 30.0
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.25, 10.0
-_RANK = {"pending_new": 0, "new": 1, "accepted": 1, "partially_filled": 2, "pending_cancel": 3, "pending_replace": 3}
+# How far along an order is, by status (the filled quantity counts first). Waiting (accepted after
+# hours, a held bracket exit) and pending_new come before new; done_for_day after the pending changes.
+_RANK = {
+    "accepted": 0,
+    "held": 0,
+    "pending_new": 0,
+    "new": 1,
+    "partially_filled": 2,
+    "pending_cancel": 3,
+    "pending_replace": 3,
+    "done_for_day": 4,
+}
 _FINAL_RANK = 9
-_ALWAYS_LOGGED = frozenset({"order_cancel_rejected", "order_replace_rejected"})  # they change no state
+# Events that change no status or quantity, yet the user must see them: a cancel or replace that lost
+# the race against a fill, and Alpaca restating an order.
+_ALWAYS_LOGGED = frozenset({"order_cancel_rejected", "order_replace_rejected", "restated"})
+# What an event means when the broker gives no reason of its own.
+_EVENT_NOTES = {
+    "accepted": "the broker holds it until the market opens (sent outside market hours)",
+    "held": "held until its entry order fills",
+    "done_for_day": "done for today: it gets no more fills until the next trading day",
+    "order_cancel_rejected": "the cancel came too late: the order filled first",
+    "order_replace_rejected": "the replace came too late: the order filled first",
+    "restated": "the broker restated the order (no change to it)",
+}
 
 
 def start_recorder(
@@ -96,14 +119,21 @@ def _epoch(value: Any) -> float:
 # =============================================================================== rows
 
 
-def trade_update_row(data: Mapping[str, Any], fill: tuple[float, float] | None = None) -> dict[str, Any]:
+def trade_update_row(
+    data: Mapping[str, Any], fill: tuple[float, float] | None = None, leg_of: str | None = None
+) -> dict[str, Any]:
     """A trade_updates message (the `data` part) as a trade-log row. ``executed_qty``/``executed_price``
     are the order's cumulative filled quantity and average price (blockpaca's meaning); ``fill``
     (quantity, price) is what this change executed, overriding the message's own fill (a change
-    recovered through REST has none)."""
+    recovered through REST has none). ``leg_of``: the client order id of the order this one is an
+    exit of (Alpaca names a leg with an id of its own)."""
     order = data.get("order") or {}
     cid = order.get("client_order_id") or ""
     status = order.get("status") or ""
+    action = action_from_client_order_id(cid) or (_exit_action(order) if leg_of else "")
+    note = _EVENT_NOTES.get(str(data.get("event")), "")
+    if leg_of:
+        note = "; ".join(filter(None, [f"{_leg_name(order)} of {leg_of}", note]))
     if fill is None and data.get("event") in ("fill", "partial_fill"):
         fill = ((_number(data.get("qty")) or 0.0), (_number(data.get("price")) or 0.0))
     filled, average = _number(order.get("filled_qty")), _number(order.get("filled_avg_price"))
@@ -115,7 +145,7 @@ def trade_update_row(data: Mapping[str, Any], fill: tuple[float, float] | None =
         executed_qty=filled or 0.0,
         status=status,
         side=order.get("side") or "",
-        action=action_from_client_order_id(cid) or "",
+        action=action,
         timestamp=_epoch(data.get("timestamp")),
         raw_status=f"OrderStatus.{status.upper()}",
         event=str(data.get("event") or ""),
@@ -125,12 +155,41 @@ def trade_update_row(data: Mapping[str, Any], fill: tuple[float, float] | None =
         limit_price=_number(order.get("limit_price")),
         filled_qty=filled,
         filled_avg_price=average,
-        reason=scrub_text(str(data.get("reason") or "")),
+        reason=scrub_text(str(data.get("reason") or note)),
         worker=worker_from_client_order_id(cid),
         fill_qty=fill[0] if fill and fill[0] > 0 else None,
         fill_price=fill[1] if fill and fill[0] > 0 else None,
     )
     return {"kind": "trade_update", "position_qty": _number(data.get("position_qty")), **vars(row)}
+
+
+def _exit_action(leg: Mapping[str, Any]) -> str:
+    """A bracket's exit closes what its entry opened: a sell closes a long, a buy covers a short."""
+    return "sell_long" if leg.get("side") == "sell" else "buy_to_cover"
+
+
+def _leg_name(leg: Mapping[str, Any]) -> str:
+    return "take-profit exit" if (leg.get("type") or leg.get("order_type")) == "limit" else "stop-loss exit"
+
+
+def legs_of(order: Mapping[str, Any]) -> dict[str, str]:
+    """The exits an order JSON carries (its ``legs``), by order id, each to the order's client id."""
+    parent = str(order.get("client_order_id") or "")
+    legs = order.get("legs") or []
+    return {str(leg.get("id")): parent for leg in legs if isinstance(leg, Mapping) and leg.get("id")}
+
+
+def _exits_note(order: Mapping[str, Any]) -> str:
+    """An accepted order's exits, e.g. "bracket exits: take-profit exit sell limit 230 (order …); …"."""
+    legs = [leg for leg in order.get("legs") or [] if isinstance(leg, Mapping)]
+    if not legs:
+        return ""
+    return f"{order.get('order_class') or 'order'} exits: " + "; ".join(_leg_text(leg) for leg in legs)
+
+
+def _leg_text(leg: Mapping[str, Any]) -> str:
+    prices = [f"{name} {leg[key]}" for name, key in (("stop", "stop_price"), ("limit", "limit_price")) if leg.get(key)]
+    return f"{_leg_name(leg)} {leg.get('side')} {' '.join(prices)} (order {leg.get('id')})"
 
 
 _SUBMISSION_STATUS = {"accepted": "accepted", "rejected": "rejected", "failed": "failed", "submitting": "submitting"}
@@ -155,11 +214,21 @@ def submission_row(result: Mapping[str, Any]) -> dict[str, Any]:
         order_type=str(result.get("order_type") or ""),
         qty=_number(result.get("qty")),
         limit_price=_number(result.get("limit_price")),
-        reason=scrub_text(str(result.get("reason") or "")),
+        reason=scrub_text(_reason(kind, result)),
         worker=result.get("worker"),
         latency_ms=_number(result.get("latency_ms")),
     )
     return {"kind": kind, **vars(row)}
+
+
+def _reason(kind: str, result: Mapping[str, Any]) -> str:
+    """The submission's reason; a broker's refusal is followed by what to do about it."""
+    reason = str(result.get("reason") or "")
+    if kind == "accepted" and not reason:
+        return _exits_note(result.get("order") or {})
+    if kind != "rejected" or not reason:
+        return reason
+    return with_advice(reason, str(result.get("ticker") or ""), str(result.get("side") or ""))
 
 
 def _row_key(row: Mapping[str, Any]) -> tuple[str, str, str, float]:
@@ -246,6 +315,7 @@ class Recorder:
         self.send: Callable[[Any], None] = events.send if hasattr(events, "send") else events.put
         self.lock = threading.Lock()
         self.ledger = ProgressBook()
+        self.legs: dict[str, str] = {}  # exit order id -> the client id of the order it belongs to
         self.logged: set[tuple[str, str, str, float]] = set()  # submission rows in the log at a restart
         self.last_time: float | None = None
         self.caught_up_from: float | None = None  # the stream reports every change from here on
@@ -270,6 +340,7 @@ class Recorder:
         if item.get("kind") == "submitting":  # the kernel tracks it; the stream's pending_new logs it
             self.forward(item if ack is None else {**item, "ack": ack})
             return
+        self.legs.update(legs_of(item.get("order") or {}))
         row = submission_row(item)
         if self.logged and _row_key(row) in self.logged:
             self.forward({**row, "ack": ack})
@@ -302,9 +373,10 @@ class Recorder:
             if order_id and not self.ledger.is_news(order_id, *state) and data.get("event") not in _ALWAYS_LOGGED:
                 return
             executed = self.ledger.advance(order_id, order, _epoch(data.get("timestamp")))
+            self.legs.update(legs_of(order))
         own = _number(data.get("qty")) if data.get("event") in ("fill", "partial_fill") else None
         keep_own = own is not None and abs(own - executed[0]) < 1e-9  # nothing missed: the fill's own price
-        self.record(trade_update_row(data, None if keep_own else executed))
+        self.record(trade_update_row(data, None if keep_own else executed, self.legs.get(order_id)))
 
     # ----------------------------------------------------------------- reading back after a restart
     def _read_back(self, path: Path) -> None:

@@ -41,7 +41,7 @@ from .execution import ExecutionPool
 from .feed import start_feed
 from .ledger import Ledger
 from .orders import Order, parse_block
-from .preflight import PROBE_TIMEOUT, Plan, account_dict, check_broker
+from .preflight import PROBE_TIMEOUT, Plan, account_dict, check_broker, data_plan_warning
 from .processes import SpawnProcess, sigint_blocked, start_janitor, stop_child, stop_janitor
 from .quotes import QuoteBook
 from .ratelimit import RateLimiter
@@ -49,7 +49,7 @@ from .reconcile import Reconciler
 from .recorder import READY_TIMEOUT_S
 from .recorder_link import RecorderLink
 from .scrub import ScrubbedDeque, scrub_error, scrub_text, scrubbed_logger
-from .statuses import ENDED_SESSION_STATES, EOS_ACTIONS, SESSION_STATES
+from .statuses import ENDED_SESSION_STATES, EOS_ACTIONS, SESSION_STATES, WAITING_STATUSES
 from .strategy import Context, Strategy, StrategyError, StrategyRegistry, TickClock, parse_duration
 from .supervision import Supervisor
 from .tradelog import COLUMNS, load_trade_log
@@ -197,6 +197,7 @@ class Session:
         self.ticks = 0  # strategy calls started
         self.ticks_done = 0  # strategy calls that returned (their ctx.state changes are visible)
         self.fills = 0  # fill and partial_fill events seen
+        self._waiting: set[str] = set()  # client order ids the broker holds without working them yet
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._wake = threading.Event()  # set to stop, or to take a new tick rate
@@ -339,6 +340,7 @@ class Session:
         self._calls = BrokerCalls(connection, self._limiter, max_retries=self.max_retries)
         self._control_calls = BrokerCalls(connection, self._limiter, max_retries=self.max_retries, urgent=True)
         self._check_broker(connection)
+        self._warn_about_data_plan(connection)
         self._book = QuoteBook.create(self.tickers)
         self._janitor = start_janitor([str(self._book.meta["name"])])
         self._recorder = self._inbox = RecorderLink(connection, self.trade_log_file, self._limiter)
@@ -362,6 +364,14 @@ class Session:
         )
         plan = Plan(self.tickers, self.mode, self.run_seconds, self.warm_up_period, self._always_open())
         self.account_info = check_broker(probe, plan)
+
+    def _warn_about_data_plan(self, connection: broker_mod.Connection) -> None:
+        """More tickers than a free data plan streams: say so before the quotes fail to come."""
+        plan = getattr(getattr(self._target.simulator, "_config", None), "data_plan", None)
+        warning = data_plan_warning(self.tickers, connection.endpoints.data_stream, plan)
+        if warning:
+            log.warning("%s", warning)
+            self.errors.append({"kind": "warning", "where": "data plan", "reason": warning, "time": time.time()})
 
     def _always_open(self) -> bool:
         config = getattr(self._target.simulator, "_config", None)
@@ -590,8 +600,12 @@ class Session:
         quotes = self._book.bid_ask() if self._book else {}
         return quotes, self.portfolio.as_blockpaca()
 
-    def bars(self, symbols: str | Sequence[str], timeframe: str = "1Day", limit: int = 100) -> pd.DataFrame:
-        """The last `limit` historical bars per symbol (1Min, 1Hour or 1Day) as a DataFrame."""
+    def bars(
+        self, symbols: str | Sequence[str], timeframe: str = "1Day", limit: int = 100, feed: str = "iex"
+    ) -> pd.DataFrame:
+        """The last `limit` historical bars per symbol (1Min, 1Hour or 1Day) as a DataFrame. `feed`:
+        "iex" (default; every data plan, the free one included) or "sip" (a paid plan)."""
+        from alpaca.data.enums import DataFeed
         from alpaca.data.requests import StockBarsRequest
         from alpaca.data.timeframe import TimeFrame
 
@@ -600,6 +614,9 @@ class Session:
             raise ConfigurationError(f"timeframe={timeframe!r} is not valid; allowed: {', '.join(frames)}")
         if not isinstance(limit, int) or limit < 1:
             raise ConfigurationError(f"limit={limit!r} is not valid; allowed: an integer >= 1")
+        feeds = {"iex": DataFeed.IEX, "sip": DataFeed.SIP}
+        if feed not in feeds:
+            raise ConfigurationError(f"feed={feed!r} is not valid; allowed: 'iex' (any data plan), 'sip' (paid plan)")
         symbols = [symbols] if isinstance(symbols, str) else list(symbols)
         tf, days_per_bar = frames[timeframe]
         start = datetime.now(UTC) - timedelta(days=limit * days_per_bar * 1.5 + 7)
@@ -607,7 +624,7 @@ class Session:
         if self._data_calls is None:
             make = broker_mod.Connection.data_client
             self._data_calls = BrokerCalls(self._connection, self._limiter, max_retries=self.max_retries, make=make)
-        request = StockBarsRequest(symbol_or_symbols=symbols, timeframe=tf, start=start)
+        request = StockBarsRequest(symbol_or_symbols=symbols, timeframe=tf, start=start, feed=feeds[feed])
         frame = self._data_calls(lambda c: c.get_stock_bars(request)).df
         return frame.groupby(level=0, group_keys=False).tail(limit) if len(frame) else frame
 
@@ -638,6 +655,8 @@ class Session:
         known = self.orders.get(cid)
         if cid and not (row.get("type") == "submission" and known and known.get("type") == "execution"):
             self.orders[cid] = row  # a submit answer never overrides what the stream already said
+        if cid and row.get("type") == "execution":  # the broker's word: waiting (e.g. for the open) or not
+            (self._waiting.add if row.get("status") in WAITING_STATUSES else self._waiting.discard)(cid)
         self.trade_updates.append(row)
         if row.get("event") in ("fill", "partial_fill"):
             self.fills += 1
@@ -724,6 +743,9 @@ class Session:
         ).run()
         if not flat:
             self.errors.append(error_event("liquidate", "halted by Hold before the session was flat"))
+        elif scope == "account":  # the account is flat: nothing is outside the session, nor in it
+            self.ledger.positions.reset([])
+            self._reconciler.start([])
         if self.status == "liquidating":
             self.status = before
 
@@ -904,6 +926,12 @@ class Session:
         from .plots import plot_trade_log
 
         return plot_trade_log(self.trade_log, **options)
+
+    @property
+    def waiting(self) -> list[dict[str, Any]]:
+        """Orders the broker holds without working them yet: `accepted` outside market hours (they
+        fill from the next open), a bracket's exits `held` until the entry fills. Not lost, not failed."""
+        return [self.orders[cid] for cid in list(self._waiting) if cid in self.orders]
 
     @property
     def rate_usage(self) -> tuple[int, int]:

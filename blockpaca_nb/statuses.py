@@ -21,6 +21,10 @@ SHOWN_AS_ENDED_STATUSES = ENDED_ORDER_STATUSES | {"done_for_day", "stopped", "in
 """Statuses the trade-log statistics count as an order's outcome: the ended ones and those that end
 the order's day (``done_for_day``) or that older logs used (``stopped``, ``invalid``)."""
 
+WAITING_STATUSES = frozenset({"accepted", "held"})
+"""The broker holds the order but it does not work yet: ``accepted`` outside market hours (it waits
+for the open), ``held`` for a bracket's exit until its entry fills. Neither is lost nor failed."""
+
 IN_FLIGHT_STATUSES = frozenset({"submitting", "accepted"})
 """Only the toolkit has spoken: a worker is sending the order, or the broker has just taken it."""
 

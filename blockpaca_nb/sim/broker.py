@@ -4,27 +4,49 @@ One account. Orders move pending_new → new → partially_filled / filled, or c
 replaced, rejected; every transition is reported through `on_event` exactly as Alpaca's
 trade_updates stream reports it. Errors are raised as `ApiError` carrying Alpaca's status, code
 and message, so the server can answer them verbatim.
+
+On the `paper` profile (`strict=True`) the broker also plays by Alpaca paper's rules, because what
+passes here must pass there: cancels and replaces take effect after `cancel_latency_ms` (the order
+reads pending_cancel / pending_replace meanwhile, keeps its hold and may still fill), a share of
+marketable orders arrives as a partial fill first, the wash-trade guard and the one-direction rule
+refuse conflicting orders, and an order may not flip a position. See docs/simulator-rules.md.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import time
+import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..portfolio import Position
+from . import complex_orders
+from . import simclock as time  # the simulator's clock: every time.time() here reads simulated time
+from .hours import MarketHours
 from .market import Market
 
 ASSET_NAMESPACE = uuid.UUID("6f1b3c1e-2b7a-4a53-9a62-8e1c0f6d1b11")
 ORDER_TYPES = ("market", "limit", "stop", "stop_limit", "trailing_stop")
 TIME_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
-OPEN_STATUSES = frozenset({"new", "partially_filled", "pending_new", "accepted", "held", "pending_replace"})
+# Orders still working at the broker: matched, holding shares or buying power, listed as `open`.
+OPEN_STATUSES = frozenset(
+    {"new", "partially_filled", "pending_new", "accepted", "held", "pending_replace", "pending_cancel"}
+)
+# Orders whose cancel or replace was asked for and has not taken effect yet (they may still fill).
+PENDING_CHANGE = frozenset({"pending_cancel", "pending_replace"})
+# Order types that execute at any price once live: they could cross any opposite order (wash-trade guard).
+ANY_PRICE_TYPES = frozenset({"market", "stop", "trailing_stop"})
+# Events the simulator can only produce on request (`Simulator.trigger_event`): Alpaca sends them
+# for broker-side situations the simulated market does not have (a venue's day end, a correction).
+TRIGGERED_EVENTS = frozenset({"done_for_day", "restated", "accepted", "expired"})
 MAX_CLIENT_ORDER_ID = 128
 MARGIN_MULTIPLIER = 2.0
+MARGIN_MIN_EQUITY = 2000.0  # below this equity Alpaca gives multiplier 1 and no shorting
+SHORT_PRICE_BUFFER = 1.03  # a short holds buying power at max(limit, 1.03 × ask)
+DEFAULT_RULES: Mapping[str, Any] = {"cancel_latency_ms": 0.0, "partial_fill_rate": 0.0}
 
 EventSink = Callable[[str, "SimOrder", Mapping[str, Any]], None]
 
@@ -81,6 +103,12 @@ class SimOrder:
     hwm: float | None = None
     triggered: bool = False
     position_intent: str | None = None
+    first_fill_drawn: bool = False  # the partial-fill draw happens once, at the first match
+    order_class: str = "simple"
+    legs: list[SimOrder] = field(default_factory=list)  # a bracket/oto/oco order's exits
+    parent_id: str | None = None  # set on a leg
+    sibling: SimOrder | None = field(default=None, repr=False)  # the other exit: one cancels the other
+    shares_shared: bool = False  # the second exit of a pair holds no shares of its own
 
     @property
     def is_open(self) -> bool:
@@ -93,6 +121,47 @@ class SimOrder:
     @property
     def filled_avg_price(self) -> float | None:
         return self.filled_notional / self.filled_qty if self.filled_qty else None
+
+
+ACCOUNT_CONFIGURATION: Mapping[str, Any] = {
+    "dtbp_check": "entry",
+    "trade_confirm_email": "all",
+    "suspend_trade": False,
+    "no_shorting": False,
+    "fractional_trading": True,
+    "max_margin_multiplier": "2",
+    "max_options_trading_level": None,
+    "pdt_check": "entry",
+    "ptp_no_exception_entry": False,
+}
+
+
+def _check_changeable(order: SimOrder) -> None:
+    """Only a working order can be canceled or replaced, and only once (422 like Alpaca)."""
+    if not order.is_open or order.status in PENDING_CHANGE:
+        raise ApiError(422, 42210000, f'order is already in "{order.status}" state')
+
+
+def _same_terms(old: SimOrder, new: SimOrder) -> bool:
+    """A replace must change something: quantity, prices, trail or time in force."""
+    names = ["qty", "limit_price", "trail_price", "trail_percent", "time_in_force"]
+    if old.type != "trailing_stop":  # a trailing stop's stop price moves by itself
+        names.append("stop_price")
+    return all(getattr(old, n) == getattr(new, n) for n in names)
+
+
+def _could_cross(new: SimOrder, other: SimOrder) -> bool:
+    """Could these opposite orders execute against each other? Market and stop orders could cross
+    anything; two limits only when the buy's limit reaches the sell's."""
+    if new.type in ANY_PRICE_TYPES or other.type in ANY_PRICE_TYPES:
+        return True
+    buy, sell = (new, other) if new.side == "buy" else (other, new)
+    return (buy.limit_price or 0.0) >= (sell.limit_price or 0.0)
+
+
+def _shares_counted(order: SimOrder) -> bool:
+    """The second exit of a pair sells the same shares as the first while both are live."""
+    return order.shares_shared and order.sibling is not None and order.sibling.is_open
 
 
 def _clean(x: float) -> float:
@@ -132,13 +201,23 @@ class Broker:
         market: Market,
         starting_cash: float,
         on_event: EventSink,
-        is_open: Callable[[float], bool] = lambda _now: True,
+        hours: MarketHours | None = None,
+        rules: Mapping[str, Any] = DEFAULT_RULES,
+        strict: bool = False,
+        seed: int = 0,
     ) -> None:
         self.market = market
+        self.rules = rules  # live settings (the server's fault dict): cancel_latency_ms, partial_fill_rate
+        self.strict = strict
+        self.random = random.Random(seed * 7919 + 17)  # partial-fill draws, apart from the market's
+        self.scheduled: list[tuple[float, SimOrder]] = []  # cancels and replaces waiting to take effect
+        self.replacements: dict[str, SimOrder] = {}  # old order id → its replacement while pending
+        self.rematch: list[SimOrder] = []  # partly filled on purpose: the rest fills next tick
+        self.configuration: dict[str, Any] = dict(ACCOUNT_CONFIGURATION)
         self.cash = starting_cash
         self.starting_cash = starting_cash
         self.on_event = on_event
-        self.is_open = is_open
+        self.hours = hours or MarketHours("always")
         self.orders: dict[str, SimOrder] = {}
         self.open_orders: dict[str, SimOrder] = {}  # the ones matching and funds checks look at
         self.by_client_id: dict[str, SimOrder] = {}
@@ -171,12 +250,22 @@ class Broker:
         long_mv, short_mv = self.market_values()
         return self.cash + long_mv + short_mv
 
+    def multiplier(self) -> float:
+        """Alpaca's margin multiplier: 2 (Reg T), 1 under $2 000 equity or when configured so."""
+        if self.equity() < MARGIN_MIN_EQUITY:
+            return 1.0
+        return min(MARGIN_MULTIPLIER, float(self.configuration.get("max_margin_multiplier") or MARGIN_MULTIPLIER))
+
+    def shorting_enabled(self) -> bool:
+        return self.multiplier() > 1 and not self.configuration.get("no_shorting")
+
     def buying_power(self) -> float:
-        """Reg T style: twice the equity left after the initial margin of open positions."""
+        """Reg T style: the multiplier times the equity left after the initial margin of positions."""
         long_mv, short_mv = self.market_values()
         equity = self.cash + long_mv + short_mv
-        initial_margin = (long_mv - short_mv) / MARGIN_MULTIPLIER
-        return max(0.0, (equity - initial_margin) * MARGIN_MULTIPLIER)
+        multiplier = self.multiplier()
+        initial_margin = (long_mv - short_mv) / multiplier
+        return max(0.0, (equity - initial_margin) * multiplier)
 
     def _reserved(self, excluding: SimOrder | None = None) -> float:
         """Buying power held by open orders that would add exposure."""
@@ -193,20 +282,68 @@ class Broker:
         return max(0.0, qty - closable)
 
     def _reference_price(self, order: SimOrder) -> float:
-        bid, ask, _, _ = self.touch(order.symbol)
-        return order.limit_price or order.stop_price or (ask if order.side == "buy" else bid)
+        """Alpaca's cost basis for buying power: buys at their limit (or the far side), shorts at
+        max(limit, 1.03 × ask)."""
+        _, ask, _, _ = self.touch(order.symbol)
+        if order.side == "buy":
+            return order.limit_price or order.stop_price or ask
+        return max(order.limit_price or 0.0, SHORT_PRICE_BUFFER * ask)
 
     # ----------------------------------------------------------------- submitting
     def submit(self, body: Mapping[str, Any], now: float | None = None) -> SimOrder:
+        now = now or time.time()
         order = self._parse(body)
+        legs = complex_orders.build_legs(body, order)
+        self.hours.check(order, now)
+        self._check_conflicts(order)
         self._check_funds(order)
-        self._accept(order, now or time.time())
+        self._attach_legs(order, legs, now)
+        self._accept(order, now)
+        if order.order_class == "oco":
+            for leg in legs:
+                self._activate(leg, now)
         return order
 
+    def _attach_legs(self, order: SimOrder, legs: list[SimOrder], now: float) -> None:
+        """Register a complex order's exits: held until the entry fills (an oco's are live at once)."""
+        order.legs = legs
+        for leg in legs:
+            leg.created_at = leg.updated_at = now
+            self.orders[leg.id] = leg
+            self.by_client_id[leg.client_order_id] = leg
+        if order.order_class == "bracket":
+            complex_orders.pair(legs)
+        elif order.order_class == "oco":
+            complex_orders.pair([order, *legs])
+
+    def _activate(self, leg: SimOrder, now: float) -> None:
+        self._release(leg, now)
+        self.match_order(leg, now)
+
+    def _release(self, leg: SimOrder, now: float) -> None:
+        """An exit goes live (or waits for the open): it may trade and its sibling may cancel it."""
+        self.open_orders[leg.id] = leg
+        self._transition(leg, "accepted" if self.hours.waits(leg, now) else "new", now)
+
+    def _on_closed(self, order: SimOrder, now: float) -> None:
+        """A complex order's consequences: the entry's fill releases its exits, its cancel (or
+        expiry) cancels them; an exit's fill cancels its sibling."""
+        held = [leg for leg in order.legs if leg.status == "held"]
+        if order.status == "filled":
+            for leg in held:  # both exits live before either trades: the first fill cancels the other
+                self._release(leg, now)
+            for leg in held:
+                self.match_order(leg, now)
+        elif order.status in ("canceled", "expired", "rejected"):
+            for leg in held:
+                leg.canceled_at = now
+                self._transition(leg, "canceled", now)
+        sibling = order.sibling
+        if order.status == "filled" and sibling is not None and sibling.is_open and sibling.status != "held":
+            self._cancel(sibling, now)
+
     def _parse(self, body: Mapping[str, Any]) -> SimOrder:
-        order_class = body.get("order_class") or "simple"
-        if order_class != "simple":
-            raise invalid(f"order_class {order_class!r} is not supported by the simulator")
+        order_class = complex_orders.order_class(body)
         symbol = body.get("symbol")
         if not isinstance(symbol, str) or not symbol:
             raise invalid("symbol is required")
@@ -240,6 +377,7 @@ class Broker:
             trail_percent=parse_number(body, "trail_percent"),
             extended_hours=str(body.get("extended_hours", False)).lower() == "true",
             position_intent=body.get("position_intent"),
+            order_class=order_class,
         )
         self._check_shape(order)
         return order
@@ -270,8 +408,6 @@ class Broker:
             raise invalid("exactly one of trail_price or trail_percent is required for trailing_stop orders")
         if order.type != "trailing_stop" and any(t is not None for t in trails):
             raise invalid("trail_price and trail_percent are only allowed for trailing_stop orders")
-        if order.extended_hours and (order.type != "limit" or order.time_in_force != "day"):
-            raise invalid("extended hours order must be DAY limit orders")
         for name in ("limit_price", "stop_price"):
             if _sub_penny(getattr(order, name)):
                 raise ApiError(422, 42210000, "sub-penny increment does not fulfill minimum pricing criteria")
@@ -303,12 +439,10 @@ class Broker:
                     symbol=order.symbol,
                 )
             return
+        if order.side == "buy" and held < 0 and self.strict:
+            self._check_no_flip(order, qty, held, replacing)
         if order.side == "sell":
-            profile = self.market.profiles[order.symbol]
-            if not profile.shortable:
-                raise ApiError(403, 40310000, f"asset {order.symbol} cannot be sold short")
-            if qty != int(qty):
-                raise ApiError(403, 40310000, "fractional orders cannot be sold short")
+            self._check_short(order, qty)
         added = self._exposure_added(order.symbol, order.side, qty)
         if added:
             cost = added * self._reference_price(order)
@@ -322,11 +456,63 @@ class Broker:
                     cost_basis=f"{cost:.2f}",
                 )
 
+    def _check_no_flip(self, order: SimOrder, qty: float, held: float, replacing: SimOrder | None) -> None:
+        """Paper: a buy may cover a short but not turn it into a long (Alpaca refuses the flip)."""
+        available = -held - self.held_for_orders(order.symbol, "buy", excluding=replacing)
+        if qty > available + 1e-9:
+            raise ApiError(
+                403,
+                40310000,
+                f"insufficient qty available for order (requested: {qty:g}, available: {max(available, 0):g})",
+                available=f"{max(available, 0):g}",
+                existing_qty=f"{held:g}",
+                held_for_orders=f"{-held - available:g}",
+                symbol=order.symbol,
+            )
+
+    def _check_short(self, order: SimOrder, qty: float) -> None:
+        """A sell that opens or extends a short: the asset, the quantity and the account must allow it."""
+        if not self.market.profiles[order.symbol].shortable:
+            raise ApiError(422, 42210000, f"asset {order.symbol} cannot be sold short")
+        if qty != int(qty):
+            raise ApiError(422, 42210000, "fractional orders cannot be sold short")
+        if not self.shorting_enabled():
+            raise ApiError(403, 40310000, "account is not allowed to short")
+
+    def _check_conflicts(self, order: SimOrder, replacing: SimOrder | None = None) -> None:
+        """Paper: Alpaca's wash-trade guard and its one-direction-at-a-time rule.
+
+        An opposite open order that could execute against this one is a potential wash trade; with
+        no position, any opposite open order means two directions in flight.
+        """
+        if not self.strict:
+            return
+        opposite = [
+            o
+            for o in self.open_orders.values()
+            if o.symbol == order.symbol and o.side != order.side and o is not replacing
+        ]
+        if not opposite:
+            return
+        if any(_could_cross(order, other) for other in opposite):
+            raise ApiError(403, 40310000, "potential wash trade detected. use complex orders")
+        if not self.positions.get(order.symbol, Position(order.symbol)).quantity:
+            raise ApiError(
+                403,
+                40310000,
+                "cannot open a long buy while a short sell order is open"
+                if order.side == "buy"
+                else "cannot open a short sell while a long buy order is open",
+            )
+
     def held_for_orders(self, symbol: str, side: str, excluding: SimOrder | None = None) -> float:
+        """Shares (or short shares) open orders hold; `excluding` an order being replaced, whose
+        one-cancels-other sibling holds the same shares."""
+        skipped = {id(excluding), id(excluding.sibling)} if excluding is not None else set()
         return sum(
             o.remaining
             for o in self.open_orders.values()
-            if o.symbol == symbol and o.side == side and o is not excluding
+            if o.symbol == symbol and o.side == side and id(o) not in skipped and not _shares_counted(o)
         )
 
     def _accept(self, order: SimOrder, now: float) -> None:
@@ -334,17 +520,24 @@ class Broker:
         self.orders[order.id] = order
         self.open_orders[order.id] = order
         self.by_client_id[order.client_order_id] = order
+        if self.hours.waits(order, now):  # after hours: only accepted, released when it may trade
+            self._transition(order, "accepted", now)
+            return
         self.on_event("pending_new", order, {})
         self._transition(order, "new", now)
         self.match_order(order, now)
 
-    def _transition(self, order: SimOrder, status: str, now: float, **extra: Any) -> None:
+    def _transition(
+        self, order: SimOrder, status: str, now: float, event: str | None = None, **extra: Any
+    ) -> None:
         order.status = status
         order.updated_at = now
         if status not in OPEN_STATUSES:
             self.open_orders.pop(order.id, None)
-        event = {"partially_filled": "partial_fill", "filled": "fill"}.get(status, status)
+        event = event or {"partially_filled": "partial_fill", "filled": "fill"}.get(status, status)
         self.on_event(event, order, extra)
+        if status not in OPEN_STATUSES and (order.legs or order.sibling is not None):
+            self._on_closed(order, now)
 
     # ----------------------------------------------------------------- matching
     def on_market(self, now: float) -> None:
@@ -353,8 +546,10 @@ class Broker:
             self.match_order(order, now)
 
     def match_order(self, order: SimOrder, now: float) -> None:
-        if not order.is_open or not (self.is_open(now) or order.extended_hours):
+        if not order.is_open or not self.hours.may_fill(order, now):
             return
+        if order.status == "accepted":
+            self._transition(order, "new", now)
         bid, ask, bid_size, ask_size = self.touch(order.symbol)
         touch_price, touch_size = (ask, ask_size) if order.side == "buy" else (bid, bid_size)
         if not self._triggered(order, bid, ask):
@@ -367,7 +562,7 @@ class Broker:
         if order.time_in_force == "fok" and touch_size < order.remaining:
             self._cancel(order, now)
             return
-        self._fill(order, min(order.remaining, touch_size), touch_price, now)
+        self._fill(order, self._first_fill_size(order, min(order.remaining, touch_size)), touch_price, now)
         if order.time_in_force == "ioc" and order.is_open:
             self._cancel(order, now)
 
@@ -390,8 +585,24 @@ class Broker:
             return round(hwm + sign * order.trail_price, 2)
         return round(hwm * (1 + sign * (order.trail_percent or 0.0) / 100), 2)
 
+    def _first_fill_size(self, order: SimOrder, qty: float) -> float:
+        """Paper fills: a seeded share of marketable orders first fills a random part only."""
+        if order.first_fill_drawn or order.time_in_force in ("ioc", "fok"):
+            return qty
+        order.first_fill_drawn = True
+        rate = self.rules.get("partial_fill_rate") or 0.0
+        if not rate or self.random.random() >= rate:
+            return qty
+        if qty == int(qty) and qty < 2:
+            return qty
+        self.rematch.append(order)
+        if qty == int(qty):
+            return float(self.random.randint(1, int(qty) - 1))
+        return _clean(qty * self.random.uniform(0.1, 0.9))
+
     def _fill(self, order: SimOrder, qty: float, price: float, now: float) -> None:
         qty = _clean(qty)
+        pending = order.status if order.status in PENDING_CHANGE else None
         signed = qty if order.side == "buy" else -qty
         position = self.positions.setdefault(order.symbol, Position(order.symbol))
         position.apply_fill(signed, price)
@@ -405,13 +616,29 @@ class Broker:
             order.filled_at = now
         self._transition(
             order,
-            "filled" if done else "partially_filled",
+            "filled" if done else pending or "partially_filled",
             now,
+            event="fill" if done else "partial_fill",
             price=price,
             qty=qty,
             position_qty=position.quantity,
             execution_id=str(uuid.uuid4()),
         )
+        if done and pending:
+            self._change_lost(order, pending, now)
+
+    def _change_lost(self, order: SimOrder, pending: str, now: float) -> None:
+        """The order filled before its cancel or replace took effect: Alpaca rejects the change."""
+        event = "order_cancel_rejected" if pending == "pending_cancel" else "order_replace_rejected"
+        self.on_event(event, order, {})
+        self._drop_replacement(order, now)
+
+    def _drop_replacement(self, order: SimOrder, now: float) -> None:
+        """A replacement that will never take effect is rejected (its id was already answered)."""
+        new = self.replacements.pop(order.id, None)
+        if new is not None:
+            new.failed_at = now
+            self._transition(new, "rejected", now)
 
     # ----------------------------------------------------------------- cancel, replace, expire
     def get(self, order_id: str) -> SimOrder:
@@ -428,26 +655,53 @@ class Broker:
 
     def cancel(self, order_id: str, now: float | None = None) -> None:
         order = self.get(order_id)
-        if not order.is_open:
-            raise ApiError(422, 42210000, f"order is not cancelable (status: {order.status})")
-        self._cancel(order, now or time.time())
+        _check_changeable(order)
+        self.request_cancel(order, now or time.time())
+
+    def request_cancel(self, order: SimOrder, now: float) -> None:
+        """Cancel now (frictionless) or after `cancel_latency_ms`, reading pending_cancel meanwhile."""
+        latency = self.rules.get("cancel_latency_ms") or 0.0
+        self._drop_replacement(order, now)
+        if not latency:
+            self._cancel(order, now)
+            return
+        self._transition(order, "pending_cancel", now)
+        self.scheduled.append((now + latency / 1000, order))
 
     def _cancel(self, order: SimOrder, now: float) -> None:
         order.canceled_at = now
+        self._drop_replacement(order, now)
         self._transition(order, "canceled", now)
 
     def cancel_all(self, now: float | None = None) -> list[SimOrder]:
+        """DELETE /v2/orders: every open order not already being canceled gets a cancel request."""
         now = now or time.time()
-        canceled = list(self.open_orders.values())
-        for order in canceled:
-            self._cancel(order, now)
-        return canceled
+        chosen = [o for o in self.open_orders.values() if o.status != "pending_cancel"]
+        for order in chosen:
+            self.request_cancel(order, now)
+        return chosen
+
+    def run_due(self, now: float) -> None:
+        """Let the cancels and replaces whose latency has passed take effect, and fill the rest of
+        orders partly filled on purpose (called every tick, even when quotes stand still)."""
+        if self.rematch:
+            rematch, self.rematch = self.rematch, []
+            for order in rematch:
+                self.match_order(order, now)
+        if not self.scheduled or self.scheduled[0][0] > now:
+            return
+        due = [item for item in self.scheduled if item[0] <= now]
+        self.scheduled = [item for item in self.scheduled if item[0] > now]
+        for _, order in due:
+            if order.status == "pending_cancel":
+                self._cancel(order, now)
+            elif order.status == "pending_replace" and order.id in self.replacements:
+                self._complete_replace(order, self.replacements.pop(order.id), now)
 
     def replace(self, order_id: str, body: Mapping[str, Any], now: float | None = None) -> SimOrder:
         now = now or time.time()
         old = self.get(order_id)
-        if not old.is_open:
-            raise ApiError(422, 42210000, f"order is not replaceable (status: {old.status})")
+        _check_changeable(old)
         fields = {
             "symbol": old.symbol,
             "side": old.side,
@@ -467,12 +721,53 @@ class Broker:
             key = "trail_price" if old.trail_price is not None else "trail_percent"
             fields[key] = trail if trail is not None else getattr(old, key)
         new = self._parse(fields)
+        if _same_terms(old, new):
+            raise ApiError(403, 40310000, "order parameters are not changed")
+        self._check_conflicts(new, replacing=old)
         self._check_funds(new, replacing=old)
+        return self._request_replace(old, new, now)
+
+    def _request_replace(self, old: SimOrder, new: SimOrder, now: float) -> SimOrder:
+        """Replace now (frictionless) or after `cancel_latency_ms`, the old order reading
+        pending_replace meanwhile; the replacement is known (by id) from the start."""
+        latency = self.rules.get("cancel_latency_ms") or 0.0
+        if not latency:
+            self._complete_replace(old, new, now)
+            return new
+        new.replaces, new.created_at, new.updated_at = old.id, now, now
+        self.orders[new.id] = new
+        self.by_client_id[new.client_order_id] = new
+        self.replacements[old.id] = new
+        self._transition(old, "pending_replace", now)
+        self.scheduled.append((now + latency / 1000, old))
+        return new
+
+    def _complete_replace(self, old: SimOrder, new: SimOrder, now: float) -> None:
         new.replaces = old.id
+        new.order_class, new.legs, old.legs = old.order_class, old.legs, []  # a bracket keeps its exits
+        new.parent_id, new.shares_shared = old.parent_id, old.shares_shared
+        if old.sibling is not None:
+            new.sibling, old.sibling.sibling, old.sibling = old.sibling, new, None
         old.replaced_by, old.replaced_at = new.id, now
         self._transition(old, "replaced", now)
         self._accept(new, now)
-        return new
+
+    def trigger_event(self, order_id: str, event: str, now: float | None = None) -> SimOrder:
+        """Produce one of the events the simulated market never causes by itself (for tests)."""
+        if event not in TRIGGERED_EVENTS:
+            raise invalid(f"event must be one of: {', '.join(sorted(TRIGGERED_EVENTS))}")
+        order = self.get(order_id)
+        now = now or time.time()
+        if event == "done_for_day":
+            self._transition(order, "done_for_day", now)
+        elif event == "expired":
+            order.expired_at = now
+            self._transition(order, "expired", now)
+        elif event == "accepted":
+            self._transition(order, "accepted", now)
+        else:
+            self.on_event(event, order, {})
+        return order
 
     def expire_day_orders(self, now: float) -> None:
         """At the close: day orders still open expire (only when the market has hours)."""
@@ -508,8 +803,14 @@ class Broker:
         return self.submit(body)
 
     def close_all(self, cancel_orders: bool) -> list[tuple[str, int, dict[str, Any] | SimOrder]]:
+        """DELETE /v2/positions: with cancel_orders, Alpaca cancels the open orders itself before it
+        liquidates (one server-side step: the cancels are confirmed before the closing orders)."""
         if cancel_orders:
-            self.cancel_all()
+            now = time.time()
+            for order in list(self.open_orders.values()):
+                if self.rules.get("cancel_latency_ms") and order.status != "pending_cancel":
+                    self._transition(order, "pending_cancel", now)
+                self._cancel(order, now)
         results: list[tuple[str, int, dict[str, Any] | SimOrder]] = []
         for symbol in list(self.positions):
             try:
@@ -528,7 +829,9 @@ class Broker:
         direction: str = "desc",
         side: str | None = None,
         symbols: Iterable[str] | None = None,
+        nested: bool = False,
     ) -> list[SimOrder]:
+        """Alpaca's order listing; `nested` rolls each complex order's legs up under it."""
         wanted = {s.upper() for s in symbols} if symbols else None
         chosen = [
             o
@@ -538,6 +841,7 @@ class Broker:
             and (until is None or o.created_at < until)
             and (side is None or o.side == side)
             and (wanted is None or o.symbol in wanted)
+            and not (nested and o.parent_id)
         ]
         if direction == "desc":
             chosen.reverse()

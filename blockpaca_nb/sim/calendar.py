@@ -20,7 +20,7 @@ __all__ = [
     "EASTERN",
     "MARKET_HOURS_VALUES",
     "Clock",
-    "Session",
+    "TradingDay",
     "clock",
     "is_trading_day",
     "previous_sessions",
@@ -42,7 +42,7 @@ _MAX_SCAN_DAYS = 31  # No rule ever produces more than a few consecutive closed 
 
 
 @dataclass(frozen=True)
-class Session:
+class TradingDay:
     """One NYSE trading day with its regular-hours open and close (Eastern time)."""
 
     date: date
@@ -149,21 +149,21 @@ def is_trading_day(d: date) -> bool:
 
 
 @lru_cache(maxsize=8192)
-def session_on(d: date) -> Session | None:
+def session_on(d: date) -> TradingDay | None:
     """The session held on ``d``, or ``None`` on weekends and holidays (cached: it is hot)."""
     if not is_trading_day(d):
         return None
     close = _EARLY_CLOSE if d in _early_closes(d.year) else _CLOSE
-    return Session(
+    return TradingDay(
         date=d,
         open=datetime.combine(d, _OPEN, tzinfo=EASTERN),
         close=datetime.combine(d, close, tzinfo=EASTERN),
     )
 
 
-def sessions(start: date, end: date) -> list[Session]:
+def sessions(start: date, end: date) -> list[TradingDay]:
     """All sessions from ``start`` to ``end`` inclusive, oldest first (empty if end < start)."""
-    found: list[Session] = []
+    found: list[TradingDay] = []
     day = start
     while day <= end:
         session = session_on(day)
@@ -173,11 +173,11 @@ def sessions(start: date, end: date) -> list[Session]:
     return found
 
 
-def previous_sessions(before: date, count: int) -> list[Session]:
+def previous_sessions(before: date, count: int) -> list[TradingDay]:
     """The ``count`` sessions strictly before ``before``, oldest first (for warm-up history)."""
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
-    found: list[Session] = []
+    found: list[TradingDay] = []
     day = before
     while len(found) < count:
         day -= _ONE_DAY
@@ -188,7 +188,7 @@ def previous_sessions(before: date, count: int) -> list[Session]:
     return found
 
 
-def _first_session_after(d: date) -> Session:
+def _first_session_after(d: date) -> TradingDay:
     """The first session on a date strictly later than ``d``."""
     day = d
     for _ in range(_MAX_SCAN_DAYS):

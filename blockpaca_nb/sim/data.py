@@ -1,5 +1,9 @@
-"""Historical market data as Alpaca's `/v2/stocks/...` endpoints serve it: bars with pagination,
-latest quotes, trades and bars, and snapshots — all drawn from the simulated market."""
+"""Historical market data as Alpaca's `/v2/stocks/...` endpoints serve it: bars, trades and quotes
+with pagination, latest quotes, trades and bars, and snapshots — all drawn from the simulated market,
+under the limits of the account's data plan (a free plan may not query the last 15 minutes of SIP).
+
+Past sessions' trades and quotes are derived from their minute bars (four prints a minute that
+aggregate exactly to the bar); since the simulator started, they are the very prints it streamed."""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from . import calendar
-from .broker import invalid
-from .market import Bar, Market
+from . import calendar, simclock
+from .broker import ApiError, invalid
+from .market import Bar, Market, Quote, Trade, _rng
 from .wire import bar_json, ts
 
 MAX_LIMIT = 10_000
@@ -22,6 +26,28 @@ _UNIT_SECONDS = {"Min": 60, "T": 60, "Hour": 3600, "H": 3600}
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC).timestamp()
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
 _CALENDAR_SPAN = (date(1970, 1, 1), date(2100, 12, 31))  # the years the session rules cover
+DATA_PLANS: tuple[str, ...] = ("basic", "sip")  # Alpaca's free plan, and the paid one with SIP
+FEEDS = frozenset({"iex", "sip", "delayed_sip"})  # the stock feeds the simulator serves
+BASIC_STREAM_SYMBOLS = 30  # free plan: trades + quotes symbols per connection (bars unlimited)
+RECENT_SIP_S = 15 * 60  # free plan: SIP data newer than this is refused
+_PRINTS_PER_MINUTE = 4  # derived trades per past minute bar: open, high/low, low/high, close
+
+
+def plan_limits(data_plan: str) -> int | None:
+    """How many trade/quote symbols one stream connection may hold (None: no limit)."""
+    return BASIC_STREAM_SYMBOLS if data_plan == "basic" else None
+
+
+def check_feed(query: Mapping[str, str], data_plan: str, now: float) -> None:
+    """Alpaca's answer to a feed the plan does not cover: 403 for SIP data of the last 15 minutes."""
+    feed = query.get("feed") or ("sip" if data_plan == "sip" else "iex")
+    if feed not in FEEDS:
+        raise invalid(f"invalid feed: {feed[:20]!r}")
+    if feed != "sip" or data_plan == "sip":
+        return
+    end = parse_time(query.get("end"), "end") or now
+    if end > now - RECENT_SIP_S:
+        raise ApiError(403, 40310000, "subscription does not permit querying recent SIP data")
 
 
 @dataclass(frozen=True)
@@ -81,7 +107,7 @@ def symbols_of(query: Mapping[str, str], market: Market) -> list[str]:
 
 
 def _today_start() -> float:
-    now = datetime.now(calendar.EASTERN)
+    now = datetime.fromtimestamp(simclock.time(), calendar.EASTERN)
     return datetime(now.year, now.month, now.day, tzinfo=calendar.EASTERN).timestamp()
 
 
@@ -150,12 +176,80 @@ def _untoken(token: str) -> tuple[int, int]:
     return position
 
 
-def bars_page(market: Market, query: Mapping[str, str]) -> dict[str, Any]:
-    """GET /v2/stocks/bars: the limit counts bars across all symbols; the token resumes a page."""
+def _past_trades(market: Market, symbol: str, day: date) -> list[Trade]:
+    """Prints of one past session: four per minute bar (open, high/low, low/high, close), sizes adding
+    up to the bar's volume, so they aggregate exactly to the bars served for that session."""
+    bars = market.history(symbol).minute_bars(day)
+    coin = _rng(market.seed, symbol, "prints", day.isoformat()).random(len(bars))
+    trades: list[Trade] = []
+    for m, bar in enumerate(bars):
+        middle = (bar.h, bar.l) if coin[m] < 0.5 else (bar.l, bar.h)
+        size = int(bar.v // _PRINTS_PER_MINUTE)
+        sizes = [size] * (_PRINTS_PER_MINUTE - 1) + [bar.v - size * (_PRINTS_PER_MINUTE - 1)]
+        for k, price in enumerate((bar.o, *middle, bar.c)):
+            when = bar.t + 60 * k / _PRINTS_PER_MINUTE + 1
+            trades.append(Trade(when, price, float(sizes[k]), m * _PRINTS_PER_MINUTE + k + 1))
+    return trades
+
+
+def _past_quotes(market: Market, symbol: str, day: date) -> list[Quote]:
+    """A quote just before each past print, the print at its ask or bid, with the symbol's spread."""
+    spread_of = market.profiles[symbol].spread_bps / 1e4
+    quotes: list[Quote] = []
+    for k, trade in enumerate(_past_trades(market, symbol, day)):
+        spread = max(0.01, round(trade.p * spread_of, 2))
+        bid = round(trade.p - (spread if k % 2 else 0.0), 2)
+        quotes.append(Quote(trade.t - 0.5, bid, 100.0, round(bid + spread, 2), 100.0))
+    return quotes
+
+
+def ticks_between(market: Market, kind: str, symbol: str, start: float, end: float) -> list[Any]:
+    """Trades or quotes of `symbol` in [start, end]: derived for past sessions, recorded since."""
+    history = market.history(symbol)
+    first, last = (datetime.fromtimestamp(t, calendar.EASTERN).date() for t in (start, end))
+    derive = _past_trades if kind == "trades" else _past_quotes
+    items: list[Any] = []
+    for session in history.sessions:
+        if first <= session.date <= last:
+            items.extend(derive(market, symbol, session.date))
+    if kind == "trades":
+        items.extend(market.live_trades[market.index[symbol]])
+    else:
+        items.extend(market.quotes_since_start(symbol))
+    return [x for x in items if start <= x.t <= end]
+
+
+def _trade_json(trade: Trade) -> dict[str, Any]:
+    return {"t": ts(trade.t), "x": "V", "p": trade.p, "s": trade.s, "c": ["@"], "i": trade.i, "z": "C"}
+
+
+def _quote_json(quote: Quote) -> dict[str, Any]:
+    return {
+        "t": ts(quote.t), "ax": "V", "ap": quote.ap, "as": quote.as_, "bx": "V", "bp": quote.bp,
+        "bs": quote.bs, "c": ["R"], "z": "C",
+    }
+
+
+def history_page(market: Market, kind: str, query: Mapping[str, str]) -> dict[str, Any]:
+    """GET /v2/stocks/{bars,trades,quotes}: one page, the limit counting items across symbols."""
     symbols = symbols_of(query, market)
-    timeframe = Timeframe.parse(query.get("timeframe"))
     start = parse_time(query.get("start"), "start") or _today_start()
-    end = parse_time(query.get("end"), "end") or datetime.now(UTC).timestamp()
+    end = parse_time(query.get("end"), "end") or simclock.time()
+    if kind == "bars":
+        timeframe = Timeframe.parse(query.get("timeframe"))
+        return _page(kind, symbols, query, lambda s: bars_between(market, s, timeframe, start, end), bar_json)
+    shape = _trade_json if kind == "trades" else _quote_json
+    return _page(kind, symbols, query, lambda s: ticks_between(market, kind, s, start, end), shape)
+
+
+def _page(
+    kind: str,
+    symbols: list[str],
+    query: Mapping[str, str],
+    items_of: Any,
+    shape: Any,
+) -> dict[str, Any]:
+    """Alpaca's pagination: the limit counts items across all symbols; the token resumes a page."""
     limit = parse_limit(query.get("limit"))
     sort = query.get("sort", "asc").lower()
     if sort not in ("asc", "desc"):
@@ -164,26 +258,26 @@ def bars_page(market: Market, query: Mapping[str, str]) -> dict[str, Any]:
     first_symbol, offset = _untoken(query["page_token"]) if query.get("page_token") else (0, 0)
     result: dict[str, list[dict[str, Any]]] = {}
     for index in range(first_symbol, len(symbols)):
-        bars = bars_between(market, symbols[index], timeframe, start, end)
+        items = items_of(symbols[index])
         if descending:
-            bars.reverse()
-        page = bars[offset : offset + limit]
+            items.reverse()
+        page = items[offset : offset + limit]
         if page:
-            result[symbols[index]] = [bar_json(b) for b in page]
+            result[symbols[index]] = [shape(x) for x in page]
         limit -= len(page)
         if limit == 0:
             following = offset + len(page)
-            if following < len(bars):
-                return {"bars": result, "next_page_token": _token(index, following)}
+            if following < len(items):
+                return {kind: result, "next_page_token": _token(index, following)}
             more = index + 1 < len(symbols)
-            return {"bars": result, "next_page_token": _token(index + 1, 0) if more else None}
+            return {kind: result, "next_page_token": _token(index + 1, 0) if more else None}
         offset = 0
-    return {"bars": result, "next_page_token": None}
+    return {kind: result, "next_page_token": None}
 
 
 def _quote(market: Market, i: int) -> dict[str, Any]:
     return {
-        "t": ts(market.quote_time or None) or ts(datetime.now(UTC).timestamp()),
+        "t": ts(market.quote_time or simclock.time()),
         "ax": "V",
         "ap": float(market.ask[i]),
         "as": float(market.ask_size[i]),
@@ -196,7 +290,7 @@ def _quote(market: Market, i: int) -> dict[str, Any]:
 
 
 def _trade(market: Market, i: int) -> dict[str, Any]:
-    when = float(market.last_trade_time[i]) or market.quote_time or datetime.now(UTC).timestamp()
+    when = float(market.last_trade_time[i]) or market.quote_time or simclock.time()
     return {
         "t": ts(when),
         "x": "V",
@@ -250,7 +344,7 @@ def snapshots(market: Market, query: Mapping[str, str]) -> dict[str, Any]:
 
 
 def calendar_range(query: Mapping[str, str]) -> tuple[date, date]:
-    today = datetime.now(calendar.EASTERN).date()
+    today = simclock.today()
     try:
         start = date.fromisoformat(query["start"][:10]) if query.get("start") else today - timedelta(days=30)
         end = date.fromisoformat(query["end"][:10]) if query.get("end") else today + timedelta(days=30)

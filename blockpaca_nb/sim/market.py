@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 import numpy as np
 
-from . import calendar
+from . import calendar, simclock
 from .universe import Profile, profile
 
 HISTORY_SESSIONS = 260  # about a year of daily bars; minute bars for the same sessions on demand
 _SECONDS_PER_SESSION = 23_400.0
 _BUFFER = 512  # random draws pre-generated per symbol
+LIVE_TRADES_KEPT = 200_000  # per symbol: live trades served by /v2/stocks/trades
+LIVE_QUOTES_KEPT = 1_000_000  # quote cells (steps × symbols) served by /v2/stocks/quotes
 
 
 def _rng(seed: int, *parts: object) -> np.random.Generator:
@@ -42,6 +45,27 @@ class Bar:
     v: float
     n: int
     vw: float
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One print: epoch seconds, price, size and its sequence number."""
+
+    t: float
+    p: float
+    s: float
+    i: int
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """One top-of-book quote: epoch seconds, bid and ask with their sizes."""
+
+    t: float
+    bp: float
+    bs: float
+    ap: float
+    as_: float
 
 
 @dataclass(slots=True)
@@ -122,6 +146,11 @@ class Market:
         self.day_high = self.mid.copy()
         self.day_low = self.mid.copy()
         self.day_volume = np.zeros(n)
+        self.today = simclock.today()  # history ends the day before; live bars continue from here
+        self.live_trades: list[deque[Trade]] = [deque(maxlen=LIVE_TRADES_KEPT) for _ in range(n)]
+        self.live_quotes: deque[QuoteTick] = deque()
+        self._quote_cells = 0
+        self._trade_seq = 0
 
     def _touch(self, mid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bid and ask around `mid` (symbols, or symbols × steps): each symbol's own spread."""
@@ -163,7 +192,26 @@ class Market:
         self.quote_time = now
         self.steps += k
         self._record_trades(trade_mask, trade_price, trade_size, now)
-        return QuoteTick(now, bid.T, ask.T, bid_size.T, ask_size.T, trade_mask.T, trade_price.T, trade_size.T)
+        tick = QuoteTick(now, bid.T, ask.T, bid_size.T, ask_size.T, trade_mask.T, trade_price.T, trade_size.T)
+        self._keep_quotes(tick)
+        return tick
+
+    def _keep_quotes(self, tick: QuoteTick) -> None:
+        """Remember recent quotes for the historical endpoint, dropping the oldest beyond the cap."""
+        self.live_quotes.append(tick)
+        self._quote_cells += tick.bid.size
+        while self._quote_cells > LIVE_QUOTES_KEPT and len(self.live_quotes) > 1:
+            self._quote_cells -= self.live_quotes.popleft().bid.size
+
+    def quotes_since_start(self, symbol: str) -> list[Quote]:
+        """The live quotes still kept for `symbol`, oldest first."""
+        j = self.index[symbol]
+        return [
+            Quote(tick.time, float(tick.bid[k, j]), float(tick.bid_size[k, j]), float(tick.ask[k, j]),
+                  float(tick.ask_size[k, j]))
+            for tick in self.live_quotes
+            for k in range(tick.bid.shape[0])
+        ]
 
     def _record_trades(self, mask: np.ndarray, price: np.ndarray, size: np.ndarray, now: float) -> None:
         minute = now - now % 60
@@ -176,6 +224,8 @@ class Market:
                 bar = self._minute[i] = _MinuteBar(minute, p, p, p, p)
             bar.add(p, s)
             self.last_price[i], self.last_size[i], self.last_trade_time[i] = p, s, now
+            self._trade_seq += 1
+            self.live_trades[i].append(Trade(now, p, s, self._trade_seq))
             self.day_high[i] = max(self.day_high[i], p)
             self.day_low[i] = min(self.day_low[i], p)
             self.day_volume[i] += s
@@ -207,7 +257,7 @@ class Market:
         return Bar(day_start, o, h, low, c, float(self.day_volume[i]), int(self.day_volume[i] // 100), c)
 
     def history(self, symbol: str) -> History:
-        return _history(symbol, self.seed)
+        return _history(symbol, self.seed, self.today)
 
 
 @dataclass(frozen=True)
@@ -216,7 +266,7 @@ class History:
 
     symbol: str
     seed: int
-    sessions: tuple[calendar.Session, ...]
+    sessions: tuple[calendar.TradingDay, ...]
     daily: tuple[Bar, ...]
 
     def minute_bars(self, day: date) -> list[Bar]:
@@ -225,7 +275,7 @@ class History:
 
 @lru_cache(maxsize=4096)
 def _history(symbol: str, seed: int, today: date | None = None) -> History:
-    today = today or datetime.now(calendar.EASTERN).date()
+    today = today or simclock.today()
     sessions = tuple(calendar.previous_sessions(today, HISTORY_SESSIONS))
     prof = profile(symbol, seed)
     rng = _rng(seed, symbol, "daily")

@@ -17,6 +17,7 @@ import secrets
 import select
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import weakref
 from collections.abc import Iterable, Mapping
@@ -24,11 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..tickers import normalize_tickers
+from . import simclock
+from .broker import TRIGGERED_EVENTS
 from .calendar import MARKET_HOURS_VALUES
+from .data import DATA_PLANS
 from .server import FAULT_FIELDS, SimConfig
 from .universe import UNIVERSE
 
 START_TIMEOUT_S = 30.0
+# Each profile's numbers for the rules that have one (see docs/simulator-rules.md): `paper` plays by
+# Alpaca paper's rules, `frictionless` keeps the instant, always-kind broker for benchmarks.
+PROFILES: dict[str, dict[str, float]] = {
+    "paper": {"cancel_latency_ms": 150.0, "partial_fill_rate": 0.1},
+    "frictionless": {"cancel_latency_ms": 0.0, "partial_fill_rate": 0.0},
+}
 
 
 def _validated(**values: Any) -> dict[str, Any]:
@@ -66,22 +77,29 @@ def _validated(**values: Any) -> dict[str, Any]:
     number("ws_drop_every_s", 0.1, optional=True)
     if "trade_stream_silent" in values:
         need(isinstance(values["trade_stream_silent"], bool), "trade_stream_silent", "True or False")
+    number("cancel_latency_ms", 0, 60_000)
+    number("partial_fill_rate", 0, 1)
+    need(values["data_plan"] in DATA_PLANS, "data_plan", ", ".join(map(repr, DATA_PLANS)))
+    if values["clock_start"] is not None:
+        try:
+            simclock.parse_instant(values["clock_start"])
+        except ValueError:
+            need(False, "clock_start", "an ISO time with its zone, e.g. '2026-12-04T15:59:00-05:00', or None")
     return values
 
 
-def _symbols(symbols: Iterable[str] | None) -> tuple[str, ...]:
-    if symbols is None:
-        return UNIVERSE
-    if isinstance(symbols, str):
-        symbols = [s for s in symbols.split(",") if s.strip()]
-    chosen = tuple(dict.fromkeys(str(s).strip().upper() for s in symbols))
-    bad = [s for s in chosen if not s or not all(c.isalnum() or c in "./" for c in s)]
-    if not chosen or bad:
+def _profile(profile: str, **overrides: float | None) -> dict[str, float]:
+    """The profile's rule settings, with any keyword the caller gave instead."""
+    if profile not in PROFILES:
         raise ConfigurationError(
-            f"Simulator symbols: {bad or 'empty list'} not valid;"
-            " allowed: ticker strings like 'AAPL', or None for the built-in universe"
+            f"Simulator profile={profile!r} is not valid; allowed: {', '.join(map(repr, PROFILES))}"
         )
-    return chosen
+    return {name: PROFILES[profile][name] if value is None else value for name, value in overrides.items()}
+
+
+def _symbols(symbols: Iterable[str] | None) -> tuple[str, ...]:
+    """The symbols to serve: the built-in universe, or the caller's tickers read as the session reads them."""
+    return UNIVERSE if symbols is None else tuple(normalize_tickers(symbols, "Simulator symbols"))
 
 
 class Simulator:
@@ -106,8 +124,15 @@ class Simulator:
         rate_limit_per_min: int | None = None,
         ws_drop_every_s: float | None = None,
         rate_limit_window_s: float = 60.0,
+        profile: str = "paper",
+        cancel_latency_ms: float | None = None,
+        partial_fill_rate: float | None = None,
+        clock_start: str | None = None,
+        data_plan: str = "basic",
     ) -> None:
+        rules = _profile(profile, cancel_latency_ms=cancel_latency_ms, partial_fill_rate=partial_fill_rate)
         settings = _validated(
+            **rules,
             seed=seed,
             port=port,
             quotes_per_second=quotes_per_second,
@@ -119,6 +144,8 @@ class Simulator:
             rate_limit_per_min=rate_limit_per_min,
             ws_drop_every_s=ws_drop_every_s,
             rate_limit_window_s=rate_limit_window_s,
+            clock_start=clock_start,
+            data_plan=data_plan,
         )
         self.api_key = "SIM" + secrets.token_hex(8).upper()
         self._secret = secrets.token_urlsafe(24)
@@ -127,6 +154,7 @@ class Simulator:
             host="127.0.0.1",
             api_key=self.api_key,
             secret_key=self._secret,
+            profile=profile,
             **settings,
         )
         self._process: subprocess.Popen[str] | None = None
@@ -145,6 +173,10 @@ class Simulator:
     @property
     def seed(self) -> int:
         return self._config.seed
+
+    @property
+    def profile(self) -> str:
+        return self._config.profile
 
     @property
     def running(self) -> bool:
@@ -172,7 +204,7 @@ class Simulator:
         shown = ",".join(self.symbols[:5]) + (
             f",… ({len(self.symbols)} symbols)" if len(self.symbols) > 5 else ""
         )
-        return f"<Simulator {where} symbols={shown} seed={self.seed}>"
+        return f"<Simulator {where} symbols={shown} seed={self.seed} profile={self.profile}>"
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> Simulator:
@@ -230,9 +262,41 @@ class Simulator:
             )
         current = {name: getattr(self._config, name) for name in FAULT_FIELDS}
         current.update(faults)
-        fixed = {"seed": 0, "port": 0, "quotes_per_second": 1, "market_hours": "always", "starting_cash": 0}
+        fixed = {
+            "seed": 0,
+            "port": 0,
+            "quotes_per_second": 1,
+            "market_hours": "always",
+            "starting_cash": 0,
+            "clock_start": None,
+            "data_plan": "basic",
+        }
         _validated(**fixed, rate_limit_window_s=self._config.rate_limit_window_s, **current)
         return self._internal("POST", "faults", faults)
+
+    def trigger_event(self, order_id: str, event: str) -> dict[str, Any]:
+        """Make the broker send a trade_updates event the simulated market never causes by itself:
+        `done_for_day` (the order stops for today), `restated` (Alpaca restates the order unchanged)
+        `expired` (as at the close) or `accepted`. Returns the order as Alpaca JSON."""
+        if event not in TRIGGERED_EVENTS:
+            raise ConfigurationError(
+                f"Simulator.trigger_event event={event!r} is not valid; allowed: {', '.join(sorted(TRIGGERED_EVENTS))}"
+            )
+        return self._internal("POST", f"orders/{order_id}/event", {"event": event})
+
+    def set_clock(self, when: str) -> dict[str, Any]:
+        """Jump the simulator's clock to `when` (an ISO time with its zone) while serving; it runs on
+        at wall speed from there. Returns what `/v2/clock` now answers, e.g. to cross the close:
+        `sim.set_clock("2026-12-04T15:59:58-05:00")`."""
+        try:
+            simclock.parse_instant(when)
+        except ValueError as err:
+            raise ConfigurationError(f"Simulator set_clock: {err}") from None
+        try:
+            return self._internal("POST", "clock", {"time": when})
+        except urllib.error.HTTPError as err:
+            message = json.loads(err.read() or b"{}").get("message", str(err))
+            raise ConfigurationError(f"Simulator set_clock: {message}") from None
 
     def _internal(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         request = urllib.request.Request(

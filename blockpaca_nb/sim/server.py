@@ -19,8 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from . import calendar, data, wire
+from . import calendar, data, simclock, wire
 from .broker import ApiError, Broker, SimOrder, invalid, parse_number
+from .hours import MarketHours
 from .market import Market
 from .streams import Encoded, MarketDataHub, TradeUpdatesHub
 
@@ -51,6 +52,11 @@ class SimConfig:
     secret_key: str = field(repr=False)
     rate_limit_window_s: float = 60.0
     trade_stream_silent: bool = False  # a fault set while serving (see FAULT_FIELDS)
+    profile: str = "paper"
+    cancel_latency_ms: float = 0.0
+    partial_fill_rate: float = 0.0
+    clock_start: str | None = None  # an ISO time with its zone; None: the wall clock
+    data_plan: str = "basic"
 
 
 FAULT_FIELDS = (
@@ -60,6 +66,8 @@ FAULT_FIELDS = (
     "rate_limit_per_min",
     "ws_drop_every_s",
     "trade_stream_silent",
+    "cancel_latency_ms",
+    "partial_fill_rate",
 )
 """Faults `Simulator.set_faults` can change while serving. ``trade_stream_silent``: the trade_updates
 connections stay open but lose every message, like a half-open socket; setting it back to False
@@ -100,14 +108,26 @@ class SimServer:
         self.config = config
         self.faults = {name: getattr(config, name) for name in FAULT_FIELDS}
         self.random = random.Random(config.seed)
+        if config.clock_start:
+            simclock.set_to(simclock.parse_instant(config.clock_start))
         self.market = Market(config.symbols, config.seed, config.quotes_per_second)
-        self.broker = Broker(self.market, config.starting_cash, self._on_order_event, self._market_open)
+        self.hours = MarketHours(config.market_hours)
+        self.broker = Broker(
+            self.market,
+            config.starting_cash,
+            self._on_order_event,
+            self.hours,
+            rules=self.faults,
+            strict=config.profile == "paper",
+            seed=config.seed,
+        )
         self.trade_updates = TradeUpdatesHub(self.credentials_ok)
-        self.market_data = MarketDataHub(self.credentials_ok)
+        self.market_data = MarketDataHub(self.credentials_ok, data.plan_limits(config.data_plan))
         self.trading_window = RateWindow(config.rate_limit_per_min, config.rate_limit_window_s)
         self.data_window = RateWindow(config.rate_limit_per_min, config.rate_limit_window_s)
         self._tasks: list[asyncio.Task[None]] = []
         self._clock_cache: tuple[float, calendar.Clock] | None = None
+        self._close_at = self._close_due(simclock.time())
 
     # ----------------------------------------------------------------- helpers
     def credentials_ok(self, key: str | None, secret: str | None) -> bool:
@@ -119,7 +139,7 @@ class SimServer:
         )
 
     def clock(self, now: float | None = None) -> calendar.Clock:
-        now = time.time() if now is None else now
+        now = simclock.time() if now is None else now
         cached = self._clock_cache
         if cached and abs(cached[0] - now) < 0.5:
             return cached[1]
@@ -127,13 +147,17 @@ class SimServer:
         self._clock_cache = (now, result)
         return result
 
-    def _market_open(self, now: float) -> bool:
-        return self.config.market_hours == "always" or self.clock(now).is_open
+    def _close_due(self, now: float) -> float | None:
+        """When the next close falls (day orders expire then); None when the market never closes."""
+        if self.config.market_hours == "always":
+            return None
+        # not the cached clock: from just before the close it would name the close just passed
+        return calendar.clock(datetime.fromtimestamp(now, UTC), self.config.market_hours).next_close.timestamp()
 
     def _on_order_event(self, event: str, order: SimOrder, extra: dict[str, Any]) -> None:
         if not self.trade_updates.listeners:
             return  # nobody listens: skip building the message (the hot path of order bursts)
-        payload: dict[str, Any] = {"event": event, "timestamp": wire.ts(order.updated_at or time.time())}
+        payload: dict[str, Any] = {"event": event, "timestamp": wire.ts(order.updated_at or simclock.time())}
         for key, value in extra.items():
             payload[key] = wire.num(value) if isinstance(value, float) else value
         payload["order"] = wire.order_json(order)
@@ -159,18 +183,17 @@ class SimServer:
         qps = self.config.quotes_per_second
         tick = min(MAX_TICK_S, max(MIN_TICK_S, 1.0 / qps))
         started = time.monotonic()
-        minute = time.time() // 60
-        was_open = self._market_open(time.time())
+        minute = simclock.time() // 60
         while True:
             await asyncio.sleep(tick)
             try:
-                minute, was_open = self._market_tick(started, qps, minute, was_open)
+                minute = self._market_tick(started, qps, minute)
             except Exception:
                 log.exception("simulated market step failed; the market goes on")
 
-    def _market_tick(self, started: float, qps: float, minute: float, was_open: bool) -> tuple[float, bool]:
+    def _market_tick(self, started: float, qps: float, minute: float) -> float:
         due = int((time.monotonic() - started) * qps) - self.market.steps
-        now = time.time()
+        now = simclock.time()
         # Close the finished minute before any trade of the new one: a trade stamped in the new
         # minute would otherwise freeze the old bar silently and it would never be streamed.
         if now // 60 != minute:
@@ -179,10 +202,15 @@ class SimServer:
             self.broker.record_equity(now)
         if due > 0:
             self._step_market(due, now)
-        is_open = self._market_open(now)
-        if was_open and not is_open:
+        self.broker.run_due(now)
+        self.check_close(now)
+        return minute
+
+    def check_close(self, now: float) -> None:
+        """Expire day orders once a close has passed — also when the clock jumped over it."""
+        if self._close_at is not None and now >= self._close_at:
             self.broker.expire_day_orders(now)
-        return minute, is_open
+        self._close_at = self._close_due(now)
 
     def _step_market(self, due: int, now: float) -> None:
         tick = self.market.step(due, now)
@@ -257,7 +285,7 @@ class SimServer:
             return web.json_response({"code": 40110000, "message": "request is not authorized"}, status=401)
         if request.path.startswith(INTERNAL):
             return await self._answer(handler, request)
-        now = time.time()
+        now = time.time()  # rate limits count wall seconds, whatever the simulated clock says
         window = self.data_window if request.path.startswith("/v2/stocks") else self.trading_window
         window.limit = self.faults["rate_limit_per_min"]
         if not window.admit(now):
@@ -347,6 +375,14 @@ def build_app(config: SimConfig) -> web.Application:
     async def account(_r: web.Request) -> web.Response:
         return ok(wire.account_json(broker))
 
+    @routes.get("/v2/account/configurations")
+    async def configurations(_r: web.Request) -> web.Response:
+        return ok(broker.configuration)
+
+    @routes.patch("/v2/account/configurations")
+    async def configure(request: web.Request) -> web.Response:
+        return ok(wire.configure(broker, await sim.body(request)))
+
     @routes.get("/v2/clock")
     async def clock(_r: web.Request) -> web.Response:
         return ok(wire.clock_json(sim.clock()))
@@ -372,7 +408,7 @@ def build_app(config: SimConfig) -> web.Application:
 
     @routes.get("/v2/account/portfolio/history")
     async def portfolio_history(request: web.Request) -> web.Response:
-        points = [*broker.equity_history, (time.time(), broker.equity())]
+        points = [*broker.equity_history, (simclock.time(), broker.equity())]
         base = broker.starting_cash
         return ok(
             {
@@ -448,6 +484,7 @@ def build_app(config: SimConfig) -> web.Application:
             direction=direction,
             side=q.get("side"),
             symbols=[s for s in q.get("symbols", "").split(",") if s] or None,
+            nested=bool(_flag(q, "nested")),
         )
         return ok([wire.order_json(o) for o in chosen])
 
@@ -477,16 +514,19 @@ def build_app(config: SimConfig) -> web.Application:
         return ok([{"id": o.id, "status": 200, "body": wire.order_json(o)} for o in canceled], status=207)
 
     # --- market data
-    @routes.get("/v2/stocks/bars")
-    async def bars(request: web.Request) -> web.Response:
-        return ok(data.bars_page(market, request.query))
-
     @routes.get("/v2/stocks/{kind:quotes|trades|bars}/latest")
     async def latest(request: web.Request) -> web.Response:
+        data.check_feed(request.query, config.data_plan, simclock.time())
         return ok(data.latest(market, request.match_info["kind"], request.query))
+
+    @routes.get("/v2/stocks/{kind:bars|trades|quotes}")
+    async def history(request: web.Request) -> web.Response:
+        data.check_feed(request.query, config.data_plan, simclock.time())
+        return ok(data.history_page(market, request.match_info["kind"], request.query))
 
     @routes.get("/v2/stocks/snapshots")
     async def snapshots(request: web.Request) -> web.Response:
+        data.check_feed(request.query, config.data_plan, simclock.time())
         return ok(data.snapshots(market, request.query))
 
     # --- streams
@@ -506,6 +546,26 @@ def build_app(config: SimConfig) -> web.Application:
     @routes.get(INTERNAL + "positions")
     async def all_positions(_r: web.Request) -> web.Response:
         return ok([wire.position_json(broker, p) for p in broker.positions.values()])
+
+    @routes.post(INTERNAL + "orders/{order_id}/event")
+    async def trigger_event(request: web.Request) -> web.Response:
+        event = (await sim.body(request)).get("event")
+        return ok(wire.order_json(broker.trigger_event(_order_id(request), str(event))))
+
+    @routes.post(INTERNAL + "clock")
+    async def set_clock(request: web.Request) -> web.Response:
+        wanted = (await sim.body(request)).get("time")
+        try:
+            target = simclock.parse_instant(str(wanted))
+        except ValueError as err:
+            raise invalid(str(err)) from None
+        if target < simclock.time() - 1:  # bars, trades and order times must never run backwards
+            now = wire.ts(simclock.time())
+            raise invalid(f"the simulator's clock only moves forward; it is {now}, asked for {wanted}")
+        simclock.set_to(target)
+        sim.check_close(simclock.time())  # before any order placed at the new time can be expired
+        broker.on_market(simclock.time())  # orders released by the jump trade on the current quotes
+        return ok(wire.clock_json(sim.clock()))
 
     @routes.post(INTERNAL + "faults")
     async def set_faults(request: web.Request) -> web.Response:

@@ -35,6 +35,7 @@ CHANNELS = (
 )
 _SUBSCRIBABLE = frozenset(CHANNELS[:7])
 MAX_SYMBOLS = 10_000
+LIMITED_CHANNELS = ("trades", "quotes")  # what a free plan's symbol limit counts (bars are unlimited)
 
 Credentials = Callable[[str | None, str | None], bool]
 
@@ -196,8 +197,9 @@ class Encoded:
 class MarketDataHub:
     """The market-data stream: handshake, subscriptions, and fan-out of encoded messages."""
 
-    def __init__(self, credentials: Credentials) -> None:
+    def __init__(self, credentials: Credentials, plan_symbols: int | None = None) -> None:
         self.credentials = credentials
+        self.plan_symbols = plan_symbols  # a free plan's trades+quotes symbols per connection; None: any
         self.subscribers: set[Subscriber] = set()
         self.active_keys: dict[tuple[str, str], Subscriber] = {}
         self.connections: set[web.WebSocketResponse] = set()
@@ -278,6 +280,9 @@ class MarketDataHub:
             if (key, endpoint) in self.active_keys:
                 await self._fail(sub, 406, "connection limit exceeded")
                 return False
+            if self.plan_symbols is not None and endpoint.endswith("/sip"):
+                await self._fail(sub, 409, "insufficient subscription")
+                return False
             sub.key = key
             self.active_keys[(key, endpoint)] = sub
             await sub.send_control({"T": "success", "msg": "authenticated"})
@@ -296,6 +301,7 @@ class MarketDataHub:
         if request is None or action not in ("subscribe", "unsubscribe"):
             await sub.send_control({"T": "error", "code": 400, "msg": "invalid syntax"})
             return
+        wanted = {channel: set(chosen) for channel, chosen in sub.channels.items()}
         for channel, symbols in request.items():
             if channel not in _SUBSCRIBABLE:
                 continue
@@ -304,13 +310,24 @@ class MarketDataHub:
                 return
             chosen = {s.upper() if s != "*" else s for s in symbols}
             if action == "subscribe":
-                sub.channels[channel] |= chosen
+                wanted[channel] |= chosen
             else:
-                sub.channels[channel] -= chosen
-        if sum(len(s) for s in sub.channels.values()) > MAX_SYMBOLS:
+                wanted[channel] -= chosen
+        if self._over_limit(wanted):  # refused whole: the subscription stays as it was
             await sub.send_control({"T": "error", "code": 405, "msg": "symbol limit exceeded"})
             return
+        sub.channels = wanted
         await sub.send_control(sub.subscription())
+
+    def _over_limit(self, wanted: dict[str, set[str]]) -> bool:
+        """More symbols than any plan allows, or more trades+quotes symbols than the free plan's 30
+        (the wildcard counts as every symbol)."""
+        if sum(len(s) for s in wanted.values()) > MAX_SYMBOLS:
+            return True
+        if self.plan_symbols is None:
+            return False
+        limited = set().union(*(wanted[c] for c in LIMITED_CHANNELS))
+        return "*" in limited or len(limited) > self.plan_symbols
 
     async def drop_all(self) -> None:
         for ws in list(self.connections):

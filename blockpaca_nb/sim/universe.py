@@ -1,9 +1,11 @@
 """The simulator's built-in symbol universe and per-symbol synthetic market profiles.
 
-``UNIVERSE`` is a fixed list of S&P-500-like US equity tickers the simulator offers out of
-the box (Alpaca-style plain upper-case symbols; share classes written with a dot are left
-out). ``profile`` turns any symbol plus a run seed into the parameters the price generator
-needs. It is derived from a keyed BLAKE2 digest rather than Python's salted ``hash()`` so
+``UNIVERSE`` is a fixed list of S&P-500-like US equity tickers plus the large ETFs the simulator
+offers out of the box (Alpaca-style plain upper-case symbols; share classes written with a dot
+are left out). ``profile`` turns any symbol plus a run seed into the parameters the price
+generator needs. The best-known names start near their real price level and are, as on Alpaca,
+always shortable and fractionable: a user who sees AAPL at $38 stops trusting the tool. Every
+other symbol gets a drawn profile. It is derived from a keyed BLAKE2 digest rather than Python's salted ``hash()`` so
 the same (symbol, seed) gives the same market in every process and on every machine.
 """
 
@@ -14,12 +16,12 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["EXCHANGES", "UNIVERSE", "Profile", "profile"]
+__all__ = ["ETFS", "EXCHANGES", "KNOWN_PRICES", "UNIVERSE", "Profile", "profile"]
 
 EXCHANGES: tuple[str, ...] = ("NASDAQ", "NYSE", "ARCA")
 
 # fmt: off
-UNIVERSE: tuple[str, ...] = (
+_STOCKS: tuple[str, ...] = (
     "A", "AAL", "AAPL", "ABBV", "ABNB", "ABT", "ACGL", "ACN", "ADBE", "ADI", "ADM", "ADP", "ADSK",
     "AEE", "AEP", "AES", "AFL", "AFRM", "AIG", "AIZ", "AJG", "AKAM", "ALB", "ALGN", "ALL", "ALLE",
     "AMAT", "AMCR", "AMD", "AME", "AMGN", "AMP", "AMT", "AMZN", "ANET", "ANSS", "AON", "AOS", "APA",
@@ -63,6 +65,12 @@ UNIVERSE: tuple[str, ...] = (
     "WMB", "WMT", "WRB", "WST", "WTW", "WY", "WYNN", "XEL", "XOM", "XYL", "YUM", "ZBH", "ZBRA",
     "ZS", "ZTS",
 )
+# the large ETFs: the index trackers and the eleven sector SPDRs
+_LARGE_ETFS: tuple[str, ...] = (
+    "SPY", "QQQ", "IWM", "DIA", "XLF", "XLK", "XLE", "XLV", "XLI", "XLY", "XLP", "XLU", "XLB",
+    "XLRE", "XLC",
+)
+UNIVERSE: tuple[str, ...] = tuple(sorted({*_STOCKS, *_LARGE_ETFS}))
 _UNIVERSE_SET: frozenset[str] = frozenset(UNIVERSE)
 
 # Universe members listed on NASDAQ; every other universe member is treated as NYSE-listed.
@@ -89,10 +97,26 @@ _NASDAQ_LISTED: frozenset[str] = frozenset(
 _ARCA_LISTED: frozenset[str] = frozenset(
     {
         "DIA", "EEM", "EFA", "GLD", "HYG", "IWM", "LQD", "SLV", "SPY", "TLT", "USO", "VOO", "VTI",
-        "XLE", "XLF", "XLK", "XLV",
+        "XLB", "XLC", "XLE", "XLF", "XLI", "XLK", "XLP", "XLRE", "XLU", "XLV", "XLY",
     }
 )
 _NASDAQ_FUNDS: frozenset[str] = frozenset({"QQQ", "TQQQ", "SQQQ"})
+
+# Price levels of the best-known names, roughly as they traded in mid-2025 (the date this table
+# describes; a run's start price lies within ±5 % of it, drawn from the seed).
+KNOWN_PRICES: dict[str, float] = {
+    "AAPL": 210.0, "MSFT": 500.0, "NVDA": 170.0, "AMZN": 225.0, "GOOGL": 190.0, "GOOG": 192.0,
+    "META": 720.0, "TSLA": 320.0, "AVGO": 290.0, "JPM": 290.0, "LLY": 780.0, "V": 350.0,
+    "UNH": 300.0, "XOM": 110.0, "MA": 570.0, "COST": 990.0, "HD": 370.0, "PG": 155.0, "JNJ": 165.0,
+    "WMT": 97.0, "NFLX": 1200.0, "ORCL": 240.0, "CRM": 260.0, "AMD": 160.0, "ABBV": 190.0,
+    "KO": 70.0, "PEP": 135.0, "BAC": 47.0, "CVX": 150.0, "MRK": 80.0, "ADBE": 380.0, "CSCO": 68.0,
+    "TMO": 420.0, "MCD": 300.0, "INTC": 22.0, "DIS": 120.0, "IBM": 270.0, "QCOM": 155.0,
+    "PLTR": 150.0,
+    "SPY": 630.0, "QQQ": 560.0, "IWM": 220.0, "DIA": 440.0, "XLF": 52.0, "XLK": 260.0,
+    "XLE": 88.0, "XLV": 135.0, "XLI": 150.0, "XLY": 225.0, "XLP": 81.0, "XLU": 83.0, "XLB": 90.0,
+    "XLRE": 42.0, "XLC": 108.0,
+}
+ETFS: frozenset[str] = _ARCA_LISTED | _NASDAQ_FUNDS
 
 _NAME_SUFFIXES: tuple[str, ...] = (
     "Inc.", "Corp.", "Holdings", "Group", "Co.", "Technologies", "Industries", "Systems",
@@ -105,6 +129,9 @@ _SPREAD_MIN, _SPREAD_MAX = 1.0, 8.0
 _SHORTABLE_SHARE = 0.92  # Most Alpaca equities are easy to borrow.
 _FRACTIONABLE_SHARE = 0.90  # Most, but not all, Alpaca equities support fractional orders.
 _UNIT_DRAWS = 5  # price, vol, spread, shortable, fractionable
+_KNOWN_PRICE_JITTER = 0.05  # a known name starts within ±5 % of its table level
+_ETF_VOL_MAX = 0.015  # broad funds move less than single stocks
+_ETF_SPREAD_MAX = 1.5  # ... and trade at tighter spreads (bps)
 
 
 @dataclass(frozen=True)
@@ -151,6 +178,8 @@ def _exchange_for(symbol: str) -> str:
 
 def _name_for(symbol: str) -> str:
     """A short company-ish display name that stays the same across seeds."""
+    if symbol in ETFS:
+        return f"{symbol} ETF"
     (u,) = _unit_draws(f"name:{symbol}", 1)
     return f"{symbol} {_NAME_SUFFIXES[int(u * len(_NAME_SUFFIXES))]}"
 
@@ -173,14 +202,19 @@ def profile(symbol: str, seed: int) -> Profile:
     """
     sym = _normalize(symbol)
     u_price, u_vol, u_spread, u_short, u_frac = _unit_draws(f"{seed}:{sym}", _UNIT_DRAWS)
-    price = round(_log_uniform(u_price, _PRICE_MIN, _PRICE_MAX), 2)
+    known = sym in KNOWN_PRICES
+    if known:
+        price = round(KNOWN_PRICES[sym] * math.exp(_KNOWN_PRICE_JITTER * (2 * u_price - 1)), 2)
+    else:
+        price = min(max(round(_log_uniform(u_price, _PRICE_MIN, _PRICE_MAX), 2), _PRICE_MIN), _PRICE_MAX)
+    vol_max, spread_max = (_ETF_VOL_MAX, _ETF_SPREAD_MAX) if sym in ETFS else (_VOL_MAX, _SPREAD_MAX)
     return Profile(
         symbol=sym,
         name=_name_for(sym),
         exchange=_exchange_for(sym),
-        start_price=min(max(price, _PRICE_MIN), _PRICE_MAX),
-        daily_vol=round(_VOL_MIN + u_vol * (_VOL_MAX - _VOL_MIN), 5),
-        spread_bps=round(_SPREAD_MIN + u_spread * (_SPREAD_MAX - _SPREAD_MIN), 2),
-        shortable=u_short < _SHORTABLE_SHARE,
-        fractionable=u_frac < _FRACTIONABLE_SHARE,
+        start_price=price,
+        daily_vol=round(_VOL_MIN + u_vol * (vol_max - _VOL_MIN), 5),
+        spread_bps=round(_SPREAD_MIN + u_spread * (spread_max - _SPREAD_MIN), 2),
+        shortable=known or u_short < _SHORTABLE_SHARE,
+        fractionable=known or u_frac < _FRACTIONABLE_SHARE,
     )

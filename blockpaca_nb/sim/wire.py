@@ -13,6 +13,7 @@ from typing import Any
 
 from . import calendar
 from .broker import Broker, Position, SimOrder, asset_id
+from .broker import invalid as error_invalid
 from .market import Bar
 from .universe import Profile
 
@@ -63,7 +64,7 @@ def order_json(order: SimOrder) -> dict[str, Any]:
         "qty": num(order.qty) if order.notional is None else None,
         "filled_qty": num(order.filled_qty),
         "filled_avg_price": num(order.filled_avg_price),
-        "order_class": "",
+        "order_class": "" if order.order_class == "simple" else order.order_class,
         "order_type": order.type,
         "type": order.type,
         "side": order.side,
@@ -73,7 +74,7 @@ def order_json(order: SimOrder) -> dict[str, Any]:
         "stop_price": num(order.stop_price),
         "status": order.status,
         "extended_hours": order.extended_hours,
-        "legs": None,
+        "legs": [order_json(leg) for leg in order.legs] or None,
         "trail_percent": num(order.trail_percent),
         "trail_price": num(order.trail_price),
         "hwm": num(order.hwm),
@@ -90,7 +91,7 @@ def accepted_order_json(order: SimOrder) -> dict[str, Any]:
     """
     body = order_json(order)
     body.update(
-        status="pending_new",
+        status="accepted" if order.status == "accepted" else "pending_new",  # after hours: waits
         updated_at=body["created_at"],
         filled_qty="0",
         filled_avg_price=None,
@@ -145,21 +146,19 @@ def account_json(broker: Broker) -> dict[str, Any]:
         "currency": "USD",
         "buying_power": money(buying_power),
         "regt_buying_power": money(buying_power),
-        "daytrading_buying_power": money(buying_power * 2),
         "non_marginable_buying_power": money(max(0.0, broker.cash)),
         "options_buying_power": money(max(0.0, broker.cash)),
         "cash": money(broker.cash),
         "accrued_fees": "0",
         "pending_transfer_in": "0",
         "portfolio_value": money(equity),
-        "pattern_day_trader": False,
         "trading_blocked": False,
         "transfers_blocked": False,
         "account_blocked": False,
         "created_at": ts(broker.created_at),
         "trade_suspended_by_user": False,
-        "multiplier": "2",
-        "shorting_enabled": True,
+        "multiplier": f"{broker.multiplier():g}",
+        "shorting_enabled": broker.shorting_enabled(),
         "equity": money(equity),
         "last_equity": money(broker.starting_cash),
         "long_market_value": money(long_mv),
@@ -168,10 +167,36 @@ def account_json(broker: Broker) -> dict[str, Any]:
         "maintenance_margin": money((long_mv - short_mv) * 0.3),
         "last_maintenance_margin": "0",
         "sma": "0",
-        "daytrade_count": 0,
         "options_approved_level": 0,
         "options_trading_level": 0,
     }
+
+
+CONFIGURATION_VALUES: dict[str, tuple[Any, ...]] = {
+    "dtbp_check": ("both", "entry", "exit"),
+    "pdt_check": ("both", "entry", "exit"),
+    "trade_confirm_email": ("all", "none"),
+    "max_margin_multiplier": ("1", "2", "4"),
+    "suspend_trade": (True, False),
+    "no_shorting": (True, False),
+    "fractional_trading": (True, False),
+    "ptp_no_exception_entry": (True, False),
+}
+
+
+def configure(broker: Broker, changes: dict[str, Any]) -> dict[str, Any]:
+    """PATCH /v2/account/configurations: alpaca-py sends every field, nulls meaning "unchanged"."""
+    for name, value in changes.items():
+        if value is None or name == "max_options_trading_level":
+            continue
+        allowed = CONFIGURATION_VALUES.get(name)
+        if allowed is None:
+            raise error_invalid(f"unknown configuration {name!r}")
+        value = str(value) if name == "max_margin_multiplier" else value
+        if value not in allowed:
+            raise error_invalid(f"invalid {name}: allowed {', '.join(map(str, allowed))}")
+        broker.configuration[name] = value
+    return broker.configuration
 
 
 def asset_json(profile: Profile) -> dict[str, Any]:
@@ -186,6 +211,7 @@ def asset_json(profile: Profile) -> dict[str, Any]:
         "marginable": True,
         "shortable": profile.shortable,
         "easy_to_borrow": profile.shortable,
+        "borrow_status": "easy_to_borrow" if profile.shortable else "hard_to_borrow",
         "fractionable": profile.fractionable,
         "maintenance_margin_requirement": 30,
         "attributes": [],
@@ -201,7 +227,7 @@ def clock_json(clock: calendar.Clock) -> dict[str, Any]:
     }
 
 
-def calendar_json(session: calendar.Session) -> dict[str, Any]:
+def calendar_json(session: calendar.TradingDay) -> dict[str, Any]:
     return {
         "date": session.date.isoformat(),
         "open": session.open.strftime("%H:%M"),

@@ -123,7 +123,8 @@ class HeaderView {
     const alive = `${s.workers_alive || 0}/${s.workers || 0} alive`;
     const ended = s.status === "stopped" || s.status === "failed";
     const workersOk = ended || !s.workers || s.workers_alive === s.workers;
-    set("workers", `${alive} · ${s.in_flight || 0} in flight${s.restarts ? ` · ${s.restarts} restarts` : ""}`, workersOk ? "" : "bp-warn");
+    const waiting = s.waiting ? ` · ${s.waiting} waiting (market closed or held)` : "";
+    set("workers", `${alive} · ${s.in_flight || 0} in flight${waiting}${s.restarts ? ` · ${s.restarts} restarts` : ""}`, workersOk ? "" : "bp-warn");
     set("ticks", `${s.ticks || 0}${s.skipped ? ` (${s.skipped} skipped)` : ""}`, s.skipped ? "bp-warn" : "");
     set("errors", String(s.errors || 0), s.errors ? "bp-neg" : "");
     this.tick();

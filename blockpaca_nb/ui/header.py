@@ -81,6 +81,7 @@ def header_state(
         "workers": len(workers),
         "workers_alive": sum(1 for w in workers if w.get("alive")),
         "in_flight": sum(int(w.get("in_flight") or 0) for w in workers),
+        "waiting": len(getattr(session, "waiting", ())),
         "restarts": sum(int(w.get("restarts") or 0) for w in workers),
         "started_at": clean(session.started_at, 3),
         "warm_up": float(session.warm_up_period),

@@ -195,7 +195,9 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory() as folder,
         CommMeter() as meter,
-        Simulator(symbols=TICKERS, seed=3, quotes_per_second=args.quotes_per_second, starting_cash=1e7) as sim,
+        Simulator(  # 500 tickers: the unlimited data plan (a free plan streams 30)
+            symbols=TICKERS, seed=3, quotes_per_second=args.quotes_per_second, starting_cash=1e7, data_plan="sip"
+        ) as sim,
     ):
         session = Session(
             tickers=TICKERS,

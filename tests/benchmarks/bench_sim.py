@@ -15,6 +15,9 @@ A plain script (pytest does not collect `bench_*` files). It measures, in one ru
    keep-alive sockets sending pre-built requests (a few microseconds per request, so its figures
    show the server rather than the Python client). The simulator keeps every order it accepted, so
    each phase reports how many orders the server already held.
+   The targets are measured on the `frictionless` profile (the instant broker); the same raw-client
+   load on the default `paper` profile (Alpaca paper's rules: partial fills, guards) is reported beside
+   them for information.
 2. Quotes per second delivered to one market-data websocket subscriber (`quotes: ["*"]`), msgpack
    (as alpaca-py speaks it) and JSON, against the rate the simulator is configured to offer.
 
@@ -460,7 +463,7 @@ def bench_orders(args: argparse.Namespace) -> dict[str, Any]:
     from blockpaca_nb.sim import Simulator
 
     common = {"seconds": args.seconds, "warmup": args.warmup}
-    results: dict[str, dict[str, Any]] = {"baseline": {}, "sim": {}}
+    results: dict[str, dict[str, Any]] = {"baseline": {}, "sim": {}, "paper": {}}
     for client in CLIENT_KINDS:
         with BaselineServer() as baseline:
             print(f"[orders] {client} client -> trivial aiohttp server on :{baseline.port} ...", flush=True)
@@ -475,19 +478,21 @@ def bench_orders(args: argparse.Namespace) -> dict[str, Any]:
                     "server_pid": baseline.process.pid if baseline.process else None,
                 },
             )
-        with Simulator(starting_cash=STARTING_CASH) as sim:
-            print(f"[orders] {client} client -> simulator on :{sim.port} ...", flush=True)
-            results["sim"][client] = _run_role(
-                "order-load",
-                {
-                    **common,
-                    "client": client,
-                    "base": sim.urls["trading"],
-                    "key": sim.api_key,
-                    "secret": sim.secret_key,
-                    "server_pid": _server_pid(sim),
-                },
-            )
+        profiles = ("frictionless", "paper") if client == "raw" else ("frictionless",)
+        for profile in profiles:
+            with Simulator(starting_cash=STARTING_CASH, profile=profile) as sim:
+                print(f"[orders] {client} client -> simulator ({profile}) on :{sim.port} ...", flush=True)
+                results["sim" if profile == "frictionless" else "paper"][client] = _run_role(
+                    "order-load",
+                    {
+                        **common,
+                        "client": client,
+                        "base": sim.urls["trading"],
+                        "key": sim.api_key,
+                        "secret": sim.secret_key,
+                        "server_pid": _server_pid(sim),
+                    },
+                )
     return results
 
 
@@ -501,7 +506,8 @@ def bench_quotes(args: argparse.Namespace) -> dict[str, Any]:
     ]
     if args.no_compression_variant:
         variants.append(("msgpack, no deflate", True, False))
-    with Simulator(symbols=None, quotes_per_second=QUOTES_PER_SECOND) as sim:
+    # the unlimited data plan: a free plan refuses the '*' subscription measured here
+    with Simulator(symbols=None, quotes_per_second=QUOTES_PER_SECOND, data_plan="sip") as sim:
         offered = len(sim.symbols) * QUOTES_PER_SECOND
         results["offered_per_s"] = offered
         results["symbols"] = len(sim.symbols)
@@ -586,6 +592,16 @@ def report(orders: dict[str, Any] | None, quotes: dict[str, Any] | None) -> None
                     f"{b_load['answered_per_s']:,.0f} req/s",
                     "-",
                     f"ratio {ratio:.2f}",
+                )
+            )
+        for client, paper in orders["paper"].items():
+            p_load = paper["load"]
+            rows.append(
+                (
+                    f"orders/s, paper profile ({client} client)",
+                    f"{p_load['ok_per_s']:,.0f} ok/s",
+                    "-",
+                    f"p99 {_fmt(p_load['p99_ms'], 1)} ms, block {paper['block_early']['median_ms']:.1f} ms (info)",
                 )
             )
         for client in ("raw", "aiohttp"):

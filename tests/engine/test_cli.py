@@ -55,6 +55,22 @@ def test_sim_refuses_bad_settings_with_the_field_named() -> None:
     assert done.returncode == 2 and "error_rate" in done.stderr
 
 
+def test_sim_takes_the_profile_and_the_rules() -> None:
+    from blockpaca_nb.cli import _simulator, build_parser
+
+    args = build_parser().parse_args(
+        ["sim", "--profile", "frictionless", "--partial-fill-rate", "0.5", "--data-plan", "sip",
+         "--clock-start", "2026-12-04T15:59:00-05:00"]
+    )  # fmt: skip
+    config = _simulator(args)._config
+    assert (config.profile, config.cancel_latency_ms, config.partial_fill_rate) == ("frictionless", 0.0, 0.5)
+    assert (config.data_plan, config.clock_start) == ("sip", "2026-12-04T15:59:00-05:00")
+    bad = subprocess.run(
+        [sys.executable, "-m", "blockpaca_nb.cli", "sim", "--clock-start", "tomorrow"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "clock_start" in bad.stderr
+
+
 def test_headless_demo_trades_and_writes_the_log_and_the_plot(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "blockpaca_nb.cli", "demo", "--headless", "--seconds", "5", "--out", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)

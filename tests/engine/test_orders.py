@@ -336,6 +336,53 @@ def test_to_alpaca_notional_limit_and_stop_limit() -> None:
     assert "action" not in stop_limit
 
 
+def test_to_alpaca_bracket_oto_and_oco() -> None:
+    bracket = validate_order(market(quantity=10, take_profit=230, stop_loss={"stop_price": 190, "limit_price": 189}))
+    assert bracket.to_alpaca("x") == {
+        "symbol": "AAPL",
+        "qty": 10.0,
+        "side": "buy",
+        "type": "market",
+        "time_in_force": "day",
+        "order_class": "bracket",
+        "take_profit": {"limit_price": 230.0},
+        "stop_loss": {"stop_price": 190.0, "limit_price": 189.0},
+        "client_order_id": "x",
+    }
+    oto = validate_order(market(order_type="limit", limit_price=200, stop_loss=190, time_in_force="gtc"))
+    assert oto.order_class == "oto" and "take_profit" not in oto.to_alpaca("y")
+    oco = validate_order(market(side="sell", order_type="limit", order_class="OCO", take_profit={"limit_price": 230},
+                                stop_loss=190))  # fmt: skip
+    body = oco.to_alpaca("z")
+    assert (body["order_class"], body["type"], body["limit_price"]) == ("oco", "limit", 230.0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "fragment"),
+    [
+        ({"take_profit": "x"}, "take_profit", "{'limit_price': price}"),
+        ({"take_profit": 180, "stop_loss": 190}, "take_profit", "above the stop loss 190"),
+        ({"order_class": "bracket", "take_profit": 230}, "order_class", "needs both take_profit and stop_loss"),
+        ({"order_class": "oto", "take_profit": 230, "stop_loss": 190}, "order_class", "exactly one of"),
+        ({"order_class": "simple", "stop_loss": 190}, "order_class", "neither take_profit nor stop_loss"),
+        ({"order_class": "weird"}, "order_class", "'simple', 'bracket', 'oco', 'oto'"),
+        ({"take_profit": 230, "time_in_force": "ioc"}, "time_in_force", "'day', 'gtc'"),
+        ({"take_profit": 230, "quantity": 1.5}, "quantity", "whole shares"),
+        ({"stop_loss": {"stop": 190}}, "stop_loss", "{'stop_price': price, 'limit_price': price}"),
+        ({"order_class": "oco", "take_profit": 230, "stop_loss": 190}, "order_type", "an oco order is a limit order"),
+        (
+            {"order_class": "oco", "order_type": "limit", "limit_price": 231, "take_profit": 230, "stop_loss": 190},
+            "limit_price",
+            "its take profit",
+        ),
+    ],
+)
+def test_exits_name_the_field_and_allowed_values(extra: dict[str, object], field: str, fragment: str) -> None:
+    with pytest.raises(OrderValidationError) as info:
+        validate_order(market(**extra))
+    assert info.value.field == field and fragment in str(info.value), str(info.value)
+
+
 # -- client order ids ------------------------------------------------------------------------
 
 

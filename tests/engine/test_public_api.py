@@ -47,11 +47,12 @@ SESSION_MEMBERS = [
     "account_positions", "active_strategy", "bars", "context", "dashboard", "get_current_data", "hold", "liquidate",
     "name", "pause", "plot", "positions", "quote_book", "quotes", "rate_usage", "resume", "run_custom_eos", "select",
     "simulator", "start", "stop", "strategies", "strategy", "submit", "swap", "trade_log", "wait", "wait_for",
-    "worker_health",
+    "waiting", "worker_health",
 ]  # fmt: skip
 SIMULATOR_PARAMETERS = [
     "symbols", "seed", "port", "quotes_per_second", "latency_ms", "market_hours", "starting_cash", "error_rate",
-    "timeout_after_accept_rate", "rate_limit_per_min", "ws_drop_every_s", "rate_limit_window_s",
+    "timeout_after_accept_rate", "rate_limit_per_min", "ws_drop_every_s", "rate_limit_window_s", "profile",
+    "cancel_latency_ms", "partial_fill_rate", "clock_start", "data_plan",
 ]  # fmt: skip
 
 

@@ -115,7 +115,8 @@ def run_load(seconds: float, log_dir: Path, symbols: int = 500, qps: float = 10.
              sample_every: float = 5.0) -> LoadReport:
     tickers = list(UNIVERSE[:symbols])
     report = LoadReport(seconds, symbols, qps)
-    sim = Simulator(symbols=tickers, seed=99, quotes_per_second=qps, starting_cash=1e9)
+    # hundreds of tickers: the unlimited data plan (a free plan streams 30 symbols)
+    sim = Simulator(symbols=tickers, seed=99, quotes_per_second=qps, starting_cash=1e9, data_plan="sip")
     session = Session(tickers=tickers, simulator=sim, frequency=1.0, warm_up_period=0, trade_log_path=log_dir,
                       trade_log_name="load", num_workers=2)
     session.strategy(trade_every_tick)

@@ -280,9 +280,22 @@ def test_raising_and_hanging_strategies_are_reported(session: Session) -> None:
     assert len([e for e in errors if e.strategy == "hanging"]) == 1  # said once per overrun, not per tick
 
 
+def flatten(sim: Simulator) -> None:
+    """No open order and no position at the broker. The fuzzed orders above leave resting sells and
+    shorts; on Alpaca paper's rules a market buy against them is a wash trade or a flip, refused."""
+    from alpaca.trading.client import TradingClient
+
+    client = TradingClient(sim.api_key, sim.secret_key, url_override=sim.urls["trading"])
+    client.cancel_orders()
+    wait_for(lambda: not [o for o in sim.orders() if o["status"] not in FINAL], 30, "the cancels confirmed")
+    client.close_all_positions()
+    wait_for(lambda: not sim.positions(), 30, "flat at the broker")
+
+
 def test_submit_order_from_other_threads(session: Session, sim: Simulator) -> None:
     sent: list[str] = []
     lock = threading.Lock()
+    flatten(sim)
 
     def worker(n: int) -> None:
         for i in range(25):

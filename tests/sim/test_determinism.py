@@ -48,8 +48,9 @@ def test_same_seed_same_history_other_seed_differs(make_sim: Factory) -> None:
 
 def test_same_seed_same_live_trades(make_sim: Factory, market_data: Callable[..., MarketData]) -> None:
     """Live trades carry the market step as their id: equal ids must mean equal trades."""
-    sims = [make_sim(seed=9, quotes_per_second=40), make_sim(seed=9, quotes_per_second=40)]
-    other = make_sim(seed=10, quotes_per_second=40)
+    # the "*" wildcard needs the unlimited data plan (a free plan streams 30 named symbols)
+    sims = [make_sim(seed=9, quotes_per_second=40, data_plan="sip") for _ in range(2)]
+    other = make_sim(seed=10, quotes_per_second=40, data_plan="sip")
     streams = [market_data(s, trades=("*",)) for s in [*sims, other]]
 
     def by_step(recorder: MarketData) -> dict[tuple[str, int], tuple[float, float]]:

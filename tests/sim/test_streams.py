@@ -139,7 +139,7 @@ def test_minute_bars_on_the_stream(sim: Simulator, minute_bar_watch: MarketData)
 
 
 def test_json_mode_for_clients_without_msgpack(sim: Simulator) -> None:
-    with authed_json(sim, "/v2/sip") as conn:
+    with authed_json(sim, "/v2/delayed_sip") as conn:  # a free plan may not stream /v2/sip
         conn.send(json.dumps({"action": "subscribe", "quotes": ["AAPL"], "trades": ["AAPL", "SPY"]}))
         ack = recv_json(conn)
         assert ack[0]["T"] == "subscription"

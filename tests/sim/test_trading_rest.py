@@ -48,7 +48,7 @@ from alpaca.trading.requests import (
     MarketOrderRequest,
     ReplaceOrderRequest,
 )
-from conftest import data_client, trading_client
+from conftest import data_client, trading_client, wait_for
 
 from blockpaca_nb.sim import Simulator
 from blockpaca_nb.sim.calendar import EASTERN
@@ -291,8 +291,11 @@ def test_replace_order(make_sim: Factory) -> None:
     assert new.client_order_id == "after"
     assert float(new.qty) == 7 and float(new.limit_price) == 11.5
     assert new.type == OrderType.LIMIT and new.time_in_force == TimeInForce.GTC
-    replaced = client.get_order_by_id(old.id)
-    assert replaced.status == OrderStatus.REPLACED
+    # paper: the replace takes effect a moment later; meanwhile the old order reads pending_replace
+    assert client.get_order_by_id(old.id).status in (OrderStatus.PENDING_REPLACE, OrderStatus.REPLACED)
+    replaced = wait_for(
+        lambda: (o := client.get_order_by_id(old.id)).status == OrderStatus.REPLACED and o, what="the replace"
+    )
     assert replaced.replaced_by == new.id and replaced.replaced_at is not None
     assert client.get_order_by_id(new.id).status == OrderStatus.NEW
     # only the replacement is open
@@ -301,8 +304,9 @@ def test_replace_order(make_sim: Factory) -> None:
     # a replacement that makes the order marketable fills it
     ask = quote(s, "AAPL").ask_price
     again = client.replace_order_by_id(new.id, ReplaceOrderRequest(limit_price=round(ask * 1.05, 2)))
-    done = client.get_order_by_id(again.id)
-    assert done.status == OrderStatus.FILLED
+    done = wait_for(
+        lambda: (o := client.get_order_by_id(again.id)).status == OrderStatus.FILLED and o, what="the fill"
+    )
     assert float(done.filled_avg_price) == ask  # fills at the touch, not at the limit
     assert float(done.filled_qty) == 7
 
@@ -314,13 +318,17 @@ def test_cancel_one_and_all(make_sim: Factory) -> None:
     b = far_limit(client, "MSFT", 1, 10.0)
     c = far_limit(client, "TSLA", 1, 10.0)
     assert client.cancel_order_by_id(a.id) is None
-    cancelled = client.get_order_by_id(a.id)
-    assert cancelled.status == OrderStatus.CANCELED and cancelled.canceled_at is not None
+    # paper: the cancel is asked for, then confirmed
+    assert client.get_order_by_id(a.id).status in (OrderStatus.PENDING_CANCEL, OrderStatus.CANCELED)
+    cancelled = wait_for(
+        lambda: (o := client.get_order_by_id(a.id)).status == OrderStatus.CANCELED and o, what="the cancel"
+    )
+    assert cancelled.canceled_at is not None
     responses = client.cancel_orders()
     assert all(isinstance(r, CancelOrderResponse) for r in responses)
     assert {r.id for r in responses} == {b.id, c.id}
     assert {r.status for r in responses} == {200}
-    assert client.get_orders() == []
+    wait_for(lambda: client.get_orders() == [], what="every cancel to be confirmed")
     assert {client.get_order_by_id(o).status for o in (b.id, c.id)} == {OrderStatus.CANCELED}
     assert client.cancel_orders() == []  # nothing left to cancel
 

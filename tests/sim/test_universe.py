@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from blockpaca_nb.sim.universe import UNIVERSE, Profile, profile
+from blockpaca_nb.sim.universe import KNOWN_PRICES, UNIVERSE, Profile, profile
 
 
 def test_universe_size_uniqueness_and_shape() -> None:
@@ -39,7 +39,11 @@ def test_different_symbols_get_different_prices() -> None:
 def test_values_stay_within_ranges(seed: int) -> None:
     for symbol in UNIVERSE:
         p = profile(symbol, seed)
-        assert 10.0 <= p.start_price <= 600.0
+        if symbol in KNOWN_PRICES:  # near its table level, and tradable every way
+            assert abs(p.start_price / KNOWN_PRICES[symbol] - 1) <= 0.052  # exp(0.05) - 1
+            assert p.shortable and p.fractionable
+        else:
+            assert 10.0 <= p.start_price <= 600.0
         assert p.start_price == round(p.start_price, 2)
         assert 0.01 <= p.daily_vol <= 0.035
         assert 1.0 <= p.spread_bps <= 8.0
