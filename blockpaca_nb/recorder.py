@@ -50,6 +50,7 @@ from .statuses import FINAL_ORDER_STATUSES
 from .tradelog import TradeLogRow, TradeLogWriter
 
 log = scrubbed_logger(__name__)
+_NOT_LOGGED = ("kind", "position_qty", "leg_of")  # what rows carry to the kernel, not to the CSV
 STOP = None  # put on the inbox to stop the recorder after what is already queued
 CATCH_UP_MARGIN_S = 5.0  # how far before the known gap a catch-up starts looking
 PAGE_SIZE = 500  # Alpaca's largest page of orders
@@ -160,7 +161,7 @@ def trade_update_row(
         fill_qty=fill[0] if fill and fill[0] > 0 else None,
         fill_price=fill[1] if fill and fill[0] > 0 else None,
     )
-    return {"kind": "trade_update", "position_qty": _number(data.get("position_qty")), **vars(row)}
+    return {"kind": "trade_update", "position_qty": _number(data.get("position_qty")), "leg_of": leg_of, **vars(row)}
 
 
 def _exit_action(leg: Mapping[str, Any]) -> str:
@@ -328,7 +329,7 @@ class Recorder:
     # ----------------------------------------------------------------- writing
     def record(self, row: dict[str, Any], ack: int | None = None) -> None:
         with self.lock:
-            self.writer.write({k: v for k, v in row.items() if k not in ("kind", "position_qty")})
+            self.writer.write({k: v for k, v in row.items() if k not in _NOT_LOGGED})
             self.send(row if ack is None else {**row, "ack": ack})
 
     def forward(self, event: dict[str, Any]) -> None:

@@ -650,8 +650,10 @@ class Session:
         self._recorder_ready.set()
 
     def _on_row(self, row: dict[str, Any]) -> None:
-        self.ledger.apply(row)  # first: whoever sees the order final sees its fill in the positions
         cid = row.get("client_order_id") or ""
+        if self.ledger.owns(row.get("leg_of")):  # an exit of the session's bracket/oco order is the session's
+            self.ledger.claim([cid])
+        self.ledger.apply(row)  # first: whoever sees the order final sees its fill in the positions
         known = self.orders.get(cid)
         if cid and not (row.get("type") == "submission" and known and known.get("type") == "execution"):
             self.orders[cid] = row  # a submit answer never overrides what the stream already said

@@ -256,3 +256,25 @@ def test_command_queue_items_are_run_or_reported(sim: Simulator, tmp_path: Path)
         assert any("not a command: 'nonsense'" in str(e) for e in session.errors)
     finally:
         session.stop(wait=True)
+
+
+def test_liquidation_cancels_the_exits_of_its_bracket_orders_first(sim: Simulator, tmp_path: Path) -> None:
+    """On paper, a bracket's exits hold the shares: a sell before their cancels are confirmed gets
+    403 "insufficient qty". The exits are the session's too (their ids are the broker's own)."""
+    session = started(make_session(sim, tmp_path))
+    try:
+        bid = wait_for(lambda: session.get_current_data()[0].get("AAPL"), what="a quote for AAPL")["bid"]
+        order = {"ticker": "AAPL", "side": "buy", "order_type": "market", "action": "buy_long", "quantity": 2,
+                 "take_profit": round(bid * 1.5, 2), "stop_loss": round(bid * 0.5, 2)}  # fmt: skip
+        session.submit([order])
+        wait_for(lambda: held(sim, "AAPL") == 2, what="the bracket's entry fill")
+        exits = wait_for(lambda: [o for o in sim.orders() if o["status"] == "new" and o["side"] == "sell"], 30,
+                         "the exits to go live")  # fmt: skip
+        session.liquidate()
+        wait_for(lambda: session.status == "paused", 60, "the liquidation to end")
+        assert held(sim, "AAPL") == 0
+        by_id = {o["id"]: o for o in sim.orders()}
+        assert {by_id[e["id"]]["status"] for e in exits} == {"canceled"}
+        assert session.positions.empty
+    finally:
+        session.stop(wait=True)
