@@ -23,7 +23,9 @@ import asyncio
 import json
 import queue
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,9 +33,12 @@ import aiohttp
 from blockpaca_nb.broker import Connection, Credentials, Endpoints
 from blockpaca_nb.execution import ExecutionPool, default_workers
 from blockpaca_nb.orders import Order, new_client_order_id
-from blockpaca_nb.ratelimit import RateLimiter, max_in_any_window
+from blockpaca_nb.ratelimit import RateLimiter
 from blockpaca_nb.sim import Simulator
 from blockpaca_nb.worker import Ticket
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, home of the shared helpers
+from rate_windows import max_in_any_window
 
 TICKERS = ["AAPL", "MSFT", "TSLA", "NVDA", "SPY"]
 NO_LIMIT = 100_000
