@@ -5,7 +5,8 @@ Orders travel kernel → :class:`ExecutionPool` → worker processes (:mod:`.wor
 **Dispatch.** :meth:`ExecutionPool.submit` returns at once. It numbers each order (``seq``), picks its
 worker, fixes the client order id ``{action}-{worker}-{uuid8}`` for good and reserves the order's
 place in the rate limiter's line (submission order). A block is cut into one contiguous run per
-worker, the least-loaded workers taking the earliest orders, so loads even out: a worker then takes
+worker, the least-loaded workers taking the earliest orders, so loads even out (the orders the
+rate limit lets go at once are cut apart from the rest, so every worker sends some): a worker takes
 its whole run's places in the line in one go, where interleaved places (0, 2, 4 … to one worker,
 1, 3, 5 … to the other) would hold each worker back until the other's earlier ones arrived.
 Per-worker pipes carry the tickets; a sender thread per worker writes them, so a stalled worker
@@ -282,13 +283,21 @@ class ExecutionPool:
             self._withdraw_action = action
 
     def _holders(self, count: int) -> list[_WorkerSlot]:
-        """Which worker takes each of ``count`` orders: one contiguous run per worker, sized so the
-        loads even out, the least-loaded worker first (see the module docstring)."""
+        """Which worker takes each of ``count`` orders: contiguous runs sized so the loads even out,
+        the least-loaded worker first (see the module docstring) — first over the orders the rate
+        limit lets go at once, then over the rest, so the ones that go now are sent by every worker."""
         load = {slot.number: len(slot.tickets) for slot in self._slots}
+        at_once = min(count, max(1, self._limiter.room()))
+        return self._runs(at_once, load) + self._runs(count - at_once, load)
+
+    def _runs(self, count: int, load: dict[int, int]) -> list[_WorkerSlot]:
+        """One contiguous run per worker for ``count`` orders; ``load`` is updated with them."""
         share = dict.fromkeys(load, 0)
         for _ in range(count):
             share[min(load, key=lambda number: load[number] + share[number])] += 1
         order = sorted(self._slots, key=lambda slot: (load[slot.number], slot.number))
+        for number, extra in share.items():
+            load[number] += extra
         return [slot for slot in order for _ in range(share[slot.number])]
 
     def _ticket_for(self, order: Order, place: int, slot: _WorkerSlot) -> _Tracked:
@@ -319,7 +328,10 @@ class ExecutionPool:
 
     # ----------------------------------------------------------------- the supervisor thread
     def _supervise(self) -> None:
-        """Read every worker's results, forward them, restart dead workers; ends after stop()."""
+        """Read every worker's results, forward them, restart dead workers; ends after stop().
+        A death shows as the end of its pipe; the exit statuses are looked at every _SUPERVISE_S
+        besides (not at every report: that was two system calls per message)."""
+        next_look = 0.0
         while True:
             with self._lock:
                 watched = {slot.outbox: slot for slot in self._slots if slot.outbox is not None}
@@ -327,6 +339,9 @@ class ExecutionPool:
                     return
             for ready in mp_connection.wait(list(watched), timeout=_SUPERVISE_S):
                 self._drain(watched[ready])  # type: ignore[index]
+            if time.monotonic() < next_look:
+                continue
+            next_look = time.monotonic() + _SUPERVISE_S
             for slot in watched.values():
                 process = slot.process
                 if slot.outbox is not None and process is not None and not process.is_alive():

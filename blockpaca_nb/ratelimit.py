@@ -444,6 +444,17 @@ class RateLimiter:
             now = time.monotonic()
             return max(0.0, self._next_free(now) - now)
 
+    def room(self) -> int:
+        """About how many calls would get a slot right now, waiters aside (a hint, e.g. for spreading
+        a block over workers; it reserves nothing). Looks at the last 4096 grants at most."""
+        now = time.monotonic()
+        if self._paused[0] > now:
+            return 0
+        count, limit = int(self._ints[_COUNT]), int(self._ints[_LIMIT])
+        recent = np.arange(count - min(count, limit, 4096), count) % HISTORY_SIZE
+        busy = int(np.count_nonzero(self._history[recent] > now - self.window_s - self.margin_s))
+        return max(0, limit - busy - self.waiting())
+
     def used(self, now: float | None = None) -> int:
         """How many calls were granted in the window ending ``now`` (``time.monotonic()`` seconds)."""
         now = time.monotonic() if now is None else now
