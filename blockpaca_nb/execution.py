@@ -175,6 +175,11 @@ class ExecutionPool:
         self._supervisor.start()
         return self
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until every worker is up (has reported ready once); False if ``timeout`` passed first.
+        Tickets submitted before then wait for it anyway (up to 20 s)."""
+        return self._all_up.wait(timeout)
+
     def _spawn(self, slot: _WorkerSlot) -> None:
         """Start (or restart) the process of one worker number, with fresh pipes (under the lock)."""
         inbox_theirs, inbox_ours = self._ctx.Pipe(duplex=False)
