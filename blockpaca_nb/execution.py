@@ -114,8 +114,11 @@ def _send_batches(inbox: Any, outgoing: queue.SimpleQueue[Any], all_up: threadin
 
 
 def default_workers() -> int:
-    """A sensible number of worker processes for this machine: 2 to 4."""
-    return min(4, max(2, os.cpu_count() or 2))
+    """A sensible number of worker processes for the cores this process may run on: 2 to 4, and 1
+    on one core (Binder, `taskset -c 0`), where a second worker only competes with the first, the
+    kernel, the recorder and the broker for the same core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return 1 if cores == 1 else min(4, max(2, cores))
 
 
 class ExecutionPool:

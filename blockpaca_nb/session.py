@@ -106,7 +106,7 @@ class Session:
         The CSV trade log is ``{trade_log_path}/{trade_log_name}_trade_log.csv`` (appended to when it
         exists). The folder must exist and be writable.
     num_workers:
-        Execution worker processes (default: 2 to 4, by the machine's cores).
+        Execution worker processes (default: 2 to 4, by the cores it may use; 1 on one core).
     max_orders_per_minute:
         The REST rate limit to keep (every call counts, not only orders). Default: the broker's
         (Alpaca: 200 a minute, read from its headers).
