@@ -2,9 +2,16 @@
 
     from blockpaca_nb import Session
     s = Session(tickers=["AAPL", "TSLA"]).start()   # no keys: the embedded simulator
+
+The public names are imported on first use (PEP 562), not with the package: every child process
+of a session (execution workers, recorder, feed) imports this package on its way to its own module,
+and must not pay for pandas, plotly and the session it never uses — that was most of a second of
+CPU per child at start-up.
 """
 
-from .compat import run_trading
+import typing as _typing
+from importlib import import_module as _import_module
+
 from .errors import (
     AuthenticationError,
     BlockpacaError,
@@ -12,10 +19,13 @@ from .errors import (
     ConfigurationError,
     OrderValidationError,
 )
-from .plots import plot_trade_log
-from .session import Session
-from .sim import Simulator
-from .tradelog import load_trade_log
+
+if _typing.TYPE_CHECKING:
+    from .compat import run_trading
+    from .plots import plot_trade_log
+    from .session import Session
+    from .sim import Simulator
+    from .tradelog import load_trade_log
 
 __version__ = "0.2.0.dev0"
 __all__ = [
@@ -30,3 +40,22 @@ __all__ = [
     "plot_trade_log",
     "run_trading",
 ]
+_LAZY = {
+    "Session": ".session",
+    "Simulator": ".sim",
+    "load_trade_log": ".tradelog",
+    "plot_trade_log": ".plots",
+    "run_trading": ".compat",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

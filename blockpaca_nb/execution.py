@@ -2,22 +2,28 @@
 
 Orders travel kernel → :class:`ExecutionPool` → worker processes (:mod:`.worker`) → broker.
 
-**Dispatch.** :meth:`ExecutionPool.submit` returns at once. It numbers each order (``seq``), picks the
-least-loaded worker, fixes the client order id ``{action}-{worker}-{uuid8}`` for good and reserves the
-order's place in the rate limiter's line (submission order). Per-worker pipes carry the tickets; a
-sender thread per worker writes them, so a stalled worker never blocks the kernel. The first tickets
-wait until every worker is up, and each batch's places are announced to the limiter as it goes
-(:meth:`RateLimiter.expect`): a worker that is quicker off the mark cannot take the free slots ahead of
-earlier orders held by another, so overflow waits in submission order across all workers.
+**Dispatch.** :meth:`ExecutionPool.submit` returns at once. It numbers each order (``seq``), picks its
+worker, fixes the client order id ``{action}-{worker}-{uuid8}`` for good and reserves the order's
+place in the rate limiter's line (submission order). A block is cut into one contiguous run per
+worker, the least-loaded workers taking the earliest orders, so loads even out (the orders the
+rate limit lets go at once are cut apart from the rest, so every worker sends some): a worker takes
+its whole run's places in the line in one go, where interleaved places (0, 2, 4 … to one worker,
+1, 3, 5 … to the other) would hold each worker back until the other's earlier ones arrived.
+Per-worker pipes carry the tickets; a sender thread per worker writes them, so a stalled worker
+never blocks the kernel. The first tickets wait until every worker is up, and each batch's places
+are announced to the limiter as it goes (:meth:`RateLimiter.expect`): a worker that is quicker off
+the mark cannot take the free slots ahead of earlier orders held by another, so overflow waits in
+submission order across all workers.
 
-**Channels.** Every worker reports on its own one-way pipe (``Connection.send`` is a synchronous
-write, with a single writer per pipe: a worker SIGKILLed mid-write spoils only its own pipe, which the
-pool then reads to its end). One supervisor thread in the parent reads all pipes, forwards each
-result to ``results`` and keeps the books: which tickets each worker still holds. When a worker dies
-it reads that worker's pipe to the end, starts a replacement and hands the unresolved tickets, with
-their *same* client order ids, to live workers. The broker refuses a second order with the same
-client order id, so a re-sent ticket is either the first copy the broker sees, or is answered
-"client_order_id must be unique", looked up, and reported accepted: never lost, never doubled.
+**Channels.** Every worker reports on its own one-way pipe, a list of reports per message
+(``Connection.send`` is a synchronous write, with a single writer per pipe: a worker SIGKILLed
+mid-write spoils only its own pipe, which the pool then reads to its end). One supervisor thread in
+the parent reads all pipes, forwards each result to ``results`` and keeps the books: which tickets
+each worker still holds. When a worker dies it reads that worker's pipe to the end, starts a
+replacement and hands the unresolved tickets, with their *same* client order ids, to live workers.
+The broker refuses a second order with the same client order id, so a re-sent ticket is either the
+first copy the broker sees, or is answered "client_order_id must be unique", looked up, and reported
+accepted: never lost, never doubled.
 """
 
 from __future__ import annotations
@@ -108,12 +114,18 @@ def _send_batches(inbox: Any, outgoing: queue.SimpleQueue[Any], all_up: threadin
 
 
 def default_workers() -> int:
-    """A sensible number of worker processes for this machine: 2 to 4."""
-    return min(4, max(2, os.cpu_count() or 2))
+    """A sensible number of worker processes for the cores this process may run on: 2 to 4, and 1
+    on one core (Binder, `taskset -c 0`), where a second worker only competes with the first, the
+    kernel, the recorder and the broker for the same core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return 1 if cores == 1 else min(4, max(2, cores))
 
 
 class ExecutionPool:
     """Parallel, rate-limited, idempotent order submission through N worker processes.
+
+    ``max_in_flight`` (per worker) defaults to Alpaca's minute's limit, 200: the slots free at once
+    go out in one round trip even when one worker holds them all.
 
     ``results`` receives plain dicts: for each ticket ``submitting`` (right before its first
     attempt) and then exactly one of ``accepted`` (with the broker's order JSON), ``rejected``
@@ -128,7 +140,7 @@ class ExecutionPool:
         *,
         num_workers: int | None = None,
         max_retries: int = 3,
-        max_in_flight: int = 64,
+        max_in_flight: int = 200,
         ctx: BaseContext | None = None,
         request_timeout_s: float = 10.0,
     ) -> None:
@@ -165,6 +177,11 @@ class ExecutionPool:
             self._supervisor = threading.Thread(target=self._supervise, daemon=True, name="execution-supervisor")
         self._supervisor.start()
         return self
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until every worker is up (has reported ready once); False if ``timeout`` passed first.
+        Tickets submitted before then wait for it anyway (up to 20 s)."""
+        return self._all_up.wait(timeout)
 
     def _spawn(self, slot: _WorkerSlot) -> None:
         """Start (or restart) the process of one worker number, with fresh pipes (under the lock)."""
@@ -256,7 +273,8 @@ class ExecutionPool:
                 state = "stopped" if self._closing else "not started: call start() first"
                 raise BlockpacaError(f"the execution pool is {state}")
             places = self._limiter.reserve(len(orders), urgent=urgent)
-            tracked = [self._ticket_for(order, place) for order, place in zip(orders, places, strict=True)]
+            holders = self._holders(len(orders))
+            tracked = [self._ticket_for(*job) for job in zip(orders, places, holders, strict=True)]
             if claim is not None:
                 claim([item.ticket.client_order_id for item in tracked])
             self._dispatch(tracked)
@@ -272,8 +290,25 @@ class ExecutionPool:
                 slot.outgoing.put(Withdraw(action))
             self._withdraw_action = action
 
-    def _ticket_for(self, order: Order, place: int) -> _Tracked:
-        slot = self._least_loaded()
+    def _holders(self, count: int) -> list[_WorkerSlot]:
+        """Which worker takes each of ``count`` orders: contiguous runs sized so the loads even out,
+        the least-loaded worker first (see the module docstring) — first over the orders the rate
+        limit lets go at once, then over the rest, so the ones that go now are sent by every worker."""
+        load = {slot.number: len(slot.tickets) for slot in self._slots}
+        at_once = min(count, max(1, self._limiter.room()))
+        return self._runs(at_once, load) + self._runs(count - at_once, load)
+
+    def _runs(self, count: int, load: dict[int, int]) -> list[_WorkerSlot]:
+        """One contiguous run per worker for ``count`` orders; ``load`` is updated with them."""
+        share = dict.fromkeys(load, 0)
+        for _ in range(count):
+            share[min(load, key=lambda number: load[number] + share[number])] += 1
+        order = sorted(self._slots, key=lambda slot: (load[slot.number], slot.number))
+        for number, extra in share.items():
+            load[number] += extra
+        return [slot for slot in order for _ in range(share[slot.number])]
+
+    def _ticket_for(self, order: Order, place: int, slot: _WorkerSlot) -> _Tracked:
         cid = new_client_order_id(order.action, slot.number)
         ticket = Ticket(next(self._seq), order, cid, slot.number, time.time())
         item = _Tracked(ticket, place, slot.number)
@@ -301,7 +336,10 @@ class ExecutionPool:
 
     # ----------------------------------------------------------------- the supervisor thread
     def _supervise(self) -> None:
-        """Read every worker's results, forward them, restart dead workers; ends after stop()."""
+        """Read every worker's results, forward them, restart dead workers; ends after stop().
+        A death shows as the end of its pipe; the exit statuses are looked at every _SUPERVISE_S
+        besides (not at every report: that was two system calls per message)."""
+        next_look = 0.0
         while True:
             with self._lock:
                 watched = {slot.outbox: slot for slot in self._slots if slot.outbox is not None}
@@ -309,6 +347,9 @@ class ExecutionPool:
                     return
             for ready in mp_connection.wait(list(watched), timeout=_SUPERVISE_S):
                 self._drain(watched[ready])  # type: ignore[index]
+            if time.monotonic() < next_look:
+                continue
+            next_look = time.monotonic() + _SUPERVISE_S
             for slot in watched.values():
                 process = slot.process
                 if slot.outbox is not None and process is not None and not process.is_alive():
@@ -326,25 +367,29 @@ class ExecutionPool:
             except (EOFError, OSError):  # gone, possibly in the middle of a message
                 self._worker_gone(slot, process)
                 return
-            self._handle(slot, event)
+            self._handle(slot, event if isinstance(event, list) else [event])
 
-    def _handle(self, slot: _WorkerSlot, event: dict[str, Any]) -> None:
-        """Book one result and forward it: one ``submitting`` and one final result per ticket."""
-        seq, kind = event.get("seq"), event.get("kind")
-        if kind == "ready":
+    def _handle(self, slot: _WorkerSlot, events: list[dict[str, Any]]) -> None:
+        """Book a worker's reports under one lock and forward them: one ``submitting`` and one
+        final result per ticket."""
+        if any(event.get("kind") == "ready" for event in events):
             self._worker_ready(slot)
-            return
         with self._lock:
-            item = self._tracked.get(seq)  # type: ignore[arg-type]
-            if kind == "submitting":
-                slot.sent += 1
-                forward = item is not None and not item.announced
-                if item is not None:
-                    item.announced = True
-            else:
-                forward = self._resolve(seq) is not None  # type: ignore[arg-type]
-        if forward:
+            forward = [event for event in events if event.get("kind") != "ready" and self._book(slot, event)]
+        for event in forward:
             self._results.put(event)
+
+    def _book(self, slot: _WorkerSlot, event: dict[str, Any]) -> bool:
+        """Whether to forward one report (under the lock): a ticket's first ``submitting``, its final result."""
+        seq = event.get("seq")
+        if event.get("kind") != "submitting":
+            return self._resolve(seq) is not None  # type: ignore[arg-type]
+        slot.sent += 1
+        item = self._tracked.get(seq)  # type: ignore[arg-type]
+        if item is None or item.announced:
+            return False
+        item.announced = True
+        return True
 
     def _worker_ready(self, slot: _WorkerSlot) -> None:
         with self._lock:

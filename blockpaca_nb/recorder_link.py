@@ -75,7 +75,11 @@ class RecorderLink:
         self._changed.notify_all()
 
     def put(self, item: dict[str, Any] | None) -> None:
-        """Queue an inbox item for the recorder (STOP: stop after what is queued); never blocks."""
+        """Queue an inbox item for the recorder (STOP: stop after what is queued); never blocks.
+        A worker's ``submitting`` report is not passed on: the recorder logs no row for it (the
+        stream's pending_new does) and the kernel ignores its echo — four pipe crossings per order."""
+        if item is not None and item.get("kind") == "submitting":
+            return
         with self._lock:
             if item is STOP:
                 self._stopping = True

@@ -107,7 +107,7 @@ class Session:
         The CSV trade log is ``{trade_log_path}/{trade_log_name}_trade_log.csv`` (appended to when it
         exists). The folder must exist and be writable.
     num_workers:
-        Execution worker processes (default: 2 to 4, by the machine's cores).
+        Execution worker processes (default: 2 to 4, by the cores it may use; 1 on one core).
     max_orders_per_minute:
         The REST rate limit to keep (every call counts, not only orders). Default: the broker's
         (Alpaca: 200 a minute, read from its headers).
@@ -344,18 +344,21 @@ class Session:
         self._book = QuoteBook.create(self.tickers)
         self._janitor = start_janitor([str(self._book.meta["name"])])
         self._recorder = self._inbox = RecorderLink(connection, self.trade_log_file, self._limiter)
+        # the workers first: they boot while the recorder and the feed do, and the first tick's orders
+        # do not wait for them (their results queue in the link until the recorder is up)
+        self._pool = ExecutionPool(
+            connection, self._limiter, self._recorder, num_workers=self.num_workers, max_retries=self.max_retries
+        )
+        self._pool.start()
         self._supervisor.watch("recorder", self._recorder.start(), self._restart_recorder)
         self._supervisor.watch("feed", start_feed(connection, self._book.meta), self._restart_feed)
         self._spawn_thread(self._consume_events, "blockpaca-events")
         # supervised from here on: a recorder may die while it starts
         self._spawn_thread(lambda: self._supervisor.run(self._closing), "blockpaca-supervisor")
-        self._pool = ExecutionPool(
-            connection, self._limiter, self._recorder, num_workers=self.num_workers, max_retries=self.max_retries
-        )
-        self._pool.start()
         self._look_at_account_positions()
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         self._await_recorder()
+        self._pool.wait_ready(READY_TIMEOUT_S)  # a worker still booting holds the first block back
 
     def _check_broker(self, connection: broker_mod.Connection) -> None:
         """Before anything is spawned: the keys, the endpoint, the tickers, the close (see preflight)."""

@@ -340,3 +340,26 @@ def test_429s_pause_everyone_until_the_reset_and_no_order_is_doubled(throttled_s
     assert all(f["time"] - first_try > 1.0 for f in throttled)
     assert limiter.limit == THROTTLE_PER_MIN
     assert pool.health()[0]["restarts"] == 0
+
+
+# ------------------------------------------------------------------ order of slots across workers
+
+
+def test_orders_waiting_for_an_in_flight_permit_keep_their_place_in_line() -> None:
+    """Worker 0 holds the block's first half but may have only 2 orders in flight, each answered after
+    0.3 s (longer than the limiter's arrival grace): worker 1's later orders must not take the free
+    slots ahead of them. First tries follow submission order; the limit is never exceeded."""
+    from rate_windows import max_in_any_window
+
+    results: queue.Queue[dict[str, Any]] = queue.Queue()
+    collector = Collector(results)
+    limiter = RateLimiter(8, 3.0)
+    with Simulator(symbols=TICKERS, seed=5, latency_ms=300, starting_cash=1e9) as sim:
+        with ExecutionPool(connect(sim), limiter, results, num_workers=2, max_in_flight=2) as pool:
+            tickets = pool.submit(Order("AAPL", "buy", "market", "buy_long", quantity=1) for _ in range(12))
+            collector.wait_all(tickets, 60)
+        assert_accepted_exactly_once(sim, collector, tickets)
+    first_try = [next(e["time"] for e in collector.events[t.seq] if e["kind"] == "submitting") for t in tickets]
+    late = [i for i in range(1, len(first_try)) if first_try[i] + 0.05 < max(first_try[:i])]
+    assert not late, f"orders {late} got their first try after a later-submitted order: {first_try}"
+    assert max_in_any_window(limiter.grants(), 3.0) <= 8

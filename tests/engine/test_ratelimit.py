@@ -17,7 +17,7 @@ from rate_windows import max_in_any_window
 from waiting import wait_for
 
 from blockpaca_nb.errors import ConfigurationError
-from blockpaca_nb.ratelimit import ARRIVAL_GRACE_S, SPAWN, RateLimiter, per_window
+from blockpaca_nb.ratelimit import ARRIVAL_GRACE_S, GRANTED, SPAWN, RateLimiter, per_window
 
 HAMMER_S = 2.0  # how long every process takes slots, counted from the moment all of them are up
 BOOT_S = 90.0  # spawning takes ~1 s on a quiet machine and much longer on a loaded one
@@ -281,3 +281,34 @@ def test_bad_settings_are_refused_with_the_allowed_values() -> None:
 def test_shared_state_only_travels_to_spawned_children() -> None:
     with pytest.raises(RuntimeError, match="inheritance"):
         ForkingPickler.dumps(RateLimiter(10))  # what multiprocessing queues use
+
+
+# ------------------------------------------------------------------ a batch's places in one go
+
+
+def test_seat_many_grants_in_place_order_up_to_the_limit_and_the_rest_wait_seated() -> None:
+    limiter = RateLimiter(5, 60.0)
+    places = list(limiter.reserve(8))
+    seats = limiter.seat_many(places)
+    assert seats[:5] == [GRANTED] * 5
+    assert all(isinstance(seat, int) and seat >= 0 for seat in seats[5:])
+    assert len(limiter.grants()) == 5 and limiter.waiting() == 3
+    for seat in seats[5:]:
+        limiter.leave(seat)
+    assert limiter.waiting() == 0 and len(limiter.grants()) == 5
+
+
+def test_seat_many_serves_an_earlier_announced_batch_first() -> None:
+    """A later batch that arrives first waits for the earlier one on its way; when that arrives, the
+    slots go in place order and a seat granted meanwhile is collected at once."""
+    limiter = RateLimiter(3, 60.0)
+    early, late = list(limiter.reserve(2)), list(limiter.reserve(3))
+    limiter.expect(early + late)
+    late_seats = limiter.seat_many(late)
+    assert GRANTED not in late_seats and not limiter.grants()  # held back: the earlier places are on the way
+    assert limiter.seat_many(early) == [GRANTED, GRANTED]
+    assert len(limiter.grants()) == 3  # the third slot went to the first late place, seated
+    assert asyncio.run(asyncio.wait_for(limiter.acquire_async(late[0], seat=late_seats[0]), 1.0)) >= 0
+    for seat in late_seats[1:]:
+        limiter.leave(seat)
+    assert limiter.waiting() == 0

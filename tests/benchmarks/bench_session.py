@@ -1,0 +1,541 @@
+"""Benchmark: the full path, from a strategy's return to the broker, with the whole session running.
+
+Run it as a script (pytest does not collect it):
+
+    python tests/benchmarks/bench_session.py                 # blocks of 100 and 500, start-up, component
+    python tests/benchmarks/bench_session.py --repeats 9 --skip-500 --skip-startup
+
+What a user meets, not a component: a started `Session` on `Simulator(latency_ms=25)` — quote feed,
+recorder (trade_updates stream, CSV trade log), execution workers, the dashboard's pump refreshing
+headless (its widgets talk to a counting comm) — whose strategy returns a block of market orders
+once. Measured, by the simulator's own clock (each order's ``created_at``, taken after its latency):
+
+* strategy return → the FIRST and the LAST order of the block at the broker;
+* strategy return → the last acceptance in the trade log (the recorder's row, seen by the kernel);
+* CPU per order, summed over every process of the session (kernel, workers, recorder, feed; the
+  simulator is the broker and not counted), from the return until the kernel saw every fill, with
+  the same processes' idle CPU over as long a quiet spell taken off;
+
+and, in the same run against the same simulator, the same for an **ideal client**: one asyncio loop,
+aiohttp, all requests at once over connections opened beforehand (its CPU: that loop's thread time).
+Blocks alternate between the two, and every figure is printed beside the ideal client's, as the
+median and the spread (min–max) over the repeats: the machine may be busy with other work.
+
+Block of 500 (above the limit of 200): one session, 200 calls per 5 s window (the minute shortened so
+the repeats fit; the limiter works alike at any window), each block fired into an empty window; the
+200th order at the broker against the ideal client's 200 at once. The session's first block meets
+cold connections and is shown apart.
+
+Start-up: `Session(tickers=...)` with no keys (it starts its own simulator) → first strategy tick,
+``warm_up_period=0``; with each child process's spawn time and CPU until then.
+
+Component: the execution pool alone (bench_execution.py's part 1): no strategy thread, recorder,
+feed or trade_updates traffic — printed as a second line, labelled so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import queue
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+from blockpaca_nb import Session, Simulator
+from blockpaca_nb.orders import Order, new_client_order_id
+from blockpaca_nb.ui import Dashboard
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, home of the suite's shared wait
+from comm_meter import CommMeter
+from waiting import wait_for
+
+TICKERS = ["AAPL", "MSFT", "TSLA", "NVDA", "SPY"]
+NO_LIMIT = 100_000
+TICK_S = 0.05
+OVER_LIMIT_WINDOW_S = 5.0
+
+
+def block_of(count: int) -> list[dict[str, Any]]:
+    """blockpaca's order dicts: what a strategy returns."""
+    return [
+        {"ticker": TICKERS[i % len(TICKERS)], "quantity": 1, "side": "buy", "order_type": "market"}
+        for i in range(count)
+    ]
+
+
+def epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+def spread(values: list[float], unit: str = "ms", scale: float = 1000.0) -> str:
+    if not values:
+        return "-"
+    shown = [v * scale for v in values]
+    return f"{statistics.median(shown):7.1f} {unit} ({min(shown):.1f}–{max(shown):.1f})"
+
+
+# ------------------------------------------------------------------ the broker's record
+
+
+def arrivals(sim: Simulator, known: set[str]) -> list[float]:
+    """Creation times (epoch s) of the orders the simulator got since ``known`` (its ids), sorted;
+    ``known`` is updated."""
+    fresh = [o for o in sim.orders() if o["id"] not in known]
+    known.update(o["id"] for o in fresh)
+    return sorted(epoch(o["created_at"]) for o in fresh)
+
+
+# ------------------------------------------------------------------ CPU of a set of processes
+
+
+class CpuMeter:
+    """CPU seconds (user + system) of the kernel process and its children, the broker excluded."""
+
+    def __init__(self, exclude: set[int]) -> None:
+        self.exclude = exclude
+        self.me = psutil.Process()
+
+    def processes(self) -> list[psutil.Process]:
+        children = self.me.children(recursive=True)
+        broker = {p.pid for p in children if p.pid in self.exclude}
+        for child in list(children):
+            if child.pid in broker:
+                broker.update(c.pid for c in child.children(recursive=True))
+        return [self.me, *(c for c in children if c.pid not in broker)]
+
+    def sample(self) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for process in self.processes():
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            out[process.pid] = times.user + times.system
+        return out
+
+    @staticmethod
+    def spent(before: dict[int, float], after: dict[int, float]) -> float:
+        return sum(after[pid] - before.get(pid, 0.0) for pid in after)
+
+    def by_name(self, before: dict[int, float], after: dict[int, float], known: dict[int, str]) -> dict[str, float]:
+        names: dict[str, float] = {}
+        for process in self.processes():
+            if process.pid in after:
+                name = "kernel" if process.pid == self.me.pid else known.get(process.pid) or _child_name(process)
+                names[name] = names.get(name, 0.0) + after[process.pid] - before.get(process.pid, 0.0)
+        return names
+
+
+def process_names(session: Session) -> dict[int, str]:
+    """pid -> what it is: the session's children by their role (feed, recorder, worker N)."""
+    names = {w["pid"]: f"worker {w['worker']}" for w in session.worker_health() if w["pid"]}
+    for name, child in session._children.items():
+        if child.pid:
+            names[child.pid] = name
+    return names
+
+
+def _child_name(process: psutil.Process) -> str:
+    try:
+        line = " ".join(process.cmdline())
+    except psutil.Error:
+        return "?"
+    if "janitor" in line or "-S -c" in line:
+        return "janitor"
+    if "resource_tracker" in line:
+        return "resource_tracker"
+    try:
+        return process.name() if process.name() != "python" else f"child {process.pid}"
+    except psutil.Error:
+        return "?"
+
+
+# ------------------------------------------------------------------ the ideal client
+
+
+class IdealClient:
+    """One asyncio loop in its own thread, aiohttp, warm connections, every request at once."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="ideal-client")
+        self.thread.start()
+        self.session: aiohttp.ClientSession = self.run(self._open())
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(120)
+
+    async def _open(self) -> aiohttp.ClientSession:
+        headers = {"APCA-API-KEY-ID": self.sim.api_key, "APCA-API-SECRET-KEY": self.sim.secret_key}
+        return aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0))
+
+    async def _post(self, order: Order) -> None:
+        body = json.dumps(order.to_alpaca(new_client_order_id(order.action, 9))).encode()
+        url = f"{self.sim.urls['trading']}/v2/orders"
+        async with self.session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+            await response.read()
+            assert response.status == 200, response.status
+
+    async def _block(self, count: int) -> tuple[float, float]:
+        orders = [Order(o["ticker"], "buy", "market", "buy_long", quantity=1) for o in block_of(count)]
+        cpu, started = time.thread_time(), time.time()
+        await asyncio.gather(*(self._post(order) for order in orders))
+        return started, time.thread_time() - cpu
+
+    def block(self, count: int) -> tuple[float, float]:
+        """Fire ``count`` orders at once; returns (when it started, epoch s; CPU seconds)."""
+        return self.run(self._block(count))
+
+    def close(self) -> None:
+        self.run(self.session.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+# ------------------------------------------------------------------ a session that fires on demand
+
+
+class Firing:
+    """The strategy: returns a block once each time :meth:`fire` asks, and notes when it returned."""
+
+    def __init__(self) -> None:
+        self.wanted: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.returned: queue.SimpleQueue[float] = queue.SimpleQueue()
+        self.first_tick: float | None = None
+
+    def __call__(self, ctx: Any) -> Any:
+        if self.first_tick is None:
+            self.first_tick = time.time()
+        try:
+            count = self.wanted.get_nowait()
+        except queue.Empty:
+            return None
+        orders = block_of(count)
+        self.returned.put(time.time())
+        return orders
+
+    def fire(self, count: int) -> float:
+        self.wanted.put(count)
+        return self.returned.get(timeout=30)
+
+
+class Rows:
+    """The kernel's view of the trade log: when each accepted row and each fill reached it."""
+
+    def __init__(self, session: Session) -> None:
+        self.accepted: list[float] = []
+        self.fills = 0
+        original = session._on_row
+
+        def on_row(row: dict[str, Any]) -> None:
+            original(row)
+            if row.get("kind") == "accepted":
+                self.accepted.append(time.time())
+            elif row.get("event") == "fill":
+                self.fills += 1
+
+        session._on_row = on_row  # type: ignore[method-assign]
+
+
+def started_session(
+    sim: Simulator, folder: str, limit: int | None, workers: int | None, window_s: float = 60.0
+) -> tuple[Session, Firing, Rows]:
+    firing = Firing()
+    session = Session(
+        tickers=TICKERS,
+        simulator=sim,
+        warm_up_period=0,
+        frequency=TICK_S,
+        trade_log_path=folder,
+        trade_log_name=f"bench_session_{time.monotonic_ns()}",
+        max_orders_per_minute=limit,
+        num_workers=workers,
+        rate_window_s=window_s,
+    )
+    rows = Rows(session)
+    session.strategy(firing)
+    session.start()
+    wait_for(lambda: session.status == "running", 60, "the session to run")
+    wait_for(lambda: session.worker_health() and all(w["alive"] for w in session.worker_health()), 60, "workers")
+    return session, firing, rows
+
+
+def warm(session: Session, firing: Firing, rows: Rows, sim: Simulator, known: set[str], count: int) -> None:
+    """One untimed block: workers booted, connections open, first-call costs paid."""
+    before = len(rows.accepted)
+    firing.fire(count)
+    wait_for(lambda: len(rows.accepted) >= before + count, 60, "the warm-up block's acceptances", every=0.01)
+    arrivals(sim, known)
+
+
+# ------------------------------------------------------------------ block of N, repeated
+
+
+def run_blocks(args: argparse.Namespace, sim: Simulator, folder: str, count: int) -> dict[str, list[float]]:
+    names = ("first", "last", "log", "cpu", "cpu_raw", "i_first", "i_last", "i_cpu")
+    out: dict[str, list[float]] = {name: [] for name in names}
+    by_process: list[dict[str, float]] = []
+    session, firing, rows = started_session(sim, folder, NO_LIMIT, args.workers)
+    meter = CpuMeter({sim._process.pid} if sim._process else set())
+    ideal = IdealClient(sim)
+    dashboard = Dashboard(session, autostart=False)
+    dashboard.start()
+    known: set[str] = set()
+    try:
+        warm(session, firing, rows, sim, known, count)
+        ideal.block(count)  # opens `count` connections
+        arrivals(sim, known)
+        for _ in range(args.repeats):
+            time_session_block(session, firing, rows, sim, known, meter, count, out, by_process)
+            time_ideal_block(ideal, sim, known, count, out)
+    finally:
+        ideal.close()
+        dashboard.pump.stop()
+        session.stop(wait=True, timeout=60)
+    report_blocks(count, out, by_process, len(session.worker_health()) or args.workers or 0)
+    return out
+
+
+def time_session_block(
+    session: Session,
+    firing: Firing,
+    rows: Rows,
+    sim: Simulator,
+    known: set[str],
+    meter: CpuMeter,
+    count: int,
+    out: dict[str, list[float]],
+    by_process: list[dict[str, float]],
+) -> None:
+    quiet0 = meter.sample()
+    time.sleep(0.5)
+    quiet1 = meter.sample()
+    idle_rate = CpuMeter.spent(quiet0, quiet1) / 0.5
+    accepted, fills = len(rows.accepted), rows.fills
+    cpu0 = meter.sample()
+    returned = firing.fire(count)
+    wait_for(lambda: len(rows.accepted) >= accepted + count, 60, "acceptances in the trade log", every=0.002)
+    last_log = rows.accepted[-1]
+    wait_for(lambda: rows.fills >= fills + count, 60, "every fill in the kernel", every=0.005)
+    cpu1 = meter.sample()
+    window = time.time() - returned
+    at_broker = arrivals(sim, known)
+    assert len(at_broker) == count, f"{len(at_broker)} orders at the broker, sent {count}"
+    raw = CpuMeter.spent(cpu0, cpu1)
+    out["first"].append(at_broker[0] - returned)
+    out["last"].append(at_broker[-1] - returned)
+    out["log"].append(last_log - returned)
+    out["cpu_raw"].append(raw / count)
+    out["cpu"].append(max(0.0, raw - idle_rate * window) / count)
+    by_process.append(meter.by_name(cpu0, cpu1, process_names(session)))
+
+
+def time_ideal_block(
+    ideal: IdealClient, sim: Simulator, known: set[str], count: int, out: dict[str, list[float]]
+) -> None:
+    time.sleep(0.3)
+    started, cpu = ideal.block(count)
+    at_broker = arrivals(sim, known)
+    assert len(at_broker) == count
+    out["i_first"].append(at_broker[0] - started)
+    out["i_last"].append(at_broker[-1] - started)
+    out["i_cpu"].append(cpu / count)
+
+
+def report_blocks(count: int, out: dict[str, list[float]], by_process: list[dict[str, float]], workers: int) -> None:
+    n = len(out["last"])
+    print(f"\n== full path: block of {count} market orders, 25 ms broker latency, {n} repeats, {workers} workers ==")
+    print("                                 session                       ideal client (same run)")
+    print(f"return → first at broker    {spread(out['first']):>28}   {spread(out['i_first']):>28}")
+    print(f"return → last at broker     {spread(out['last']):>28}   {spread(out['i_last']):>28}")
+    print(f"return → last acceptance    {spread(out['log']):>28}   (in the trade log, as the kernel sees it)")
+    print(f"CPU per order, all procs    {spread(out['cpu'], 'µs', 1e6):>28}   {spread(out['i_cpu'], 'µs', 1e6):>28}")
+    print(f"  (before idle taken off    {spread(out['cpu_raw'], 'µs', 1e6):>28})")
+    ratios = [s / i for s, i in zip(out["last"], out["i_last"], strict=True)]
+    firsts = [s - i for s, i in zip(out["first"], out["i_first"], strict=True)]
+    cpus = [s / i for s, i in zip(out["cpu"], out["i_cpu"], strict=True)]
+    print(f"last / ideal's last         {spread(ratios, '×', 1):>28}   (target ≤ 1.3)")
+    print(f"first − ideal's first       {spread(firsts):>28}   (target ≤ 5 ms)")
+    print(f"CPU / ideal's CPU           {spread(cpus, '×', 1):>28}   (target ≤ 2)")
+    names = sorted({name for sample in by_process for name in sample})
+    medians = {name: statistics.median(s.get(name, 0.0) for s in by_process) / count * 1e6 for name in names}
+    shown = ", ".join(f"{name} {value:.0f}" for name, value in sorted(medians.items(), key=lambda kv: -kv[1]))
+    print(f"CPU per order by process (µs, median, idle not taken off): {shown}")
+
+
+# ------------------------------------------------------------------ block of 500 over the limit
+
+
+def run_over_limit(args: argparse.Namespace, sim: Simulator, folder: str, count: int) -> None:
+    """Blocks of ``count`` at 200 a window; the window is 5 s, not a minute, so repeats fit in a run
+    (the limiter works alike at any window). The first block of the session meets cold connections."""
+    mine: list[float] = []
+    ideals: list[float] = []
+    sizes: list[int] = []
+    session, firing, rows = started_session(sim, folder, 200, args.workers, window_s=OVER_LIMIT_WINDOW_S)
+    ideal = IdealClient(sim)
+    known: set[str] = set()
+    assert session._limiter is not None
+    limiter = session._limiter
+    try:
+        ideal.block(200)  # open its connections
+        arrivals(sim, known)
+        for _ in range(args.repeats_500):
+            wait_for(lambda: limiter.used() == 0 and limiter.waiting() == 0, 60, "an empty window", every=0.05)
+            time.sleep(limiter.margin_s)
+            free, accepted = limiter.limit, len(rows.accepted)
+            returned = firing.fire(count)
+            wait_for(lambda free=free, accepted=accepted: len(rows.accepted) >= accepted + free, 60, every=0.005)
+            mine.append(arrivals(sim, known)[free - 1] - returned)
+            wait_for(lambda accepted=accepted: len(rows.accepted) >= accepted + count, 60, "the rest", every=0.05)
+            arrivals(sim, known)
+            started, _cpu = ideal.block(free)
+            ideals.append(arrivals(sim, known)[-1] - started)
+            sizes.append(free)
+    finally:
+        ideal.close()
+        session.stop(wait=True, timeout=60)
+    print(f"\n== block of {count} at a limit of 200 per {OVER_LIMIT_WINDOW_S:g} s window: the first 200 ==")
+    print(f"return → 200th at broker, the session's first block (cold connections): {ms(mine[0]):.1f} ms")
+    warm = mine[1:]
+    print(f"return → 200th at broker, later blocks  {spread(warm):>28}   ideal, 200 at once: {spread(ideals)}")
+    if warm:
+        ratios = [a / b for a, b in zip(warm, ideals[1:], strict=True)]
+        print(f"ratio                                   {spread(ratios, '×', 1):>28}   (target ≤ 1.3)")
+
+
+# ------------------------------------------------------------------ start-up as a user meets it
+
+
+def run_startup(args: argparse.Namespace, folder: str) -> None:
+    for key in [k for k in os.environ if k.startswith("APCA_")]:
+        os.environ.pop(key)  # no keys: the session starts its own simulator, as in the quickstart
+    offset = create_time_offset()
+    totals: list[float] = []
+    per_child: list[dict[str, tuple[float, float]]] = []
+    for _ in range(args.startup_repeats):
+        firing, before = Firing(), {p.pid for p in psutil.Process().children(recursive=True)}
+        began = time.time()
+        session = Session(
+            tickers=TICKERS,
+            warm_up_period=0,
+            frequency=TICK_S,
+            trade_log_path=folder,
+            trade_log_name=f"bench_startup_{time.monotonic_ns()}",
+        )
+        session.strategy(firing)
+        session.start()
+        try:
+            wait_for(lambda firing=firing: firing.first_tick, 60, "the first tick", every=0.002)
+            assert firing.first_tick is not None
+            totals.append(firing.first_tick - began)
+            per_child.append(child_starts(session, began + offset, before))
+        finally:
+            session.stop(wait=True, timeout=60)
+    print("\n== start-up: Session(tickers=...) with no keys (own simulator) → first tick, warm_up_period=0 ==")
+    print(f"Session(...) → first tick   {spread(totals)}   (target ≤ 2 s quiet, ≤ 4 s busy)")
+    for name in sorted({name for sample in per_child for name in sample}):
+        spawned = [s[name][0] for s in per_child if name in s]
+        cpu = [s[name][1] for s in per_child if name in s]
+        print(f"  {name:<17} spawned at +{spread(spawned)}   its CPU until the first tick {spread(cpu)}")
+
+
+def create_time_offset() -> float:
+    """psutil's create_time rests on the boot time in whole seconds: measure its offset once."""
+    began = time.time()
+    probe = psutil.Popen([sys.executable, "-S", "-c", "import time; time.sleep(0.2)"])
+    offset = probe.create_time() - began
+    probe.wait()
+    return offset
+
+
+def child_starts(session: Session, began: float, before: set[int]) -> dict[str, tuple[float, float]]:
+    """Each new child: (spawned, s after Session(...); its CPU seconds so far)."""
+    names = process_names(session)
+    out: dict[str, tuple[float, float]] = {}
+    for child in psutil.Process().children(recursive=True):
+        if child.pid in before:
+            continue
+        try:
+            line = " ".join(child.cmdline())
+            times = child.cpu_times()
+            created = child.create_time()
+        except psutil.Error:
+            continue
+        name = names.get(child.pid) or _kind_of(line)
+        out[name] = (created - began, times.user + times.system)
+    return out
+
+
+def _kind_of(line: str) -> str:
+    if "blockpaca_nb.sim.child" in line:
+        return "simulator"
+    if "-S -c" in line:
+        return "janitor"
+    if "resource_tracker" in line:
+        return "resource_tracker"
+    return line[:40]
+
+
+# ------------------------------------------------------------------ the component line
+
+
+def run_component(args: argparse.Namespace, sim: Simulator) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_execution import _ideal_client, time_pool_blocks
+
+    pool = time_pool_blocks(sim, 100, args.repeats, args.workers)
+    ideal, _singles = asyncio.run(_ideal_client(sim, 100, args.repeats))
+    print("\n== component: the execution pool alone (no strategy thread, recorder, feed, trade_updates) ==")
+    print(f"pool.submit() → last accepted result  {spread(pool)}   ideal client, whole block: {spread(ideal)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="timed blocks per contender (median, spread)")
+    parser.add_argument("--repeats-500", type=int, default=4, help="blocks of 500 (the first is cold)")
+    parser.add_argument("--startup-repeats", type=int, default=3, help="start-ups timed")
+    parser.add_argument("--latency-ms", type=float, default=25.0, help="simulated broker latency (default 25)")
+    parser.add_argument("--workers", type=int, default=None, help="execution workers (default: for this machine)")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100], help="blocks under the limit (default 100)")
+    parser.add_argument("--skip-500", action="store_true", help="no block of 500 at the default limit")
+    parser.add_argument("--skip-startup", action="store_true", help="no start-up timing")
+    parser.add_argument("--skip-component", action="store_true", help="no pool-only line")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        CommMeter(),
+        Simulator(symbols=TICKERS, seed=1, latency_ms=args.latency_ms, starting_cash=1e12) as sim,
+    ):
+        for size in args.sizes:
+            run_blocks(args, sim, folder, size)
+        if not args.skip_500:
+            run_over_limit(args, sim, folder, 500)
+        if not args.skip_component:
+            run_component(args, sim)
+    if not args.skip_startup:
+        with tempfile.TemporaryDirectory() as folder:
+            run_startup(args, folder)
+    print(f"\nmachine after: load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
