@@ -27,6 +27,10 @@ Exits travel with the order as Alpaca's order classes: ``take_profit`` (a limit 
 ``bracket``; one of them alone an ``oto``; ``order_class="oco"`` sends the two exits of a position
 you hold as one limit order (its ``limit_price`` is the take profit). The broker holds a bracket's
 exits until the entry fills, and the first exit to fill cancels the other.
+
+Why one module over 500 lines: the schema, blockpaca's side/action table and the validation of
+each field are one contract with the user; most of the length is the error texts that name the
+field and its allowed values.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ what it said comes back through REST), then reads back the CSV it appends to: th
 order (so nothing is logged twice), the submission rows already there (a re-sent inbox item is not
 logged again, only acknowledged), and the time of the last row — it catches up through REST from
 there, or from the oldest order still open, whichever is earlier.
+
+Why one module over 500 lines: it is the recorder process, whole — the stream, the catch-up and
+the log writer share one rule (a row is written once, in lifecycle order), checked in one place.
 """
 
 from __future__ import annotations

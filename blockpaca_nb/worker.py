@@ -26,6 +26,9 @@ looked up and reported accepted. When the retries run out after an attempt that 
 broker — or the broker refuses an order after such an attempt — the order is looked up by client id
 before it is declared failed or rejected. Every ticket ends in exactly one result: ``accepted``,
 ``rejected`` (with the broker's status, code and message) or ``failed`` (reason and attempts).
+
+Why one module over 500 lines: the submit, the retry and the look-up are one promise (never
+doubled, never lost); each step decides what the next may assume, so they are read together.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ passes here must pass there: cancels and replaces take effect after `cancel_late
 reads pending_cancel / pending_replace meanwhile, keeps its hold and may still fill), a share of
 marketable orders arrives as a partial fill first, the wash-trade guard and the one-direction rule
 refuse conflicting orders, and an order may not flip a position. See docs/simulator-rules.md.
+
+Why one module over 500 lines: these are Alpaca's broker rules, one set shared by the simulator and
+replay; the checks (funds, conflicts, hours) and the matching must agree on every order's holds, so
+they are read and changed together.
 """
 
 from __future__ import annotations

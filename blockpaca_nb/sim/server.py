@@ -1,5 +1,8 @@
 """The simulator's aiohttp application: Alpaca's REST routes, both websockets, faults, and the
-market clock that drives quotes, matching and bars."""
+market clock that drives quotes, matching and bars.
+
+Why one module over 500 lines: it is the route table of Alpaca's API, one short handler per route;
+the rules behind them live in broker.py, market.py, hours.py and streams.py."""
 
 from __future__ import annotations
 
