@@ -260,7 +260,11 @@ def _widget_state() -> str:
     """Every ipywidget's synced state in this process, as the notebook would save it."""
     from ipywidgets.widgets.widget import _instances
 
-    return json.dumps([w.get_state() for w in list(_instances.values())], default=str)
+    states = []
+    for widget in list(_instances.values()):
+        if widget.comm is not None:  # a widget an earlier test closed syncs nothing any more
+            states.append(widget.get_state())
+    return json.dumps(states, default=str)
 
 
 def _shown(session: Any) -> dict[str, str]:
