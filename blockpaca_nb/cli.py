@@ -88,18 +88,12 @@ def _simulator(args: argparse.Namespace) -> Simulator:
 
 def serve(args: argparse.Namespace) -> int:
     """Start the simulator, print how to reach it, and serve until interrupted."""
-    sim = _simulator(args).start()
-    shown = ", ".join(sim.symbols[:8]) + (f", … ({len(sim.symbols)} symbols)" if len(sim.symbols) > 8 else "")
-    print(f"blockpaca_nb simulator serving on 127.0.0.1:{sim.port} (seed {sim.seed}; {shown})")
-    for name, url in sim.urls.items():
-        print(f"  {name:<15} {url}")
-    print(f"  {'api_key':<15} {sim.api_key}")
-    print(f"  {'secret_key':<15} {sim.secret_key}")
-    print("Use them with alpaca-py, e.g. TradingClient(api_key, secret_key, url_override=<trading>).")
-    print("Press Ctrl-C to stop.", flush=True)
     done = threading.Event()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops it even where the shell ignored SIGINT
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    sim = _simulator(args).start()
     try:
+        _print_urls(sim)
         while not done.wait(0.5):
             if not sim.running:
                 print("the simulator process exited unexpectedly", file=sys.stderr)
@@ -110,6 +104,17 @@ def serve(args: argparse.Namespace) -> int:
         sim.stop()
     print("simulator stopped")
     return 0
+
+
+def _print_urls(sim: Simulator) -> None:
+    shown = ", ".join(sim.symbols[:8]) + (f", … ({len(sim.symbols)} symbols)" if len(sim.symbols) > 8 else "")
+    print(f"blockpaca_nb simulator serving on 127.0.0.1:{sim.port} (seed {sim.seed}; {shown})")
+    for name, url in sim.urls.items():
+        print(f"  {name:<15} {url}")
+    print(f"  {'api_key':<15} {sim.api_key}")
+    print(f"  {'secret_key':<15} {sim.secret_key}")
+    print("Use them with alpaca-py, e.g. TradingClient(api_key, secret_key, url_override=<trading>).")
+    print("Press Ctrl-C to stop.", flush=True)
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ ROOT_NOTE = "running as root"
 
 def test_sim_prints_working_urls_and_stops_on_ctrl_c() -> None:
     command = [sys.executable, "-m", "blockpaca_nb.cli", "sim", "--symbols", "AAPL,MSFT", "--seed", "7"]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         lines = {}
@@ -42,8 +42,9 @@ def test_sim_prints_working_urls_and_stops_on_ctrl_c() -> None:
         assert [a.symbol for a in client.get_all_assets()] == ["AAPL", "MSFT"]
         assert lines["data_stream"].startswith("ws://127.0.0.1:") and lines["trading_stream"].endswith("/stream")
         server.send_signal(signal.SIGINT)
-        server.communicate(timeout=60)  # read what is left: a full pipe would block the command's last print
-        assert server.returncode == 0
+        rest, errors = server.communicate(timeout=60)  # read what is left: a full pipe would block its last print
+        assert server.returncode == 0, f"exit {server.returncode}: {rest}{errors}"
+        assert "simulator stopped" in rest
     finally:
         if server.poll() is None:
             server.kill()
