@@ -4,6 +4,7 @@ Run it as a script (pytest does not collect it):
 
     python tests/benchmarks/bench_session.py                 # blocks of 100 and 500, start-up, component
     python tests/benchmarks/bench_session.py --repeats 9 --skip-500 --skip-startup
+    python tests/benchmarks/bench_session.py --only-blocks --blockpaca    # beside blockpaca 0.1.2
 
 What a user meets, not a component: a started `Session` on `Simulator(latency_ms=25)` — quote feed,
 recorder (trade_updates stream, CSV trade log), execution workers, the dashboard's pump refreshing
@@ -29,6 +30,11 @@ cold connections and is shown apart.
 Start-up: `Session(tickers=...)` with no keys (it starts its own simulator) → first strategy tick,
 ``warm_up_period=0``; with each child process's spawn time and CPU until then.
 
+blockpaca 0.1.2 (``--blockpaca``; installed once in a cached virtualenv): its own `run_trading`, its
+processes and defaults (the rate limit lifted, as the session's), pointed at the same simulator by
+`blockpaca_012_driver.py`; the same block, its first and last order at the broker and its CPU per
+order over its process tree, beside the ideal client's blocks alternating with its own.
+
 Component: the execution pool alone (bench_execution.py's part 1): no strategy thread, recorder,
 feed or trade_updates traffic — printed as a second line, labelled so.
 """
@@ -41,6 +47,7 @@ import json
 import os
 import queue
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -107,9 +114,9 @@ def arrivals(sim: Simulator, known: set[str]) -> list[float]:
 class CpuMeter:
     """CPU seconds (user + system) of the kernel process and its children, the broker excluded."""
 
-    def __init__(self, exclude: set[int]) -> None:
+    def __init__(self, exclude: set[int], root: int | None = None) -> None:
         self.exclude = exclude
-        self.me = psutil.Process()
+        self.me = psutil.Process(root)
 
     def processes(self) -> list[psutil.Process]:
         children = self.me.children(recursive=True)
@@ -421,6 +428,125 @@ def run_over_limit(args: argparse.Namespace, sim: Simulator, folder: str, count:
         print(f"ratio                                   {spread(ratios, '×', 1):>28}   (target ≤ 1.3)")
 
 
+# ------------------------------------------------------------------ blockpaca 0.1.2 beside it
+
+
+BLOCKPACA = "blockpaca==0.1.2"
+DRIVER = Path(__file__).resolve().parent / "blockpaca_012_driver.py"
+
+
+def blockpaca_python() -> Path:
+    """A virtualenv holding blockpaca 0.1.2 (made once, in the user's cache): its python."""
+    home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "blockpaca_nb" / "bench-blockpaca-0.1.2"
+    python = home / "bin" / "python"
+    if not (home / "ready").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(home)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", BLOCKPACA], check=True)
+        (home / "ready").write_text(BLOCKPACA)
+    return python
+
+
+class Blockpaca:
+    """blockpaca 0.1.2's run_trading in its own process tree (blockpaca_012_driver.py), on ``sim``."""
+
+    def __init__(self, sim: Simulator, folder: str) -> None:
+        config = {
+            "urls": sim.urls,
+            "api_key": sim.api_key,
+            "secret_key": sim.secret_key,
+            "folder": folder,
+            "frequency": TICK_S,
+            "limit": NO_LIMIT,  # as the session's: its default 190 tokens a minute would hold the third block
+        }
+        self.process = subprocess.Popen(
+            [str(blockpaca_python()), str(DRIVER), json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=folder,
+        )
+        self._line_starting("ready")
+
+    def _line_starting(self, prefix: str) -> str:
+        assert self.process.stdout is not None
+        while True:  # blockpaca prints its own lines (positions, fills) on the same stdout
+            line = self.process.stdout.readline()
+            assert line, f"blockpaca's run ended before printing {prefix!r}"
+            if line.startswith(prefix):
+                return line
+
+    def fire(self, count: int, tag: str) -> float:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"fire {count} {tag}\n")
+        self.process.stdin.flush()
+        return float(self._line_starting(f"returned {tag} ").split()[2])
+
+    def close(self) -> None:
+        try:
+            self.process.communicate("quit\n", timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+
+
+def tagged_arrivals(sim: Simulator, tag: str) -> list[float]:
+    return sorted(epoch(o["created_at"]) for o in sim.orders() if o["client_order_id"].startswith(f"{tag}-"))
+
+
+def run_blockpaca(args: argparse.Namespace, sim: Simulator, folder: str, count: int) -> None:
+    """blockpaca 0.1.2 (its own defaults but the rate limit, lifted as the session's) beside the
+    ideal client, blocks alternating, on the simulator every other line of this run uses."""
+    try:
+        runner = Blockpaca(sim, folder)
+    except (OSError, subprocess.CalledProcessError, AssertionError) as err:
+        print(f"\n== blockpaca 0.1.2: not run ({err}) ==")
+        return
+    out: dict[str, list[float]] = {name: [] for name in ("first", "last", "cpu", "i_first", "i_last", "i_cpu")}
+    meter, ideal, known = CpuMeter(set(), runner.process.pid), IdealClient(sim), set[str]()
+    try:
+        runner.fire(count, "warm")
+        wait_for(lambda: len(tagged_arrivals(sim, "warm")) >= count, 60, "blockpaca's warm-up block", every=0.01)
+        ideal.block(count)
+        arrivals(sim, known)
+        for n in range(args.repeats):
+            time_blockpaca_block(runner, meter, sim, count, f"b{n}", out)
+            time.sleep(0.3)
+            arrivals(sim, known)
+            time_ideal_block(ideal, sim, known, count, out)
+    finally:
+        ideal.close()
+        runner.close()
+    report_blockpaca(count, out)
+
+
+def time_blockpaca_block(
+    runner: Blockpaca, meter: CpuMeter, sim: Simulator, count: int, tag: str, out: dict[str, list[float]]
+) -> None:
+    quiet0 = meter.sample()
+    time.sleep(0.5)
+    idle_rate = CpuMeter.spent(quiet0, meter.sample()) / 0.5
+    cpu0 = meter.sample()
+    returned = runner.fire(count, tag)
+    wait_for(lambda: len(tagged_arrivals(sim, tag)) >= count, 60, "blockpaca's block at the broker", every=0.002)
+    at_broker = tagged_arrivals(sim, tag)
+    time.sleep(0.3)  # its results and trade_updates, as for the session (which waits for every fill)
+    raw = CpuMeter.spent(cpu0, meter.sample())
+    out["first"].append(at_broker[0] - returned)
+    out["last"].append(at_broker[-1] - returned)
+    out["cpu"].append(max(0.0, raw - idle_rate * (time.time() - returned)) / count)
+
+
+def report_blockpaca(count: int, out: dict[str, list[float]]) -> None:
+    shown = f"block of {count}, {len(out['last'])} repeats"
+    print(f"\n== blockpaca 0.1.2 (its run_trading, its defaults, no rate limit): {shown} ==")
+    print("                                 blockpaca 0.1.2               ideal client (same run)")
+    print(f"return → first at broker    {spread(out['first']):>28}   {spread(out['i_first']):>28}")
+    print(f"return → last at broker     {spread(out['last']):>28}   {spread(out['i_last']):>28}")
+    print(f"CPU per order, all procs    {spread(out['cpu'], 'µs', 1e6):>28}   {spread(out['i_cpu'], 'µs', 1e6):>28}")
+    ratios = [s / i for s, i in zip(out["last"], out["i_last"], strict=True)]
+    print(f"last / ideal's last         {spread(ratios, '×', 1):>28}   (this project's line above: target ≤ 1.3)")
+
+
 # ------------------------------------------------------------------ start-up as a user meets it
 
 
@@ -518,6 +644,10 @@ def main() -> None:
     parser.add_argument("--skip-500", action="store_true", help="no block of 500 at the default limit")
     parser.add_argument("--skip-startup", action="store_true", help="no start-up timing")
     parser.add_argument("--skip-component", action="store_true", help="no pool-only line")
+    parser.add_argument(
+        "--blockpaca", action="store_true", help="blockpaca 0.1.2 beside it (installs it in a cached virtualenv)"
+    )
+    parser.add_argument("--only-blocks", action="store_true", help="only the blocks under the limit (and --blockpaca)")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     with (
@@ -527,6 +657,10 @@ def main() -> None:
     ):
         for size in args.sizes:
             run_blocks(args, sim, folder, size)
+            if args.blockpaca:
+                run_blockpaca(args, sim, folder, size)
+        if args.only_blocks:
+            return
         if not args.skip_500:
             run_over_limit(args, sim, folder, 500)
         if not args.skip_component:
