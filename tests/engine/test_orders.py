@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import pickle
 import re
-import time
 from collections import OrderedDict
 from decimal import Decimal
 
@@ -288,15 +287,12 @@ def test_parse_orders_rejects_other_shapes_with_one_error(returned: object) -> N
     assert "allowed: None, one order dict, or a list/tuple of order dicts" in message
 
 
-def test_validating_a_block_of_100_orders_is_fast() -> None:
+def test_a_block_of_100_orders_validates_in_one_call() -> None:
+    """A strategy's block, parsed whole (its speed is bench_quotebook.py's job, not a timed test)."""
     block = [market(ticker=TICKERS[i % 3], side=SIDES[i % 2]) for i in range(100)]
-    best = math.inf
-    for _ in range(30):
-        start = time.perf_counter()
-        orders, errors = parse_orders(block, TICKERS)
-        best = min(best, time.perf_counter() - start)
-    assert len(orders) == 100 and errors == []
-    assert best < 0.001, f"validating 100 orders took {best * 1e6:.0f} µs"
+    orders, errors = parse_orders(block, TICKERS)
+    assert errors == []
+    assert [(o.ticker, o.side) for o in orders] == [(b["ticker"], b["side"]) for b in block]
 
 
 # -- Alpaca bodies ---------------------------------------------------------------------------

@@ -168,18 +168,16 @@ def test_pickled_book_attaches(book: QuoteBook) -> None:
         copy.close()
 
 
-def test_bid_ask_for_500_tickers_is_fast() -> None:
+def test_bid_ask_for_500_tickers_reads_every_row() -> None:
+    """Every row of a 500-ticker book, in one call (its speed is bench_quotebook.py's job)."""
     tickers = [f"T{i:03d}" for i in range(500)]
     with QuoteBook.create(tickers) as big:
         for i, ticker in enumerate(tickers):
             big.write_quote(ticker, 100.0 + i, 100.01 + i, 1, 1, 1.0, 1.0)
-        timings = []
-        for _ in range(200):
-            start = time.perf_counter()
-            big.bid_ask()
-            timings.append(time.perf_counter() - start)
-        assert len(big.bid_ask()) == 500
-    assert min(timings) < 250e-6, f"bid_ask() took {min(timings) * 1e6:.0f} µs at best"
+        quotes = big.bid_ask()
+    assert list(quotes) == tickers
+    wrong = [t for i, t in enumerate(tickers) if quotes[t] != {"bid": 100.0 + i, "ask": 100.01 + i}]
+    assert not wrong, f"rows read wrong: {wrong[:5]}"
 
 
 # -- the seqlock: busy rows are waited out, never returned half-written -----------------------
