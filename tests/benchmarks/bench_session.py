@@ -136,6 +136,12 @@ class CpuMeter:
             out[process.pid] = times.user + times.system
         return out
 
+    def idle_rate(self, seconds: float = 0.5) -> float:
+        """CPU seconds per second these processes spend while nothing is asked of them."""
+        before = self.sample()
+        time.sleep(seconds)
+        return self.spent(before, self.sample()) / seconds
+
     @staticmethod
     def spent(before: dict[int, float], after: dict[int, float]) -> float:
         return sum(after[pid] - before.get(pid, 0.0) for pid in after)
@@ -331,10 +337,7 @@ def time_session_block(
     out: dict[str, list[float]],
     by_process: list[dict[str, float]],
 ) -> None:
-    quiet0 = meter.sample()
-    time.sleep(0.5)
-    quiet1 = meter.sample()
-    idle_rate = CpuMeter.spent(quiet0, quiet1) / 0.5
+    idle_rate = meter.idle_rate()
     accepted, fills = len(rows.accepted), rows.fills
     cpu0 = meter.sample()
     returned = firing.fire(count)
@@ -522,9 +525,7 @@ def run_blockpaca(args: argparse.Namespace, sim: Simulator, folder: str, count: 
 def time_blockpaca_block(
     runner: Blockpaca, meter: CpuMeter, sim: Simulator, count: int, tag: str, out: dict[str, list[float]]
 ) -> None:
-    quiet0 = meter.sample()
-    time.sleep(0.5)
-    idle_rate = CpuMeter.spent(quiet0, meter.sample()) / 0.5
+    idle_rate = meter.idle_rate()
     cpu0 = meter.sample()
     returned = runner.fire(count, tag)
     wait_for(lambda: len(tagged_arrivals(sim, tag)) >= count, 60, "blockpaca's block at the broker", every=0.002)
