@@ -25,7 +25,7 @@ from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
-from conftest import _stop_stream, data_client, trading_client, wait_for
+from sim_helpers import _stop_stream, data_client, trading_client, wait_for
 from websockets.sync.client import ClientConnection, connect
 
 from blockpaca_nb.sim import Simulator

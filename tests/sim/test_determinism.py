@@ -8,7 +8,7 @@ from datetime import datetime, time, timedelta
 import numpy as np
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
-from conftest import MarketData, data_client, wait_for
+from sim_helpers import MarketData, data_client, wait_for
 
 from blockpaca_nb.sim import Simulator
 from blockpaca_nb.sim.calendar import EASTERN

@@ -19,7 +19,7 @@ from alpaca.trading.requests import (
     MarketOrderRequest,
     ReplaceOrderRequest,
 )
-from conftest import data_client, raw_session, trading_client, wait_for
+from sim_helpers import data_client, raw_session, trading_client, wait_for
 
 from blockpaca_nb.sim import Simulator
 

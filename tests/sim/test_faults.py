@@ -12,7 +12,7 @@ import requests
 from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
-from conftest import MarketData, TradeUpdates, raw_session, trading_client, wait_for
+from sim_helpers import MarketData, TradeUpdates, raw_session, trading_client, wait_for
 
 from blockpaca_nb.errors import ConfigurationError
 from blockpaca_nb.sim import Simulator

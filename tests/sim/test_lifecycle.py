@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import simulator_children, trading_client, wait_for
+from sim_helpers import simulator_children, trading_client, wait_for
 
 import blockpaca_nb.sim
 from blockpaca_nb.errors import ConfigurationError

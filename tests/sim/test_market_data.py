@@ -18,7 +18,7 @@ from alpaca.data.requests import (
 )
 from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 from alpaca.trading.requests import GetCalendarRequest
-from conftest import data_client, raw_session, trading_client
+from sim_helpers import data_client, raw_session, trading_client
 
 from blockpaca_nb.sim import Simulator
 from blockpaca_nb.sim.calendar import EASTERN

@@ -17,7 +17,7 @@ from alpaca.data.requests import StockLatestQuoteRequest
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
 from alpaca.trading.requests import GetCalendarRequest, LimitOrderRequest, MarketOrderRequest
-from conftest import TradeUpdates, data_client, trading_client, wait_for
+from sim_helpers import TradeUpdates, data_client, trading_client, wait_for
 
 from blockpaca_nb.errors import ConfigurationError
 from blockpaca_nb.sim import Simulator

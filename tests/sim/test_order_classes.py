@@ -15,7 +15,7 @@ from alpaca.trading.requests import (
     StopLossRequest,
     TakeProfitRequest,
 )
-from conftest import raw_session, trading_client, wait_for
+from sim_helpers import raw_session, trading_client, wait_for
 from test_paper_rules import ask_of, broker_order, broker_qty, status_becomes
 
 from blockpaca_nb.sim import Simulator

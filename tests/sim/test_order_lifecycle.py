@@ -21,7 +21,7 @@ from alpaca.trading.requests import (
     StopOrderRequest,
     TrailingStopOrderRequest,
 )
-from conftest import TradeUpdates, data_client, trading_client, wait_for
+from sim_helpers import TradeUpdates, data_client, trading_client, wait_for
 
 from blockpaca_nb.sim import Simulator
 from blockpaca_nb.sim.broker import Broker, SimOrder

@@ -23,7 +23,7 @@ from alpaca.trading.requests import (
     ReplaceOrderRequest,
     StopOrderRequest,
 )
-from conftest import TradeUpdates, data_client, raw_session, trading_client, wait_for
+from sim_helpers import TradeUpdates, data_client, raw_session, trading_client, wait_for
 
 from blockpaca_nb.errors import ConfigurationError
 from blockpaca_nb.sim import Simulator

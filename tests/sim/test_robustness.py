@@ -11,9 +11,9 @@ import msgpack
 import pytest
 import requests
 from alpaca.trading.models import Order
-from conftest import raw_session, trading_client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sim_helpers import raw_session, trading_client
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 

@@ -15,7 +15,7 @@ import pytest
 from alpaca.data.models import Bar, Quote, Trade
 from alpaca.data.requests import StockBarsRequest, StockLatestQuoteRequest
 from alpaca.data.timeframe import TimeFrame
-from conftest import MarketData, data_client, wait_for
+from sim_helpers import MarketData, data_client, wait_for
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 

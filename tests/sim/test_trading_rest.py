@@ -48,7 +48,7 @@ from alpaca.trading.requests import (
     MarketOrderRequest,
     ReplaceOrderRequest,
 )
-from conftest import data_client, trading_client, wait_for
+from sim_helpers import data_client, trading_client, wait_for
 
 from blockpaca_nb.sim import Simulator
 from blockpaca_nb.sim.calendar import EASTERN
