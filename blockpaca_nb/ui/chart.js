@@ -6,21 +6,10 @@ const SVG = "http://www.w3.org/2000/svg";
 const HEIGHT = 300;
 const EMPTY_HEIGHT = 48;
 const PAD = { left: 64, right: 16, top: 22, gap: 30, bottom: 22 };
-const RESYNC_EVERY_MS = 2000;
 const stores = new Map();
 
 function getStore(model) {
-  const uid = model.get("uid");
-  let store = stores.get(uid);
-  if (!store) {
-    store = { seq: -1, ticker: "", t: [], pnl: [], price: [], fills: [], views: new Set(), lastResync: 0 };
-    stores.set(uid, store);
-  }
-  return store;
-}
-
-function isNum(v) {
-  return typeof v === "number" && Number.isFinite(v);
+  return storeFor(stores, model, () => ({ ticker: "", t: [], pnl: [], price: [], fills: [] }));
 }
 
 function applyPatch(store, model, patch) {
@@ -28,11 +17,7 @@ function applyPatch(store, model, patch) {
   if (patch.reset) {
     Object.assign(store, { ticker: patch.ticker, t: [], pnl: [], price: [], fills: [] });
   } else if (patch.base !== store.seq) {
-    const now = Date.now();
-    if (now - store.lastResync > RESYNC_EVERY_MS) {
-      store.lastResync = now;
-      model.send({ type: "resync" });
-    }
+    requestResync(store, model);
     return;
   }
   store.t.push(...patch.t);
@@ -40,7 +25,7 @@ function applyPatch(store, model, patch) {
   store.price.push(...patch.price);
   store.fills.push(...patch.fills);
   store.seq = patch.seq;
-  for (const view of store.views) view.schedule();
+  redrawViews(store);
 }
 
 function el(tag, attrs, text) {
@@ -91,11 +76,7 @@ class ChartView {
   }
 
   schedule() {
-    if (this.frame) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this.render();
-    });
+    scheduleRender(this);
   }
 
   render() {
@@ -185,22 +166,4 @@ class ChartView {
   }
 }
 
-export default {
-  initialize({ model }) {
-    const store = getStore(model);
-    const onPatch = () => applyPatch(store, model, model.get("patch"));
-    model.on("change:patch", onPatch);
-    onPatch();
-    return () => model.off("change:patch", onPatch);
-  },
-  render({ model, el: node }) {
-    const store = getStore(model);
-    if (store.seq < 0) applyPatch(store, model, model.get("patch"));
-    const view = new ChartView(model, node, store);
-    store.views.add(view);
-    return () => {
-      store.views.delete(view);
-      view.destroy();
-    };
-  },
-};
+export default patchedWidget(getStore, applyPatch, ChartView, false);

@@ -20,7 +20,7 @@ import anywidget
 import numpy as np
 import traitlets
 
-from .tables import HERE, clean
+from .tables import HERE, clean, front_end
 
 CAPACITY = 2000
 FILLS_PER_TICKER = 2000
@@ -77,7 +77,7 @@ class History:
 class ChartPanel(anywidget.AnyWidget):
     """The SVG chart; ``patch`` carries new samples (or all of them, on ``reset``)."""
 
-    _esm = HERE / "chart.js"
+    _esm = front_end("chart.js")
     _css = HERE / "dashboard.css"
 
     uid = traitlets.Unicode().tag(sync=True)

@@ -16,10 +16,6 @@ const STATUS_TEXT = {
   failed: "failed: see the errors panel",
 };
 
-function isNum(v) {
-  return typeof v === "number" && Number.isFinite(v);
-}
-
 function money(v) {
   return isNum(v) ? v.toLocaleString("en-US", { style: "currency", currency: "USD" }) : "—";
 }

@@ -15,7 +15,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from .tables import HERE, clean
+from .tables import HERE, clean, front_end
 
 MODE_LABELS = {"sim": "SIM", "paper": "PAPER", "live": "LIVE"}
 
@@ -23,7 +23,7 @@ MODE_LABELS = {"sim": "SIM", "paper": "PAPER", "live": "LIVE"}
 class HeaderPanel(anywidget.AnyWidget):
     """The header strip; ``state`` is set by the pump only when something in it changed."""
 
-    _esm = HERE / "header.js"
+    _esm = front_end("header.js")
     _css = HERE / "dashboard.css"
 
     state = traitlets.Dict().tag(sync=True)

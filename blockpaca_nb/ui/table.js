@@ -12,26 +12,14 @@ const FLASH_MS = 900;
 const FLASH_UP = "rgba(26, 127, 55, 0.35)";
 const FLASH_DOWN = "rgba(207, 34, 46, 0.35)";
 const STALE_AGE_S = 5;
-const RESYNC_EVERY_MS = 2000;
 const stores = new Map();
 
 function getStore(model) {
-  const uid = model.get("uid");
-  let store = stores.get(uid);
-  if (!store) {
-    store = { seq: -1, rows: new Map(), footer: null, flashes: new Map(), version: 0, offset: 0,
-              views: new Set(), lastResync: 0 };
-    stores.set(uid, store);
-  }
-  return store;
+  return storeFor(stores, model, () => ({ rows: new Map(), footer: null, flashes: new Map(), version: 0, offset: 0 }));
 }
 
 function kernelNow(store) {
   return Date.now() / 1000 + store.offset;
-}
-
-function isNum(v) {
-  return typeof v === "number" && Number.isFinite(v);
 }
 
 function fieldIndex(model) {
@@ -101,13 +89,6 @@ function format(col, v) {
   return (FORMATS[col.kind] || FORMATS.text)(v);
 }
 
-function requestResync(store, model) {
-  const now = Date.now();
-  if (now - store.lastResync < RESYNC_EVERY_MS) return;
-  store.lastResync = now;
-  model.send({ type: "resync" });
-}
-
 // Apply one patch to the store; note which flashing cells changed and in which direction.
 function applyPatch(store, model, patch) {
   if (!patch || patch.seq === undefined || patch.seq === store.seq) return;
@@ -138,7 +119,7 @@ function applyPatch(store, model, patch) {
   store.footer = patch.footer;
   if (isNum(patch.now)) store.offset = patch.now - Date.now() / 1000;
   store.version += 1;
-  for (const view of store.views) view.schedule();
+  redrawViews(store);
 }
 
 function compare(a, b) {
@@ -243,11 +224,7 @@ class TableView {
   }
 
   schedule() {
-    if (this.frame) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this.render();
-    });
+    scheduleRender(this);
   }
 
   tick() {
@@ -393,23 +370,4 @@ class TableView {
   }
 }
 
-export default {
-  initialize({ model }) {
-    const store = getStore(model);
-    const onPatch = () => applyPatch(store, model, model.get("patch"));
-    model.on("change:patch", onPatch);
-    onPatch();
-    if (store.seq < 0) requestResync(store, model);
-    return () => model.off("change:patch", onPatch);
-  },
-  render({ model, el }) {
-    const store = getStore(model);
-    if (store.seq < 0) applyPatch(store, model, model.get("patch"));
-    const view = new TableView(model, el, store);
-    store.views.add(view);
-    return () => {
-      store.views.delete(view);
-      view.destroy();
-    };
-  },
-};
+export default patchedWidget(getStore, applyPatch, TableView, true);

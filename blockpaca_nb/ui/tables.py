@@ -24,6 +24,13 @@ import anywidget
 import traitlets
 
 HERE = pathlib.Path(__file__).parent
+
+
+def front_end(module: str) -> str:
+    """A panel's browser module with common.js (what the panels share) in front of it: an anywidget
+    module cannot import a file beside it."""
+    return (HERE / "common.js").read_text() + "\n" + (HERE / module).read_text()
+
 KEYFRAME_S = 20.0
 
 Row = tuple[Any, ...]
@@ -96,7 +103,7 @@ class TablePanel(anywidget.AnyWidget):
     name the values of each row, in order.
     """
 
-    _esm = HERE / "table.js"
+    _esm = front_end("table.js")
     _css = HERE / "dashboard.css"
 
     uid = traitlets.Unicode().tag(sync=True)
