@@ -7,8 +7,9 @@ so the count must live where all of them see it: in shared memory, handed to spa
 
 A strict sliding window: never more than ``limit`` calls in any ``window_s`` seconds, counted at the
 moment each call is granted. Waiters are served in order of their place in line — arrival order, or
-the order's submission order when it reserved a place; an announced place holds later ones back for
-up to ``ARRIVAL_GRACE_S`` while it is on its way — and a waiter whose process died is skipped. The
+the order's submission order when it reserved a place; an announced place holds later ones back
+while it is on its way (``ARRIVAL_GRACE_S``, or as long as its announcer asks while its process
+lives) — and a waiter or announcer whose process died is skipped. The
 cross-process lock is a POSIX record lock, which the operating system releases if its holder is
 killed, so a SIGKILLed worker cannot freeze the others.
 
@@ -51,7 +52,7 @@ ROOM_SIZE = 4096
 EXPECTED_SIZE = 8192
 """How many announced places (see :meth:`RateLimiter.expect`) the limiter keeps track of at once."""
 ARRIVAL_GRACE_S = 0.2
-"""How long an announced place holds back later ones while it is on its way."""
+"""How long an announced place holds back later ones while it is on its way (by default)."""
 
 _EMPTY = np.iinfo(np.int64).max  # a free seat in the waiting room
 _GRANTED = _EMPTY - 1  # a seat whose caller got its slot but has not collected it yet
@@ -161,7 +162,8 @@ class RateLimiter:
             "places": ctx.RawArray("q", ROOM_SIZE),
             "owners": ctx.RawArray("q", ROOM_SIZE),
             "expected": ctx.RawArray("q", EXPECTED_SIZE),
-            "expected_at": ctx.RawArray("d", EXPECTED_SIZE),
+            "expected_until": ctx.RawArray("d", EXPECTED_SIZE),
+            "expected_by": ctx.RawArray("q", EXPECTED_SIZE),
         }
         self._attach()
         self._places[:] = _EMPTY
@@ -179,7 +181,8 @@ class RateLimiter:
         self._places = _view(raw["places"], np.int64)
         self._owners = _view(raw["owners"], np.int64)
         self._expected = _view(raw["expected"], np.int64)
-        self._expected_at = _view(raw["expected_at"], np.float64)
+        self._expected_until = _view(raw["expected_until"], np.float64)
+        self._expected_by = _view(raw["expected_by"], np.int64)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"window_s": self.window_s, "margin_s": self.margin_s, "lock": self._lock, "raw": self._raw}
@@ -236,17 +239,26 @@ class RateLimiter:
             self._ints[counter] = first + count
         return range(first, first + count)
 
-    def expect(self, places: Iterable[int]) -> None:
+    def expect(self, places: Iterable[int], *, hold_s: float = ARRIVAL_GRACE_S) -> None:
         """Announce reserved places whose callers are on their way (the pool calls this as it
-        hands tickets to a worker). For up to ``ARRIVAL_GRACE_S`` nobody with a later place gets a
-        slot before them, so a worker that is a few milliseconds quicker than another cannot take
-        the free slots ahead of earlier orders."""
+        hands tickets to a worker; a worker, for its tickets waiting for an in-flight permit). For
+        ``hold_s`` seconds nobody with a later place gets a slot before them — so a worker that is a
+        few milliseconds quicker than another cannot take the free slots ahead of earlier orders —
+        unless this process dies first. :meth:`forget` ends the hold of a place that will not come."""
         wanted = np.fromiter(places, dtype=np.int64)
         wanted = wanted[wanted >= 0]  # the priority lane is ahead of every ordinary place anyway
         with self._lock:
             where = wanted % EXPECTED_SIZE
             self._expected[where] = wanted
-            self._expected_at[where] = time.monotonic()
+            self._expected_until[where] = time.monotonic() + hold_s
+            self._expected_by[where] = os.getpid()
+
+    def forget(self, places: Iterable[int]) -> None:
+        """End the announcement of places whose callers will not come (their tickets ended unsent)."""
+        gone = np.fromiter(places, dtype=np.int64)
+        with self._lock:
+            where = gone % EXPECTED_SIZE
+            self._expected[where[self._expected[where] == gone]] = -1
 
     def acquire(self, timeout: float | None = None, *, place: int | None = None, urgent: bool = False) -> float:
         """Block (sleeping) until this caller gets a slot; return the seconds waited.
@@ -408,9 +420,18 @@ class RateLimiter:
             self._record(now)
 
     def _first_on_the_way(self, now: float) -> int:
-        """The lowest announced place that has not arrived and is still within its grace."""
-        coming = (self._expected >= 0) & (self._expected_at > now - ARRIVAL_GRACE_S)
-        return int(self._expected[coming].min()) if coming.any() else int(_EMPTY)
+        """The lowest announced place that has not arrived, still within its hold, whose announcer
+        lives (the announcements of a dead process are dropped here)."""
+        coming = (self._expected >= 0) & (self._expected_until > now)
+        while coming.any():
+            first = np.flatnonzero(coming)[np.argmin(self._expected[coming])]
+            announcer = int(self._expected_by[first])
+            if _alive(announcer):
+                return int(self._expected[first])
+            dead = self._expected_by == announcer
+            self._expected[dead] = -1
+            coming &= ~dead
+        return int(_EMPTY)
 
     def _record(self, now: float) -> None:
         count = int(self._ints[_COUNT])

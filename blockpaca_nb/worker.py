@@ -48,7 +48,7 @@ from .errors import ConfigurationError
 from .events import Outcome, TicketFields, failed
 from .orders import Order
 from .processes import child_setup, configure_child_logging
-from .ratelimit import ARRIVAL_GRACE_S, GRANTED, RateLimiter, per_window
+from .ratelimit import GRANTED, RateLimiter, per_window
 from .scrub import scrub_text, scrubbed_logger
 
 if TYPE_CHECKING:
@@ -62,6 +62,9 @@ NOT_SENT = "not sent: the execution pool was stopped first"
 IN_FLIGHT_AT_STOP = "the pool stopped before the broker answered; it may still have accepted the order"
 STOP = "stop"  # the pool's last message to a worker
 WITHDRAWN = "not sent: withdrawn by {action} before it was sent"
+QUEUED_HOLD_S = 5.0
+"""How long one announcement of the places waiting for an in-flight permit holds (renewed 20 times
+as often): longer than any pause a busy machine gives a worker."""
 
 
 @dataclass(frozen=True)
@@ -311,10 +314,12 @@ class _Submitter:
 
     async def _hold_places(self) -> None:
         """Keep announcing the places of tickets that wait for an in-flight permit: they are on
-        their way, and a later place in another worker must not take the free slots first."""
+        their way, and a later place in another worker must not take the free slots first. Each
+        announcement holds for ``QUEUED_HOLD_S``, far longer than it is renewed, so a worker the
+        machine leaves unscheduled for a while keeps its places (the limiter drops them if it dies)."""
         while self.queued:
-            self.limiter.expect(list(self.queued.values()))
-            await asyncio.sleep(ARRIVAL_GRACE_S / 2)
+            self.limiter.expect(list(self.queued.values()), hold_s=QUEUED_HOLD_S)
+            await asyncio.sleep(QUEUED_HOLD_S / 20)
 
     def _start(self, job: _Job) -> None:
         task = asyncio.create_task(self._execute(job))
@@ -325,7 +330,8 @@ class _Submitter:
     def _done(self, task: asyncio.Task[None], job: _Job) -> None:
         """A ticket's task ended: give back its permit and seat; report it if it never ran."""
         self.tasks.discard(task)
-        self.queued.pop(job.ticket.seq, None)
+        if self.queued.pop(job.ticket.seq, None) is not None:  # ended before its permit: not coming
+            self.limiter.forget([job.place])
         if job.permit:
             job.permit = False
             self.in_flight.release()

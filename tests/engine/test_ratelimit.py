@@ -160,6 +160,38 @@ def test_an_announced_place_that_never_comes_holds_the_line_only_briefly() -> No
     assert waited <= ARRIVAL_GRACE_S + 0.1
 
 
+def _announce(limiter: RateLimiter, place: int) -> None:
+    limiter.expect([place], hold_s=600)
+
+
+def test_a_held_announcement_outlasts_the_grace_until_it_is_forgotten() -> None:
+    """A worker whose tickets wait for an in-flight permit holds their places longer than the
+    arrival grace (a busy machine may not schedule it for a while); `forget` ends the hold."""
+    limiter = RateLimiter(5, 60.0)
+    held, later = limiter.reserve(2)
+    limiter.expect([held], hold_s=600)
+    served: list[int] = []
+    overtaker = threading.Thread(target=_take_a_slot, args=(limiter, served, later, later))
+    overtaker.start()
+    wait_for(lambda: limiter.waiting() == 1, 2.0, "the later place in line")
+    time.sleep(ARRIVAL_GRACE_S * 3)  # well past the default grace: the held place still comes first
+    assert served == []
+    limiter.forget([held])  # its ticket ended unsent
+    overtaker.join(10)
+    assert served == [later]
+
+
+def test_the_announcements_of_a_dead_process_are_dropped() -> None:
+    limiter = RateLimiter(5, 60.0)
+    lost, later = limiter.reserve(2)
+    announcer = SPAWN.Process(target=_announce, args=(limiter, lost))
+    announcer.start()
+    announcer.join(60)
+    assert announcer.exitcode == 0
+    limiter.acquire(30.0, place=later)  # the 600 s hold went with its process
+    assert limiter.waiting() == 0
+
+
 def test_async_waiters_share_the_limit_without_blocking_the_loop() -> None:
     limiter = RateLimiter(5, 0.3)
 
