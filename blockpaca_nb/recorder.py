@@ -31,6 +31,7 @@ the log writer share one rule (a row is written once, in lifecycle order), check
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import threading
@@ -313,7 +314,13 @@ class ProgressBook:
 
 
 class Recorder:
-    """Writes rows and forwards them; shared by the stream thread and the inbox loop."""
+    """Writes rows and forwards them; shared by the stream thread and the inbox loop.
+
+    Rows and events wait in one buffer, in order, and leave together: the rows in one write to the
+    trade log, then their events in one message to the kernel (an acknowledgement never leaves
+    before its row is written). Outside a :meth:`batch` that happens at once; inside, when the
+    thread's outermost batch ends — one write and one message for a burst, not one per row.
+    """
 
     def __init__(self, path: Path, events: Any, resume: float | None = None) -> None:
         self.send: Callable[[Any], None] = events.send if hasattr(events, "send") else events.put
@@ -324,6 +331,9 @@ class Recorder:
         self.last_time: float | None = None
         self.caught_up_from: float | None = None  # the stream reports every change from here on
         self.look_up: Callable[[str], None] | None = None  # recover one order through REST (the stream's)
+        self._rows: list[dict[str, Any]] = []  # waiting for the next flush, in order
+        self._events: list[dict[str, Any]] = []
+        self._depth = threading.local()  # how deep each thread is in batches
         _cut_torn_tail(path)
         if resume is not None:
             self._read_back(path)
@@ -332,12 +342,45 @@ class Recorder:
     # ----------------------------------------------------------------- writing
     def record(self, row: dict[str, Any], ack: int | None = None) -> None:
         with self.lock:
-            self.writer.write({k: v for k, v in row.items() if k not in _NOT_LOGGED})
-            self.send(row if ack is None else {**row, "ack": ack})
+            self._rows.append({k: v for k, v in row.items() if k not in _NOT_LOGGED})
+            self._events.append(row if ack is None else {**row, "ack": ack})
+        self._flush_unless_batching()
 
     def forward(self, event: dict[str, Any]) -> None:
         with self.lock:
-            self.send(event)
+            self._events.append(event)
+        self._flush_unless_batching()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold this thread's rows and events until the outermost batch ends, then flush."""
+        self.hold()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def hold(self) -> None:
+        """Begin a batch on this thread (see :meth:`batch`); :meth:`release` ends it."""
+        self._depth.value = getattr(self._depth, "value", 0) + 1
+
+    def release(self) -> None:
+        self._depth.value -= 1
+        self._flush_unless_batching()
+
+    def _flush_unless_batching(self) -> None:
+        if not getattr(self._depth, "value", 0):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what waits to the log in one go, then send its events as one message."""
+        with self.lock:
+            rows, events = self._rows, self._events
+            self._rows, self._events = [], []
+            if rows:
+                self.writer.write_many(rows)
+            if events:
+                self.send(events)
 
     def take(self, item: dict[str, Any], ack: int | None) -> None:
         """One inbox item: log it (unless a previous recorder did), acknowledge it, forward it."""
@@ -363,6 +406,7 @@ class Recorder:
             unheard = self.ledger.expect(order_id, float(row["timestamp"]))
         caught_up, submitted = self.caught_up_from, _epoch(order.get("submitted_at") or order.get("created_at"))
         if unheard and caught_up is not None and submitted < caught_up and self.look_up:
+            self.flush()  # what is held so far need not wait for the broker's answer
             try:
                 self.look_up(order_id)
             except BlockpacaError as err:  # the next catch-up looks for it again
@@ -449,6 +493,7 @@ class TradeUpdates:
         self.since = since  # from when changes may have been missed; None: nothing yet (a new session)
         self.listening = threading.Event()
         self.last_heard = 0.0  # when the stream last proved alive (a message, or listening began)
+        self.in_burst = False  # rows held until the loop next waits (see _record_in_burst)
         own_calls = BrokerCalls(connection, self.calls.limiter)  # the inbox thread's, not shared
         recorder.look_up = lambda order_id: self.look_up(order_id, own_calls)
 
@@ -495,7 +540,20 @@ class TradeUpdates:
                     self.recorder.caught_up_from = started
                     self.listening.set()
                 elif message.get("stream") == "trade_updates":
-                    self.record(message.get("data") or {})
+                    self._record_in_burst(message.get("data") or {})
+
+    def _record_in_burst(self, data: Mapping[str, Any]) -> None:
+        """Record a stream message. Messages that arrive together are one burst: their rows leave in
+        one write and one message, when the loop next waits for the network."""
+        if not self.in_burst:
+            self.in_burst = True
+            self.recorder.hold()
+            asyncio.get_running_loop().call_soon(self._end_burst)
+        self.record(data)
+
+    def _end_burst(self) -> None:
+        self.in_burst = False
+        self.recorder.release()
 
     def catch_up(self) -> None:
         """Record what happened to orders while the stream was down (each change once): every order
@@ -595,8 +653,16 @@ def run_recorder(
     recorder.forward({"kind": "recorder_ready", "listening": listening, "time": time.time()})
     receive = inbox.recv if hasattr(inbox, "recv") else inbox.get
     while (message := receive()) is not STOP:
-        ack, item = message if isinstance(message, tuple) else (None, message)
-        recorder.take(item, ack)
+        with recorder.batch():  # one log write and one message to the kernel per batch
+            for ack, item in inbox_items(message):
+                recorder.take(item, ack)
     recorder.writer.close()
+
+
+def inbox_items(message: Any) -> list[tuple[int | None, dict[str, Any]]]:
+    """An inbox message's items: the kernel sends lists of numbered items; a bare item is unnumbered."""
+    if isinstance(message, list):
+        return message
+    return [message if isinstance(message, tuple) else (None, message)]
 
 

@@ -8,6 +8,7 @@ the channel design (one one-way pipe each way, acknowledged inbox items).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import queue
@@ -24,6 +25,8 @@ from .scrub import scrubbed_logger
 
 log = scrubbed_logger(__name__)
 _RETIRE = object()  # ends a sender thread whose recorder was replaced
+_MORE = object()  # what `_gather` says when the sender goes on
+MAX_BATCH = 500  # inbox items per pipe message at most
 
 
 
@@ -47,6 +50,7 @@ class RecorderLink:
         self._numbers = itertools.count()
         self._outgoing: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._events: Any = None
+        self._received: collections.deque[dict[str, Any]] = collections.deque()  # the rest of a message
         self._generation = 0
         self._stopping = self._closed = False
 
@@ -90,20 +94,23 @@ class RecorderLink:
             self._outgoing.put((number, item))
 
     def get(self) -> dict[str, Any] | None:
-        """The next event from the recorder (waiting for it); None once the link is stopped."""
-        while True:
+        """The next event from the recorder (waiting for it); None once the link is stopped.
+        The recorder sends a burst's events as one list; they are handed out one by one."""
+        while not self._received:
             with self._lock:
                 events, generation = self._events, self._generation
             try:
-                event = events.recv()
+                message = events.recv()
             except (EOFError, OSError):  # that recorder is gone: wait for its successor, or the end
                 with contextlib.suppress(OSError):
                     events.close()
                 if not self._await_successor(generation):
                     return None
                 continue
-            self._acknowledge(event)
-            return event
+            self._received.extend(message if isinstance(message, list) else [message])
+        event = self._received.popleft()
+        self._acknowledge(event)
+        return event
 
     def _await_successor(self, generation: int) -> bool:
         with self._lock:
@@ -146,13 +153,34 @@ class RecorderLink:
 
 
 def _send_all(conn: Any, outgoing: queue.SimpleQueue[Any]) -> None:
-    """Sender thread of one recorder: writes its inbox pipe until STOP, retirement or its death."""
+    """Sender thread of one recorder: writes its inbox pipe until STOP, retirement or its death.
+    What has queued up meanwhile leaves as one message (a list of numbered items)."""
     try:
-        while (item := outgoing.get()) is not _RETIRE:
-            conn.send(item)
-            if item is STOP:
+        while True:
+            batch, end = _gather(outgoing)
+            if batch:
+                conn.send(batch)
+            if end is STOP:
+                conn.send(STOP)
+            if end is not _MORE:
                 return
     except OSError:  # the recorder died; its items stay unacknowledged and go to the next one
         pass
     finally:
         conn.close()
+
+
+def _gather(outgoing: queue.SimpleQueue[Any]) -> tuple[list[Any], Any]:
+    """The items queued now (waiting for the first, at most ``MAX_BATCH``), and STOP or the
+    retirement if one came after them (``_MORE`` if not: STOP is None)."""
+    batch: list[Any] = []
+    item = outgoing.get()
+    while item is not STOP and item is not _RETIRE:
+        batch.append(item)
+        if len(batch) >= MAX_BATCH:
+            return batch, _MORE
+        try:
+            item = outgoing.get_nowait()
+        except queue.Empty:
+            return batch, _MORE
+    return batch, item

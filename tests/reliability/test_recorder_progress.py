@@ -16,8 +16,10 @@ from blockpaca_nb.tradelog import load_trade_log
 
 
 class Sink(list[Any]):
+    """The recorder's events, one by one (it sends a burst's as one list)."""
+
     def put(self, item: Any) -> None:
-        self.append(item)
+        self.extend(item if isinstance(item, list) else [item])
 
 
 def update(event: str, status: str, filled: float, avg: float | None = None, qty: float | None = None,
@@ -110,3 +112,21 @@ def test_a_late_answer_about_an_order_older_than_the_last_catch_up_is_looked_up(
     recorder.report(update("new", "new", 0, order_id="o-heard"))
     recorder.take(accepted_answer("o-heard", "2024-01-02T15:00:05Z", 1704207611.4), ack=3)  # heard already
     assert looked == ["o-old"]
+
+
+def test_a_burst_of_changes_leaves_in_one_write_and_one_message(tmp_path: Path) -> None:
+    """Inside a batch nothing leaves; at its end the rows are written, then their events go to the
+    kernel as one message — an acknowledgement never before its row is in the log."""
+    path = tmp_path / "log.csv"
+    messages: list[Any] = []
+    recorder = Recorder(path, type("Raw", (), {"put": staticmethod(messages.append)})())
+    with recorder.batch():
+        recorder.report(update("new", "new", 0))
+        recorder.report(update("partial_fill", "partially_filled", 4, 100.0, qty=4, price=100.0))
+        recorder.report(update("fill", "filled", 10, 101.2, qty=6, price=102.0))
+        assert messages == [] and raw_rows(path) == []
+    assert [[event["event"] for event in message] for message in messages] == [["new", "partial_fill", "fill"]]
+    assert [row["event"] for row in raw_rows(path)] == ["new", "partial_fill", "fill"]
+    recorder.report(update("new", "new", 0, order_id="o-2"))  # outside a batch: at once
+    assert [[event["order_id"] for event in message] for message in messages[1:]] == [["o-2"]]
+    assert len(raw_rows(path)) == 4
