@@ -34,6 +34,7 @@ TICKERS = ["AAPL", "MSFT", "TSLA"]
 TERMINAL = ("accepted", "rejected", "failed")
 CLIENT_ORDER_ID = re.compile(rf"^({'|'.join(ACTION_RESULTS)})-\d+-[0-9a-f]{{8}}$")
 THROTTLE_PER_MIN = 20
+THROTTLE_WINDOW_S = 12.0  # Alpaca's is a minute; a shorter one keeps the test short
 BIG_LIMIT = 10_000  # tests that are not about the rate limit must not wait for it
 
 
@@ -135,21 +136,29 @@ def _own_a_pool(urls: dict[str, str], key: str, secret: str, out: Any) -> None:
 # ------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def throttled_sim() -> Iterator[Simulator]:
-    """A simulator with a 20/min limit whose minute is mostly used up from the module's start by
-    another client on the same account (the simulator's window is a fixed 60 s: starting it here
-    lets the other tests run while that minute passes)."""
-    sim = Simulator(symbols=TICKERS, seed=5, starting_cash=1e9, rate_limit_per_min=THROTTLE_PER_MIN).start()
-    for _ in range(THROTTLE_PER_MIN - 3):
+    """A simulator whose limit is THROTTLE_PER_MIN calls in a sliding window of THROTTLE_WINDOW_S."""
+    sim = Simulator(
+        symbols=TICKERS,
+        seed=5,
+        starting_cash=1e9,
+        rate_limit_per_min=THROTTLE_PER_MIN,
+        rate_limit_window_s=THROTTLE_WINDOW_S,
+    ).start()
+    yield sim
+    sim.stop()
+
+
+def another_client_calls(sim: Simulator, count: int) -> None:
+    """Another client on the same account makes ``count`` REST calls (they count against its limit)."""
+    for _ in range(count):
         request = urllib.request.Request(
             f"{sim.urls['trading']}/v2/clock",
             headers={"APCA-API-KEY-ID": sim.api_key, "APCA-API-SECRET-KEY": sim.secret_key},
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             json.loads(response.read())
-    yield sim
-    sim.stop()
 
 
 @pytest.fixture(scope="module")
@@ -329,6 +338,7 @@ def test_429s_pause_everyone_until_the_reset_and_no_order_is_doubled(throttled_s
     collector = Collector(results)
     limiter = RateLimiter(THROTTLE_PER_MIN, 60.0)  # the broker's limit; another client used most of it
     with ExecutionPool(connect(sim), limiter, results, num_workers=2) as pool:
+        another_client_calls(sim, THROTTLE_PER_MIN - 3)  # the broker's window is nearly full
         tickets = pool.submit(block(10))
         collector.wait_all(tickets, 75)
     assert_accepted_exactly_once(sim, collector, tickets)
