@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from blockpaca_nb.errors import BlockpacaError, ConfigurationError
-from blockpaca_nb.quotes import FIELDS, Quote, QuoteBook, seals
+from blockpaca_nb.quotes import FIELDS, Quote, QuoteBatch, QuoteBook, seals
 
 TICKERS = ("AAPL", "TSLA", "NVDA", "DIA")
 SPAWN = multiprocessing.get_context("spawn")
@@ -145,6 +145,27 @@ def test_a_bad_value_is_refused_before_the_row_is_marked_busy(book: QuoteBook) -
     with pytest.raises((TypeError, ValueError)):
         book.write_trade("AAPL", None, 1, 1.0)  # type: ignore[arg-type]
     assert (book.quote("AAPL").bid, book.quote("AAPL").ask) == (1.0, 2.0)  # no wait, no half write
+
+
+@pytest.mark.parametrize("others", [(), ("TSLA", "NVDA", "DIA")], ids=["one row", "a vectorised store"])
+def test_a_batch_stores_the_latest_of_each_ticker_stamped_when_stored(book: QuoteBook, others: tuple[str, ...]) -> None:
+    batch = QuoteBatch(book)
+    batch.quote("AAPL", 1.0, 2.0, 3, 4, 5.0)
+    batch.quote("AAPL", 1.5, 2.5, 3, 4, 6.0)  # the later quote of a ticker wins
+    batch.trade("AAPL", 2.0, 7)
+    for ticker in others:
+        batch.quote(ticker, 10.0, 11.0, 1, 1, 5.0)
+    with pytest.raises((TypeError, ValueError)):
+        batch.quote("NVDA", 3.0, "n/a", 1, 1, 1.0)  # type: ignore[arg-type]  # refused as it is added
+    assert book.quote("AAPL").receive_time == 0  # nothing is stored before the flush
+    before = time.time()
+    batch.flush()
+    after = time.time()
+    aapl = book.quote("AAPL")
+    assert (aapl.bid, aapl.ask, aapl.bid_size, aapl.ask_size, aapl.quote_time) == (1.5, 2.5, 3.0, 4.0, 6.0)
+    assert (aapl.last_price, aapl.last_size) == (2.0, 7.0)
+    assert all(before <= book.quote(ticker).receive_time <= after for ticker in ("AAPL", *others))
+    assert set(book.bid_ask()) == {"AAPL", *others} and len(batch) == 0
 
 
 def test_closed_book_says_so(book: QuoteBook) -> None:
@@ -317,8 +338,9 @@ def test_child_process_attaches_reads_and_writes(book: QuoteBook) -> None:
         assert segment_exists(str(book.meta["name"]))
 
 
-def _hammer(meta: dict[str, object], ready: Any, stop: Any) -> None:
-    """Write rows whose values all equal the write's counter k: quotes on even k, trades on odd k."""
+def _hammer(meta: dict[str, object], ready: Any, stop: Any, batched: bool = False) -> None:
+    """Write rows whose values all equal the write's counter k: quotes on even k, trades on odd k;
+    ``batched``: all rows of a k in one `write_many`, as the feed stores a frame."""
     book = QuoteBook.attach(meta)
     ready.set()
     tickers = book.tickers
@@ -328,6 +350,10 @@ def _hammer(meta: dict[str, object], ready: Any, stop: Any) -> None:
         for _ in range(200):
             k += 1
             value = float(k)
+            if batched:
+                rows = {row: (value,) * (3 if k % 2 else 6) for row in range(len(tickers))}
+                book.write_many({} if k % 2 else rows, rows if k % 2 else {}, received=value)
+                continue
             for ticker in tickers:
                 if k % 2:
                     book.write_trade(ticker, value, value, value)
@@ -344,14 +370,15 @@ def _check_row(values: tuple[float, ...]) -> None:
 
 
 @pytest.mark.slow
-def test_readers_never_see_a_torn_row_while_another_process_hammers() -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["row by row", "batched"])
+def test_readers_never_see_a_torn_row_while_another_process_hammers(batched: bool) -> None:
     tickers = [f"S{i}" for i in range(8)]
     with QuoteBook.create(tickers) as book:
         for ticker in tickers:
             book.write_quote(ticker, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
             book.write_trade(ticker, 1.0, 1.0, 1.0)
         ready, stop = SPAWN.Event(), SPAWN.Event()
-        writer = SPAWN.Process(target=_hammer, args=(book.meta, ready, stop))
+        writer = SPAWN.Process(target=_hammer, args=(book.meta, ready, stop, batched))
         writer.start()
         assert ready.wait(60)
         reads, seen = 0, set()
