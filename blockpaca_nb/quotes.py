@@ -38,8 +38,12 @@ operations, and only failing rows are read again one by one. A row that never pa
 writer died mid-write) is reported after :data:`_SETTLE_SECONDS`. Stale data is never
 hidden: every row carries the time it was received, and :meth:`Quote.age` says how old it is.
 
-Why one module of ~500 lines: the layout, the seal and the reader's retry are one invariant (no
-torn row is ever returned); split across files, a change to one side could silently break the other.
+The feed writes a stream frame's quotes as one vectorised store (:meth:`QuoteBook.write_many`, fed by
+:class:`QuoteBatch`): sealing a row costs microseconds in Python and almost nothing in numpy.
+
+Why one module of ~500 lines: the layout, the seal, the writers and the reader's retry are one
+invariant (no torn row is ever returned); split across files, a change to one side could silently
+break the other.
 
 A side priced 0, negative, infinite or NaN is "no quote" (IEX sends 0 for an empty side):
 it is stored as NaN, so the mid and the spread are NaN, and :meth:`QuoteBook.bid_ask` leaves

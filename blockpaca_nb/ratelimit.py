@@ -17,7 +17,9 @@ A block of orders takes its places in one go (:meth:`RateLimiter.seat_many`): on
 for the whole batch, not one per order, because the lock is a system call and the line is searched
 with numpy — per order, that was the biggest CPU cost between the strategy's return and the sockets.
 
-This module depends on nothing else in the package but the error types.
+This module depends on nothing else in the package but the error types. Why one module over 500
+lines: the window, the line (places, the priority lane, announcements) and the waiting room are one
+invariant — never more than the limit, first come first served — kept under one lock in one place.
 """
 
 from __future__ import annotations
