@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import csv
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -320,6 +321,10 @@ class Recorder:
     trade log, then their events in one message to the kernel (an acknowledgement never leaves
     before its row is written). Outside a :meth:`batch` that happens at once; inside, when the
     thread's outermost batch ends — one write and one message for a burst, not one per row.
+    A row is turned into its CSV line as it is recorded, so a bad one fails its caller, not the
+    flush. A flush that fails (the disk, the pipe to the kernel) calls ``broken``: the recorder
+    process then exits, and its successor re-reads the log and catches up (the kernel re-sends
+    what was not acknowledged). In-process (tests), ``broken`` raises.
     """
 
     def __init__(self, path: Path, events: Any, resume: float | None = None) -> None:
@@ -331,8 +336,9 @@ class Recorder:
         self.last_time: float | None = None
         self.caught_up_from: float | None = None  # the stream reports every change from here on
         self.look_up: Callable[[str], None] | None = None  # recover one order through REST (the stream's)
-        self._rows: list[dict[str, Any]] = []  # waiting for the next flush, in order
+        self._lines: list[str] = []  # waiting for the next flush, in order
         self._events: list[dict[str, Any]] = []
+        self.broken: Callable[[BaseException], None] = _raise
         self._depth = threading.local()  # how deep each thread is in batches
         _cut_torn_tail(path)
         if resume is not None:
@@ -342,7 +348,7 @@ class Recorder:
     # ----------------------------------------------------------------- writing
     def record(self, row: dict[str, Any], ack: int | None = None) -> None:
         with self.lock:
-            self._rows.append({k: v for k, v in row.items() if k not in _NOT_LOGGED})
+            self._lines.append(self.writer.line({k: v for k, v in row.items() if k not in _NOT_LOGGED}))
             self._events.append(row if ack is None else {**row, "ack": ack})
         self._flush_unless_batching()
 
@@ -373,14 +379,26 @@ class Recorder:
             self.flush()
 
     def flush(self) -> None:
-        """Write what waits to the log in one go, then send its events as one message."""
+        """Write what waits to the log in one go, then send its events as one message. Once the log
+        is closed (the recorder is stopping) nothing more is written."""
         with self.lock:
-            rows, events = self._rows, self._events
-            self._rows, self._events = [], []
-            if rows:
-                self.writer.write_many(rows)
-            if events:
-                self.send(events)
+            if self.writer.closed:
+                return
+            lines, events = self._lines, self._events
+            self._lines, self._events = [], []
+            try:
+                if lines:
+                    self.writer.append_lines(lines)
+                if events:
+                    self.send(events)
+            except Exception as err:  # nothing of this flush is acknowledged: see the class docstring
+                self.broken(err)
+
+    def close(self) -> None:
+        """Flush what waits and close the log."""
+        self.flush()
+        with self.lock:
+            self.writer.close()
 
     def take(self, item: dict[str, Any], ack: int | None) -> None:
         """One inbox item: log it (unless a previous recorder did), acknowledge it, forward it."""
@@ -646,6 +664,7 @@ def run_recorder(
         send = events.send if hasattr(events, "send") else events.put
         send({"kind": "recorder_failed", "reason": scrub_text(f"{type(err).__name__}: {err}"), "time": time.time()})
         return
+    recorder.broken = _exit_broken
     since = None if resume is None else max(resume, recorder.last_time or resume)
     stream = TradeUpdates(connection, recorder, BrokerCalls(connection, limiter), since)
     threading.Thread(target=stream.run, daemon=True, name="trade-updates").start()
@@ -656,7 +675,18 @@ def run_recorder(
         with recorder.batch():  # one log write and one message to the kernel per batch
             for ack, item in inbox_items(message):
                 recorder.take(item, ack)
-    recorder.writer.close()
+    recorder.close()
+
+
+def _raise(error: BaseException) -> None:
+    raise error
+
+
+def _exit_broken(error: BaseException) -> None:
+    """A flush failed in the recorder process: end it, so the session starts a successor (which
+    re-reads the log and catches up) and re-sends what was not acknowledged. From any thread."""
+    log.error("the trade log or the kernel's pipe failed (%s: %s); the recorder exits", type(error).__name__, error)
+    os._exit(1)
 
 
 def inbox_items(message: Any) -> list[tuple[int | None, dict[str, Any]]]:

@@ -51,7 +51,7 @@ class RecorderLink:
         self._outgoing: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._events: Any = None
         self._received: collections.deque[dict[str, Any]] = collections.deque()  # the rest of a message
-        self._generation = 0
+        self._reading: Any = None  # the events pipe get() reads: a dead recorder's until its end
         self._stopping = self._closed = False
 
     def start(self) -> SpawnProcess:
@@ -75,7 +75,6 @@ class RecorderLink:
         sender.daemon = True
         sender.start()
         self.process, self._events = process, events_ours
-        self._generation += 1
         self._changed.notify_all()
 
     def put(self, item: dict[str, Any] | None) -> None:
@@ -95,27 +94,35 @@ class RecorderLink:
 
     def get(self) -> dict[str, Any] | None:
         """The next event from the recorder (waiting for it); None once the link is stopped.
-        The recorder sends a burst's events as one list; they are handed out one by one."""
+
+        The recorder sends a burst's events as one list: its items are acknowledged as the list
+        arrives (a successor started meanwhile must not get them again) and handed out one by one.
+        A dead recorder's pipe is read to its end before its successor's: what it sent before
+        dying still comes, in order."""
         while not self._received:
-            with self._lock:
-                events, generation = self._events, self._generation
+            if self._reading is None:
+                with self._lock:
+                    self._reading = self._events
             try:
-                message = events.recv()
-            except (EOFError, OSError):  # that recorder is gone: wait for its successor, or the end
-                with contextlib.suppress(OSError):
-                    events.close()
-                if not self._await_successor(generation):
+                message = self._reading.recv()
+            except (EOFError, OSError):  # that recorder is gone: its successor's pipe, or the end
+                if not self._next_pipe():
                     return None
                 continue
-            self._received.extend(message if isinstance(message, list) else [message])
-        event = self._received.popleft()
-        self._acknowledge(event)
-        return event
+            events = message if isinstance(message, list) else [message]
+            for event in events:
+                self._acknowledge(event)
+            self._received.extend(events)
+        return self._received.popleft()
 
-    def _await_successor(self, generation: int) -> bool:
+    def _next_pipe(self) -> bool:
+        """The pipe being read ended: wait for a successor's (False: the link is stopped)."""
+        ended, self._reading = self._reading, None
+        with contextlib.suppress(OSError):
+            ended.close()
         with self._lock:
-            self._changed.wait_for(lambda: self._generation != generation or self._closed)
-            return self._generation != generation
+            self._changed.wait_for(lambda: self._events is not ended or self._closed)
+            return self._events is not ended
 
     def _acknowledge(self, event: dict[str, Any]) -> None:
         number = event.pop("ack", None)

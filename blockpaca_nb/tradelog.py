@@ -159,7 +159,19 @@ class TradeLogWriter:
 
     def write_many(self, rows: Sequence[TradeLogRow | Mapping[str, object]]) -> None:
         """Append rows in one write (a burst of order events costs one system call)."""
-        self._append("".join(self._line(_values(row)) for row in rows))
+        self.append_lines([self.line(row) for row in rows])
+
+    def line(self, row: TradeLogRow | Mapping[str, object]) -> str:
+        """The CSV line of ``row``, not yet written: a row the schema cannot hold raises here."""
+        return self._line(_values(row))
+
+    def append_lines(self, lines: Sequence[str]) -> None:
+        """Append lines made by :meth:`line`, in one write."""
+        self._append("".join(lines))
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
 
     def close(self) -> None:
         """Close the file (idempotent)."""

@@ -130,3 +130,45 @@ def test_a_burst_of_changes_leaves_in_one_write_and_one_message(tmp_path: Path) 
     recorder.report(update("new", "new", 0, order_id="o-2"))  # outside a batch: at once
     assert [[event["order_id"] for event in message] for message in messages[1:]] == [["o-2"]]
     assert len(raw_rows(path)) == 4
+
+
+def test_a_bad_row_fails_its_caller_and_a_failed_flush_acknowledges_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    messages: list[Any] = []
+    recorder = Recorder(path, type("Raw", (), {"put": staticmethod(messages.append)})())
+    with recorder.batch():
+        recorder.report(update("new", "new", 0))
+        with pytest.raises((ValueError, TypeError)):
+            recorder.record({"event": "new", "no_such_column": 1}, ack=5)  # refused before it waits
+    assert [[event["event"] for event in message] for message in messages] == [["new"]]
+    failures: list[BaseException] = []
+    recorder.broken = failures.append  # the recorder process exits here; its successor catches up
+
+    def refuse(_message: Any) -> None:
+        raise BrokenPipeError("the kernel is gone")
+
+    recorder.send = refuse
+    recorder.take(accepted_answer("o-2", "2024-01-02T15:00:00Z", 1704207600.5), ack=6)
+    assert [type(error) for error in failures] == [BrokenPipeError] and len(messages) == 1
+
+
+def test_the_link_acknowledges_a_message_as_it_arrives_and_reads_a_dead_recorders_pipe_to_its_end() -> None:
+    from blockpaca_nb.processes import SPAWN
+    from blockpaca_nb.recorder_link import RecorderLink
+
+    link = RecorderLink(None, Path("unused.csv"))  # type: ignore[arg-type]  # no process: its pipes by hand
+    dead_end, dead = SPAWN.Pipe(duplex=False)
+    link._events = dead_end
+    link._unacked = {1: {}, 2: {}, 3: {}}
+    dead.send([{"kind": "a", "ack": 1}, {"kind": "b", "ack": 2}])
+    dead.send([{"kind": "c", "ack": 3}])
+    dead.close()  # the recorder died after sending both messages
+    assert link.get() == {"kind": "a"}
+    assert link.unacknowledged == 1  # "b" arrived with "a": a successor must not get it again
+    successor_end, successor = SPAWN.Pipe(duplex=False)
+    with link._lock:  # what _spawn does: a successor on fresh pipes
+        link._events = successor_end
+        link._changed.notify_all()
+    successor.send([{"kind": "d"}])
+    assert [link.get() for _ in range(3)] == [{"kind": "b"}, {"kind": "c"}, {"kind": "d"}]
+    assert link.unacknowledged == 0
