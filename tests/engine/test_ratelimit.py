@@ -211,13 +211,14 @@ def test_async_waiters_share_the_limit_without_blocking_the_loop() -> None:
         await ticking
         return waited, ticks
 
-    started = time.monotonic()
     waited, ticks = asyncio.run(main())
-    elapsed = time.monotonic() - started
-    assert max_in_any_window(limiter.grants(), 0.3) <= 5
+    grants = sorted(limiter.grants())
+    assert max_in_any_window(grants, 0.3) <= 5
     assert sorted(waited)[:5] == pytest.approx([0.0] * 5, abs=0.05)
-    assert max(waited) >= 0.6  # the third batch of five waited two windows
-    assert ticks >= elapsed / 0.01 * 0.5  # the loop kept running while they waited
+    # the third batch of five came two windows after the first grant (each waiter's own wait starts
+    # when gather reached it, later on a busy machine, so the grants are what is compared)
+    assert grants[-1] - grants[0] >= 0.6
+    assert ticks >= 10  # the loop kept running while they waited (a blocked loop ticks once or twice)
 
 
 def test_cancelled_async_waiter_leaves_the_line() -> None:
