@@ -10,7 +10,11 @@ nothing in scope is left, or the user halts it (the Hold button).
 
 Scope ``"session"`` (the default) touches only the session's own orders and the positions its
 fills made (see :mod:`.ledger`), never more than the account holds on that side; ``"account"``
-cancels every open order and closes every position of the account.
+cancels every open order and closes every position of the account. A liquidation of one strategy
+(``strategy=``) closes that strategy's book with orders that carry its name: first what the account
+holds on that side, then, once that is gone, the rest (another strategy holds the other side, so
+the account's position moves to what the others hold) — Alpaca refuses one order that would flip
+a position.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 from .errors import BlockpacaError, BrokerError, ConfigurationError
 from .ledger import Ledger
-from .orders import Order, liquidation_orders
+from .orders import Order, liquidation_orders, strategy_from_client_order_id
 from .statuses import ENDED_ORDER_STATUSES
 
 LIQUIDATION_SCOPES = ("session", "account")
@@ -57,6 +61,24 @@ def to_close(
     return out
 
 
+def to_close_book(
+    wanted: Mapping[str, float], account: Mapping[str, float], pending: Mapping[str, float]
+) -> dict[str, float]:
+    """Signed quantity to close per ticker of one strategy's book: what the account holds on the
+    book's side first (one order must not flip the account), the rest once the account holds nothing
+    on that side; less what open closing orders already close."""
+    out: dict[str, float] = {}
+    for ticker, quantity in wanted.items():
+        left = quantity - pending.get(ticker, 0.0)
+        if left * quantity <= _FLAT:
+            continue
+        held = account.get(ticker, 0.0)
+        if held * quantity > 0:
+            left = math.copysign(min(abs(left), abs(held)), quantity)
+        out[ticker] = round(left, 9)
+    return out
+
+
 @dataclass
 class Liquidation:
     """One liquidation, run on the session thread until flat or halted (see the module docstring).
@@ -75,6 +97,7 @@ class Liquidation:
     halted: Callable[[], bool]
     report: Callable[[str], None]
     rate_wait: Callable[[], float]  # seconds until the rate limiter frees a slot
+    strategy: str = ""  # close only this strategy's book, with orders that carry its name
     sent: list[str] = field(default_factory=list)  # client order ids of the closing orders
     closing_orders: dict[str, Order] = field(default_factory=dict)
     rounds: int = 0
@@ -102,7 +125,8 @@ class Liquidation:
         cancelled = self._cancel_open_orders()
         if cancelled:
             self._await_cancels(cancelled)
-        closing = to_close(self._wanted(), self._account_positions(), self._pending())
+        split = to_close_book if self.strategy else to_close
+        closing = split(self._wanted(), self._account_positions(), self._pending())
         if not closing and not self._open_sent():
             return True
         if closing:
@@ -122,7 +146,10 @@ class Liquidation:
         orders = self.rest(lambda c: c.get_orders(request))
         if self.scope == "account":
             return list(orders)
-        return [o for o in orders if self.ledger.owns(o.client_order_id)]
+        mine = [o for o in orders if self.ledger.owns(o.client_order_id)]
+        if self.strategy:
+            return [o for o in mine if strategy_from_client_order_id(o.client_order_id) == self.strategy]
+        return mine
 
     def _cancel_open_orders(self) -> set[str]:
         """Ask the broker to cancel every open order in scope except this liquidation's own."""
@@ -151,6 +178,8 @@ class Liquidation:
     def _wanted(self) -> dict[str, float]:
         if self.scope == "account":
             return self._account_positions()
+        if self.strategy:
+            return self.ledger.books.positions_of(self.strategy)
         return self.ledger.quantities()
 
     # ----------------------------------------------------------------- our closing orders

@@ -261,12 +261,18 @@ class ExecutionPool:
 
     # ----------------------------------------------------------------- submitting
     def submit(
-        self, orders: Iterable[Order], *, urgent: bool = False, claim: Callable[[list[str]], None] | None = None
+        self,
+        orders: Iterable[Order],
+        *,
+        urgent: bool = False,
+        claim: Callable[[list[str]], None] | None = None,
+        strategy: str = "",
     ) -> list[Ticket]:
         """Queue orders for sending, in this order, and return their tickets at once (never blocks
         on the network). Each gets its worker and its client order id here, for good.
         ``urgent=True`` (control actions) puts them in the rate limiter's priority lane; ``claim``
-        is given the client order ids before any ticket leaves (the session's ledger)."""
+        is given the client order ids before any ticket leaves (the session's ledger); ``strategy``
+        (the one that sent them) goes into each client order id."""
         orders = list(orders)
         with self._lock:
             if self._supervisor is None or self._closing:
@@ -274,7 +280,8 @@ class ExecutionPool:
                 raise BlockpacaError(f"the execution pool is {state}")
             places = self._limiter.reserve(len(orders), urgent=urgent)
             holders = self._holders(len(orders))
-            tracked = [self._ticket_for(*job) for job in zip(orders, places, holders, strict=True)]
+            jobs = zip(orders, places, holders, strict=True)
+            tracked = [self._ticket_for(order, place, slot, strategy) for order, place, slot in jobs]
             if claim is not None:
                 claim([item.ticket.client_order_id for item in tracked])
             self._dispatch(tracked)
@@ -308,8 +315,8 @@ class ExecutionPool:
             load[number] += extra
         return [slot for slot in order for _ in range(share[slot.number])]
 
-    def _ticket_for(self, order: Order, place: int, slot: _WorkerSlot) -> _Tracked:
-        cid = new_client_order_id(order.action, slot.number)
+    def _ticket_for(self, order: Order, place: int, slot: _WorkerSlot, strategy: str) -> _Tracked:
+        cid = new_client_order_id(order.action, slot.number, strategy)
         ticket = Ticket(next(self._seq), order, cid, slot.number, time.time())
         item = _Tracked(ticket, place, slot.number)
         self._tracked[ticket.seq] = item

@@ -4,8 +4,9 @@ An Alpaca account is shared — other bots, other notebooks, long-term holdings 
 positions" are not "what this session did". Every client order id the session hands to the
 execution pool is claimed here before the order can reach the broker, so a fill is attributed to
 the session however early its stream event arrives; fills of orders the session did not send move
-nothing here. Control actions (liquidate, the EOS) act on these positions; the account's own are a
-separate, explicit scope (``liquidate(scope="account")``).
+nothing here. The same fills also move the book of the strategy that sent each order (books.py).
+Control actions (liquidate, the EOS) act on these positions; the account's own are a separate,
+explicit scope (``liquidate(scope="account")``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .books import Books
 from .portfolio import Portfolio
+from .statuses import ENDED_ORDER_STATUSES
 
 
 def fill_of(row: Mapping[str, Any]) -> tuple[float, float] | None:
@@ -34,6 +37,7 @@ class Ledger:
         self._owned: set[str] = set()
         self._lock = threading.Lock()
         self.positions = Portfolio()
+        self.books = Books()  # the same fills, by the strategy that sent each order (see books.py)
 
     def claim(self, client_order_ids: Iterable[str]) -> None:
         """These orders are the session's (called before they can reach the broker)."""
@@ -43,10 +47,14 @@ class Ledger:
     def owns(self, client_order_id: object) -> bool:
         return isinstance(client_order_id, str) and client_order_id in self._owned
 
-    def apply(self, row: Mapping[str, Any]) -> bool:
-        """Move the session's position by the fill in ``row`` if the order is the session's."""
+    def apply(self, row: Mapping[str, Any], marks: Mapping[str, float] | None = None) -> bool:
+        """Move the session's position, and its strategy's book, by the fill in ``row`` if the order
+        is the session's (``marks``: prices to record the books' P&L at, when given)."""
+        if not self.owns(row.get("client_order_id")):
+            return False
+        self.books.apply(row, ended=row.get("status") in ENDED_ORDER_STATUSES, marks=marks)
         fill = fill_of(row)
-        if fill is None or not self.owns(row.get("client_order_id")):
+        if fill is None:
             return False
         self.positions.apply_fill(str(row["ticker"]), str(row["side"]), fill[0], fill[1], None)
         return True

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -99,6 +100,9 @@ _PRICES_BY_TYPE: Mapping[str, tuple[str, ...]] = {
 }
 _POSITIVE = "a finite number > 0"
 _HEX_DIGITS = frozenset("0123456789abcdef")
+STRATEGY_TAG = re.compile(r"[A-Za-z0-9_]{1,48}")
+"""What a strategy's name may be: it travels in its orders' client order ids (Alpaca allows 128
+characters; ours use at most 80)."""
 _TICKERS_SHOWN = 10
 
 
@@ -322,13 +326,16 @@ def parse_orders(
     return orders, errors
 
 
-def new_client_order_id(action: str, worker: int) -> str:
-    """Return a fresh client order id ``{action}-{worker}-{8 hex}``, as blockpaca logs it.
+def new_client_order_id(action: str, worker: int, strategy: str = "") -> str:
+    """Return a fresh client order id ``{action}-{worker}-{8 hex}``, as blockpaca logs it, followed by
+    ``-{strategy}`` for an order a strategy sent (``buy_long-2-9f1c02ab-momentum``).
 
-    The id is fixed before the first submission attempt, so a retried submission can be
-    recognised by the broker as the same order.
+    The strategy comes last so blockpaca's readers, which take the action and the worker from the
+    first two dash-separated parts, keep working. The id is fixed before the first submission
+    attempt, so a retried submission can be recognised by the broker as the same order.
     """
-    return f"{action}-{worker}-{uuid.uuid4().hex[:8]}"
+    base = f"{action}-{worker}-{uuid.uuid4().hex[:8]}"
+    return f"{base}-{strategy}" if strategy else base
 
 
 def action_from_client_order_id(client_order_id: object) -> str | None:
@@ -341,6 +348,13 @@ def worker_from_client_order_id(client_order_id: object) -> int | None:
     """Return the number of the execution worker that submitted the order, or None if not ours."""
     parts = _split_client_order_id(client_order_id)
     return None if parts is None else parts[1]
+
+
+def strategy_from_client_order_id(client_order_id: object) -> str:
+    """Return the strategy that sent one of our orders ("" for the session's own: a liquidation, an
+    order from a cell, one of blockpaca's)."""
+    parts = _split_client_order_id(client_order_id)
+    return "" if parts is None else parts[2]
 
 
 def liquidation_orders(positions: Iterable[Mapping[str, object]]) -> list[Order]:
@@ -360,18 +374,21 @@ def liquidation_orders(positions: Iterable[Mapping[str, object]]) -> list[Order]
     return orders
 
 
-def _split_client_order_id(client_order_id: object) -> tuple[str, int] | None:
+def _split_client_order_id(client_order_id: object) -> tuple[str, int, str] | None:
     if not isinstance(client_order_id, str):
         return None
-    parts = client_order_id.rsplit("-", 2)
-    if len(parts) != 3:
+    parts = client_order_id.split("-", 3)
+    if len(parts) < 3:
         return None
-    action, worker, tag = parts
+    action, worker, tag = parts[:3]
     if action not in ACTION_RESULTS or not (worker.isascii() and worker.isdigit()):
         return None
     if len(tag) != 8 or not _HEX_DIGITS.issuperset(tag):
         return None
-    return action, int(worker)
+    strategy = parts[3] if len(parts) == 4 else ""
+    if len(parts) == 4 and not STRATEGY_TAG.fullmatch(strategy):
+        return None
+    return action, int(worker), strategy
 
 
 def _ticker_lookup(tickers: Collection[str] | None) -> Collection[str] | None:

@@ -46,7 +46,7 @@ from typing import Any
 from .broker import Connection
 from .broker_calls import BrokerCalls
 from .errors import BlockpacaError, BrokerError
-from .orders import action_from_client_order_id, worker_from_client_order_id
+from .orders import action_from_client_order_id, strategy_from_client_order_id, worker_from_client_order_id
 from .processes import SpawnProcess, configure_child_logging, start_child
 from .ratelimit import RateLimiter
 from .refusals import with_advice
@@ -165,6 +165,7 @@ def trade_update_row(
         worker=worker_from_client_order_id(cid),
         fill_qty=fill[0] if fill and fill[0] > 0 else None,
         fill_price=fill[1] if fill and fill[0] > 0 else None,
+        strategy=strategy_from_client_order_id(leg_of or cid),
     )
     return {"kind": "trade_update", "position_qty": _number(data.get("position_qty")), "leg_of": leg_of, **vars(row)}
 
@@ -198,6 +199,7 @@ def _leg_text(leg: Mapping[str, Any]) -> str:
     return f"{_leg_name(leg)} {leg.get('side')} {' '.join(prices)} (order {leg.get('id')})"
 
 
+_KERNEL_REFUSALS = {"validation_error": "validation", "limit_refused": "risk"}  # kind -> the row's type
 _SUBMISSION_STATUS = {"accepted": "accepted", "rejected": "rejected", "failed": "failed", "submitting": "submitting"}
 
 
@@ -207,10 +209,10 @@ def submission_row(result: Mapping[str, Any]) -> dict[str, Any]:
     order = result.get("order") or {}
     status = _SUBMISSION_STATUS.get(kind, kind)
     row = TradeLogRow(
-        type="validation" if kind == "validation_error" else "submission",
+        type=_KERNEL_REFUSALS.get(kind, "submission"),
         client_order_id=str(result.get("client_order_id") or ""),
         ticker=str(result.get("ticker") or ""),
-        status="rejected" if kind == "validation_error" else status,
+        status="rejected" if kind in _KERNEL_REFUSALS else status,
         side=str(result.get("side") or ""),
         action=str(result.get("action") or ""),
         timestamp=float(result.get("time") or time.time()),
@@ -223,6 +225,7 @@ def submission_row(result: Mapping[str, Any]) -> dict[str, Any]:
         reason=scrub_text(_reason(kind, result)),
         worker=result.get("worker"),
         latency_ms=_number(result.get("latency_ms")),
+        strategy=str(result.get("strategy") or strategy_from_client_order_id(result.get("client_order_id"))),
     )
     return {"kind": kind, **vars(row)}
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import math
 import os
 import queue
 import threading
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import broker as broker_mod
 from . import running
+from .books import SESSION_BOOK, marks_from
 from .broker_calls import BrokerCalls
 from .config import SessionConfig, eos_action
 from .control import Liquidation, check_scope, refuse_while
@@ -40,6 +42,7 @@ from .events import ErrorEvent, error_event
 from .execution import ExecutionPool
 from .feed import start_feed
 from .ledger import Ledger
+from .lineup import Lineup, Slot, strategy_name
 from .orders import Order, parse_block
 from .preflight import PROBE_TIMEOUT, Plan, account_dict, check_broker, data_plan_warning
 from .processes import SpawnProcess, sigint_blocked, start_janitor, stop_child, stop_janitor
@@ -48,9 +51,10 @@ from .ratelimit import RateLimiter
 from .reconcile import Reconciler
 from .recorder import READY_TIMEOUT_S
 from .recorder_link import RecorderLink
+from .risk import Limits, RiskDesk
 from .scrub import ScrubbedDeque, scrub_error, scrub_text, scrubbed_logger
-from .statuses import ENDED_SESSION_STATES, EOS_ACTIONS, SESSION_STATES, WAITING_STATUSES
-from .strategy import Context, Strategy, StrategyError, StrategyRegistry, TickClock, parse_duration
+from .statuses import ENDED_SESSION_STATES, EOS_ACTIONS, SENDING_STATES, SESSION_STATES, WAITING_STATUSES
+from .strategy import Context, Strategy, StrategyError, parse_duration
 from .supervision import Supervisor
 from .tradelog import COLUMNS, load_trade_log
 
@@ -64,6 +68,7 @@ EOD_MARGIN_S = 30.0
 RECONCILE_EVERY_S = 30.0
 STRATEGY_GRACE_S = 5.0  # how long the end lets a running strategy call finish (its orders are refused)
 REPLACE_WAIT_S = 120.0  # how long a new session waits for the one it replaced to stop
+MARKS_MAX_AGE_S = 0.1  # how old the mid prices used for the books' P&L may be
 
 __all__ = ["Session", "StrategyError"]
 
@@ -147,6 +152,7 @@ class Session:
         max_trade_updates: int = 20,
         rate_window_s: float = 60.0,
         replace_running: bool | str = True,
+        limits: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config = SessionConfig.from_arguments(
             tickers=tickers,
@@ -178,9 +184,16 @@ class Session:
         self.max_orders_per_minute = config.max_orders_per_minute
         self._target = broker_mod.resolve(mode, api_key, secret_key, simulator, urls, self.tickers)
         self.mode = self._target.mode
-        self._registry = StrategyRegistry()
-        self.state: dict[str, Any] = {}
+        self._lineup = Lineup()  # the strategies: the main one, the ones alongside, their clocks
+        self.state: dict[str, Any] = {}  # the main strategy's ctx.state (it carries over swaps)
         self.ledger = Ledger()  # the session's orders and the positions their fills made
+        self.books = self.ledger.books  # the same, by strategy
+        self.limits = Limits.from_mapping(limits, "limits")
+        self._risk = RiskDesk(self.books, self.limits)
+        self._counts = threading.Lock()  # strategy threads count their ticks under it
+        self._last_sample = 0.0
+        self._marked: dict[str, float] = {}  # the last mid prices read (see _marks)
+        self._marks_at = -1.0
         self.portfolio = self.ledger.positions
         self.account_positions_seen: list[dict[str, Any]] = []  # the account's, at the last look
         self._reconciler = Reconciler()  # the ledger against the broker (see reconcile.py)
@@ -223,11 +236,8 @@ class Session:
         self._threads: list[threading.Thread] = []
         self._recorder_ready = threading.Event()
         self._recorder_problem: str | None = None
-        self._overrun_reported = False
         self._started_simulator = False
         self._stop_eos: str | None = None
-        self._strategy_runner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="blockpaca-strategy")
-        self._strategy_call: concurrent.futures.Future[list[str]] | None = None
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         self.overruns = 0
         self._dashboard: Any = None
@@ -235,38 +245,116 @@ class Session:
         self._replaced: Session | None = None  # the session this one stopped when it started
 
     # ----------------------------------------------------------------- strategies
-    def strategy(self, fn: Strategy | None = None, *, every: float | str | None = None) -> Any:
-        """Register and activate a strategy (as a decorator, with or without `every=`).
+    def strategy(
+        self,
+        fn: Strategy | None = None,
+        *,
+        every: float | str | None = None,
+        alongside: bool = False,
+        budget: float | None = None,
+        limits: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> Any:
+        """Register a strategy and start it (as a decorator, with or without arguments).
 
-        Re-running the cell that defines it replaces the active strategy from the next tick on.
+        Without ``alongside`` it becomes *the* main strategy: re-running the cell that defines it
+        replaces it from the next tick on, and a different function takes over the old one's
+        positions and ``ctx.state``. ``every`` is then the session's tick rate. With ``alongside=True``
+        it runs next to the others on its own clock (``every``, default the session's) in its own
+        thread. ``budget``: dollars its positions may cost (a virtual sub-account); ``limits``: its
+        risk limits (see :class:`~blockpaca_nb.risk.Limits`); ``name``: default the function's name.
         """
+        seconds = None if every is None else float(parse_duration(every, "every"))
+        checked = Limits.from_mapping(limits, "strategy limits")
+        _check_budget(budget)
 
         def register(f: Strategy) -> Strategy:
-            if every is not None:
-                self.frequency = float(parse_duration(every, "every"))
-                self._wake.set()  # the tick loop takes the new rate now, not at the old rate's next tick
-            self._registry.add(f)
+            if not callable(f):
+                raise ConfigurationError(f"strategy must be a callable taking the context; got {type(f).__name__}")
+            slot = Slot(strategy_name(f, name), f, every=seconds if alongside else None, budget=budget, limits=checked)
+            self._register(slot, alongside=alongside, rate=None if alongside else seconds)
             return f
 
         return register(fn) if fn is not None else register
 
+    def _register(self, slot: Slot, *, alongside: bool, rate: float | None = None) -> None:
+        with self._lock:
+            replaced, slot = self._lineup.register(slot, alongside=alongside)
+            self._risk.set(slot.name, slot.limits, slot.budget)
+            self.books.open(slot.name, slot.budget)
+            if rate is not None and rate != self.frequency:
+                self.frequency = rate  # a new rate: the main strategy's clock starts again, now
+                slot.next_due = None
+            if replaced is not None:
+                self._hand_over(replaced, slot.name)
+        self._wake.set()  # the tick loop sees the change now, not at the old clock's next tick
+
+    def _hand_over(self, old: str, new: str) -> None:
+        """A new main strategy takes over the old one's positions at the current prices."""
+        self.books.hand_over(old, new, self._marks())
+
     def swap(self, fn: Strategy) -> None:
-        """Make `fn` the active strategy from the next tick on (`ctx.state` carries over)."""
-        self._registry.add(fn)
+        """Make `fn` the main strategy from the next tick on (`ctx.state` and the positions carry over)."""
+        self.strategy(fn)
 
     def select(self, name: str) -> None:
-        """Activate a registered strategy by name."""
-        if name not in self._registry.strategies:
-            raise ConfigurationError(f"no strategy named {name!r}; registered: {sorted(self._registry.strategies)}")
-        self._registry.active = name
+        """Make a registered strategy the main one, by name (it takes over the positions, as a swap)."""
+        with self._lock:
+            replaced = self._lineup.make_main(name)
+            if replaced is not None:
+                self._hand_over(replaced, name)
+        self._wake.set()
+
+    def activate(self, name: str) -> None:
+        """Run a registered strategy alongside the active ones, from now on its own clock."""
+        with self._lock:
+            self._lineup.activate(name)
+        self._wake.set()
+
+    def deactivate(self, name: str) -> None:
+        """Stop calling a strategy; what its orders hold stays in its book (and the account)."""
+        with self._lock:
+            self._lineup.deactivate(name)
+        self._wake.set()
 
     @property
     def strategies(self) -> list[str]:
-        return list(self._registry.strategies)
+        """Every registered strategy's name."""
+        return list(self._lineup.slots)
 
     @property
     def active_strategy(self) -> str | None:
-        return self._registry.active
+        """The main strategy (None when none runs)."""
+        return self._lineup.main
+
+    @property
+    def active_strategies(self) -> list[str]:
+        """Every strategy that runs: the main one first, then the ones alongside."""
+        return [slot.name for slot in self._lineup.active()]
+
+    def strategy_state(self, name: str) -> str:
+        """running, paused, reduce_only (a limit was crossed) or halted."""
+        return self._lineup.require(name).state
+
+    def strategy_rows(self) -> list[dict[str, Any]]:
+        """One row per strategy (and the session's own orders, once it sent any), for the dashboard:
+        name, role (main, alongside or off), every (seconds), state and why, orders sent, positions
+        held, P&L now, and how close it is to its nearest limit (``usage``, 1.0 = at it; ``limit``)."""
+        marks = self._marks()
+        pnl = self.books.pnl(marks)
+        main, alongside = self._lineup.main, set(self._lineup.alongside)
+        rows = []
+        for slot in list(self._lineup.slots.values()):
+            role = "main" if slot.name == main else "alongside" if slot.name in alongside else "off"
+            usage, limit = self._risk.usage(slot.name, marks)
+            every = slot.every or self.frequency
+            book = self.books.book(slot.name)
+            rows.append(_strategy_row(slot.name, role, every, slot.state, slot.state_reason, book))
+            rows[-1].update(pnl=pnl.get(slot.name, 0.0), usage=usage, limit=limit)
+        own = self.books.book(SESSION_BOOK)
+        if own is not None and own.orders:
+            rows.append({**_strategy_row(SESSION_BOOK, "cells", None, "", "", own), "pnl": pnl.get(SESSION_BOOK, 0.0)})
+        return rows
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> Session:
@@ -432,28 +520,29 @@ class Session:
         return time.time() + float(self.run_seconds)
 
     def _run_loop(self) -> None:
-        """Tick on absolute times until stopped or the end (a deadline, not a tick: the thread wakes
-        at `ends_at`). A command wakes it at once and runs between ticks. A strategy registered with
-        another `every=` restarts the clock at its rate."""
-        late = 0  # ticks skipped by earlier clocks
-        while not self._stop.is_set():
-            clock = TickClock(self.frequency, time.monotonic())
-            for due in clock:
-                while (why := self._wait_until(due, clock.every)) == "command":
-                    self._run_commands()
-                if why in ("stop", "end"):
-                    return
-                if why == "rate":
-                    break  # a new rate: a new clock, starting now
-                self.skipped_ticks = late + clock.skipped + self.overruns  # late ticks + busy-strategy ticks
-                self._reconcile_if_due()
-                if not self._paused.is_set():
-                    self._tick()
-            late += clock.skipped
+        """Tick each running strategy on its own absolute times until stopped or the end (a
+        deadline, not a tick: the thread wakes at `ends_at`). A command wakes it at once and runs
+        between ticks; a change of the strategies (a new one, a new rate) makes it look again."""
+        while True:
+            version = self._lineup.version
+            due = self._next_reconcile if self._paused.is_set() else self._lineup.next_due(self.frequency)
+            why = self._wait_until(min(due, self._next_reconcile), version)
+            if why == "command":
+                self._run_commands()
+            if why in ("stop", "end"):
+                return
+            if why != "due":
+                continue
+            self._reconcile_if_due()
+            self._look_at_risk()
+            if not self._paused.is_set():
+                for slot in self._lineup.due_now(self.frequency):
+                    self._tick(slot)
+            self.skipped_ticks = sum(slot.skipped + slot.overruns for slot in self._lineup.slots.values())
 
-    def _wait_until(self, due: float, every: float | None = None) -> str:
+    def _wait_until(self, due: float, version: int | None = None) -> str:
         """Sleep until monotonic time `due`; say why it woke: "due", "stop", "command" (one is
-        queued), "end" (`ends_at` passed) or "rate" (the tick rate is no longer `every`)."""
+        queued), "end" (`ends_at` passed) or "changed" (the strategies or their clocks changed)."""
         while True:
             self._wake.clear()
             if self._stop.is_set():
@@ -462,52 +551,52 @@ class Session:
                 return "command"
             if self.ends_at is not None and time.time() >= self.ends_at:
                 return "end"
-            if every is not None and self.frequency != every:
-                return "rate"
+            if version is not None and self._lineup.version != version:
+                return "changed"
             now = time.monotonic()
             if now >= due:
                 return "due"
             end_in = float("inf") if self.ends_at is None else self.ends_at - time.time()
-            self._wake.wait(min(due - now, end_in))
+            self._wake.wait(min(due - now, end_in, 3600.0))
 
-    def _tick(self) -> None:
-        """Hand the active strategy to the strategy thread; skip the tick if it is still busy."""
-        name = self._registry.active
-        if name is None:
-            return
-        if self._strategy_call is not None and not self._strategy_call.done():
+    def _tick(self, slot: Slot) -> None:
+        """Hand a strategy to its own thread; skip its tick if it is still busy with the last one."""
+        if slot.busy():
+            slot.overruns += 1
             self.overruns += 1
-            self.skipped_ticks += 1
-            self._report_overrun(name)
+            self._report_overrun(slot)
             return
-        self._overrun_reported = False
+        slot.overrun_reported = False
+        slot.ticks += 1
         self.ticks += 1
-        self._strategy_call = self._strategy_runner.submit(self._run_strategy, name, self._registry.strategies[name])
+        slot.run(self._run_strategy, slot)
 
-    def _report_overrun(self, name: str) -> None:
+    def _report_overrun(self, slot: Slot) -> None:
         """Say once per overrun that a strategy call outlived its tick (its ticks are skipped)."""
-        if self._overrun_reported:
+        if slot.overrun_reported:
             return
-        self._overrun_reported = True
-        message = f"still running after its {self.frequency:g} s tick: ticks are skipped until it returns"
-        self.errors.append(StrategyError(name, time.time(), message, ""))
+        slot.overrun_reported = True
+        message = f"still running after its {slot.every or self.frequency:g} s tick: ticks are skipped until it returns"
+        self.errors.append(StrategyError(slot.name, time.time(), message, ""))
 
-    def _run_strategy(self, name: str, fn: Strategy) -> list[str]:
+    def _run_strategy(self, slot: Slot) -> list[str]:
         """Call a strategy; keep its exception with the traceback; send what it returned."""
         try:
-            returned = fn(self.context)
+            returned = slot.fn(self._context_for(slot))
         except Exception as err:
             self.errors.append(
-                StrategyError(name, time.time(), f"{type(err).__name__}: {err}", traceback.format_exc())
+                StrategyError(slot.name, time.time(), f"{type(err).__name__}: {err}", traceback.format_exc())
             )
             return []
         finally:
-            self.ticks_done += 1
+            with self._counts:
+                slot.ticks_done += 1
+                self.ticks_done += 1
         try:
-            return self.submit(returned)
+            return self.submit(returned, strategy=slot.name)
         except Exception as err:  # e.g. the session stopped meanwhile: reported, the loop goes on
             message = f"what it returned could not be sent: {type(err).__name__}: {err}"
-            self.errors.append(StrategyError(name, time.time(), message, traceback.format_exc()))
+            self.errors.append(StrategyError(slot.name, time.time(), message, traceback.format_exc()))
             return []
 
     def _reconcile_if_due(self) -> None:
@@ -556,28 +645,49 @@ class Session:
                 log.error("%s failed: %s", command, err)
 
     # ----------------------------------------------------------------- orders
-    def submit(self, orders: object) -> list[str]:
+    def submit(self, orders: object, *, strategy: str = "") -> list[str]:
         """Validate and send orders (blockpaca's schema); invalid ones are logged and shown, not sent.
-        Refused (BlockpacaError) once the session ends, and from the moment a control action
-        (liquidate, hold, custom) starts until resume()."""
+        Each order is checked against the limits (the strategy's, then the session's); a refused one
+        is a rejection row naming the limit. ``strategy``: the strategy the orders belong to (what
+        ``ctx.submit_order`` passes); "" for the session's own. Refused (BlockpacaError) once the
+        session ends, and from the moment a control action (liquidate, hold, custom) starts until resume()."""
         if self.status in ENDED_SESSION_STATES or self._stop.is_set():
             raise BlockpacaError(f"refused: the session is {self.status}; its orders are no longer sent")
         refuse_while(self._control)
         valid, problems = parse_block(orders, self.tickers)
         for problem in problems:
             self._validation_error(problem)
-        return self._send(valid)
+        slot = self._lineup.slots.get(strategy) if strategy else None
+        if slot is not None and slot.state not in SENDING_STATES:
+            why = f"strategy {strategy} is {slot.state}: {slot.state_reason or 'its orders are refused'}"
+            for order in valid:
+                self._refused(order, why, strategy)
+            return []
+        quotes = self._book.bid_ask() if self._book else {}
+        reduce_only = slot is not None and slot.state == "reduce_only"
+        screened = self._risk.screen(valid, strategy or SESSION_BOOK, quotes, reduce_only=reduce_only)
+        for order, why in screened.refused:
+            self._refused(order, why, strategy)
+        return self._send(screened.passed, strategy=strategy)
 
-    def _send(self, orders: list[Order], *, urgent: bool = False) -> list[str]:
-        """Hand orders to the pool; their client ids become the session's before any can be sent."""
+    def _send(self, orders: list[Order], *, urgent: bool = False, strategy: str = "") -> list[str]:
+        """Hand orders to the pool; their client ids become the session's (and count toward their
+        book's limits) before any can be sent."""
         if not orders:
             return []
         if self._pool is None:
             raise BlockpacaError("the session is not started: call start() before submitting orders")
+
+        def claim(client_order_ids: list[str]) -> None:
+            self.ledger.claim(client_order_ids)
+            for cid, order in zip(client_order_ids, orders, strict=True):
+                shares = float(order.quantity or 0.0)
+                self.books.sent(cid, strategy or SESSION_BOOK, order.ticker, shares if order.side == "buy" else -shares)
+
         with self._lock:
             if not urgent:
                 refuse_while(self._control)
-            tickets = self._pool.submit(orders, urgent=urgent, claim=self.ledger.claim)
+            tickets = self._pool.submit(orders, urgent=urgent, claim=claim, strategy=strategy)
         return [t.client_order_id for t in tickets]
 
     def _validation_error(self, problem: OrderValidationError) -> None:
@@ -585,18 +695,59 @@ class Session:
         if self._inbox is not None:
             self._inbox.put({"kind": "validation_error", "reason": str(problem), "time": time.time()})
 
+    def _refused(self, order: Order, reason: str, strategy: str) -> None:
+        """An order a limit (or its strategy's state) kept in the kernel: a rejection row, an error."""
+        row = {
+            "kind": "limit_refused",
+            "ticker": order.ticker,
+            "side": order.side,
+            "action": order.action,
+            "order_type": order.order_type,
+            "qty": order.quantity,
+            "limit_price": order.limit_price,
+            "reason": reason,
+            "strategy": strategy,
+            "time": time.time(),
+        }
+        self.errors.append(row)
+        if self._inbox is not None:
+            self._inbox.put(row)
+
     @property
     def context(self) -> Context:
+        """The context of the main strategy (or, with none, of the session's own orders)."""
+        main = self._lineup.main
+        return self._context_for(self._lineup.slots[main] if main else None)
+
+    def _context_for(self, slot: Slot | None) -> Context:
+        name = slot.name if slot is not None else ""
+        main = slot is None or slot.name == self._lineup.main
         return Context(
-            get_current_data=self.get_current_data,
-            submit_order=self.submit,
+            get_current_data=lambda: self._current_data(name),
+            submit_order=lambda orders: self.submit(orders, strategy=name),
             shm_meta=self._book.meta if self._book else {},
             result_queue=None,  # results reach the session, the log and the dashboard by themselves
             command_queue=self._commands,
-            state=self.state,
+            state=self.state if main or slot is None else slot.context_state,
             bars=self.bars,
             account=lambda: self._rest(lambda c: account_dict(c.get_account())),
+            account_positions=self._account_net_positions,
+            strategy=name,
         )
+
+    def _current_data(self, strategy: str) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
+        """blockpaca's (quotes, positions): the strategy's own positions (its book's)."""
+        quotes = self._book.bid_ask() if self._book else {}
+        book = self.books.book(strategy or SESSION_BOOK)
+        return quotes, book.as_blockpaca() if book is not None else []
+
+    def _account_net_positions(self) -> list[dict[str, Any]]:
+        """The session's positions plus what the account held outside the session, from the kernel."""
+        totals = {p["ticker"]: dict(p) for p in self.portfolio.as_blockpaca()}
+        for ticker, quantity in (self._reconciler.outside or {}).items():
+            mine = totals.setdefault(ticker, {"ticker": ticker, "quantity": 0.0, "bought_at": 0.0, "cost_basis": 0.0})
+            mine["quantity"] = round(float(mine["quantity"]) + quantity, 9)
+        return [p for p in totals.values() if p["quantity"]]
 
     def get_current_data(self) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
         """blockpaca's (quotes, positions), from shared memory and the kernel — no network."""
@@ -656,7 +807,11 @@ class Session:
         cid = row.get("client_order_id") or ""
         if self.ledger.owns(row.get("leg_of")):  # an exit of the session's bracket/oco order is the session's
             self.ledger.claim([cid])
-        self.ledger.apply(row)  # first: whoever sees the order final sees its fill in the positions
+        filled = bool(row.get("fill_qty"))
+        marks = self._marks() if filled else None
+        self.ledger.apply(row, marks)  # first: whoever sees the order final sees its fill in the positions
+        if filled:
+            self._look_at_risk(marks)
         known = self.orders.get(cid)
         if cid and not (row.get("type") == "submission" and known and known.get("type") == "execution"):
             self.orders[cid] = row  # a submit answer never overrides what the stream already said
@@ -669,12 +824,22 @@ class Session:
             self.errors.append(row)
 
     # ----------------------------------------------------------------- end of session
-    def liquidate(self, scope: str = "session") -> None:
+    def liquidate(self, scope: str = "session", *, strategy: str | None = None) -> None:
         """Cancel the session's open orders and close the positions its fills made — now, ahead of
         every queued strategy order, retrying until flat (see `activity`). Strategy orders are
         refused until resume(). ``scope="account"`` cancels every open order of the account and
-        closes every position it holds, the session's or not."""
-        self._command("liquidate", check_scope(scope))
+        closes every position it holds, the session's or not. ``strategy="name"``: only that
+        strategy — it is paused, its open orders cancelled and its book closed (in its own thread:
+        the other strategies go on)."""
+        check_scope(scope)
+        if strategy is None:
+            self._command("liquidate", scope)
+            return
+        if self.status in ("created", *ENDED_SESSION_STATES):
+            raise BlockpacaError(f"cannot liquidate {strategy}: the session is {self.status}")
+        slot = self._lineup.require(strategy)
+        self._set_state(strategy, "paused", "liquidated by the user")
+        slot.run(self._liquidate_strategy, strategy)
 
     def hold(self) -> None:
         """Keep every position as it is; strategy orders are refused until resume(). Also halts a
@@ -690,18 +855,66 @@ class Session:
             raise ConfigurationError("run_custom_eos needs fn or custom_shutdown_action, a callable taking the context")
         self._command("custom", fn)
 
-    def pause(self) -> None:
+    def pause(self, strategy: str | None = None) -> None:
+        """Stop ticking: every strategy, or the one named (its orders already sent go on)."""
+        if strategy is not None:
+            self._set_state(strategy, "paused", "paused by the user")
+            return
         self._paused.set()
         if self.status == "running":
             self.status = "paused"
 
-    def resume(self) -> None:
-        """Tick again, and accept strategy orders again after a control action."""
+    def resume(self, strategy: str | None = None) -> None:
+        """Tick again, and accept strategy orders again after a control action. With a name: that
+        strategy runs again, also after a limit or the kill switch stopped it (a loss limit still
+        crossed stops it again at once)."""
+        if strategy is not None:
+            self._risk.forgive(strategy)
+            self._set_state(strategy, "running", "")
+            return
         with self._lock:
             self._control = None
         self._paused.clear()
         if self.status == "paused":
             self.status = "running"
+
+    def kill(self) -> None:
+        """The kill switch: halt every strategy, cancel the session's open orders and close its
+        positions — in one step, now, ahead of every queued order, retrying until flat (see
+        `liquidate`). Strategies stay halted until ``resume(name)``."""
+        for name in list(self._lineup.slots):
+            self._set_state(name, "halted", "the kill switch")
+        self._command("liquidate", "session")
+
+    def _set_state(self, strategy: str, state: str, reason: str) -> None:
+        slot = self._lineup.require(strategy)
+        slot.state, slot.state_reason = state, reason
+        self._lineup.version += 1
+        self._wake.set()
+
+    def _look_at_risk(self, marks: Mapping[str, float] | None = None) -> None:
+        """Daily-loss limits against the books' P&L now; a crossed one moves its strategy (or, for the
+        session's, every strategy) to reduce-only or halted, and says so. Also records the P&L."""
+        marks = self._marks() if marks is None else marks
+        for strategy, why, state in self._risk.loss_breaches(marks):
+            names = [strategy] if strategy else list(self._lineup.slots)
+            for name in names:
+                if name in self._lineup.slots and self._lineup.slots[name].state != "halted":
+                    self._set_state(name, state, why)
+            scope = f"strategy {strategy}" if strategy else "session"
+            self.errors.append(error_event("limits", f"{scope}: {why}; now {state.replace('_', '-')}"))
+        if time.monotonic() - self._last_sample >= 1.0:
+            self._last_sample = time.monotonic()
+            self.books.sample(marks)
+
+    def _marks(self) -> dict[str, float]:
+        """Mid prices from the shared-memory quotes, at most 0.1 s old (a block's fills, one after
+        another, share one read of the quote book)."""
+        now = time.monotonic()
+        if now - self._marks_at > MARKS_MAX_AGE_S:
+            quotes = self._book.bid_ask() if self._book else {}
+            self._marked, self._marks_at = marks_from(quotes, quotes), now
+        return self._marked
 
     def _command(self, name: str, argument: Any = None) -> None:
         """Queue a control action and wake the session thread: it runs at once, whatever the tick
@@ -751,8 +964,44 @@ class Session:
         elif scope == "account":  # the account is flat: nothing is outside the session, nor in it
             self.ledger.positions.reset([])
             self._reconciler.start([])
+            self._settle_books()
+        else:
+            self._settle_books()
         if self.status == "liquidating":
             self.status = before
+
+    def _liquidate_strategy(self, name: str) -> None:
+        """Close one strategy's book (its own thread), in the priority lane, until flat or Hold."""
+        assert self._control_calls is not None and self._limiter is not None
+        try:
+            flat = Liquidation(
+                scope="session",
+                strategy=name,
+                ledger=self.ledger,
+                rest=self._control_calls,
+                send=lambda orders: self._send(orders, urgent=True, strategy=name),
+                status_of=lambda cid: (self.orders.get(cid) or {}).get("status"),
+                say=self._say,
+                halted=lambda: self._halt.is_set() or self._closing.is_set(),
+                report=lambda reason: self.errors.append(error_event(f"liquidate {name}", reason)),
+                rate_wait=self._limiter.free_in,
+            ).run()
+        except Exception as err:  # loud; the strategy stays paused
+            self.errors.append(_error(f"liquidate {name}", err))
+            return
+        if not flat:
+            self.errors.append(error_event(f"liquidate {name}", "halted before the strategy was flat"))
+
+    def _settle_books(self) -> None:
+        """The session is flat; books that still hold opposite positions in a symbol (one strategy
+        long, another short: the account holds nothing) are closed against each other."""
+        marks = self._marks()
+        net = self.books.net()
+        for ticker in self.books.held_tickers() - set(net):
+            book = next(b for name in self.books.names() if (b := self.books.book(name)) and ticker in b.holdings)
+            price = marks.get(ticker, book.holdings[ticker].avg_price)
+            for name, quantity in self.books.settle(ticker, price):
+                self._say(f"settled {quantity:g} {ticker} of {name} inside the session at {price:.2f}")
 
     def _say(self, text: str) -> None:
         self.activity = text
@@ -789,9 +1038,11 @@ class Session:
             self.status = "stopping"
         self._run_commands()
         self._eos_now(eos)
-        if self._strategy_call is not None:
-            with contextlib.suppress(concurrent.futures.TimeoutError):
-                self._strategy_call.result(timeout=STRATEGY_GRACE_S)
+        deadline = time.monotonic() + STRATEGY_GRACE_S
+        for slot in self._lineup.slots.values():
+            if slot.call is not None:
+                with contextlib.suppress(concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+                    slot.call.result(timeout=max(0.0, deadline - time.monotonic()))
 
     def wait_for(
         self,
@@ -799,23 +1050,29 @@ class Session:
         ticks: int | None = None,
         fills: int | None = None,
         status: str | None = None,
+        until: Callable[[], object] | None = None,
         timeout: float = 30.0,
     ) -> Session:
-        """Block until the session has run `ticks` strategy calls, seen `fills` fills, and/or reached
-        `status` (counts are totals since start). For notebooks and scripts: wait for what you want to
-        see, never for a fixed time. Raises TimeoutError saying what was missing."""
+        """Block until the session has run `ticks` strategy calls, seen `fills` fills, reached
+        `status` (counts are totals since start), and/or `until()` returns something true (e.g.
+        ``until=lambda: s.strategy_state("scalper") == "halted"``). For notebooks and scripts: wait
+        for what you want to see, never for a fixed time. Raises TimeoutError saying what was missing."""
         wanted = {"ticks": ticks, "fills": fills}
         for name, value in wanted.items():
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ConfigurationError(f"{name}={value!r} is not valid; allowed: None or an integer >= 0")
         if status is not None and status not in SESSION_STATES:
             raise ConfigurationError(f"status={status!r} is not valid; allowed: {', '.join(SESSION_STATES)}")
+        if until is not None and not callable(until):
+            raise ConfigurationError(f"until={until!r} is not valid; allowed: None or a function of no arguments")
 
         def missing() -> list[str]:
             have = {"ticks": self.ticks_done, "fills": self.fills}
             out = [f"{k}={v} (now {have[k]})" for k, v in wanted.items() if v is not None and have[k] < v]
             if status is not None and self.status != status:
                 out.append(f"status={status!r} (now {self.status!r})")
+            if until is not None and not until():
+                out.append(f"until={getattr(until, '__name__', 'until')}() to be true")
             return out
 
         deadline = time.monotonic() + timeout
@@ -855,7 +1112,7 @@ class Session:
 
     def _tear_down(self) -> None:
         self._closing.set()
-        self._strategy_runner.shutdown(wait=False, cancel_futures=True)
+        self._lineup.shut()
         for thread in self._threads:
             if thread.name == "blockpaca-supervisor":
                 thread.join(5)
@@ -891,6 +1148,30 @@ class Session:
         import pandas as pd
 
         return pd.DataFrame(self.portfolio.as_blockpaca(), columns=["ticker", "quantity", "bought_at", "cost_basis"])
+
+    @property
+    def positions_by_strategy(self) -> pd.DataFrame:
+        """Each strategy's positions and P&L (its book): strategy, ticker, quantity, avg_price,
+        realized_pl, unrealized_pl (marked to the quotes' mid). The session's own orders (from a cell)
+        are the strategy "session". Their quantities add up to :attr:`positions`."""
+        import pandas as pd
+
+        columns = ["strategy", "ticker", "quantity", "avg_price", "realized_pl", "unrealized_pl"]
+        return pd.DataFrame(self.books.rows(self._marks()), columns=columns)
+
+    @property
+    def pnl_by_strategy(self) -> pd.DataFrame:
+        """Each strategy's P&L (realised + unrealised) over time: one column per strategy, indexed by
+        time (UTC), recorded at every fill and at most once a second while ticking."""
+        import pandas as pd
+
+        frame = pd.DataFrame(list(self.books.history), columns=["time", "strategy", "pnl"])
+        if frame.empty:
+            return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"))
+        frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
+        table = frame.pivot_table(index="time", columns="strategy", values="pnl", aggfunc="last").ffill()
+        table.columns.name = None
+        return table
 
     @property
     def account_positions(self) -> pd.DataFrame:
@@ -956,9 +1237,32 @@ class Session:
     def __repr__(self) -> str:
         return (
             f"<Session {self.mode} {self.status} tickers={self.tickers[:5]}"
-            f"{'…' if len(self.tickers) > 5 else ''} strategy={self.active_strategy!r}>"
+            f"{'…' if len(self.tickers) > 5 else ''} strategies={self.active_strategies!r}>"
         )
 
 
 def _error(where: str, err: BaseException) -> ErrorEvent:
     return error_event(where, scrub_text(f"{type(err).__name__}: {err}"))
+
+
+def _strategy_row(name: str, role: str, every: float | None, state: str, reason: str, book: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "role": role,
+        "every": every,
+        "state": state,
+        "reason": reason,
+        "orders": book.orders if book is not None else 0,
+        "positions": len(book.holdings) if book is not None else 0,
+        "pnl": 0.0,
+        "usage": None,
+        "limit": "",
+    }
+
+
+def _check_budget(budget: object) -> None:
+    if budget is None:
+        return
+    ok = isinstance(budget, int | float) and not isinstance(budget, bool) and math.isfinite(budget) and budget > 0
+    if not ok:
+        raise ConfigurationError(f"budget={budget!r} is not valid; allowed: None or a number of dollars > 0")

@@ -29,7 +29,20 @@ IN_FLIGHT_STATUSES = frozenset({"submitting", "accepted"})
 """Only the toolkit has spoken: a worker is sending the order, or the broker has just taken it."""
 
 PROBLEM_STATUSES = frozenset({"rejected", "failed", "validation_error"})
-"""Orders the user must hear about: refused by the broker, given up, or refused before sending."""
+"""Orders the user must hear about: refused by the broker, given up, or refused before sending
+(a risk limit's refusal is a ``rejected`` row of type ``risk``)."""
+
+# ------------------------------------------------------------------ strategies
+
+STRATEGY_STATES = ("running", "paused", "reduce_only", "halted")
+"""A strategy's states: ticking; stopped by the user; ticking, but a limit was crossed, so only orders
+that shrink a position pass; stopped by a limit or the kill switch (``resume(name)`` restarts it)."""
+
+TICKING_STATES = frozenset({"running", "reduce_only"})
+"""The strategy is called on its clock."""
+
+SENDING_STATES = frozenset({"running", "reduce_only", "paused"})
+"""The strategy's orders may leave (checked by the limits); a paused one's last call may still send."""
 
 # ------------------------------------------------------------------ sessions
 

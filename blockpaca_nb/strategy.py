@@ -1,4 +1,4 @@
-"""Strategies: durations ("10s", "1m", "EOD"), the context a strategy receives, and the tick clock.
+"""Strategies: durations ("10s", "1m", "EOD") and the context a strategy receives (clocks: lineup.py).
 
 A strategy is a plain function `strategy(ctx)` returning orders (or calling `ctx.submit_order`).
 The context is blockpaca's dict (`ctx["get_current_data"]()`) and an object
@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigurationError
@@ -43,7 +43,8 @@ class Context(dict[str, Any]):
     """What a strategy receives: blockpaca's context dict, also usable with attributes.
 
     Keys (blockpaca's): get_current_data, submit_order, shm_meta, result_queue, command_queue.
-    Attributes: state (a dict kept across ticks and hot swaps), bars(), account(), now.
+    Attributes: state (a dict kept across ticks and hot swaps), bars(), account(), account_positions(),
+    now, strategy (its name).
     """
 
     def __init__(
@@ -57,6 +58,8 @@ class Context(dict[str, Any]):
         state: dict[str, Any],
         bars: Callable[..., Any],
         account: Callable[[], dict[str, Any]],
+        account_positions: Callable[[], list[dict[str, Any]]] | None = None,
+        strategy: str = "",
     ) -> None:
         super().__init__(
             get_current_data=get_current_data,
@@ -68,6 +71,8 @@ class Context(dict[str, Any]):
         self.state = state
         self._bars = bars
         self._account = account
+        self._account_positions = account_positions
+        self.strategy = strategy  # the name of the strategy this context was made for
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -91,33 +96,10 @@ class Context(dict[str, Any]):
         """The broker's account (cash, equity, buying power …) as a dict of numbers."""
         return self._account()
 
-
-@dataclass
-class TickClock:
-    """Ticks on absolute times (start + k × every), so there is no drift.
-
-    A tick that overruns makes the missed ones skipped (and counted) rather than run late in a burst.
-    """
-
-    every: float
-    start: float
-    skipped: int = 0
-    ticks: int = 0
-
-    def __iter__(self) -> Iterator[float]:
-        """Yield the due time of each tick; the caller waits until then."""
-        k = 0
-        while True:
-            due = self.start + k * self.every
-            now = time.monotonic()
-            if now > due + self.every:
-                missed = int((now - due) // self.every)
-                self.skipped += missed
-                k += missed
-                due = self.start + k * self.every
-            self.ticks += 1
-            yield due
-            k += 1
+    def account_positions(self) -> list[dict[str, Any]]:
+        """The account's net positions in blockpaca's schema — every strategy's, plus what the account
+        held outside the session — while ``get_current_data()`` gives this strategy's own."""
+        return self._account_positions() if self._account_positions is not None else self.get_current_data()[1]
 
 
 @dataclass
@@ -132,20 +114,3 @@ class StrategyError:
     def __post_init__(self) -> None:
         """A strategy's exception may quote a secret (its own request's header): blanked here, once."""
         self.message, self.traceback = scrub_text(self.message), scrub_text(self.traceback)
-
-
-@dataclass
-class StrategyRegistry:
-    """Registered strategies by name and the active one; swaps take effect between ticks."""
-
-    strategies: dict[str, Strategy] = field(default_factory=dict)
-    active: str | None = None
-
-    def add(self, fn: Strategy, activate: bool = True) -> str:
-        if not callable(fn):
-            raise ConfigurationError(f"strategy must be a callable taking the context; got {type(fn).__name__}")
-        name = getattr(fn, "__name__", None) or repr(fn)
-        self.strategies[name] = fn
-        if activate or self.active is None:
-            self.active = name
-        return name

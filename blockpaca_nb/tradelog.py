@@ -59,8 +59,11 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "latency_ms",
     "fill_qty",
     "fill_price",
+    "strategy",
 )
-"""Columns blockpaca_nb adds after blockpaca's ten (``fill_qty``/``fill_price`` last: the per-fill view)."""
+"""Columns blockpaca_nb adds after blockpaca's ten: ``fill_qty``/``fill_price`` are the per-fill view,
+``strategy`` the strategy that sent the order ("" for the session's own: a liquidation, an order
+from a cell). A log written before ``strategy`` existed is upgraded when a session appends to it."""
 
 COLUMNS: tuple[str, ...] = BLOCKPACA_COLUMNS + EXTRA_COLUMNS
 
@@ -78,6 +81,7 @@ FLOAT_COLUMNS: tuple[str, ...] = (
 )
 _INT_COLUMNS: tuple[str, ...] = ("worker",)
 _HEADER = ",".join(COLUMNS)
+_HEADER_BEFORE_STRATEGIES = ",".join(COLUMNS[:-1])  # the layout of logs written before `strategy`
 _MISSING_MARKS = ["", "nan", "NaN", "None"]
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
@@ -92,7 +96,7 @@ class TradeLogRow:
     ``executed_qty``/``executed_price`` are the order's cumulative filled quantity and average
     price after the event (blockpaca's meaning; 0.0 before any fill), ``fill_qty``/``fill_price``
     what this event itself executed (None when nothing), ``qty`` the ordered quantity, ``reason``
-    a rejection's explanation.
+    a rejection's explanation, ``strategy`` the strategy that sent the order.
     Optional numbers are left empty in the CSV when None.
     """
 
@@ -118,6 +122,7 @@ class TradeLogRow:
     latency_ms: float | None = None
     fill_qty: float | None = None
     fill_price: float | None = None
+    strategy: str = ""
 
 
 _ROW_FIELDS = frozenset(f.name for f in fields(TradeLogRow))
@@ -195,6 +200,9 @@ class TradeLogWriter:
             self._append(_HEADER + "\n")
             return
         header, ends_with_newline = _read_header_and_end(self.path)
+        if header == _HEADER_BEFORE_STRATEGIES:
+            self._add_strategy_column()
+            return
         if header != _HEADER:
             raise ConfigurationError(
                 f"trade_log_path: {str(self.path)!r} already holds a log with other columns "
@@ -202,6 +210,20 @@ class TradeLogWriter:
             )
         if not ends_with_newline:
             self._append("\n")
+
+    def _add_strategy_column(self) -> None:
+        """Upgrade a log written before the ``strategy`` column: a new file with an empty strategy on
+        every row replaces it whole (readers see the old file or the new one, never half of each)."""
+        text = self.path.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        upgraded = [_HEADER] + [line + "," if line else line for line in lines[1:]]
+        spare = self.path.with_name(self.path.name + ".upgrading")
+        spare.write_text("\n".join(upgraded) + "\n", encoding="utf-8")
+        os.replace(spare, self.path)
+        os.close(self._require_open())
+        self._fd = _open_for_append(self.path)
 
     def _line(self, values: list[object]) -> str:
         buffer = self._buffer

@@ -29,6 +29,7 @@ from blockpaca_nb.orders import (
     liquidation_orders,
     new_client_order_id,
     parse_orders,
+    strategy_from_client_order_id,
     validate_order,
     worker_from_client_order_id,
 )
@@ -393,6 +394,26 @@ def test_action_and_worker_round_trip_through_the_client_order_id(action: str) -
     cid = new_client_order_id(action, 12)
     assert action_from_client_order_id(cid) == action
     assert worker_from_client_order_id(cid) == 12
+
+
+def test_a_strategys_orders_carry_its_name_last_where_blockpacas_readers_do_not_look() -> None:
+    cid = new_client_order_id("short_sell", 3, "mean_reversion_2")
+    assert re.fullmatch(r"short_sell-3-[0-9a-f]{8}-mean_reversion_2", cid)
+    assert cid.split("-")[:2] == ["short_sell", "3"]  # how a blockpaca log reader takes action and worker
+    assert action_from_client_order_id(cid) == "short_sell"
+    assert worker_from_client_order_id(cid) == 3
+    assert strategy_from_client_order_id(cid) == "mean_reversion_2"
+    assert strategy_from_client_order_id(new_client_order_id("liquidate", 0)) == ""  # the session's own
+    assert len(cid) <= 128  # Alpaca's limit, with the longest name a strategy may have
+    assert len(new_client_order_id("buy_to_cover", 99, "x" * 48)) <= 128
+
+
+@pytest.mark.parametrize(
+    "cid", ["buy_long-7-2304b6b1-", "buy_long-7-2304b6b1-a-b", "buy_long-7-2304b6b1-ü", "x-1-2304b6b1-a"]
+)
+def test_ids_that_are_not_ours_name_no_strategy(cid: str) -> None:
+    assert strategy_from_client_order_id(cid) == ""
+    assert action_from_client_order_id(cid) is None
 
 
 def test_blockpaca_logged_id_is_understood() -> None:

@@ -41,13 +41,15 @@ SESSION_PARAMETERS = [
     "tickers", "api_key", "secret_key", "mode", "simulator", "urls", "frequency", "run_seconds", "warm_up_period",
     "eos_behavior", "custom_shutdown_action", "trade_log_name", "trade_log_path", "num_workers",
     "max_orders_per_minute", "max_retries", "display_refresh_rate", "max_trade_updates", "rate_window_s",
-    "replace_running",
+    "replace_running", "limits",
 ]  # fmt: skip
 SESSION_MEMBERS = [
-    "account_positions", "active_strategy", "bars", "context", "dashboard", "get_current_data", "hold", "liquidate",
-    "name", "pause", "plot", "positions", "quote_book", "quotes", "rate_usage", "resume", "run_custom_eos", "select",
-    "simulator", "start", "stop", "strategies", "strategy", "submit", "swap", "trade_log", "wait", "wait_for",
-    "waiting", "worker_health",
+    "account_positions", "activate", "active_strategies", "active_strategy", "bars", "context", "dashboard",
+    "deactivate", "get_current_data", "hold", "kill", "liquidate", "name", "pause", "plot", "pnl_by_strategy",
+    "positions", "positions_by_strategy", "quote_book", "quotes", "rate_usage", "resume", "run_custom_eos", "select",
+    "simulator", "start", "stop", "strategies", "strategy", "strategy_rows", "strategy_state", "submit", "swap",
+    "trade_log", "wait",
+    "wait_for", "waiting", "worker_health",
 ]  # fmt: skip
 SIMULATOR_PARAMETERS = [
     "symbols", "seed", "port", "quotes_per_second", "latency_ms", "market_hours", "starting_cash", "error_rate",

@@ -64,7 +64,7 @@ def test_columns_start_with_blockpacas_ten_in_order() -> None:
     assert COLUMNS[:10] == BLOCKPACA_COLUMNS
     assert COLUMNS[10:] == EXTRA_COLUMNS == (
         "event", "order_id", "order_type", "qty", "limit_price",
-        "filled_qty", "filled_avg_price", "reason", "worker", "latency_ms", "fill_qty", "fill_price",
+        "filled_qty", "filled_avg_price", "reason", "worker", "latency_ms", "fill_qty", "fill_price", "strategy",
     )
     assert tuple(field.name for field in dataclasses.fields(TradeLogRow)) == COLUMNS
 
@@ -84,7 +84,8 @@ def test_new_log_gets_the_header_and_blockpaca_shaped_rows(tmp_path: pathlib.Pat
     assert row.startswith(
         "execution,buy_long-7-2304b6b1,DIA,484.74,1.0,filled,buy,buy_long,1766515599.236655,OrderStatus.FILLED,"
     )
-    assert row.endswith(",fill,61e69015-8549-4bfd-b9c3-01e75843f47d,market,1.0,,1.0,484.74,,7,12.5,1.0,484.74")
+    # ends with an empty strategy: the session's own order
+    assert row.endswith(",fill,61e69015-8549-4bfd-b9c3-01e75843f47d,market,1.0,,1.0,484.74,,7,12.5,1.0,484.74,")
 
 
 def test_rows_are_readable_by_another_reader_before_close(tmp_path: pathlib.Path) -> None:
@@ -125,6 +126,21 @@ def test_existing_file_with_other_columns_is_refused(tmp_path: pathlib.Path) -> 
     with pytest.raises(ConfigurationError, match=r"trade_log_path.*other columns"):
         TradeLogWriter(path)
     assert path.read_text() == BLOCKPACA_LOG
+
+
+def test_a_log_from_before_the_strategy_column_is_upgraded_when_appended_to(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "old.csv"
+    old_columns = COLUMNS[:-1]
+    values = [getattr(FILLED, column) for column in old_columns]  # FILLED as the old layout wrote it
+    path.write_text(",".join(old_columns) + "\n" + ",".join("" if v is None else str(v) for v in values) + "\n")
+    with TradeLogWriter(path) as writer:
+        writer.write(dataclasses.replace(FILLED, client_order_id="sell_long-1-0badcafe-momentum", strategy="momentum"))
+    assert lines(path)[0] == ",".join(COLUMNS)
+    frame = load_trade_log(path)
+    assert list(frame["client_order_id"]) == ["buy_long-7-2304b6b1", "sell_long-1-0badcafe-momentum"]
+    assert list(frame["strategy"]) == ["", "momentum"]
+    assert list(frame["fill_price"]) == [484.74, 484.74]  # the old row's columns did not shift
+    assert not list(tmp_path.glob("*.upgrading"))
 
 
 def test_a_cut_off_last_line_is_ended_before_appending(tmp_path: pathlib.Path) -> None:

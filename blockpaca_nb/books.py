@@ -1,0 +1,316 @@
+"""Books: one per strategy — its positions, cash and P&L, made by the fills of its own orders only.
+
+Several strategies share one account, and the broker knows only the account. Every order carries the
+strategy that sent it in its client order id (see :func:`.orders.new_client_order_id`) and so in its
+trade-log rows, so each fill lands in the book of the strategy that sent the order. The session's own
+orders (one sent from a cell with ``s.submit``) go to the book named ``session``. The session's
+positions are the sum of the books, which reconciliation compares with the broker.
+
+Three moves are not fills of a strategy's own orders, and each keeps the sum of the books equal to
+what the broker holds and their P&L equal to the account's, to the cent:
+
+- a **liquidation's fill** (the session's ``liquidate``/``cover_short`` orders, which trade the net
+  position) closes the books that hold the position, in name order;
+- **settling**: when the session is flat in a symbol but two books are not (one long, one short: the
+  account holds nothing), both are closed against each other at one price; their cash moves sum to 0;
+- **hand-over**: a new main strategy (a swap) takes over the old one's positions at the current price;
+  the old one keeps the P&L it made up to the swap.
+
+P&L is average-cost, as :mod:`.pnl` computes it from a trade log: realised on what a fill closes,
+unrealised on what is open, marked to the quotes' mid price.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+SESSION_BOOK = "session"  # the book of the session's own orders (no strategy's name can be this)
+LIQUIDATING_ACTIONS = frozenset({"liquidate", "cover_short"})  # the session's closing orders (blockpaca's EOS)
+HISTORY_POINTS = 20_000
+_NEW_YORK = ZoneInfo("America/New_York")
+
+
+@dataclass
+class Holding:
+    """A signed position in one symbol (negative: short) and its average entry price."""
+
+    quantity: float = 0.0
+    avg_price: float = 0.0
+
+
+@dataclass
+class Book:
+    """One strategy's virtual sub-account. ``cash`` starts at its budget (0 without one) and moves by
+    every fill; ``realized`` is what closed positions made."""
+
+    name: str
+    budget: float | None = None
+    holdings: dict[str, Holding] = field(default_factory=dict)
+    cash: float = 0.0
+    realized_by: dict[str, float] = field(default_factory=dict)  # realised P&L per ticker
+    fees: float = 0.0
+    fills: int = 0
+    orders: int = 0  # orders sent
+    day_start_pnl: float = 0.0  # the P&L when today began (the daily-loss limit counts from here)
+    day: str = ""
+
+    def __post_init__(self) -> None:
+        self.cash = float(self.budget or 0.0)
+        self.day = self.day or trading_day()  # a new book starts the day at a P&L of 0
+
+    def fill(self, ticker: str, signed_qty: float, price: float) -> None:
+        """Move the book by one fill: realise what it closes, average in what it opens."""
+        holding = self.holdings.setdefault(ticker, Holding())
+        before = holding.quantity
+        after = round(before + signed_qty, 9) + 0.0
+        if before and (before > 0) != (signed_qty > 0):
+            closed = min(abs(signed_qty), abs(before))
+            made = closed * (price - holding.avg_price) * (1 if before > 0 else -1)
+            self.realized_by[ticker] = self.realized_by.get(ticker, 0.0) + made
+            if after and (after > 0) != (before > 0):
+                holding.avg_price = price  # crossed flat: the rest opens at this price
+        elif after:
+            holding.avg_price = (before * holding.avg_price + signed_qty * price) / after
+        holding.quantity = after
+        if not after:
+            del self.holdings[ticker]
+        self.cash -= signed_qty * price
+        self.fills += 1
+
+    @property
+    def realized(self) -> float:
+        return sum(self.realized_by.values())
+
+    def positions(self) -> dict[str, float]:
+        return {ticker: h.quantity for ticker, h in self.holdings.items()}
+
+    def unrealized(self, marks: Mapping[str, float]) -> float:
+        return sum(h.quantity * (marks.get(t, h.avg_price) - h.avg_price) for t, h in self.holdings.items())
+
+    def pnl(self, marks: Mapping[str, float]) -> float:
+        """Realised + unrealised − fees."""
+        return self.realized + self.unrealized(marks) - self.fees
+
+    def equity(self, marks: Mapping[str, float]) -> float:
+        """Cash plus what the positions are worth: the budget plus the P&L."""
+        return self.cash + sum(h.quantity * marks.get(t, h.avg_price) for t, h in self.holdings.items())
+
+    def as_blockpaca(self) -> list[dict[str, Any]]:
+        """The book's positions in blockpaca's schema, as ``ctx.get_current_data()`` returns them."""
+        return [
+            {
+                "ticker": t,
+                "quantity": h.quantity,
+                "bought_at": round(h.avg_price, 6),
+                "cost_basis": round(h.quantity * h.avg_price, 6),
+            }
+            for t, h in self.holdings.items()
+        ]
+
+
+class Books:
+    """Every strategy's book; safe to read from any thread while fills arrive."""
+
+    def __init__(self) -> None:
+        self._books: dict[str, Book] = {SESSION_BOOK: Book(SESSION_BOOK)}
+        self._lock = threading.Lock()
+        self._working: dict[str, tuple[str, str, float]] = {}  # client order id -> (book, ticker, signed open qty)
+        self.history: deque[tuple[float, str, float]] = deque(maxlen=HISTORY_POINTS)  # (time, book, P&L)
+
+    def open(self, name: str, budget: float | None = None) -> Book:
+        """The book of ``name`` (made on first use; a budget given later sets its starting cash once)."""
+        with self._lock:
+            book = self._books.get(name)
+            if book is None:
+                book = self._books[name] = Book(name, budget)
+            elif budget is not None and book.budget is None and not book.fills:
+                book.budget, book.cash = float(budget), float(budget)
+            return book
+
+    def positions_of(self, name: str) -> dict[str, float]:
+        """One book's signed shares per ticker (a copy)."""
+        with self._lock:
+            book = self._books.get(name)
+            return book.positions() if book is not None else {}
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._books)
+
+    def book(self, name: str) -> Book | None:
+        return self._books.get(name)
+
+    # ----------------------------------------------------------------- orders on their way
+    def sent(self, client_order_id: str, book: str, ticker: str, signed_qty: float) -> None:
+        """An order left for the broker: until it ends, it counts toward its book's limits."""
+        with self._lock:
+            self._working[client_order_id] = (book, ticker, signed_qty)
+            self._book_for(book).orders += 1
+
+    def working(self, name: str | None = None) -> dict[str, float]:
+        """Signed shares of open orders per ticker, of one book (or of all)."""
+        totals: dict[str, float] = {}
+        with self._lock:
+            for book, ticker, qty in self._working.values():
+                if name is None or book == name:
+                    totals[ticker] = totals.get(ticker, 0.0) + qty
+        return totals
+
+    def _order_moved(self, row: Mapping[str, Any], ended: bool) -> None:
+        cid = str(row.get("client_order_id") or "")
+        entry = self._working.get(cid)
+        if entry is None:
+            return
+        if ended:
+            del self._working[cid]
+            return
+        quantity = row.get("fill_qty")
+        if quantity:
+            book, ticker, qty = entry
+            left = qty - float(quantity) if qty > 0 else qty + float(quantity)
+            self._working[cid] = (book, ticker, left if (left > 0) == (qty > 0) else 0.0)
+
+    # ----------------------------------------------------------------- fills
+    def apply(self, row: Mapping[str, Any], *, ended: bool, marks: Mapping[str, float] | None = None) -> None:
+        """Book the fill in a trade-log row of one of the session's orders (rows without one only end
+        or shrink the order's open quantity)."""
+        quantity, price = row.get("fill_qty"), row.get("fill_price")
+        with self._lock:
+            self._order_moved(row, ended)
+            if not quantity or price is None:
+                return
+            signed = float(quantity) if row.get("side") == "buy" else -float(quantity)
+            ticker, strategy = str(row.get("ticker")), str(row.get("strategy") or "")
+            if not strategy and row.get("action") in LIQUIDATING_ACTIONS:
+                self._close_books(ticker, signed, float(price))
+            else:
+                self._book_for(strategy).fill(ticker, signed, float(price))
+            if marks is not None:
+                self._sample(marks)
+
+    def _book_for(self, name: str) -> Book:
+        name = name or SESSION_BOOK
+        if name not in self._books:
+            self._books[name] = Book(name)
+        return self._books[name]
+
+    def _close_books(self, ticker: str, signed_qty: float, price: float) -> None:
+        """A liquidation's fill closes the books holding the other side, in name order; anything
+        beyond (a position the account held outside the session) moves no book."""
+        left = signed_qty
+        for name in sorted(self._books):
+            held = self._books[name].holdings.get(ticker)
+            if not left or held is None or (held.quantity > 0) == (left > 0):
+                continue
+            take = min(abs(left), abs(held.quantity)) * (1 if left > 0 else -1)
+            self._books[name].fill(ticker, take, price)
+            left = round(left - take, 9)
+
+    def settle(self, ticker: str, price: float) -> list[tuple[str, float]]:
+        """The session is flat in ``ticker`` but books are not (they net to zero): close each at
+        ``price``. Returns the (book, quantity) closed; nothing when the books do not net to zero."""
+        with self._lock:
+            holders = [(n, b.holdings[ticker].quantity) for n, b in self._books.items() if ticker in b.holdings]
+            if not holders or abs(sum(q for _, q in holders)) > 1e-9:
+                return []
+            for name, quantity in holders:
+                self._books[name].fill(ticker, -quantity, price)
+            return holders
+
+    def hand_over(self, old: str, new: str, marks: Mapping[str, float]) -> None:
+        """``new`` takes over ``old``'s positions at the current mark (its average price without one)."""
+        with self._lock:
+            source, target = self._book_for(old), self._book_for(new)
+            for ticker, holding in list(source.holdings.items()):
+                price = marks.get(ticker, holding.avg_price)
+                quantity = holding.quantity
+                source.fill(ticker, -quantity, price)
+                target.fill(ticker, quantity, price)
+
+    # ----------------------------------------------------------------- views
+    def net(self) -> dict[str, float]:
+        """The session's position per ticker: the sum over the books."""
+        totals: dict[str, float] = {}
+        with self._lock:
+            for book in self._books.values():
+                for ticker, holding in book.holdings.items():
+                    totals[ticker] = round(totals.get(ticker, 0.0) + holding.quantity, 9)
+        return {ticker: quantity for ticker, quantity in totals.items() if quantity}
+
+    def held_tickers(self) -> set[str]:
+        with self._lock:
+            return {ticker for book in self._books.values() for ticker in book.holdings}
+
+    def rows(self, marks: Mapping[str, float]) -> list[dict[str, Any]]:
+        """One row per book and ticker it holds or has traded."""
+        rows: list[dict[str, Any]] = []
+        with self._lock:
+            for name, book in self._books.items():
+                for ticker in sorted(set(book.holdings) | set(book.realized_by)):
+                    h = book.holdings.get(ticker) or Holding()
+                    unrealized = h.quantity * (marks.get(ticker, h.avg_price) - h.avg_price)
+                    rows.append(
+                        _row(name, ticker, h.quantity, h.avg_price, book.realized_by.get(ticker, 0.0), unrealized)
+                    )
+        return rows
+
+    def pnl(self, marks: Mapping[str, float]) -> dict[str, float]:
+        with self._lock:
+            return {name: book.pnl(marks) for name, book in self._books.items()}
+
+    def today(self, marks: Mapping[str, float], day: str) -> dict[str, float]:
+        """Each book's P&L since ``day`` began (its first look on a new day sets the starting point)."""
+        with self._lock:
+            pnl: dict[str, float] = {}
+            for name, book in self._books.items():
+                now = book.pnl(marks)
+                if book.day != day:
+                    book.day, book.day_start_pnl = day, now
+                pnl[name] = now - book.day_start_pnl
+            return pnl
+
+    def sample(self, marks: Mapping[str, float], now: float | None = None) -> None:
+        with self._lock:
+            self._sample(marks, now)
+
+    def _sample(self, marks: Mapping[str, float], now: float | None = None) -> None:
+        stamp = time.time() if now is None else now
+        for name, book in self._books.items():
+            if book.fills or name != SESSION_BOOK:
+                self.history.append((stamp, name, book.pnl(marks)))
+
+
+def _row(strategy: str, ticker: str, quantity: float, avg: float, realized: float, unrealized: float) -> dict[str, Any]:
+    return {
+        "strategy": strategy,
+        "ticker": ticker,
+        "quantity": quantity,
+        "avg_price": round(avg, 6),
+        "realized_pl": round(realized, 6),
+        "unrealized_pl": round(unrealized, 6),
+    }
+
+
+def trading_day() -> str:
+    """Today's date in New York (the exchange's day), e.g. "2026-12-03"."""
+    return datetime.now(_NEW_YORK).date().isoformat()
+
+
+def marks_from(quotes: Mapping[str, Mapping[str, float]], tickers: Iterable[str]) -> dict[str, float]:
+    """Mid prices from ``bid_ask()`` quotes for ``tickers`` (those with a two-sided quote)."""
+    marks: dict[str, float] = {}
+    for ticker in tickers:
+        quote = quotes.get(ticker) or {}
+        bid, ask = quote.get("bid") or 0.0, quote.get("ask") or 0.0
+        if bid > 0 and ask > 0:
+            marks[ticker] = (bid + ask) / 2
+        elif bid > 0 or ask > 0:
+            marks[ticker] = bid or ask
+    return marks

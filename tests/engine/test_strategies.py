@@ -1,0 +1,335 @@
+"""Several strategies in one session, judged by what the broker holds: each ticks on its own clock,
+keeps its own book (the sum of the books is the broker's position, their P&L the account's), is held
+to its limits before an order leaves the kernel, and the kill switch flattens the session.
+
+Every session trades on its own real simulator (paper profile) through the real alpaca-py clients."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from waiting import wait_for
+
+from blockpaca_nb import ConfigurationError, Session, Simulator
+
+TICKERS = ["AAPL", "MSFT"]
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(symbols=[*TICKERS, "TSLA"], seed=5, quotes_per_second=20, starting_cash=1e7) as simulator:
+        yield simulator
+
+
+def make_session(sim: Simulator, tmp_path: Path, **kwargs: Any) -> Session:
+    options: dict[str, Any] = {
+        "tickers": TICKERS,
+        "simulator": sim,
+        "frequency": 0.2,
+        "warm_up_period": 0,
+        "trade_log_path": tmp_path,
+        "trade_log_name": "strategies",
+        "num_workers": 2,
+    }
+    options.update(kwargs)
+    return Session(**options)
+
+
+def started(session: Session) -> Session:
+    session.start()
+    wait_for(lambda: session.status in ("running", "paused", "stopped", "failed"), 120, "the session to be up")
+    wait_for(lambda: (session.quotes["bid"] > 0).all() and (session.quotes["ask"] > 0).all(), 60, "both quotes")
+    return session
+
+
+def held(sim: Simulator, ticker: str) -> float:
+    return sum(float(p["qty"]) for p in sim.positions() if p["symbol"] == ticker)
+
+
+def tagged(sim: Simulator, strategy: str) -> list[dict[str, Any]]:
+    """The broker's orders a strategy sent (its name ends their client order id)."""
+    return [o for o in sim.orders() if o["client_order_id"].endswith(f"-{strategy}")]
+
+
+def book(session: Session, strategy: str) -> dict[str, float]:
+    frame = session.positions_by_strategy
+    rows = frame[(frame["strategy"] == strategy) & (frame["quantity"] != 0)]
+    return dict(zip(rows["ticker"], rows["quantity"], strict=True))
+
+
+def cash(sim: Simulator) -> Decimal:
+    from alpaca.trading.client import TradingClient
+
+    client = TradingClient(sim.api_key, sim.secret_key, url_override=sim.urls["trading"])
+    return Decimal(str(client.get_account().cash))
+
+
+def once(order: dict[str, Any], after: Any = None) -> Any:
+    """A strategy that sends ``order`` once (when ``after(ctx)`` holds, if given), then nothing."""
+
+    def strategy(ctx: Any) -> Any:
+        if ctx.state.get("sent") or (after is not None and not after(ctx)):
+            return None
+        ctx.state["sent"] = True
+        return order
+
+    return strategy
+
+
+def idle(ctx: Any) -> None:
+    return None
+
+
+def market(ticker: str, side: str, quantity: float, action: str | None = None) -> dict[str, Any]:
+    order = {"ticker": ticker, "side": side, "quantity": quantity, "order_type": "market"}
+    return {**order, "action": action} if action else order
+
+
+def risk_rows(session: Session, strategy: str) -> list[str]:
+    log = session.trade_log
+    rows = log[(log["type"] == "risk") & (log["strategy"] == strategy)]
+    return list(rows["reason"])
+
+
+# ----------------------------------------------------------------------------- clocks
+
+
+def test_strategies_alongside_tick_on_their_own_clocks_and_a_stuck_one_delays_no_other(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    release = threading.Event()
+    calls = {"fast": 0, "stuck": 0}
+
+    def fast(ctx: Any) -> None:
+        calls["fast"] += 1
+
+    def stuck(ctx: Any) -> None:
+        calls["stuck"] += 1
+        release.wait(60)
+
+    session = started(make_session(sim, tmp_path, frequency=5))
+    try:
+        session.strategy(fast, every="200ms", alongside=True)
+        session.strategy(stuck, every="200ms", alongside=True)
+        assert session.active_strategies == ["fast", "stuck"] and session.active_strategy is None
+        wait_for(lambda: calls["fast"] >= 8, 30, "eight calls of the fast strategy while the other is stuck")
+        assert calls["stuck"] == 1  # its later ticks were skipped, not queued behind it
+        wait_for(lambda: any("still running" in str(getattr(e, "message", "")) for e in session.errors), 10)
+        session.deactivate("fast")
+        seen = calls["fast"]
+        release.set()
+        wait_for(lambda: calls["stuck"] >= 3, 30, "the stuck strategy to tick again once released")
+        assert calls["fast"] <= seen + 1  # a call already handed over may finish; no more after that
+    finally:
+        release.set()
+        session.stop(wait=True, timeout=60)
+
+
+def test_names_limits_and_budgets_are_checked_before_anything_runs(sim: Simulator, tmp_path: Path) -> None:
+    session = make_session(sim, tmp_path)
+    with pytest.raises(ConfigurationError, match=r"max_postion.*allowed: max_position"):
+        session.strategy(idle, alongside=True, limits={"max_postion": 5})
+    with pytest.raises(ConfigurationError, match=r"on_breach='stop'.*allowed: reduce_only, halt"):
+        session.strategy(idle, alongside=True, limits={"on_breach": "stop"})
+    with pytest.raises(ConfigurationError, match=r"max_order_notional=-5.*a number > 0"):
+        session.strategy(idle, limits={"max_order_notional": -5})
+    with pytest.raises(ConfigurationError, match=r"budget=0.*dollars > 0"):
+        session.strategy(idle, budget=0)
+    with pytest.raises(ConfigurationError, match=r"name='my-idea'.*letters, digits or '_'"):
+        session.strategy(idle, name="my-idea")
+    with pytest.raises(ConfigurationError, match=r"limits: unknown limit"):
+        make_session(sim, tmp_path, limits={"max_loss": 5})
+    assert session.strategies == []
+
+
+# ----------------------------------------------------------------------------- books
+
+
+def test_two_strategies_on_one_symbol_in_opposite_directions_keep_their_own_books(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    cash_before = cash(sim)
+    session = started(make_session(sim, tmp_path))
+    try:
+        session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="longer")
+        # the shorter waits for the longer's buy to fill: Alpaca refuses a sell while a buy is open
+        has_aapl = lambda ctx: any(p["ticker"] == "AAPL" for p in ctx.account_positions())  # noqa: E731
+        session.strategy(once(market("AAPL", "sell", 4, "short_sell"), after=has_aapl), alongside=True, name="shorter")
+        wait_for(lambda: held(sim, "AAPL") == 6, 30, "the broker to hold 10 − 4 AAPL")
+        wait_for(lambda: book(session, "shorter") == {"AAPL": -4.0}, 30, "the shorter's fill in its book")
+        assert book(session, "longer") == {"AAPL": 10.0}
+        assert sum(book(session, name).get("AAPL", 0.0) for name in ("longer", "shorter")) == held(sim, "AAPL")
+        assert all(o["client_order_id"].endswith("-longer") for o in tagged(sim, "longer")) and tagged(sim, "shorter")
+        log = session.trade_log
+        fills = log[log["fill_qty"].notna()]
+        assert set(fills["strategy"]) == {"longer", "shorter"}
+
+        session.kill()
+        wait_for(lambda: held(sim, "AAPL") == 0, 30, "the kill switch to flatten the session")
+        wait_for(lambda: not book(session, "longer") and not book(session, "shorter"), 10, "every book flat")
+        assert all(session.strategy_state(name) == "halted" for name in ("longer", "shorter"))
+        frame = session.positions_by_strategy
+        made = Decimal(str(round(frame["realized_pl"].sum(), 6)))
+        assert abs(made - (cash(sim) - cash_before)) < Decimal("0.01")  # the books' P&L is the account's
+    finally:
+        session.stop(wait=True, timeout=60)
+
+
+def test_a_swap_hands_the_positions_over_and_a_strategy_sees_its_own(sim: Simulator, tmp_path: Path) -> None:
+    session = started(make_session(sim, tmp_path))
+    seen: dict[str, Any] = {}
+    try:
+
+        def accumulate(ctx: Any) -> Any:
+            return once(market("MSFT", "buy", 5))(ctx)
+
+        session.strategy(accumulate)
+        session.strategy(once(market("AAPL", "buy", 2)), alongside=True, name="other")
+        wait_for(lambda: held(sim, "MSFT") == 5 and held(sim, "AAPL") == 2, 30, "both buys filled")
+        wait_for(lambda: book(session, "accumulate") == {"MSFT": 5.0}, 30)
+
+        def unwind(ctx: Any) -> None:
+            seen["own"] = ctx.get_current_data()[1]
+            seen["net"] = ctx.account_positions()
+
+        session.swap(unwind)
+        wait_for(lambda: "own" in seen, 30, "a call of the new main strategy")
+        assert [(p["ticker"], p["quantity"]) for p in seen["own"]] == [("MSFT", 5.0)]  # taken over, not AAPL
+        assert sorted((p["ticker"], p["quantity"]) for p in seen["net"]) == [("AAPL", 2.0), ("MSFT", 5.0)]
+        assert book(session, "accumulate") == {} and book(session, "unwind") == {"MSFT": 5.0}
+        assert session.active_strategies == ["unwind", "other"]
+    finally:
+        session.stop(wait=True, timeout=60)
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+def test_each_limit_refuses_the_order_that_would_cross_it_and_nothing_else(sim: Simulator, tmp_path: Path) -> None:
+    session = started(make_session(sim, tmp_path))
+    try:
+        price = float(session.quotes.loc["AAPL", "ask"])
+        caps = {
+            "order_cap": {"max_order_notional": price * 3.5},
+            "position_cap": {"max_position": 5},
+            "notional_cap": {"max_position_notional": price * 4.5},
+            "gross_cap": {"max_gross_exposure": price * 6.5},
+            "rate_cap": {"max_orders_per_minute": 3},
+        }
+        for name, limits in caps.items():
+            session.strategy(idle, alongside=True, name=name, limits=limits)
+        blocks = {
+            "order_cap": [market("AAPL", "buy", 3), market("AAPL", "buy", 4)],
+            "position_cap": [market("AAPL", "buy", 3), market("AAPL", "buy", 3), market("AAPL", "buy", 2)],
+            "notional_cap": [market("AAPL", "buy", 4), market("AAPL", "buy", 1)],
+            "gross_cap": [market("AAPL", "buy", 4), market("AAPL", "buy", 3), market("AAPL", "buy", 2)],
+            "rate_cap": [market("AAPL", "buy", 1)] * 4,
+        }
+        allowed = {"order_cap": 1, "position_cap": 2, "notional_cap": 1, "gross_cap": 2, "rate_cap": 3}
+        rules = {
+            "order_cap": "max_order_notional",
+            "position_cap": "max_position",
+            "notional_cap": "max_position_notional",
+            "gross_cap": "max_gross_exposure",
+            "rate_cap": "max_orders_per_minute",
+        }
+        for name, block in blocks.items():
+            sent = session.submit(block, strategy=name)
+            assert len(sent) == allowed[name], name
+        for name, count in allowed.items():
+            wait_for(lambda n=name, c=count: len(tagged(sim, n)) == c, 30, f"{name}'s {count} orders at the broker")
+            wait_for(lambda n=name: risk_rows(session, n), 30, f"{name}'s refusal in the trade log")
+            reasons = risk_rows(session, name)
+            assert len(reasons) == len(blocks[name]) - count
+            assert all(f"limit {rules[name]}" in reason and f"strategy {name}" in reason for reason in reasons)
+        wait_for(lambda: held(sim, "AAPL") == 3 + (3 + 2) + 4 + (4 + 2) + 3, 30, "every order that passed filled")
+    finally:
+        session.stop(wait=True, timeout=60)
+
+
+def test_a_budget_caps_what_a_strategys_positions_may_cost(sim: Simulator, tmp_path: Path) -> None:
+    session = started(make_session(sim, tmp_path))
+    try:
+        price = float(session.quotes.loc["MSFT", "ask"])
+        session.strategy(idle, alongside=True, name="small", budget=price * 2.5)
+        assert len(session.submit([market("MSFT", "buy", 2), market("MSFT", "buy", 1)], strategy="small")) == 1
+        wait_for(lambda: len(tagged(sim, "small")) == 1 and risk_rows(session, "small"), 30)
+        assert "budget" in risk_rows(session, "small")[0]
+    finally:
+        session.stop(wait=True, timeout=60)
+
+
+def test_the_daily_loss_limit_halts_the_strategy(sim: Simulator, tmp_path: Path) -> None:
+    """A buy at the ask is marked at the mid: half the spread is lost at once, over a $0.01 limit."""
+    calls = {"n": 0}
+
+    def loser(ctx: Any) -> Any:
+        calls["n"] += 1
+        return market("AAPL", "buy", 10) if calls["n"] == 1 else market("AAPL", "buy", 1)
+
+    session = started(make_session(sim, tmp_path, frequency=5))
+    try:
+        session.strategy(loser, every="300ms", alongside=True, limits={"max_daily_loss": 0.01, "on_breach": "halt"})
+        wait_for(lambda: session.strategy_state("loser") == "halted", 30, "the loss limit to halt the strategy")
+        stopped_at = calls["n"]
+        wait_for(lambda: any("max_daily_loss" in str(e) for e in session.errors), 10, "the breach in errors")
+        bought = len(tagged(sim, "loser"))
+        session.submit(market("AAPL", "buy", 1), strategy="loser")  # what its thread would still send
+        wait_for(lambda: any("halted" in r for r in risk_rows(session, "loser")), 30, "the refusal row")
+        assert len(tagged(sim, "loser")) == bought
+        assert calls["n"] <= stopped_at + 1  # no more ticks (one may have been under way)
+    finally:
+        session.stop(wait=True, timeout=60)
+
+
+def test_reduce_only_lets_a_position_shrink_and_nothing_grow(sim: Simulator, tmp_path: Path) -> None:
+    session = started(make_session(sim, tmp_path))
+    try:
+        session.strategy(idle, alongside=True, name="careful", limits={"max_daily_loss": 0.01})
+        session.submit(market("AAPL", "buy", 10), strategy="careful")
+        wait_for(lambda: session.strategy_state("careful") == "reduce_only", 30, "reduce-only after the loss")
+        assert session.submit(market("AAPL", "buy", 1), strategy="careful") == []
+        assert len(session.submit(market("AAPL", "sell", 4), strategy="careful")) == 1
+        assert session.submit(market("AAPL", "sell", 7), strategy="careful") == []  # would flip it short
+        wait_for(lambda: held(sim, "AAPL") == 6, 30, "the shrinking sell filled")
+        wait_for(lambda: book(session, "careful") == {"AAPL": 6.0}, 30, "the sell's fill in the book")
+    finally:
+        session.stop(wait=True, timeout=60)
+
+
+def test_session_limits_hold_every_strategy_together(sim: Simulator, tmp_path: Path) -> None:
+    session = started(make_session(sim, tmp_path, limits={"max_position": 5}))
+    try:
+        session.strategy(idle, alongside=True, name="one")
+        session.strategy(idle, alongside=True, name="two")
+        assert len(session.submit(market("AAPL", "buy", 3), strategy="one")) == 1
+        assert session.submit(market("AAPL", "buy", 3), strategy="two") == []  # 3 + 3 > 5 for the session
+        wait_for(lambda: risk_rows(session, "two"), 30)
+        assert "(session)" in risk_rows(session, "two")[0]
+    finally:
+        session.stop(wait=True, timeout=60)
+
+
+def test_liquidating_one_strategy_closes_its_book_and_leaves_the_others(sim: Simulator, tmp_path: Path) -> None:
+    """The longer's 10 against the account's 6: 6 are sold first, then 4 more once the account holds
+    none (one order may not flip it), leaving the account with exactly the shorter's −4."""
+    session = started(make_session(sim, tmp_path))
+    try:
+        session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="longer")
+        has_aapl = lambda ctx: any(p["ticker"] == "AAPL" for p in ctx.account_positions())  # noqa: E731
+        session.strategy(once(market("AAPL", "sell", 4, "short_sell"), after=has_aapl), alongside=True, name="shorter")
+        wait_for(lambda: held(sim, "AAPL") == 6 and book(session, "shorter") == {"AAPL": -4.0}, 30, "both filled")
+        session.liquidate(strategy="longer")
+        wait_for(lambda: held(sim, "AAPL") == -4, 30, "the broker to hold only the shorter's short")
+        wait_for(lambda: book(session, "longer") == {}, 10, "the longer's book flat")
+        assert book(session, "shorter") == {"AAPL": -4.0}
+        assert session.strategy_state("longer") == "paused" and session.strategy_state("shorter") == "running"
+        closing = [o for o in tagged(sim, "longer") if o["side"] == "sell"]
+        assert sorted(float(o["qty"]) for o in closing) == [4.0, 6.0]  # never one order that flips the account
+    finally:
+        session.stop(wait=True, timeout=60)
