@@ -1,4 +1,5 @@
-// blockpaca_nb dashboard: the live chart, drawn as SVG. Top: session P&L over time. Bottom: the
+// blockpaca_nb dashboard: the live chart, drawn as SVG. Top: session P&L over time, with one thinner
+// line per strategy once there are two (their colors in the legend). Bottom: the
 // chosen ticker's mid with its fills (buys ▲ green, sells ▼ red). chart.py sends only the samples
 // and fills added since the previous patch; the store per model (keyed by `uid`) keeps the rest.
 
@@ -7,19 +8,33 @@ const HEIGHT = 300;
 const EMPTY_HEIGHT = 48;
 const PAD = { left: 64, right: 16, top: 22, gap: 30, bottom: 22 };
 const stores = new Map();
+const LINE_COLORS = ["#1a7f37", "#cf222e", "#bf8700", "#0969da", "#8c959f", "#e16f24", "#6639ba", "#1b7c83"];
 
 function getStore(model) {
-  return storeFor(stores, model, () => ({ ticker: "", t: [], pnl: [], price: [], fills: [] }));
+  return storeFor(stores, model, () => ({ ticker: "", t: [], pnl: [], price: [], fills: [], lines: {} }));
+}
+
+// Each strategy's P&L stays aligned with the times: a strategy that appears late is padded with gaps.
+function pushLines(store, lines, count) {
+  const before = store.t.length;
+  for (const [name, values] of Object.entries(lines || {})) {
+    if (!store.lines[name]) store.lines[name] = new Array(before).fill(null);
+    store.lines[name].push(...values);
+  }
+  for (const line of Object.values(store.lines)) {
+    while (line.length < before + count) line.push(null);
+  }
 }
 
 function applyPatch(store, model, patch) {
   if (!patch || patch.seq === undefined || patch.seq === store.seq) return;
   if (patch.reset) {
-    Object.assign(store, { ticker: patch.ticker, t: [], pnl: [], price: [], fills: [] });
+    Object.assign(store, { ticker: patch.ticker, t: [], pnl: [], price: [], fills: [], lines: {} });
   } else if (patch.base !== store.seq) {
     requestResync(store, model);
     return;
   }
+  pushLines(store, patch.lines, patch.t.length);
   store.t.push(...patch.t);
   store.pnl.push(...patch.pnl);
   store.price.push(...patch.price);
@@ -97,7 +112,10 @@ class ChartView {
     const t1 = Math.max(s.t[s.t.length - 1], t0 + 1);
     const x = (t) => PAD.left + ((t - t0) / (t1 - t0)) * (width - PAD.left - PAD.right);
     const lastPnl = [...s.pnl].reverse().find(isNum);
-    this.pane(svg, top, x, s.t, s.pnl, [0], `Session P&L${isNum(lastPnl) ? `: ${lastPnl >= 0 ? "+" : ""}${number(lastPnl)}` : ""}`, "bp-line-pnl", true);
+    const names = Object.keys(s.lines).sort();
+    const all = [0].concat(...names.map((n) => s.lines[n]));
+    const yPnl = this.pane(svg, top, x, s.t, s.pnl, all, `Session P&L${isNum(lastPnl) ? `: ${lastPnl >= 0 ? "+" : ""}${number(lastPnl)}` : ""}`, "bp-line-pnl", true);
+    if (yPnl) this.drawStrategies(svg, x, yPnl, names, top);
     const fillPrices = s.fills.map((f) => f[1]);
     const lastPrice = [...s.price].reverse().find(isNum);
     const title = `${s.ticker} mid${isNum(lastPrice) ? `: ${number(lastPrice)}` : ""} · ${s.fills.length} fill${s.fills.length === 1 ? "" : "s"}`;
@@ -135,6 +153,27 @@ class ChartView {
     }
     if (d) svg.append(el("path", { d, class: `bp-line ${cls}` }));
     return y;
+  }
+
+  drawStrategies(svg, x, y, names, box) {
+    let legendX = this.right;
+    names.slice().reverse().forEach((name, i) => {
+      const color = LINE_COLORS[(names.length - 1 - i) % LINE_COLORS.length];
+      const values = this.store.lines[name];
+      let d = "";
+      let pen = false;
+      values.forEach((v, k) => {
+        if (!isNum(v)) { pen = false; return; }
+        d += `${pen ? "L" : "M"}${x(this.store.t[k]).toFixed(1)},${y(v).toFixed(1)}`;
+        pen = true;
+      });
+      if (d) svg.append(el("path", { d, class: "bp-line bp-line-strategy", stroke: color }));
+      const last = [...values].reverse().find(isNum);
+      const label = el("text", { x: legendX, y: box.y - 6, "text-anchor": "end", class: "bp-chart-legend", fill: color },
+        `${name}${isNum(last) ? ` ${last >= 0 ? "+" : ""}${number(last)}` : ""}`);
+      svg.append(label);
+      legendX -= 12 + 7 * label.textContent.length;
+    });
   }
 
   drawFills(svg, x, y, t0, t1) {

@@ -1,4 +1,5 @@
-"""The live chart: session P&L over time, and the mid of one chosen ticker with its fills.
+"""The live chart: session P&L over time (and each strategy's, once there are two), and the mid of
+one chosen ticker with its fills.
 
 Drawn by ``chart.js`` as SVG (lighter than a plotly FigureWidget, which would resend whole
 arrays): each update carries only the samples and fills added since the previous one. The
@@ -42,9 +43,13 @@ class History:
         self._calls = 0
         self.fills: dict[str, deque[tuple[float, float, float, int]]] = {}
         self.fill_counts: dict[str, int] = {}  # fills ever added per ticker (the deques drop old ones)
+        self.lines: dict[str, np.ndarray] = {}  # each strategy's P&L, aligned with ``times`` (NaN before it)
 
-    def sample(self, now: float, pnl: float, mids: Mapping[str, float]) -> bool:
-        """Record one sample (every ``stride``-th call); True if one was recorded."""
+    def sample(
+        self, now: float, pnl: float, mids: Mapping[str, float], lines: Mapping[str, float] | None = None
+    ) -> bool:
+        """Record one sample (every ``stride``-th call); True if one was recorded. ``lines``: each
+        strategy's P&L now."""
         self._calls += 1
         if self._calls % self.stride:
             return False
@@ -56,6 +61,8 @@ class History:
             if column is not None:
                 row[column] = mid
         self.times[self.size], self.pnl[self.size], self.mids[self.size] = now, pnl, row
+        for name, value in (lines or {}).items():
+            self.lines.setdefault(name, np.full(self.capacity, np.nan))[self.size] = value
         self.size += 1
         return True
 
@@ -64,6 +71,9 @@ class History:
         self.times[:keep] = self.times[: self.size : 2][:keep]
         self.pnl[:keep] = self.pnl[: self.size : 2][:keep]
         self.mids[:keep] = self.mids[: self.size : 2][:keep]
+        for line in self.lines.values():
+            line[:keep] = line[: self.size : 2][:keep]
+            line[keep:] = np.nan
         self.size = keep
         self.stride *= 2
         self.compactions += 1
@@ -142,6 +152,7 @@ class ChartPanel(anywidget.AnyWidget):
             "t": [round(t, 3) for t in history.times[start:end].tolist()],
             "pnl": [clean(v, 2) for v in history.pnl[start:end].tolist()],
             "price": [clean(v, 4) for v in prices],
+            "lines": {name: [clean(v, 2) for v in line[start:end].tolist()] for name, line in history.lines.items()},
             "fills": [[round(t, 3), clean(p, 4), clean(q), s] for t, p, q, s in fills],
             "now": round(now, 3),
         }

@@ -1,12 +1,14 @@
 """The dashboard's controls (ipywidgets): Start / Pause / Resume / Stop, the strategy selector,
-the end-of-session buttons and the chart's ticker.
+the end-of-session buttons with the kill switch, one strategy's Pause / Resume / Liquidate, and the
+chart's ticker.
 
 Handlers run wherever the kernel handles the click (the shell thread, after any busy cell; a
 subshell thread in front-ends that use them). They only call the session's non-blocking
 methods, note what happened, wake the pump and return; they never touch a widget: the pump
 alone sets the buttons' states, the selector's value and the confirmation bar (:meth:`sync`).
 Liquidate acts on the session's own orders and positions at once (on a live account after a
-confirmation); "Flatten account" closes everything the account holds and always asks first.
+confirmation); "Flatten account" closes everything the account holds and always asks first; Kill
+halts every strategy and liquidates the session (on a live account after a confirmation).
 """
 
 from __future__ import annotations
@@ -66,6 +68,18 @@ class Controls:
         )
         self.hold = button("Hold", "hand-paper-o", "Keep every position as it is (halts a running liquidation)")
         self.custom = button("Custom", "cog", "Run the session's custom_shutdown_action")
+        self.kill = button(
+            "Kill", "power-off", "Halt EVERY strategy, cancel the session's orders and close its positions", "danger"
+        )
+        self.target = widgets.Dropdown(description="Strategy", options=[NO_STRATEGY], value=NO_STRATEGY)
+        self.target.layout = widgets.Layout(width="240px")
+        self.target.style = {"description_width": "60px"}
+        self.target.add_class("bp-strategy-target")
+        self.pause_one = button("Pause it", "pause", "Stop calling this strategy", name="pause-one")
+        self.resume_one = button("Resume it", "play-circle", "Call this strategy again", name="resume-one")
+        self.liquidate_one = button(
+            "Liquidate it", "times-circle", "Pause this strategy and close its positions", "danger", "liquidate-one"
+        )
         self.strategy = widgets.Dropdown(description="Strategy", options=[NO_STRATEGY], value=NO_STRATEGY)
         self.strategy.layout = widgets.Layout(width="260px")
         self.strategy.style = {"description_width": "60px"}
@@ -90,12 +104,19 @@ class Controls:
         self.no.on_click(lambda _b: self._confirmed(False))
         self.hold.on_click(lambda _b: self._call("hold", self.session.hold))
         self.custom.on_click(lambda _b: self._call("custom EOS", self.session.run_custom_eos))
+        self.kill.on_click(lambda _b: self.request_kill())
+        self.pause_one.on_click(lambda _b: self._on_target("pause", lambda n: self.session.pause(n)))
+        self.resume_one.on_click(lambda _b: self._on_target("resume", lambda n: self.session.resume(n)))
+        self.liquidate_one.on_click(
+            lambda _b: self._on_target("liquidate", lambda n: self.session.liquidate(strategy=n))
+        )
         self.strategy.observe(self._on_strategy, names="value")
 
     def all_widgets(self) -> list[widgets.Widget]:
         """Every control (for closing them)."""
         buttons = [self.start, self.pause, self.resume, self.stop, self.liquidate, self.flatten, self.hold, self.custom]
-        return [*buttons, self.strategy, self.action, self.question, self.yes, self.no, self.confirm_bar]
+        buttons += [self.kill, self.pause_one, self.resume_one, self.liquidate_one]
+        return [*buttons, self.strategy, self.target, self.action, self.question, self.yes, self.no, self.confirm_bar]
 
     def rows(self) -> list[widgets.Widget]:
         """The control rows, top to bottom."""
@@ -107,11 +128,14 @@ class Controls:
                 self.hold,
                 self.custom,
                 self.flatten,
+                self.kill,
             ]
         )
         bar = widgets.HBox([lifecycle, self.strategy, eos, self.action])
         bar.add_class("bp-controls")
-        return [bar, self.confirm_bar]
+        one = widgets.HBox([self.target, self.pause_one, self.resume_one, self.liquidate_one])
+        one.add_class("bp-controls")
+        return [bar, self.confirm_bar, one]
 
     # ------------------------------------------------------------------ handlers (any thread)
     def _call(self, what: str, method: Callable[[], Any]) -> None:
@@ -134,6 +158,22 @@ class Controls:
             self._ask("<b>LIVE account:</b> close this session's positions with market orders?", self.session.liquidate)
             return
         self._call("liquidate", self.session.liquidate)
+
+    def request_kill(self) -> None:
+        """The kill switch at once, or, on a live account, ask first."""
+        if self.session.mode == "live":
+            self._ask("<b>LIVE account:</b> halt every strategy and close this session's positions?", self.session.kill)
+            return
+        self._call("kill", self.session.kill)
+
+    def _on_target(self, what: str, action: Callable[[str], Any]) -> None:
+        """Pause, resume or liquidate the strategy picked in the second selector."""
+        name = self.target.value
+        if name in (None, NO_STRATEGY):
+            self.note_failure(what, ValueError("pick a strategy first"))
+            self._wake()
+            return
+        self._call(f"{what} {name}", lambda: action(str(name)))
 
     def request_flatten(self) -> None:
         """Flatten the whole account: always asked first (it touches what the session does not own)."""
@@ -175,7 +215,7 @@ class Controls:
         _set(self.pause, "disabled", status not in ("starting", "warming_up", "running"))
         _set(self.resume, "disabled", status != "paused")
         _set(self.stop, "disabled", status in ("stopping", "stopped", "failed"))
-        for button in (self.liquidate, self.flatten, self.hold):
+        for button in (self.liquidate, self.flatten, self.hold, self.kill):
             _set(button, "disabled", status not in ACTIVE)
         _set(self.custom, "disabled", status not in ACTIVE or not callable(session.custom_shutdown_action))
         self._sync_strategies(session)
@@ -191,6 +231,10 @@ class Controls:
         if active in names and self.strategy.value != active:
             self.strategy.value = active
         _set(self.strategy, "disabled", names == [NO_STRATEGY])
+        if tuple(names) != tuple(self.target.options):
+            self.target.options = names  # the user's pick stays when it is still there
+        for button in (self.pause_one, self.resume_one, self.liquidate_one):
+            _set(button, "disabled", names == [NO_STRATEGY] or session.status not in ACTIVE)
 
 
 def _set(widget: Any, name: str, value: Any) -> None:

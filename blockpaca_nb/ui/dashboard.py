@@ -2,7 +2,8 @@
 last line shows it).
 
 Layout, top to bottom: the header (mode, status, strategy, account, rate limit, feed, workers),
-the controls, quotes beside positions, the trade updates, the errors, and the live chart. The data
+the controls, the strategies (each one's state, orders, P&L and limit use), quotes beside
+positions, the trade updates, the errors, and the live chart (one P&L line per strategy). The data
 panels are anywidgets (``table.js``, ``header.js``, ``chart.js`` and ``dashboard.css`` beside this
 file; no build step); controls and layout are ipywidgets.
 
@@ -36,6 +37,8 @@ from .views import (
     POSITION_FIELDS,
     QUOTE_COLUMNS,
     QUOTE_FIELDS,
+    STRATEGY_COLUMNS,
+    STRATEGY_FIELDS,
     TRADE_COLUMNS,
     TRADE_FIELDS,
     AccountEstimate,
@@ -45,6 +48,7 @@ from .views import (
     QuoteView,
     fill_of,
     position_rows,
+    strategy_table,
     trade_row,
 )
 
@@ -77,6 +81,16 @@ class Dashboard(widgets.VBox):
         self.controls = Controls(session, self._pump.wake)
         self.header = HeaderPanel()
         self.quotes, self.positions, self.trades, self.errors = _tables(session.max_trade_updates)
+        self.strategies = _table(
+            "strategies",
+            "Strategies",
+            STRATEGY_COLUMNS,
+            STRATEGY_FIELDS,
+            height=170,
+            empty_text="no strategy registered yet: @s.strategy(every=...)",
+            sort={"key": "key", "desc": False},
+        )
+        self._strategy_pnl: dict[str, float] = {}
         self.chart = ChartPanel(session.tickers)
         self.chart_ticker = _chart_selector(session.tickers)
         self.chart_ticker.observe(self._on_chart_ticker, names="value")
@@ -105,6 +119,7 @@ class Dashboard(widgets.VBox):
         return [
             self.header,
             *self.controls.rows(),
+            self.strategies,
             row(self.quotes, self.positions),
             self.trades,
             self.errors,
@@ -127,6 +142,7 @@ class Dashboard(widgets.VBox):
         """Messages each data panel has sent (the controls' are not counted here)."""
         panels = {
             "header": self.header,
+            "strategies": self.strategies,
             "quotes": self.quotes,
             "positions": self.positions,
             "trades": self.trades,
@@ -148,7 +164,8 @@ class Dashboard(widgets.VBox):
         super().close()
 
     def _all_widgets(self) -> list[widgets.Widget]:
-        panels = [self.header, self.quotes, self.positions, self.trades, self.errors, self.chart, self.chart_ticker]
+        panels = [self.header, self.strategies, self.quotes, self.positions, self.trades, self.errors, self.chart]
+        panels.append(self.chart_ticker)
         return [*panels, *self.controls.all_widgets()]
 
     # ------------------------------------------------------------------ the pump's work
@@ -166,6 +183,7 @@ class Dashboard(widgets.VBox):
         changed = self._step("trades", lambda: self._publish_trades(now))
         self._step("account", lambda: self._account.update(session.account_info or {}, session.orders, changed))
         self._step("positions", lambda: self.positions.publish(*position_rows(positions, mids), now=now))
+        self._step("strategies", lambda: self._publish_strategies(now))
         self._step("errors", lambda: self._publish_errors(now))
         equity = self._account.equity(positions, mids)
         self._step("header", lambda: self._publish_header(equity, now))
@@ -208,6 +226,12 @@ class Dashboard(widgets.VBox):
             return None
         return [str(row.get("client_order_id")) for _key, row in new if row.get("client_order_id")]
 
+    def _publish_strategies(self, now: float) -> None:
+        rows = self._session.strategy_rows()
+        self.strategies.publish(strategy_table(rows), now=now)
+        books = {str(r["name"]): float(r.get("pnl") or 0.0) for r in rows if r.get("orders") or r.get("role") != "off"}
+        self._strategy_pnl = books if len(books) > 1 else {}  # one line per strategy once there are two
+
     def _publish_errors(self, now: float) -> None:
         items = [*self._session.errors, *self.controls.notices, *self.own_errors]
         current, _new = self._error_follower.look(items)
@@ -235,7 +259,7 @@ class Dashboard(widgets.VBox):
         pnl = equity - self._account.start_equity
         running = self._session.status in ("warming_up", "running", "paused", "stopping")
         if sample and (running or self.chart.history.size):
-            self.chart.history.sample(now, pnl, mids)
+            self.chart.history.sample(now, pnl, mids, self._strategy_pnl)
         self._follow_first_fill()
         self.chart.publish(now)
 

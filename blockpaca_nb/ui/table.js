@@ -77,6 +77,7 @@ const FORMATS = {
     const d = new Date(v * 1000);
     return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, "0")}`;
   },
+  usage: (v) => (isNum(v) ? `${Math.round(v * 100)}%` : ""),
   age: (v) => {
     if (!isNum(v)) return "—";
     if (v < 10) return `${v.toFixed(1)} s`;
@@ -304,6 +305,11 @@ class TableView {
         td.classList.toggle("bp-neg", isNum(v) && v < 0);
       }
       if (col.kind === "age") td.classList.toggle("bp-stale", !isNum(v) || v > STALE_AGE_S);
+      if (col.kind === "usage") {
+        // a bar behind the number: how much of its nearest limit the strategy uses
+        td.style.setProperty("--bp-usage", `${isNum(v) ? Math.min(100, Math.max(0, v * 100)) : 0}%`);
+        td.classList.toggle("bp-hot", isNum(v) && v >= 0.9);
+      }
       if (col.flash) this.flash(td, store.flashes.get(`${key}\u0000${col.key}`), slotChanged, now);
     });
   }

@@ -106,6 +106,45 @@ class QuoteView:
         }
 
 
+# --------------------------------------------------------------------------- strategies
+
+STRATEGY_FIELDS = ("role", "clock", "state", "orders", "positions", "pnl", "usage", "limit", "bad")
+STRATEGY_COLUMNS: tuple[dict[str, Any], ...] = (
+    {"key": "key", "label": "Strategy", "kind": "text", "width": 120},
+    {"key": "role", "label": "Role", "kind": "text", "width": 76, "title": "main, alongside or off"},
+    {"key": "clock", "label": "Every", "kind": "text", "width": 56},
+    {"key": "state", "label": "State", "kind": "text", "width": 96},
+    {"key": "orders", "label": "Orders", "kind": "qty", "width": 56, "title": "orders sent"},
+    {"key": "positions", "label": "Pos.", "kind": "qty", "width": 44, "title": "symbols held"},
+    {"key": "pnl", "label": "P&L", "kind": "money", "color": "sign", "title": "realised + unrealised, at the mid"},
+    {"key": "usage", "label": "Limit use", "kind": "usage", "title": "how close to its nearest limit"},
+    {"key": "limit", "label": "Nearest limit", "kind": "text"},
+)
+TROUBLE_STATES = frozenset({"reduce_only", "halted"})  # a limit or the kill switch stopped the strategy
+
+
+def strategy_table(rows: Iterable[Mapping[str, Any]]) -> dict[str, Row]:
+    """The strategies panel's rows by name, from ``Session.strategy_rows()``."""
+    table: dict[str, Row] = {}
+    for row in rows:
+        every = row.get("every")
+        clock = "" if every is None else f"{every:g} s" if every < 60 else f"{every / 60:g} min"
+        state = str(row.get("state") or "").replace("_", "-")
+        usage = row.get("usage")
+        table[str(row["name"])] = (
+            row.get("role") or "",
+            clock,
+            state,
+            int(row.get("orders") or 0),
+            int(row.get("positions") or 0),
+            clean(float(row.get("pnl") or 0.0), 2),
+            None if usage is None else clean(float(usage), 3),
+            str(row.get("limit") or ""),
+            row.get("state") in TROUBLE_STATES,
+        )
+    return table
+
+
 # --------------------------------------------------------------------------- positions
 
 
@@ -323,10 +362,15 @@ def _describe_row(row: Mapping[str, Any]) -> tuple[str, str, str, float | None]:
     kind = str(row.get("kind") or "error")
     at = _number(row.get("timestamp", row.get("time")))
     at_or_none = at if math.isfinite(at) else None
-    if kind in ("rejected", "failed", "validation_error"):
+    if kind in ("rejected", "failed", "validation_error", "limit_refused"):
         order = " ".join(str(row.get(k) or "") for k in ("side", "qty", "ticker")).split()
         what = f"order {' '.join(order)}" if order else "order"
-        source = {"rejected": "broker rejected", "failed": "order failed", "validation_error": "order validation"}
+        source = {
+            "rejected": "broker rejected",
+            "failed": "order failed",
+            "validation_error": "order validation",
+            "limit_refused": "risk limit",
+        }
         detail = f"client order id: {row.get('client_order_id')}" if row.get("client_order_id") else ""
         return source[kind], f"{what}: {row.get('reason') or kind}", detail, at_or_none
     where = row.get("where")

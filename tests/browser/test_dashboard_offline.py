@@ -57,6 +57,7 @@ class FakeSession:
         self.display_refresh_rate, self.max_trade_updates = 0.05, 20
         self._book = QuoteBook.create(tickers)
         self.calls: list[str] = []
+        self.rows: list[dict[str, Any]] = []  # what strategy_rows() answers
 
     def write_quotes(self, shift: float = 0.0) -> None:
         now = time.time()
@@ -74,8 +75,17 @@ class FakeSession:
         self.calls.append(f"select {name}")
         self.active_strategy = name
 
-    def liquidate(self, scope: str = "session") -> None:
+    def liquidate(self, scope: str = "session", *, strategy: str | None = None) -> None:
+        if strategy is not None:
+            self.calls.append(f"liquidate strategy {strategy}")
+            return
         self.calls.append("liquidate" if scope == "session" else f"liquidate {scope}")
+
+    def kill(self) -> None:
+        self.calls.append("kill")
+
+    def strategy_rows(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.rows]
 
     def hold(self) -> None:
         self.calls.append("hold")
@@ -83,11 +93,11 @@ class FakeSession:
     def run_custom_eos(self) -> None:
         self.calls.append("custom")
 
-    def pause(self) -> None:
-        self.calls.append("pause")
+    def pause(self, strategy: str | None = None) -> None:
+        self.calls.append("pause" if strategy is None else f"pause {strategy}")
 
-    def resume(self) -> None:
-        self.calls.append("resume")
+    def resume(self, strategy: str | None = None) -> None:
+        self.calls.append("resume" if strategy is None else f"resume {strategy}")
 
     def start(self) -> None:
         self.calls.append("start")
@@ -460,6 +470,54 @@ def test_strategy_selector_hot_swaps_and_follows_the_session(fake: FakeSession) 
     fake.active_strategy = "alpha"  # the user re-ran a strategy cell
     refresh_on_a_thread(dashboard)  # the pump's own write must not select again
     assert dashboard.controls.strategy.value == "alpha" and fake.calls == ["select beta"]
+
+
+def test_the_strategies_panel_shows_each_ones_state_pnl_and_limit_use(fake: FakeSession) -> None:
+    fake.rows = [
+        {"name": "alpha", "role": "main", "every": 5.0, "state": "running", "orders": 3, "positions": 1,
+         "pnl": 12.5, "usage": 0.42, "limit": "max_position"},
+        {"name": "beta", "role": "alongside", "every": 60.0, "state": "halted", "reason": "max_daily_loss",
+         "orders": 9, "positions": 0, "pnl": -501.0, "usage": 1.002, "limit": "max_daily_loss"},
+    ]  # fmt: skip
+    dashboard = Dashboard(fake, autostart=False)
+    dashboard.refresh()
+    rows = dict((key, row) for key, row in dashboard.strategies.patch["upsert"])
+    assert rows["alpha"] == ["main", "5 s", "running", 3, 1, 12.5, 0.42, "max_position", False]
+    assert rows["beta"] == ["alongside", "1 min", "halted", 9, 0, -501.0, 1.002, "max_daily_loss", True]
+    fake.rows[1]["state"] = "running"
+    dashboard.refresh()
+    assert dashboard.strategies.patch["upsert"] == [["beta", ["alongside", "1 min", "running", 9, 0, -501.0, 1.002,
+                                                             "max_daily_loss", False]]]  # fmt: skip
+
+
+def test_kill_and_one_strategys_buttons_call_the_session(fake: FakeSession) -> None:
+    dashboard = Dashboard(fake, autostart=False)
+    refresh_on_a_thread(dashboard)
+    c = dashboard.controls
+    assert list(c.target.options) == ["alpha", "beta"]
+    c.target.value = "beta"
+    c.pause_one.click()
+    c.resume_one.click()
+    c.liquidate_one.click()
+    c.kill.click()
+    assert fake.calls == ["pause beta", "resume beta", "liquidate strategy beta", "kill"]
+    fake.mode, fake.calls = "live", []
+    c.kill.click()  # on a live account the kill switch asks first
+    assert fake.calls == []
+    c.yes.click()
+    assert fake.calls == ["kill"]
+
+
+def test_the_chart_draws_one_pnl_line_per_strategy_once_there_are_two(fake: FakeSession) -> None:
+    fake.write_quotes()
+    fake.rows = [{"name": "alpha", "role": "main", "orders": 1, "pnl": 1.0}]
+    dashboard = Dashboard(fake, autostart=False)
+    dashboard.refresh()
+    assert dashboard.chart.patch["lines"] == {}
+    fake.rows.append({"name": "beta", "role": "alongside", "orders": 2, "pnl": -2.0})
+    for _ in range(4):  # the chart samples every 4th refresh
+        dashboard.refresh()
+    assert dashboard.chart.patch["lines"] == {"alpha": [1.0], "beta": [-2.0]}
 
 
 # --------------------------------------------------------------------------- chart
