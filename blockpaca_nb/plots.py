@@ -186,6 +186,7 @@ def _add_fill_rows(figure: go.Figure, pnl: pd.DataFrame, limit: int) -> None:
             (3, _line(part, "position", f"{ticker} position", color, limit, legendgroup=ticker, showlegend=False))
         )
     traces += [(2, trace) for trace in _portfolio_pnl(pnl, limit)]
+    traces += [(2, trace) for trace in _strategy_pnl(pnl, limit)]
     figure.add_traces([trace for _, trace in traces], rows=[row for row, _ in traces], cols=[1] * len(traces))
     _place_legends(figure)
 
@@ -277,6 +278,35 @@ def _portfolio_pnl(pnl: pd.DataFrame, limit: int) -> list[dict[str, object]]:
         _line(portfolio, "total", "total P&L", "#111111", limit, legend="legend2"),
         _line(portfolio, "realized", "realized P&L", "#7f7f7f", limit, legend="legend2", dash="dot"),
     ]
+
+
+def _strategy_pnl(pnl: pd.DataFrame, limit: int) -> list[dict[str, object]]:
+    """Each strategy's total P&L, once the log has two (by the name its orders' ids end with; the
+    session's own orders, a liquidation's, are "session"): the same accounting per strategy."""
+    strategies = pnl["client_order_id"].astype(str).str.split("-", n=3).str[3].fillna("").replace("", "session")
+    names = sorted(set(strategies))
+    if len(names) < 2:
+        return []
+    fills = pd.DataFrame(
+        {
+            "timestamp": pnl["ms"].to_numpy() / 1e3,
+            "ticker": (strategies + "\x00" + pnl["ticker"].astype(str)).to_numpy(),
+            "sign": np.where(pnl["side"].to_numpy() == "buy", 1, -1),
+            "qty": pnl["qty"].to_numpy(),
+            "price": pnl["price"].to_numpy(),
+            "client_order_id": pnl["client_order_id"].to_numpy(),
+            "action": pnl["action"].to_numpy(),
+        }
+    )
+    each = account_for(fills)
+    steps = (each["realized_step"] + each["unrealized_step"]).to_numpy()
+    lines = []
+    for number, name in enumerate(names):
+        rows = (strategies == name).to_numpy()
+        part = {"ms": each["ms"].to_numpy()[rows], "total": np.cumsum(steps[rows])}
+        color = _PALETTE[(number + 3) % len(_PALETTE)]
+        lines.append(_line(part, "total", f"{name} P&L", color, limit, legend="legend2", dash="dash"))
+    return lines
 
 
 def _place_legends(figure: go.Figure) -> None:

@@ -279,6 +279,24 @@ def test_total_pnl_sums_tickers_marked_to_their_latest_fill(tmp_path: pathlib.Pa
     assert list(total.y) == pytest.approx([0, 4, 13.2 + 7 * 4.4, 13.2 + 7 * 4.4])
 
 
+def test_pnl_is_split_by_strategy_once_the_log_has_two(tmp_path: pathlib.Path) -> None:
+    """momentum buys 10 @ 100 and sells them @ 103: +30. mean_rev shorts 5 @ 101 (its open short is
+    marked at its own price: 0). The session's liquidation buys 5 @ 102 (the session's own order: a
+    lone buy marked at its own price, 0). One strategy alone gets no lines of its own."""
+    rows = [
+        fill("AAA", "buy", 10, 100.0, 1, cid="buy_long-1-0000000a-momentum"),
+        fill("AAA", "sell", 5, 101.0, 2, cid="short_sell-1-0000000b-mean_rev", action="short_sell"),
+        fill("AAA", "sell", 10, 103.0, 3, cid="sell_long-1-0000000c-momentum"),
+        fill("AAA", "buy", 5, 102.0, 4, cid="cover_short-1-0000000d", action="cover_short"),
+    ]
+    figure = plot_trade_log(write_log(tmp_path / "log.csv", rows))
+    assert list(trace(figure, "momentum P&L").y) == pytest.approx([0, 30])
+    assert list(trace(figure, "mean_rev P&L").y) == pytest.approx([0])
+    assert list(trace(figure, "session P&L").y) == pytest.approx([0])
+    alone = plot_trade_log(write_log(tmp_path / "alone.csv", [rows[0], rows[2]]))
+    assert not [t.name for t in alone.data if t.name == "momentum P&L"]
+
+
 def test_status_counts_each_order_once_by_final_status(tmp_path: pathlib.Path) -> None:
     figure = plot_trade_log(sample_log(tmp_path / "log.csv"))
     bar = next(t for t in figure.data if t.type == "bar")
