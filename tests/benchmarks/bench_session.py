@@ -5,6 +5,7 @@ Run it as a script (pytest does not collect it):
     python tests/benchmarks/bench_session.py                 # blocks of 100 and 500, start-up, component
     python tests/benchmarks/bench_session.py --repeats 9 --skip-500 --skip-startup
     python tests/benchmarks/bench_session.py --only-blocks --blockpaca    # beside blockpaca 0.1.2
+    python tests/benchmarks/bench_session.py --only-blocks --strategies 4  # the block from 4 strategies
 
 What a user meets, not a component: a started `Session` on `Simulator(latency_ms=25)` — quote feed,
 recorder (trade_updates stream, CSV trade log), execution workers, the dashboard's pump refreshing
@@ -72,6 +73,7 @@ TICKERS = ["AAPL", "MSFT", "TSLA", "NVDA", "SPY"]
 NO_LIMIT = 100_000
 TICK_S = 0.05
 OVER_LIMIT_WINDOW_S = 5.0
+TEAM_LIMITS = {"max_position": 10**9, "max_order_notional": 1e9, "max_gross_exposure": 1e15, "max_daily_loss": 1e12}
 
 
 def block_of(count: int) -> list[dict[str, Any]]:
@@ -249,6 +251,28 @@ class Firing:
         return self.returned.get(timeout=30)
 
 
+class Team:
+    """``--strategies N``: N strategies alongside, each returning its share of the block on its own
+    clock, each with limits (so the risk checks are on the path); the block's clock starts at the
+    first one's return."""
+
+    def __init__(self, count: int) -> None:
+        self.members = [Firing() for _ in range(count)]
+        self.first_tick: float | None = None
+
+    def register(self, session: Session) -> None:
+        for number, member in enumerate(self.members):
+            session.strategy(member, alongside=True, name=f"team_{number}", limits=TEAM_LIMITS)
+
+    def fire(self, count: int) -> float:
+        shares = [count // len(self.members) + (i < count % len(self.members)) for i in range(len(self.members))]
+        for member, share in zip(self.members, shares, strict=True):
+            member.wanted.put(share)
+        returns = [member.returned.get(timeout=30) for member in self.members]
+        self.first_tick = min(m.first_tick or time.time() for m in self.members)
+        return min(returns)
+
+
 class Rows:
     """The kernel's view of the trade log: when each accepted row and each fill reached it."""
 
@@ -268,9 +292,9 @@ class Rows:
 
 
 def started_session(
-    sim: Simulator, folder: str, limit: int | None, workers: int | None, window_s: float = 60.0
+    sim: Simulator, folder: str, limit: int | None, workers: int | None, window_s: float = 60.0, strategies: int = 1
 ) -> tuple[Session, Firing, Rows]:
-    firing = Firing()
+    firing: Any = Firing() if strategies == 1 else Team(strategies)
     session = Session(
         tickers=TICKERS,
         simulator=sim,
@@ -283,7 +307,10 @@ def started_session(
         rate_window_s=window_s,
     )
     rows = Rows(session)
-    session.strategy(firing)
+    if isinstance(firing, Team):
+        firing.register(session)
+    else:
+        session.strategy(firing)
     session.start()
     wait_for(lambda: session.status == "running", 60, "the session to run")
     wait_for(lambda: session.worker_health() and all(w["alive"] for w in session.worker_health()), 60, "workers")
@@ -305,7 +332,7 @@ def run_blocks(args: argparse.Namespace, sim: Simulator, folder: str, count: int
     names = ("first", "last", "log", "cpu", "cpu_raw", "i_first", "i_last", "i_cpu")
     out: dict[str, list[float]] = {name: [] for name in names}
     by_process: list[dict[str, float]] = []
-    session, firing, rows = started_session(sim, folder, NO_LIMIT, args.workers)
+    session, firing, rows = started_session(sim, folder, NO_LIMIT, args.workers, strategies=args.strategies)
     meter = CpuMeter({sim._process.pid} if sim._process else set())
     ideal = IdealClient(sim)
     dashboard = Dashboard(session, autostart=False)
@@ -322,7 +349,7 @@ def run_blocks(args: argparse.Namespace, sim: Simulator, folder: str, count: int
         ideal.close()
         dashboard.pump.stop()
         session.stop(wait=True, timeout=60)
-    report_blocks(count, out, by_process, len(session.worker_health()) or args.workers or 0)
+    report_blocks(count, out, by_process, len(session.worker_health()) or args.workers or 0, args.strategies)
     return out
 
 
@@ -369,9 +396,13 @@ def time_ideal_block(
     out["i_cpu"].append(cpu / count)
 
 
-def report_blocks(count: int, out: dict[str, list[float]], by_process: list[dict[str, float]], workers: int) -> None:
+def report_blocks(
+    count: int, out: dict[str, list[float]], by_process: list[dict[str, float]], workers: int, strategies: int = 1
+) -> None:
     n = len(out["last"])
-    print(f"\n== full path: block of {count} market orders, 25 ms broker latency, {n} repeats, {workers} workers ==")
+    who = "one strategy" if strategies == 1 else f"{strategies} strategies alongside, with limits"
+    print(f"\n== full path: block of {count} market orders from {who}, 25 ms broker latency, {n} repeats, "
+          f"{workers} workers ==")  # fmt: skip
     print("                                 session                       ideal client (same run)")
     print(f"return → first at broker    {spread(out['first']):>28}   {spread(out['i_first']):>28}")
     print(f"return → last at broker     {spread(out['last']):>28}   {spread(out['i_last']):>28}")
@@ -642,6 +673,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=25.0, help="simulated broker latency (default 25)")
     parser.add_argument("--workers", type=int, default=None, help="execution workers (default: for this machine)")
     parser.add_argument("--sizes", type=int, nargs="*", default=[100], help="blocks under the limit (default 100)")
+    parser.add_argument("--strategies", type=int, default=1, help="split each block over N strategies alongside")
     parser.add_argument("--skip-500", action="store_true", help="no block of 500 at the default limit")
     parser.add_argument("--skip-startup", action="store_true", help="no start-up timing")
     parser.add_argument("--skip-component", action="store_true", help="no pool-only line")
