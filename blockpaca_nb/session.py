@@ -338,8 +338,9 @@ class Session:
 
     def strategy_rows(self) -> list[dict[str, Any]]:
         """One row per strategy (and the session's own orders, once it sent any), for the dashboard:
-        name, role (main, alongside or off), every (seconds), state and why, orders sent, positions
-        held, P&L now, and how close it is to its nearest limit (``usage``, 1.0 = at it; ``limit``)."""
+        name, role (main, alongside, off; "session" for its own orders), every (seconds), state
+        ("inactive" when off) and why, orders sent, positions held, P&L now, and how close it is to
+        its nearest limit (``usage``, 1.0 = at it; ``limit``)."""
         marks = self._marks()
         pnl = self.books.pnl(marks)
         main, alongside = self._lineup.main, set(self._lineup.alongside)
@@ -349,11 +350,13 @@ class Session:
             usage, limit = self._risk.usage(slot.name, marks)
             every = slot.every or self.frequency
             book = self.books.book(slot.name)
-            rows.append(_strategy_row(slot.name, role, every, slot.state, slot.state_reason, book))
+            state = slot.state if role != "off" or slot.state != "running" else "inactive"
+            rows.append(_strategy_row(slot.name, role, every, state, slot.state_reason, book))
             rows[-1].update(pnl=pnl.get(slot.name, 0.0), usage=usage, limit=limit)
         own = self.books.book(SESSION_BOOK)
         if own is not None and own.orders:
-            rows.append({**_strategy_row(SESSION_BOOK, "cells", None, "", "", own), "pnl": pnl.get(SESSION_BOOK, 0.0)})
+            row = _strategy_row(SESSION_BOOK, "session", None, "", "", own)  # orders from cells, liquidations
+            rows.append({**row, "pnl": pnl.get(SESSION_BOOK, 0.0)})
         return rows
 
     # ----------------------------------------------------------------- lifecycle

@@ -111,7 +111,7 @@ class QuoteView:
 STRATEGY_FIELDS = ("role", "clock", "state", "orders", "positions", "pnl", "usage", "limit", "bad")
 STRATEGY_COLUMNS: tuple[dict[str, Any], ...] = (
     {"key": "key", "label": "Strategy", "kind": "text", "width": 120},
-    {"key": "role", "label": "Role", "kind": "text", "width": 76, "title": "main, alongside or off"},
+    {"key": "role", "label": "Role", "kind": "text", "width": 76, "title": "main, alongside, off; session: its own"},
     {"key": "clock", "label": "Every", "kind": "text", "width": 56},
     {"key": "state", "label": "State", "kind": "text", "width": 96},
     {"key": "orders", "label": "Orders", "kind": "qty", "width": 56, "title": "orders sent"},

@@ -314,6 +314,8 @@ def started_session(
     session.start()
     wait_for(lambda: session.status == "running", 60, "the session to run")
     wait_for(lambda: session.worker_health() and all(w["alive"] for w in session.worker_health()), 60, "workers")
+    if strategies > 1:  # limits refuse an order with no quote to value it by
+        wait_for(lambda: (session.quotes["ask"] > 0).all(), 60, "a quote for every ticker")
     return session, firing, rows
 
 

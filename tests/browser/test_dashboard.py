@@ -290,6 +290,18 @@ def test_switching_the_strategy_changes_the_active_one(page: Page) -> None:
     assert "2 registered" in page.header("strategy")
 
 
+def test_the_strategies_panel_lists_each_strategy_with_its_role_and_state(page: Page) -> None:
+    """Both registered strategies: the main one running on the session's 1 s clock, the other off (a
+    row "session" follows once the session sent orders of its own, e.g. a liquidation's)."""
+    names = {"buy_then_hold", "hold_only"}
+    rows = wait_until(lambda: names <= set(page.rows("strategies")) and page.rows("strategies"), 30, "both rows")
+    main = page.header("strategy").split()[0]
+    other = ({"buy_then_hold", "hold_only"} - {main}).pop()
+    assert (rows[main]["Role"], rows[main]["Every"], rows[main]["State"]) == ("main", "1 s", "running")
+    assert (rows[other]["Role"], rows[other]["State"]) == ("off", "inactive")
+    assert page.page.query_selector(".bp-btn-kill") and page.page.query_selector(".bp-strategy-target select")
+
+
 def test_chart_draws_pnl_and_fills(page: Page) -> None:
     page.page.select_option(".bp-chart-select select", "AAPL")
     wait_until(lambda: page.page.query_selector(".bp-chart .bp-line-pnl"), 15, "the P&L line")
