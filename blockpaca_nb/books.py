@@ -9,12 +9,13 @@ positions are the sum of the books, which reconciliation compares with the broke
 Three moves are not fills of a strategy's own orders, and each keeps the sum of the books equal to
 what the broker holds and their P&L equal to the account's, to the cent:
 
-- a **liquidation's fill** (the session's ``liquidate``/``cover_short`` orders, which trade the net
-  position) closes the books that hold the position, in name order;
+- a **liquidation's fill** (the session's control orders, tagged ``session`` in their client order
+  ids, which trade the net position) closes the books that hold the position, in name order;
 - **settling**: when the session is flat in a symbol but two books are not (one long, one short: the
   account holds nothing), both are closed against each other at one price; their cash moves sum to 0;
-- **hand-over**: a new main strategy (a swap) takes over the old one's positions at the current price;
-  the old one keeps the P&L it made up to the swap.
+- **hand-over**: a new main strategy (a swap) takes over the old one's positions at the current price
+  (the old one keeps the P&L it made up to the swap), and the fills of the old one's orders still on
+  their way land in the new one's book from then on.
 
 P&L is average-cost, as :mod:`.pnl` computes it from a trade log: realised on what a fill closes,
 unrealised on what is open, marked to the quotes' mid price.
@@ -31,8 +32,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-SESSION_BOOK = "session"  # the book of the session's own orders (no strategy's name can be this)
-LIQUIDATING_ACTIONS = frozenset({"liquidate", "cover_short"})  # the session's closing orders (blockpaca's EOS)
+SESSION_BOOK = "session"  # the book of the session's own orders from cells (no strategy's name can be this)
+CONTROL_TAG = "session"  # what a session liquidation's (and the kill switch's) orders carry in their ids
 HISTORY_POINTS = 20_000
 _NEW_YORK = ZoneInfo("America/New_York")
 
@@ -122,6 +123,7 @@ class Books:
         self._books: dict[str, Book] = {SESSION_BOOK: Book(SESSION_BOOK)}
         self._lock = threading.Lock()
         self._working: dict[str, tuple[str, str, float]] = {}  # client order id -> (book, ticker, signed open qty)
+        self._forward: dict[str, str] = {}  # a book that handed over -> the book that took over
         self.history: deque[tuple[float, str, float]] = deque(maxlen=HISTORY_POINTS)  # (time, book, P&L)
 
     def open(self, name: str, budget: float | None = None) -> Book:
@@ -140,11 +142,51 @@ class Books:
             book = self._books.get(name)
             return book.positions() if book is not None else {}
 
+    def blockpaca_positions(self, name: str) -> list[dict[str, Any]]:
+        """One book's positions in blockpaca's schema (a copy), as ``ctx.get_current_data()`` gives them."""
+        with self._lock:
+            book = self._books.get(name)
+            return book.as_blockpaca() if book is not None else []
+
+    def view(self, name: str | None, marks: Mapping[str, float]) -> BookView:
+        """One book (or, with None, the session's net over every book) as the limits check it: read in
+        one go under the lock, so a fill arriving meanwhile never tears it."""
+        with self._lock:
+            working = self._working_by_side(name)
+            if name is None:
+                positions: dict[str, float] = {}
+                for book in self._books.values():
+                    for ticker, holding in book.holdings.items():
+                        positions[ticker] = positions.get(ticker, 0.0) + holding.quantity
+                pnl = sum(book.pnl(marks) for book in self._books.values())
+                return BookView(positions, *working, pnl, None)
+            book = self._books.get(name)
+            if book is None:
+                return BookView({}, *working, 0.0, None)
+            equity = book.equity(marks) if book.budget is not None else None
+            return BookView(book.positions(), *working, book.pnl(marks), equity)
+
+    def _working_by_side(self, name: str | None) -> tuple[dict[str, float], dict[str, float]]:
+        buys: dict[str, float] = {}
+        sells: dict[str, float] = {}
+        for book, ticker, qty in self._working.values():
+            if name is None or self._resolve(book) == name:
+                side = buys if qty > 0 else sells
+                side[ticker] = side.get(ticker, 0.0) + qty
+        return buys, sells
+
+    def summary(self, name: str) -> tuple[int, int] | None:
+        """(orders sent, symbols held) of a book, or None without one."""
+        with self._lock:
+            book = self._books.get(name)
+            return None if book is None else (book.orders, len(book.holdings))
+
     def names(self) -> list[str]:
         with self._lock:
             return list(self._books)
 
     def book(self, name: str) -> Book | None:
+        """The live book (for tests and single-threaded use; threads read through the methods above)."""
         return self._books.get(name)
 
     # ----------------------------------------------------------------- orders on their way
@@ -155,13 +197,10 @@ class Books:
             self._book_for(book).orders += 1
 
     def working(self, name: str | None = None) -> dict[str, float]:
-        """Signed shares of open orders per ticker, of one book (or of all)."""
-        totals: dict[str, float] = {}
+        """Signed shares of open orders per ticker, of one book (or of all), buys and sells netted."""
         with self._lock:
-            for book, ticker, qty in self._working.values():
-                if name is None or book == name:
-                    totals[ticker] = totals.get(ticker, 0.0) + qty
-        return totals
+            buys, sells = self._working_by_side(name)
+        return {t: buys.get(t, 0.0) + sells.get(t, 0.0) for t in set(buys) | set(sells)}
 
     def _order_moved(self, row: Mapping[str, Any], ended: bool) -> None:
         cid = str(row.get("client_order_id") or "")
@@ -188,15 +227,24 @@ class Books:
                 return
             signed = float(quantity) if row.get("side") == "buy" else -float(quantity)
             ticker, strategy = str(row.get("ticker")), str(row.get("strategy") or "")
-            if not strategy and row.get("action") in LIQUIDATING_ACTIONS:
+            if strategy == CONTROL_TAG:
                 self._close_books(ticker, signed, float(price))
             else:
                 self._book_for(strategy).fill(ticker, signed, float(price))
             if marks is not None:
                 self._sample(marks)
 
+    def _resolve(self, name: str) -> str:
+        """The book that now answers for ``name`` (a main strategy that was swapped out forwards to
+        the one that took over its positions)."""
+        seen = {name}
+        while name in self._forward and self._forward[name] not in seen:
+            name = self._forward[name]
+            seen.add(name)
+        return name
+
     def _book_for(self, name: str) -> Book:
-        name = name or SESSION_BOOK
+        name = self._resolve(name or SESSION_BOOK)
         if name not in self._books:
             self._books[name] = Book(name)
         return self._books[name]
@@ -213,6 +261,22 @@ class Books:
             self._books[name].fill(ticker, take, price)
             left = round(left - take, 9)
 
+    def settle_flat(self, marks: Mapping[str, float]) -> list[tuple[str, str, float, float]]:
+        """Every symbol the session is flat in while books are not: settle it (see :meth:`settle`) at
+        its mark, or at the first holder's average price. Returns (book, ticker, quantity, price)."""
+        with self._lock:
+            held: dict[str, list[Holding]] = {}
+            for book in self._books.values():
+                for ticker, holding in book.holdings.items():
+                    held.setdefault(ticker, []).append(holding)
+        done = []
+        for ticker, holdings in held.items():
+            if abs(sum(h.quantity for h in holdings)) > 1e-9:
+                continue
+            price = marks.get(ticker, holdings[0].avg_price)
+            done += [(name, ticker, quantity, price) for name, quantity in self.settle(ticker, price)]
+        return done
+
     def settle(self, ticker: str, price: float) -> list[tuple[str, float]]:
         """The session is flat in ``ticker`` but books are not (they net to zero): close each at
         ``price``. Returns the (book, quantity) closed; nothing when the books do not net to zero."""
@@ -225,9 +289,12 @@ class Books:
             return holders
 
     def hand_over(self, old: str, new: str, marks: Mapping[str, float]) -> None:
-        """``new`` takes over ``old``'s positions at the current mark (its average price without one)."""
+        """``new`` takes over ``old``'s positions at the current mark (its average price without one),
+        and the fills of ``old``'s orders still on their way from now on."""
         with self._lock:
+            self._forward.pop(new, None)  # a strategy that becomes main again answers for itself
             source, target = self._book_for(old), self._book_for(new)
+            self._forward[old] = new
             for ticker, holding in list(source.holdings.items()):
                 price = marks.get(ticker, holding.avg_price)
                 quantity = holding.quantity
@@ -235,11 +302,13 @@ class Books:
                 target.fill(ticker, quantity, price)
 
     # ----------------------------------------------------------------- views
-    def net(self) -> dict[str, float]:
-        """The session's position per ticker: the sum over the books."""
+    def net(self, without: str | None = None) -> dict[str, float]:
+        """The session's position per ticker: the sum over the books (all, or all but one)."""
         totals: dict[str, float] = {}
         with self._lock:
-            for book in self._books.values():
+            for name, book in self._books.items():
+                if name == without:
+                    continue
                 for ticker, holding in book.holdings.items():
                     totals[ticker] = round(totals.get(ticker, 0.0) + holding.quantity, 9)
         return {ticker: quantity for ticker, quantity in totals.items() if quantity}
@@ -285,6 +354,17 @@ class Books:
         for name, book in self._books.items():
             if book.fills or name != SESSION_BOOK:
                 self.history.append((stamp, name, book.pnl(marks)))
+
+
+@dataclass(frozen=True)
+class BookView:
+    """A book as the limits read it: positions, open orders by side, P&L and (with a budget) equity."""
+
+    positions: dict[str, float]
+    working_buys: dict[str, float]
+    working_sells: dict[str, float]
+    pnl: float
+    equity: float | None
 
 
 def _row(strategy: str, ticker: str, quantity: float, avg: float, realized: float, unrealized: float) -> dict[str, Any]:

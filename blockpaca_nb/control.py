@@ -9,12 +9,12 @@ orders in the rate limiter's priority lane, wait for their outcome — and go ro
 nothing in scope is left, or the user halts it (the Hold button).
 
 Scope ``"session"`` (the default) touches only the session's own orders and the positions its
-fills made (see :mod:`.ledger`), never more than the account holds on that side; ``"account"``
-cancels every open order and closes every position of the account. A liquidation of one strategy
-(``strategy=``) closes that strategy's book with orders that carry its name: first what the account
-holds on that side, then, once that is gone, the rest (another strategy holds the other side, so
-the account's position moves to what the others hold) — Alpaca refuses one order that would flip
-a position.
+fills made (see :mod:`.ledger`): it brings the account back to what it held outside the session,
+never further; ``"account"`` cancels every open order and closes every position of the account. A
+liquidation of one strategy (``strategy=``) closes that strategy's book with orders that carry its
+name, bringing the account to what the other strategies and the outside hold. No closing order
+crosses zero (Alpaca refuses one that would flip a position): the account is closed to zero first,
+the rest follows in the next round.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import BlockpacaError, BrokerError, ConfigurationError
 from .ledger import Ledger
-from .orders import Order, liquidation_orders, strategy_from_client_order_id
+from .orders import Order, liquidation_orders
 from .statuses import ENDED_ORDER_STATUSES
 
 LIQUIDATION_SCOPES = ("session", "account")
@@ -45,37 +45,29 @@ def check_scope(scope: object) -> str:
 
 
 def to_close(
-    wanted: Mapping[str, float], account: Mapping[str, float], pending: Mapping[str, float]
+    wanted: Mapping[str, float],
+    account: Mapping[str, float],
+    pending: Mapping[str, float],
+    keep: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """Signed quantity to close per ticker: what is ``wanted`` closed, never more than the account
-    holds on that side, less what open closing orders (``pending``, signed like the position)
-    already close."""
+    """Signed quantity to close per ticker (signed like the position it closes): what brings the
+    account to what it must ``keep`` (what it held outside the session, and the books not being
+    closed), never more than is ``wanted`` closed, less what open closing orders (``pending``) already
+    close. Never past zero in one order (Alpaca refuses an order that flips a position): the rest goes
+    in the next round. With the account already where it must be (a manual trade closed it, say),
+    nothing is sent: a liquidation never opens what the session cannot account for."""
+    keep = keep or {}
     out: dict[str, float] = {}
     for ticker, quantity in wanted.items():
-        held = account.get(ticker, 0.0)
-        if quantity * held <= 0:
-            continue  # the account holds nothing on that side: nothing of ours to close
-        left = math.copysign(min(abs(quantity), abs(held)), quantity) - pending.get(ticker, 0.0)
-        if left * quantity > _FLAT:
-            out[ticker] = round(left, 9)
-    return out
-
-
-def to_close_book(
-    wanted: Mapping[str, float], account: Mapping[str, float], pending: Mapping[str, float]
-) -> dict[str, float]:
-    """Signed quantity to close per ticker of one strategy's book: what the account holds on the
-    book's side first (one order must not flip the account), the rest once the account holds nothing
-    on that side; less what open closing orders already close."""
-    out: dict[str, float] = {}
-    for ticker, quantity in wanted.items():
+        after_pending = account.get(ticker, 0.0) - pending.get(ticker, 0.0)
+        excess = after_pending - keep.get(ticker, 0.0)  # closing x moves the account by −x
         left = quantity - pending.get(ticker, 0.0)
-        if left * quantity <= _FLAT:
+        if excess * quantity <= _FLAT or left * quantity <= _FLAT:
             continue
-        held = account.get(ticker, 0.0)
-        if held * quantity > 0:
-            left = math.copysign(min(abs(left), abs(held)), quantity)
-        out[ticker] = round(left, 9)
+        amount = math.copysign(min(abs(excess), abs(left)), quantity)
+        if after_pending * amount > 0 and abs(amount) > abs(after_pending):
+            amount = after_pending  # to zero first; the rest opens the other side next round
+        out[ticker] = round(amount, 9)
     return out
 
 
@@ -97,6 +89,8 @@ class Liquidation:
     halted: Callable[[], bool]
     report: Callable[[str], None]
     rate_wait: Callable[[], float]  # seconds until the rate limiter frees a slot
+    keep: Callable[[], Mapping[str, float]] = dict  # what the account must keep (see to_close)
+    strategy_of: Callable[[str], str] = str  # the strategy an order belongs to (exits: their entry's)
     strategy: str = ""  # close only this strategy's book, with orders that carry its name
     sent: list[str] = field(default_factory=list)  # client order ids of the closing orders
     closing_orders: dict[str, Order] = field(default_factory=dict)
@@ -125,8 +119,8 @@ class Liquidation:
         cancelled = self._cancel_open_orders()
         if cancelled:
             self._await_cancels(cancelled)
-        split = to_close_book if self.strategy else to_close
-        closing = split(self._wanted(), self._account_positions(), self._pending())
+        keep = {} if self.scope == "account" else self.keep()
+        closing = to_close(self._wanted(), self._account_positions(), self._pending(), keep)
         if not closing and not self._open_sent():
             return True
         if closing:
@@ -148,7 +142,7 @@ class Liquidation:
             return list(orders)
         mine = [o for o in orders if self.ledger.owns(o.client_order_id)]
         if self.strategy:
-            return [o for o in mine if strategy_from_client_order_id(o.client_order_id) == self.strategy]
+            return [o for o in mine if self.strategy_of(str(o.client_order_id)) == self.strategy]
         return mine
 
     def _cancel_open_orders(self) -> set[str]:

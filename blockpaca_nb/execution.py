@@ -287,10 +287,16 @@ class ExecutionPool:
             self._dispatch(tracked)
         return [item.ticket for item in tracked]
 
-    def withdraw_unsent(self, action: str) -> None:
+    def withdraw_unsent(self, action: str, strategy: str = "") -> None:
         """A control action began: every ordinary ticket not yet sent ends as failed ("not sent:
         withdrawn by {action}"), each with its trade-log row; urgent tickets and those already on the
-        wire go on. Returns at once."""
+        wire go on. With ``strategy``, only that strategy's tickets (its liquidation began). Returns
+        at once."""
+        if strategy:
+            with self._lock:
+                for slot in self._slots:
+                    slot.outgoing.put(Withdraw(action, strategy))
+            return
         with self._lock:
             self._withdrawn_upto = next(self._seq)  # tickets numbered below this were withdrawn
             for slot in self._slots:

@@ -82,12 +82,16 @@ class Lineup:
         self.main: str | None = None
         self.alongside: list[str] = []
         self.version = 0  # bumped by every change the tick loop must see (a new clock, a new set)
+        self.first_state: dict[str, Any] = {}  # ctx.state of the first main strategy (s.state before it)
 
     # ----------------------------------------------------------------- registering
     def register(self, slot: Slot, *, alongside: bool) -> tuple[str | None, Slot]:
         """Add or replace a strategy by name (re-running its cell keeps its state, book and clock) and
         start it: as the main one, or alongside. Returns the main strategy it replaced, if any."""
         old = self.slots.get(slot.name)
+        if old is None and not alongside:  # a new main strategy carries on its predecessor's state
+            main = self.slots.get(self.main) if self.main else None
+            slot.context_state = main.context_state if main is not None else self.first_state
         if old is not None:
             slot.context_state, slot.ticks, slot.ticks_done = old.context_state, old.ticks, old.ticks_done
             slot.call, slot._runner, slot.state, slot.state_reason = old.call, old._runner, old.state, old.state_reason

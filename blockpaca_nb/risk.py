@@ -14,13 +14,14 @@ order against a notional limit the order is refused rather than guessed at.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .books import Books, marks_from, trading_day
+from .books import Books, BookView, marks_from, trading_day
 from .errors import ConfigurationError, show_value
 from .orders import Order
 
@@ -77,52 +78,55 @@ def _checked(key: str, value: object, where: str) -> Any:
 
 
 class Exposure:
-    """What a book (a strategy's, or the session's net) holds and has on its way — shares per ticker,
-    open orders included — valued at the marks once per block and kept up to date order by order, so
-    checking an order costs the same however many positions the book holds."""
+    """What a book (a strategy's, or the session's net) holds and has on its way, to check an order
+    against. Open orders count on their own side only, as if every one on that side filled and none
+    on the other: the worst case for the order checked. Valued at the marks once per block and kept
+    up to date order by order, so checking an order costs the same however many positions are held."""
 
-    def __init__(
-        self,
-        positions: Mapping[str, float],
-        working: Mapping[str, float],
-        marks: Mapping[str, float],
-        pnl_today: float = 0.0,
-        name: str = "",
-        equity: float | None = None,
-    ) -> None:
-        self.shares = dict(positions)
-        for ticker, quantity in working.items():
-            self.shares[ticker] = self.shares.get(ticker, 0.0) + quantity
+    def __init__(self, view: BookView, marks: Mapping[str, float], name: str = "") -> None:
+        self.positions = dict(view.positions)
+        self.buys, self.sells = dict(view.working_buys), dict(view.working_sells)
         self.marks = marks
-        self.pnl_today, self.name, self.equity = pnl_today, name, equity
-        self.unpriced = {t for t, q in self.shares.items() if q and t not in marks}
-        self.gross = sum(abs(q) * marks[t] for t, q in self.shares.items() if t in marks)
+        self.pnl_today, self.name, self.equity = view.pnl, name, view.equity
+        tickers = set(self.positions) | set(self.buys) | set(self.sells)
+        self.unpriced = {t for t in tickers if self._worst(t) and t not in marks}
+        self.gross = sum(self._worst(t) * marks[t] for t in tickers if t in marks)
 
-    def held(self, ticker: str) -> float:
-        return self.shares.get(ticker, 0.0)
+    def held(self, ticker: str, signed_qty: float) -> float:
+        """The position if every open order on the side of ``signed_qty`` filled."""
+        side = self.buys if signed_qty > 0 else self.sells
+        return self.positions.get(ticker, 0.0) + side.get(ticker, 0.0)
+
+    def _worst(self, ticker: str, extra: float = 0.0) -> float:
+        """The largest the position in ``ticker`` can get, in shares, with ``extra`` more on its way."""
+        position = self.positions.get(ticker, 0.0)
+        buys = self.buys.get(ticker, 0.0) + max(extra, 0.0)
+        sells = self.sells.get(ticker, 0.0) + min(extra, 0.0)
+        return max(abs(position + buys), abs(position + sells))
 
     def gross_after(self, item: Priced) -> float | None:
-        """Longs plus shorts in dollars with ``item`` filled (its symbol at the order's price); None
-        when a position has no quote to value it by."""
+        """Longs plus shorts in dollars (each symbol at its worst) with ``item`` on its way too, its
+        symbol at the order's price; None when a position has no quote to value it by."""
         ticker = item.order.ticker
         if self.unpriced - {ticker}:
             return None
-        before, after = self.held(ticker), self.held(ticker) + item.signed_qty
         price = item.price or self.marks.get(ticker)
+        worst = self._worst(ticker, item.signed_qty)
         if price is None:
-            return None if after else self.gross
-        return self.gross - abs(before) * self.marks.get(ticker, 0.0) + abs(after) * price
+            return None if worst else self.gross
+        return self.gross - self._worst(ticker) * self.marks.get(ticker, 0.0) + worst * price
 
     def add(self, item: Priced) -> None:
         """``item`` passed: it counts as on its way for the orders after it."""
         ticker = item.order.ticker
-        before = self.held(ticker)
-        after = self.shares[ticker] = before + item.signed_qty
+        before = self._worst(ticker)
+        side = self.buys if item.signed_qty > 0 else self.sells
+        side[ticker] = side.get(ticker, 0.0) + item.signed_qty
         mark = self.marks.get(ticker)
         if mark is None:
-            (self.unpriced.add if after else self.unpriced.discard)(ticker)
+            (self.unpriced.add if self._worst(ticker) else self.unpriced.discard)(ticker)
         else:
-            self.gross += (abs(after) - abs(before)) * mark
+            self.gross += (self._worst(ticker) - before) * mark
 
 
 @dataclass(frozen=True)
@@ -139,11 +143,13 @@ class Priced:
 
 
 def priced(order: Order, quote: Mapping[str, float] | None) -> Priced:
-    """The order's shares and the price its notional limits use (its limit, else the touch it would take)."""
+    """The order's shares and the price its notional limits use: the higher of its own price (limit or
+    stop) and the touch it would take — a sell limit far below the bid is worth the bid, not its limit."""
     touch = None
     if quote:
         touch = quote.get("ask" if order.side == "buy" else "bid") or quote.get("bid" if order.side == "buy" else "ask")
-    price = order.limit_price or order.stop_price or touch or None
+    own = order.limit_price or order.stop_price
+    price = max(own or 0.0, touch or 0.0) or None
     if order.quantity is not None:
         shares = float(order.quantity)
     elif order.notional is not None and price:
@@ -169,10 +175,14 @@ class RiskGate:
         self.breached = ""  # the breach that changed this scope's state, once it happened
 
     def refusal(self, item: Priced, exposure: Exposure, marks: Mapping[str, float], *, reduce_only: bool) -> str:
-        """Why ``item`` may not go ("" when it may): the first rule it would break."""
-        if reduce_only and not _shrinks(item, exposure):
+        """Why ``item`` may not go ("" when it may): the first rule it would break. Once the daily loss
+        crossed its limit, only orders that shrink a position pass, whatever the strategy's state."""
+        if (reduce_only or self.breached) and not _shrinks(item, exposure):
             why = self.breached or "a limit was crossed"
-            return f"{self.scope} is reduce-only ({why}): only orders that shrink a position pass"
+            mode = "halted" if self.breached and self.limits.on_breach == "halt" else "reduce-only"
+            return f"{self.scope} is {mode} ({why}): only orders that shrink a position pass"
+        if _shrinks(item, exposure):
+            return self._rate(item, exposure, marks)  # an exit is never refused by a size limit
         for rule in (self._order_notional, self._position, self._position_notional, self._gross, self._rate):
             why = rule(item, exposure, marks)
             if why:
@@ -201,7 +211,7 @@ class RiskGate:
 
     def _position(self, item: Priced, exposure: Exposure, marks: Mapping[str, float]) -> str:
         cap = self.limits.max_position
-        after = exposure.held(item.order.ticker) + item.signed_qty
+        after = exposure.held(item.order.ticker, item.signed_qty) + item.signed_qty
         if cap is None or abs(after) <= cap + 1e-9 or _shrinks(item, exposure):
             return ""
         return f"max_position: {item.order.ticker} would be {after:g} shares > {cap:g}"
@@ -213,7 +223,7 @@ class RiskGate:
         price = item.price or marks.get(item.order.ticker)
         if price is None:
             return f"max_position_notional: no quote for {item.order.ticker} to value the order by"
-        value = abs(exposure.held(item.order.ticker) + item.signed_qty) * price
+        value = abs(exposure.held(item.order.ticker, item.signed_qty) + item.signed_qty) * price
         return (
             f"max_position_notional: {item.order.ticker} would be {value:,.2f} > {cap:,.2f}"
             if value > cap + 1e-6
@@ -244,8 +254,9 @@ class RiskGate:
 
 
 def _shrinks(item: Priced, exposure: Exposure) -> bool:
-    """An order that only reduces the position it trades is never refused by a size limit."""
-    return reduces(exposure.held(item.order.ticker), item.signed_qty)
+    """An order that only reduces the position it trades, even if every open order on its side
+    filled first: never refused by a size limit."""
+    return reduces(exposure.held(item.order.ticker, item.signed_qty), item.signed_qty)
 
 
 @dataclass
@@ -264,9 +275,14 @@ class RiskDesk:
         self.session = RiskGate("session", session_limits) if session_limits else None
         self.gates: dict[str, RiskGate] = {}
         self.budgets: dict[str, float] = {}
+        self.lock = threading.RLock()  # one block's check, and the caller's send, at a time
 
     def set(self, strategy: str, limits: Limits | None, budget: float | None) -> None:
         """A strategy's limits and budget (re-registering it replaces them; its order count stays)."""
+        with self.lock:
+            self._set(strategy, limits, budget)
+
+    def _set(self, strategy: str, limits: Limits | None, budget: float | None) -> None:
         old = self.gates.pop(strategy, None)
         if limits is not None:
             gate = self.gates[strategy] = RiskGate(f"strategy {strategy}", limits)
@@ -286,7 +302,8 @@ class RiskDesk:
         self, orders: list[Order], book: str, quotes: Mapping[str, Mapping[str, float]], *, reduce_only: bool
     ) -> Screened:
         """Check each order against its strategy's limits and budget, then the session's; the orders
-        earlier in the block count as working for the later ones."""
+        earlier in the block count as working for the later ones. The caller holds :attr:`lock` until
+        the orders that passed are recorded as on their way (or two blocks could pass one limit)."""
         gate, session = self.gates.get(book), self.session
         if gate is None and session is None and book not in self.budgets:
             return Screened(list(orders), [])
@@ -347,13 +364,7 @@ class RiskDesk:
         return ""
 
     def _exposure(self, book: str | None, marks: Mapping[str, float]) -> Exposure:
-        if book is None:
-            return Exposure(self.books.net(), self.books.working(), marks, sum(self.books.pnl(marks).values()))
-        held = self.books.book(book)
-        if held is None:
-            return Exposure({}, self.books.working(book), marks, 0.0, book, self.budgets.get(book))
-        equity = held.equity(marks) if book in self.budgets else None
-        return Exposure(held.positions(), self.books.working(book), marks, held.pnl(marks), book, equity)
+        return Exposure(self.books.view(book, marks), marks, book or "")
 
     def usage(self, strategy: str, marks: Mapping[str, float]) -> tuple[float | None, str]:
         """How close a strategy is to its nearest limit (1.0: at it) and which limit that is; (None, "")
@@ -362,8 +373,9 @@ class RiskDesk:
         if gate is None and budget is None:
             return None, ""
         own = self._exposure(strategy, marks)
-        shares = own.shares
-        values = {t: abs(q) * marks.get(t, 0.0) for t, q in shares.items()}
+        tickers = set(own.positions) | set(own.buys) | set(own.sells)
+        shares = {t: own._worst(t) for t in tickers}
+        values = {t: q * marks.get(t, 0.0) for t, q in shares.items()}
         found: list[tuple[float, str]] = []
         if budget is not None:
             found.append((sum(values.values()) / max(own.equity or budget, 1e-9), "budget"))
@@ -377,7 +389,9 @@ class RiskDesk:
         found: list[tuple[str | None, str, str]] = []
         today = trading_day()
         pnl = self.books.today(marks, today)
-        for name, gate in self.gates.items():
+        with self.lock:
+            gates = list(self.gates.items())
+        for name, gate in gates:
             why = "" if gate.breached else gate.loss_breach(pnl.get(name, 0.0))
             if why:
                 gate.breached = why
@@ -401,7 +415,7 @@ def _usages(
     if limits.max_gross_exposure:
         found.append((sum(values.values()) / limits.max_gross_exposure, "max_gross_exposure"))
     if limits.max_orders_per_minute:
-        recent = sum(1 for t in gate._sent if t > time.monotonic() - WINDOW_S)
+        recent = sum(1 for t in list(gate._sent) if t > time.monotonic() - WINDOW_S)
         found.append((recent / limits.max_orders_per_minute, "max_orders_per_minute"))
     if limits.max_daily_loss:
         found.append((max(0.0, -pnl) / limits.max_daily_loss, "max_daily_loss"))

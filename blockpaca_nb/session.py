@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import broker as broker_mod
 from . import running
-from .books import SESSION_BOOK, marks_from
+from .books import CONTROL_TAG, SESSION_BOOK, marks_from
 from .broker_calls import BrokerCalls
 from .config import SessionConfig, eos_action
 from .control import Liquidation, check_scope, refuse_while
@@ -43,7 +43,7 @@ from .execution import ExecutionPool
 from .feed import start_feed
 from .ledger import Ledger
 from .lineup import Lineup, Slot, strategy_name
-from .orders import Order, parse_block
+from .orders import Order, parse_block, strategy_from_client_order_id
 from .preflight import PROBE_TIMEOUT, Plan, account_dict, check_broker, data_plan_warning
 from .processes import SpawnProcess, sigint_blocked, start_janitor, stop_child, stop_janitor
 from .quotes import QuoteBook
@@ -185,7 +185,6 @@ class Session:
         self._target = broker_mod.resolve(mode, api_key, secret_key, simulator, urls, self.tickers)
         self.mode = self._target.mode
         self._lineup = Lineup()  # the strategies: the main one, the ones alongside, their clocks
-        self.state: dict[str, Any] = {}  # the main strategy's ctx.state (it carries over swaps)
         self.ledger = Ledger()  # the session's orders and the positions their fills made
         self.books = self.ledger.books  # the same, by strategy
         self.limits = Limits.from_mapping(limits, "limits")
@@ -194,6 +193,7 @@ class Session:
         self._last_sample = 0.0
         self._marked: dict[str, float] = {}  # the last mid prices read (see _marks)
         self._marks_at = -1.0
+        self._strategy_liquidations: dict[str, tuple[threading.Thread, threading.Event]] = {}
         self.portfolio = self.ledger.positions
         self.account_positions_seen: list[dict[str, Any]] = []  # the account's, at the last look
         self._reconciler = Reconciler()  # the ledger against the broker (see reconcile.py)
@@ -318,6 +318,12 @@ class Session:
         self._wake.set()
 
     @property
+    def state(self) -> dict[str, Any]:
+        """The main strategy's ``ctx.state`` (it carries over swaps; a strategy alongside has its own)."""
+        main = self._lineup.main
+        return self._lineup.slots[main].context_state if main else self._lineup.first_state
+
+    @property
     def strategies(self) -> list[str]:
         """Every registered strategy's name."""
         return list(self._lineup.slots)
@@ -349,12 +355,12 @@ class Session:
             role = "main" if slot.name == main else "alongside" if slot.name in alongside else "off"
             usage, limit = self._risk.usage(slot.name, marks)
             every = slot.every or self.frequency
-            book = self.books.book(slot.name)
+            counts = self.books.summary(slot.name) or (0, 0)
             state = slot.state if role != "off" or slot.state != "running" else "inactive"
-            rows.append(_strategy_row(slot.name, role, every, state, slot.state_reason, book))
+            rows.append(_strategy_row(slot.name, role, every, state, slot.state_reason, counts))
             rows[-1].update(pnl=pnl.get(slot.name, 0.0), usage=usage, limit=limit)
-        own = self.books.book(SESSION_BOOK)
-        if own is not None and own.orders:
+        own = self.books.summary(SESSION_BOOK)
+        if own is not None and own[0]:
             row = _strategy_row(SESSION_BOOK, "session", None, "", "", own)  # orders from cells, liquidations
             rows.append({**row, "pnl": pnl.get(SESSION_BOOK, 0.0)})
         return rows
@@ -447,6 +453,7 @@ class Session:
         # supervised from here on: a recorder may die while it starts
         self._spawn_thread(lambda: self._supervisor.run(self._closing), "blockpaca-supervisor")
         self._look_at_account_positions()
+        self._reconciler.start(self.account_positions_seen)  # the account before the session's first order
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         self._await_recorder()
         self._pool.wait_ready(READY_TIMEOUT_S)  # a worker still booting holds the first block back
@@ -541,7 +548,7 @@ class Session:
             if not self._paused.is_set():
                 for slot in self._lineup.due_now(self.frequency):
                     self._tick(slot)
-            self.skipped_ticks = sum(slot.skipped + slot.overruns for slot in self._lineup.slots.values())
+            self.skipped_ticks = sum(slot.skipped + slot.overruns for slot in list(self._lineup.slots.values()))
 
     def _wait_until(self, due: float, version: int | None = None) -> str:
         """Sleep until monotonic time `due`; say why it woke: "due", "stop", "command" (one is
@@ -611,8 +618,6 @@ class Session:
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         try:
             self.account_info = self._rest(lambda c: account_dict(c.get_account()))
-            if self._reconciler.outside is None:  # the account before the session's first order
-                self._reconciler.start(self.account_positions_seen)
 
             def account_positions() -> list[dict[str, Any]]:
                 self._look_at_account_positions()
@@ -668,10 +673,12 @@ class Session:
             return []
         quotes = self._book.bid_ask() if self._book else {}
         reduce_only = slot is not None and slot.state == "reduce_only"
-        screened = self._risk.screen(valid, strategy or SESSION_BOOK, quotes, reduce_only=reduce_only)
+        with self._risk.lock:  # checked and recorded as on its way together: two blocks never pass one limit
+            screened = self._risk.screen(valid, strategy or SESSION_BOOK, quotes, reduce_only=reduce_only)
+            sent = self._send(screened.passed, strategy=strategy)
         for order, why in screened.refused:
             self._refused(order, why, strategy)
-        return self._send(screened.passed, strategy=strategy)
+        return sent
 
     def _send(self, orders: list[Order], *, urgent: bool = False, strategy: str = "") -> list[str]:
         """Hand orders to the pool; their client ids become the session's (and count toward their
@@ -681,10 +688,12 @@ class Session:
         if self._pool is None:
             raise BlockpacaError("the session is not started: call start() before submitting orders")
 
+        marks = self._marks() if any(order.quantity is None for order in orders) else {}
+
         def claim(client_order_ids: list[str]) -> None:
             self.ledger.claim(client_order_ids)
             for cid, order in zip(client_order_ids, orders, strict=True):
-                shares = float(order.quantity or 0.0)
+                shares = _shares(order, marks)
                 self.books.sent(cid, strategy or SESSION_BOOK, order.ticker, shares if order.side == "buy" else -shares)
 
         with self._lock:
@@ -724,14 +733,13 @@ class Session:
 
     def _context_for(self, slot: Slot | None) -> Context:
         name = slot.name if slot is not None else ""
-        main = slot is None or slot.name == self._lineup.main
         return Context(
             get_current_data=lambda: self._current_data(name),
             submit_order=lambda orders: self.submit(orders, strategy=name),
             shm_meta=self._book.meta if self._book else {},
             result_queue=None,  # results reach the session, the log and the dashboard by themselves
             command_queue=self._commands,
-            state=self.state if main or slot is None else slot.context_state,
+            state=slot.context_state if slot is not None else self._lineup.first_state,
             bars=self.bars,
             account=lambda: self._rest(lambda c: account_dict(c.get_account())),
             account_positions=self._account_net_positions,
@@ -741,8 +749,7 @@ class Session:
     def _current_data(self, strategy: str) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
         """blockpaca's (quotes, positions): the strategy's own positions (its book's)."""
         quotes = self._book.bid_ask() if self._book else {}
-        book = self.books.book(strategy or SESSION_BOOK)
-        return quotes, book.as_blockpaca() if book is not None else []
+        return quotes, self.books.blockpaca_positions(strategy or SESSION_BOOK)
 
     def _account_net_positions(self) -> list[dict[str, Any]]:
         """The session's positions plus what the account held outside the session, from the kernel."""
@@ -814,7 +821,10 @@ class Session:
         marks = self._marks() if filled else None
         self.ledger.apply(row, marks)  # first: whoever sees the order final sees its fill in the positions
         if filled:
-            self._look_at_risk(marks)
+            try:
+                self._look_at_risk(marks)
+            except Exception as err:  # loud; the rows keep coming
+                self.errors.append(_error("limits", err))
         known = self.orders.get(cid)
         if cid and not (row.get("type") == "submission" and known and known.get("type") == "execution"):
             self.orders[cid] = row  # a submit answer never overrides what the stream already said
@@ -840,14 +850,31 @@ class Session:
             return
         if self.status in ("created", *ENDED_SESSION_STATES):
             raise BlockpacaError(f"cannot liquidate {strategy}: the session is {self.status}")
-        slot = self._lineup.require(strategy)
+        self._lineup.require(strategy)
         self._set_state(strategy, "paused", "liquidated by the user")
-        slot.run(self._liquidate_strategy, strategy)
+        if self._pool is not None:
+            self._pool.withdraw_unsent(f"liquidate {strategy}", strategy)
+        stop = threading.Event()
+        thread = threading.Thread(target=self._liquidate_strategy, args=(strategy, stop), daemon=True)
+        with self._lock:
+            self._halt_strategy_liquidations(strategy)  # a second press replaces the first
+            self._strategy_liquidations[strategy] = (thread, stop)
+        thread.start()
+
+    def _halt_strategy_liquidations(self, only: str | None = None, wait_s: float = 0.0) -> None:
+        """Halt running liquidations of single strategies (all, or one): Hold halts them, and the kill
+        switch and the end of the session take over from them."""
+        for name, (thread, stop) in list(self._strategy_liquidations.items()):
+            if only is None or name == only:
+                stop.set()
+                if wait_s and thread is not threading.current_thread():
+                    thread.join(wait_s)
 
     def hold(self) -> None:
         """Keep every position as it is; strategy orders are refused until resume(). Also halts a
-        running liquidation where it is."""
+        running liquidation where it is (and any of a single strategy)."""
         self._halt.set()
+        self._halt_strategy_liquidations()
         self._command("hold")
 
     def run_custom_eos(self, fn: Strategy | None = None) -> None:
@@ -902,7 +929,9 @@ class Session:
         for strategy, why, state in self._risk.loss_breaches(marks):
             names = [strategy] if strategy else list(self._lineup.slots)
             for name in names:
-                if name in self._lineup.slots and self._lineup.slots[name].state != "halted":
+                slot = self._lineup.slots.get(name)
+                # a limit only ever stops a strategy further: never restarts one the user paused
+                if slot is not None and (slot.state == "running" or (slot.state == "paused" and state == "halted")):
                     self._set_state(name, state, why)
             scope = f"strategy {strategy}" if strategy else "session"
             self.errors.append(error_event("limits", f"{scope}: {why}; now {state.replace('_', '-')}"))
@@ -946,22 +975,13 @@ class Session:
                 self._halt.clear()
         if self._pool is not None:
             self._pool.withdraw_unsent(name)
+        if name != "hold":  # hold() halted them when pressed (not one started after it)
+            self._halt_strategy_liquidations(wait_s=5.0)  # this action takes over: never two at once
 
     def _liquidate(self, scope: str) -> None:
         before, self.status = self.status, "liquidating"
-        assert self._control_calls is not None and self._limiter is not None
-        limiter = self._limiter
-        flat = Liquidation(
-            scope=scope,
-            ledger=self.ledger,
-            rest=self._control_calls,
-            send=lambda orders: self._send(orders, urgent=True),
-            status_of=lambda cid: (self.orders.get(cid) or {}).get("status"),
-            say=self._say,
-            halted=self._halt.is_set,
-            report=lambda reason: self.errors.append(error_event("liquidate", reason)),
-            rate_wait=limiter.free_in,
-        ).run()
+        keep = self._outside
+        flat = self._liquidation(scope, self._halt.is_set, keep, CONTROL_TAG, "liquidate").run()
         if not flat:
             self.errors.append(error_event("liquidate", "halted by Hold before the session was flat"))
         elif scope == "account":  # the account is flat: nothing is outside the session, nor in it
@@ -973,22 +993,44 @@ class Session:
         if self.status == "liquidating":
             self.status = before
 
-    def _liquidate_strategy(self, name: str) -> None:
-        """Close one strategy's book (its own thread), in the priority lane, until flat or Hold."""
+    def _liquidation(
+        self, scope: str, halted: Callable[[], bool], keep: Callable[[], Mapping[str, float]], tag: str, where: str
+    ) -> Liquidation:
+        """A liquidation in the priority lane; its orders carry ``tag`` (the strategy whose book it
+        closes, or the session's control tag)."""
         assert self._control_calls is not None and self._limiter is not None
+        return Liquidation(
+            scope=scope,
+            strategy="" if tag == CONTROL_TAG else tag,
+            keep=keep,
+            strategy_of=lambda cid: (self.orders.get(cid) or {}).get("strategy") or strategy_from_client_order_id(cid),
+            ledger=self.ledger,
+            rest=self._control_calls,
+            send=lambda orders: self._send(orders, urgent=True, strategy=tag),
+            status_of=lambda cid: (self.orders.get(cid) or {}).get("status"),
+            say=self._say,
+            halted=halted,
+            report=lambda reason: self.errors.append(error_event(where, reason)),
+            rate_wait=self._limiter.free_in,
+        )
+
+    def _outside(self) -> dict[str, float]:
+        """What the account held outside the session (measured at the start; moved by reconciliation)."""
+        return dict(self._reconciler.outside or {})
+
+    def _liquidate_strategy(self, name: str, stop: threading.Event) -> None:
+        """Close one strategy's book (its own thread), in the priority lane, until flat or halted: the
+        account goes to what the other strategies and the outside hold, never further."""
+
+        def keep() -> dict[str, float]:
+            kept = self._outside()
+            for ticker, quantity in self.books.net(without=name).items():
+                kept[ticker] = kept.get(ticker, 0.0) + quantity
+            return kept
+
+        halted = lambda: stop.is_set() or self._closing.is_set()  # noqa: E731
         try:
-            flat = Liquidation(
-                scope="session",
-                strategy=name,
-                ledger=self.ledger,
-                rest=self._control_calls,
-                send=lambda orders: self._send(orders, urgent=True, strategy=name),
-                status_of=lambda cid: (self.orders.get(cid) or {}).get("status"),
-                say=self._say,
-                halted=lambda: self._halt.is_set() or self._closing.is_set(),
-                report=lambda reason: self.errors.append(error_event(f"liquidate {name}", reason)),
-                rate_wait=self._limiter.free_in,
-            ).run()
+            flat = self._liquidation("session", halted, keep, name, f"liquidate {name}").run()
         except Exception as err:  # loud; the strategy stays paused
             self.errors.append(_error(f"liquidate {name}", err))
             return
@@ -998,13 +1040,8 @@ class Session:
     def _settle_books(self) -> None:
         """The session is flat; books that still hold opposite positions in a symbol (one strategy
         long, another short: the account holds nothing) are closed against each other."""
-        marks = self._marks()
-        net = self.books.net()
-        for ticker in self.books.held_tickers() - set(net):
-            book = next(b for name in self.books.names() if (b := self.books.book(name)) and ticker in b.holdings)
-            price = marks.get(ticker, book.holdings[ticker].avg_price)
-            for name, quantity in self.books.settle(ticker, price):
-                self._say(f"settled {quantity:g} {ticker} of {name} inside the session at {price:.2f}")
+        for name, ticker, quantity, price in self.books.settle_flat(self._marks()):
+            self._say(f"settled {quantity:g} {ticker} of {name} inside the session at {price:.2f}")
 
     def _say(self, text: str) -> None:
         self.activity = text
@@ -1248,19 +1285,29 @@ def _error(where: str, err: BaseException) -> ErrorEvent:
     return error_event(where, scrub_text(f"{type(err).__name__}: {err}"))
 
 
-def _strategy_row(name: str, role: str, every: float | None, state: str, reason: str, book: Any) -> dict[str, Any]:
+def _strategy_row(
+    name: str, role: str, every: float | None, state: str, reason: str, counts: tuple[int, int]
+) -> dict[str, Any]:
     return {
         "name": name,
         "role": role,
         "every": every,
         "state": state,
         "reason": reason,
-        "orders": book.orders if book is not None else 0,
-        "positions": len(book.holdings) if book is not None else 0,
+        "orders": counts[0],
+        "positions": counts[1],
         "pnl": 0.0,
         "usage": None,
         "limit": "",
     }
+
+
+def _shares(order: Order, marks: Mapping[str, float]) -> float:
+    """The shares an order is for: its quantity, or its notional at the mid (0 without a quote)."""
+    if order.quantity is not None:
+        return float(order.quantity)
+    mark = marks.get(order.ticker)
+    return float(order.notional or 0.0) / mark if mark else 0.0
 
 
 def _check_budget(budget: object) -> None:

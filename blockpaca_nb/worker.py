@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import retry
 from .errors import ConfigurationError
 from .events import Outcome, TicketFields, failed
-from .orders import Order
+from .orders import Order, strategy_from_client_order_id
 from .processes import child_setup, configure_child_logging
 from .ratelimit import GRANTED, RateLimiter, per_window
 from .scrub import scrub_text, scrubbed_logger
@@ -70,9 +70,11 @@ as often): longer than any pause a busy machine gives a worker."""
 @dataclass(frozen=True)
 class Withdraw:
     """The pool's message to a worker: drop every ordinary ticket not yet sent (a control action
-    began); tickets in the priority lane and those already on the wire go on."""
+    began), or only those of one strategy; tickets in the priority lane and those already on the
+    wire go on."""
 
     action: str
+    strategy: str = ""
 
 
 _DUPLICATE_ID = "client_order_id must be unique"
@@ -257,7 +259,7 @@ class _Submitter:
         self.orders_url = f"{connection.endpoints.trading}/v2/orders"
         self.by_client_id_url = f"{connection.endpoints.trading}/v2/orders:by_client_order_id"
         self.tasks: set[asyncio.Task[None]] = set()
-        self.unsent: dict[int, tuple[asyncio.Task[None], int]] = {}  # seq -> (task, place in line)
+        self.unsent: dict[int, tuple[asyncio.Task[None], int, str]] = {}  # seq -> (task, place, strategy)
         self.withdrawn: dict[int, str] = {}  # seq -> why it will not be sent
         self.in_flight = asyncio.Semaphore(settings.max_in_flight)
         self.stopping = False
@@ -274,7 +276,7 @@ class _Submitter:
         try:
             while (message := await incoming.get()) != STOP:
                 if isinstance(message, Withdraw):
-                    self._withdraw(message.action)
+                    self._withdraw(message.action, message.strategy)
                     continue
                 await self._take(message)
             await self._wind_down()
@@ -324,7 +326,7 @@ class _Submitter:
     def _start(self, job: _Job) -> None:
         task = asyncio.create_task(self._execute(job))
         self.tasks.add(task)
-        self.unsent[job.ticket.seq] = (task, job.place)
+        self.unsent[job.ticket.seq] = (task, job.place, strategy_from_client_order_id(job.ticket.client_order_id))
         task.add_done_callback(lambda done, job=job: self._done(done, job))  # type: ignore[misc]
 
     def _done(self, task: asyncio.Task[None], job: _Job) -> None:
@@ -344,17 +346,18 @@ class _Submitter:
             reason = self.withdrawn.pop(job.ticket.seq, NOT_SENT)
             self._emit({**failed(reason, 0), **ticket_fields(job.ticket), "time": time.time(), "latency_ms": 0.0})
 
-    def _withdraw(self, action: str) -> None:
-        """A control action began: ordinary tickets still waiting for a slot end unsent."""
-        for seq, (task, place) in list(self.unsent.items()):
-            if place >= 0:
+    def _withdraw(self, action: str, strategy: str = "") -> None:
+        """A control action began: ordinary tickets still waiting for a slot end unsent (only the
+        strategy's, when one is named)."""
+        for seq, (task, place, sender) in list(self.unsent.items()):
+            if place >= 0 and (not strategy or sender == strategy):
                 self.withdrawn[seq] = WITHDRAWN.format(action=action)
                 task.cancel()
 
     async def _wind_down(self) -> None:
         """Stop: tickets not yet sent end as failed at once; the ones on the wire finish."""
         self.stopping = True
-        for task, _place in self.unsent.values():
+        for task, _place, _strategy in self.unsent.values():
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.holding is not None:

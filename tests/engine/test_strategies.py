@@ -333,3 +333,79 @@ def test_liquidating_one_strategy_closes_its_book_and_leaves_the_others(sim: Sim
         assert sorted(float(o["qty"]) for o in closing) == [4.0, 6.0]  # never one order that flips the account
     finally:
         session.stop(wait=True, timeout=60)
+
+
+def test_liquidating_a_strategy_never_opens_what_a_manual_trade_already_closed(sim: Simulator, tmp_path: Path) -> None:
+    session = started(make_session(sim, tmp_path))
+    try:
+        session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="alone")
+        wait_for(lambda: book(session, "alone") == {"AAPL": 10.0}, 30, "the buy in the book")
+        from alpaca.trading.client import TradingClient
+        from alpaca.trading.requests import MarketOrderRequest
+
+        manual = TradingClient(sim.api_key, sim.secret_key, url_override=sim.urls["trading"])
+        manual.submit_order(MarketOrderRequest(symbol="AAPL", qty=10, side="sell", time_in_force="day"))
+        wait_for(lambda: held(sim, "AAPL") == 0, 30, "the manual sell")
+        session.liquidate(strategy="alone")
+        wait_for(lambda: "liquidate alone" in str(list(session.errors)) or session.activity == "", 30)
+        wait_for(lambda: not session._strategy_liquidations["alone"][0].is_alive(), 30, "the liquidation to end")
+        assert held(sim, "AAPL") == 0  # nothing sold short on the strategy's behalf
+        assert [o for o in tagged(sim, "alone") if o["side"] == "sell"] == []
+    finally:
+        session.stop(wait=True, timeout=60)
+
+
+def test_liquidating_a_strategy_cancels_its_brackets_exits_and_works_after_a_hold(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    session = started(make_session(sim, tmp_path))
+    try:
+        bid = float(session.quotes.loc["AAPL", "bid"])
+        entry = {**market("AAPL", "buy", 10), "take_profit": round(bid * 1.5, 2), "stop_loss": round(bid * 0.5, 2)}
+        session.strategy(once(entry), alongside=True, name="bracketed")
+        wait_for(lambda: book(session, "bracketed") == {"AAPL": 10.0}, 30, "the entry filled")
+        wait_for(lambda: len([o for o in sim.orders() if o["status"] in ("new", "held")]) == 2, 30, "the exits")
+        session.hold()
+        session.resume()
+        session.liquidate(strategy="bracketed")
+        wait_for(lambda: held(sim, "AAPL") == 0, 30, "the strategy's position closed")
+        wait_for(lambda: book(session, "bracketed") == {}, 30, "its book flat")
+        assert not [o for o in sim.orders() if o["status"] in ("new", "held", "accepted", "pending_cancel")]
+    finally:
+        session.stop(wait=True, timeout=60)
+
+
+def test_a_loss_limit_never_restarts_a_strategy_the_user_paused(sim: Simulator, tmp_path: Path) -> None:
+    session = started(make_session(sim, tmp_path))
+    try:
+        session.strategy(idle, alongside=True, name="paused_one", limits={"max_daily_loss": 0.01})
+        session.pause("paused_one")
+        session.submit(market("AAPL", "buy", 10), strategy="paused_one")  # its last call's order, still sent
+        wait_for(lambda: any("max_daily_loss" in str(e) for e in session.errors), 30, "the breach")
+        assert session.strategy_state("paused_one") == "paused"
+        assert session.submit(market("AAPL", "buy", 1), strategy="paused_one") == []  # the breach still holds
+    finally:
+        session.stop(wait=True, timeout=60)
+
+
+def test_two_threads_never_pass_one_session_limit_together(sim: Simulator, tmp_path: Path) -> None:
+    session = started(make_session(sim, tmp_path, limits={"max_position": 100}))
+    try:
+        for name in ("one", "two"):
+            session.strategy(idle, alongside=True, name=name)
+        start = threading.Barrier(2)
+        sent: dict[str, list[str]] = {}
+
+        def send(name: str) -> None:
+            start.wait()
+            sent[name] = session.submit([market("AAPL", "buy", 80)], strategy=name)
+
+        threads = [threading.Thread(target=send, args=(name,)) for name in ("one", "two")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(len(ids) for ids in sent.values()) == [0, 1]
+        wait_for(lambda: held(sim, "AAPL") == 80, 30, "only one block at the broker")
+    finally:
+        session.stop(wait=True, timeout=60)

@@ -1,0 +1,175 @@
+"""Books and limits on their own (no broker): attribution of fills, hand-over, the liquidation's
+closing rule, and the limits' worst-case accounting of open orders. The session-level behaviour is
+judged against the simulator in test_strategies.py."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from blockpaca_nb.books import CONTROL_TAG, SESSION_BOOK, Books
+from blockpaca_nb.control import to_close
+from blockpaca_nb.orders import Order
+from blockpaca_nb.risk import Limits, RiskDesk
+
+QUOTES = {"AAA": {"bid": 99.95, "ask": 100.05}, "BBB": {"bid": 49.95, "ask": 50.05}}
+
+
+def fill(ticker: str, side: str, qty: float, price: float, strategy: str, **extra: Any) -> dict[str, Any]:
+    return {"ticker": ticker, "side": side, "fill_qty": qty, "fill_price": price, "strategy": strategy, **extra}
+
+
+def buy(ticker: str, qty: float, **extra: Any) -> Order:
+    return Order(ticker, "buy", extra.pop("order_type", "market"), "buy_long", quantity=qty, **extra)
+
+
+def sell(ticker: str, qty: float, **extra: Any) -> Order:
+    return Order(ticker, "sell", extra.pop("order_type", "market"), "sell_long", quantity=qty, **extra)
+
+
+# ----------------------------------------------------------------------------- books
+
+
+def test_fills_land_in_the_book_of_the_strategy_that_sent_the_order() -> None:
+    books = Books()
+    books.apply(fill("AAA", "buy", 10, 100.0, "alpha"), ended=True)
+    books.apply(fill("AAA", "sell", 4, 101.0, "beta"), ended=True)
+    books.apply(fill("AAA", "buy", 2, 99.0, "", action="cover_short"), ended=True)  # from a cell
+    assert books.positions_of("alpha") == {"AAA": 10.0}
+    assert books.positions_of("beta") == {"AAA": -4.0}
+    assert books.positions_of(SESSION_BOOK) == {"AAA": 2.0}  # a cell's cover_short is no liquidation
+    assert books.net() == {"AAA": 8.0}
+
+
+def test_a_liquidations_fills_close_the_books_and_settling_closes_opposite_ones() -> None:
+    books = Books()
+    books.apply(fill("AAA", "buy", 10, 100.0, "alpha"), ended=True)
+    books.apply(fill("AAA", "sell", 4, 102.0, "beta"), ended=True)
+    books.apply(fill("AAA", "sell", 6, 103.0, CONTROL_TAG, action="liquidate"), ended=True)
+    assert books.positions_of("alpha") == {"AAA": 4.0} and books.positions_of("beta") == {"AAA": -4.0}
+    settled = books.settle_flat({"AAA": 101.0})
+    assert sorted((name, qty) for name, _t, qty, _p in settled) == [("alpha", 4.0), ("beta", -4.0)]
+    assert books.net() == {} and books.held_tickers() == set()
+    pnl = books.pnl({})
+    # the account's cash moved −1000 + 408 + 618 = +26: the books' P&L adds up to it
+    assert pnl["alpha"] + pnl["beta"] == pytest.approx(26.0)
+
+
+def test_after_a_swap_the_old_mains_orders_fill_into_the_new_mains_book() -> None:
+    books = Books()
+    books.apply(fill("AAA", "buy", 5, 100.0, "first"), ended=True)
+    books.hand_over("first", "second", {"AAA": 101.0})
+    assert books.positions_of("second") == {"AAA": 5.0} and books.positions_of("first") == {}
+    books.apply(fill("AAA", "buy", 3, 102.0, "first"), ended=True)  # an order `first` sent before the swap
+    assert books.positions_of("second") == {"AAA": 8.0}
+    assert books.pnl({"AAA": 101.0})["first"] == pytest.approx(5.0)  # its P&L up to the swap stays
+    books.hand_over("second", "first", {"AAA": 101.0})  # selected back: `first` answers for itself again
+    books.apply(fill("AAA", "buy", 1, 101.0, "first"), ended=True)
+    assert books.positions_of("first") == {"AAA": 9.0} and books.positions_of("second") == {}
+
+
+def test_reading_books_while_fills_arrive_never_tears() -> None:
+    books = Books()
+    desk = RiskDesk(books, Limits(max_gross_exposure=1e12))
+    desk.set("alpha", Limits(max_position=1e9), None)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def fills() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            books.apply(fill(f"T{n % 300}", "buy" if n % 2 else "sell", 1, 10.0, "alpha"), ended=True)
+
+    writer = threading.Thread(target=fills)
+    writer.start()
+    try:
+        for _ in range(300):
+            desk.screen([buy("AAA", 1)], "alpha", QUOTES, reduce_only=False)
+            desk.usage("alpha", {"AAA": 100.0})
+            books.blockpaca_positions("alpha")
+    except BaseException as err:
+        failures.append(err)
+    finally:
+        stop.set()
+        writer.join()
+    assert not failures
+
+
+# ----------------------------------------------------------------------------- closing rule
+
+
+@pytest.mark.parametrize(
+    ("wanted", "account", "keep", "expected"),
+    [
+        ({"AAA": 10.0}, {"AAA": 10.0}, {}, {"AAA": 10.0}),  # the session's own long: sold
+        ({"AAA": -4.0}, {"AAA": 3.0}, {"AAA": 7.0}, {"AAA": -4.0}),  # a short against an outside long: bought back
+        ({"AAA": 10.0}, {"AAA": 0.0}, {}, {}),  # sold by hand meanwhile: nothing opened
+        ({"AAA": 10.0}, {"AAA": 6.0}, {"AAA": -4.0}, {"AAA": 6.0}),  # never past zero in one order…
+        ({"AAA": 4.0}, {"AAA": 0.0}, {"AAA": -4.0}, {"AAA": 4.0}),  # …the rest in the next round
+        ({"AAA": 10.0}, {"AAA": -10.0}, {}, {}),  # the account went the other way: nothing
+    ],
+)
+def test_a_liquidation_brings_the_account_to_what_it_must_keep_never_further(
+    wanted: dict[str, float], account: dict[str, float], keep: dict[str, float], expected: dict[str, float]
+) -> None:
+    assert to_close(wanted, account, {}, keep) == expected
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+def desk_with(limits: dict[str, Any], *positions: tuple[str, float], budget: float | None = None) -> RiskDesk:
+    books = Books()
+    for ticker, qty in positions:
+        books.apply(fill(ticker, "buy" if qty > 0 else "sell", abs(qty), 100.0, "alpha"), ended=True)
+    desk = RiskDesk(books)
+    desk.set("alpha", Limits.from_mapping(limits), budget)
+    return desk
+
+
+def passed(desk: RiskDesk, *orders: Order, reduce_only: bool = False) -> list[Order]:
+    return desk.screen(list(orders), "alpha", QUOTES, reduce_only=reduce_only).passed
+
+
+def test_open_orders_count_on_their_own_side_only() -> None:
+    desk = desk_with({"max_position": 100}, ("AAA", 100))
+    desk.books.sent("c1", "alpha", "AAA", -100.0)  # a resting take-profit for the whole position
+    assert passed(desk, buy("AAA", 100)) == []  # would be 200 if the exit never fills
+    desk = desk_with({"max_position": 1000}, ("AAA", 100))
+    desk.books.sent("c2", "alpha", "AAA", 100.0)  # a buy still open
+    assert passed(desk, sell("AAA", 200), reduce_only=True) == []  # flips the account if the buy never fills
+    assert len(passed(desk, sell("AAA", 100), reduce_only=True)) == 1
+
+
+def test_a_marketable_limit_is_valued_at_the_touch_not_its_own_price() -> None:
+    desk = desk_with({"max_order_notional": 5_000})
+    far = Order("AAA", "sell", "limit", "short_sell", quantity=1000, limit_price=1.0)
+    refused = desk.screen([far], "alpha", QUOTES, reduce_only=False).refused
+    assert refused and "max_order_notional: 99,950.00 > 5,000.00" in refused[0][1]
+
+
+def test_an_exit_is_never_refused_by_a_size_limit() -> None:
+    desk = desk_with({"max_order_notional": 5_000, "max_position": 10, "max_gross_exposure": 1}, ("AAA", 200))
+    assert len(passed(desk, sell("AAA", 200))) == 1  # $19,990 of exit, over every size limit
+
+
+def test_a_crossed_loss_limit_holds_whatever_the_state() -> None:
+    desk = desk_with({"max_daily_loss": 1, "on_breach": "halt"}, ("AAA", 10))
+    assert desk.loss_breaches({"AAA": 99.0})  # 10 × −1
+    assert passed(desk, buy("AAA", 1)) == []  # the strategy's state says running: the gate still refuses
+    assert len(passed(desk, sell("AAA", 10))) == 1
+    desk.forgive("alpha")
+    assert desk.loss_breaches({"AAA": 99.0})  # still past it: breached again at once
+
+
+def test_session_limits_refuse_every_strategy_once_the_session_is_halted() -> None:
+    books = Books()
+    books.apply(fill("AAA", "buy", 10, 100.0, "alpha"), ended=True)
+    desk = RiskDesk(books, Limits(max_daily_loss=1, on_breach="halt"))
+    desk.loss_breaches({"AAA": 99.0})
+    for strategy in ("alpha", "newcomer"):
+        refused = desk.screen([buy("BBB", 1)], strategy, QUOTES, reduce_only=False).refused
+        assert refused and "session is halted" in refused[0][1]
