@@ -89,8 +89,9 @@ class Exposure:
         self.marks = marks
         self.pnl_today, self.name, self.equity = view.pnl, name, view.equity
         tickers = set(self.positions) | set(self.buys) | set(self.sells)
-        self.unpriced = {t for t in tickers if self._worst(t) and t not in marks}
-        self.gross = sum(self._worst(t) * marks[t] for t in tickers if t in marks)
+        self.worst = {t: self._worst(t) for t in tickers}  # the largest each position can get, in shares
+        self.unpriced = {t for t, shares in self.worst.items() if shares and t not in marks}
+        self.gross = sum(shares * marks[t] for t, shares in self.worst.items() if t in marks)
 
     def held(self, ticker: str, signed_qty: float) -> float:
         """The position if every open order on the side of ``signed_qty`` filled."""
@@ -114,19 +115,20 @@ class Exposure:
         worst = self._worst(ticker, item.signed_qty)
         if price is None:
             return None if worst else self.gross
-        return self.gross - self._worst(ticker) * self.marks.get(ticker, 0.0) + worst * price
+        return self.gross - self.worst.get(ticker, 0.0) * self.marks.get(ticker, 0.0) + worst * price
 
     def add(self, item: Priced) -> None:
         """``item`` passed: it counts as on its way for the orders after it."""
         ticker = item.order.ticker
-        before = self._worst(ticker)
+        before = self.worst.get(ticker, 0.0)
         side = self.buys if item.signed_qty > 0 else self.sells
         side[ticker] = side.get(ticker, 0.0) + item.signed_qty
+        after = self.worst[ticker] = self._worst(ticker)
         mark = self.marks.get(ticker)
         if mark is None:
-            (self.unpriced.add if self._worst(ticker) else self.unpriced.discard)(ticker)
+            (self.unpriced.add if after else self.unpriced.discard)(ticker)
         else:
-            self.gross += (self._worst(ticker) - before) * mark
+            self.gross += (after - before) * mark
 
 
 @dataclass(frozen=True)
@@ -177,13 +179,15 @@ class RiskGate:
     def refusal(self, item: Priced, exposure: Exposure, marks: Mapping[str, float], *, reduce_only: bool) -> str:
         """Why ``item`` may not go ("" when it may): the first rule it would break. Once the daily loss
         crossed its limit, only orders that shrink a position pass, whatever the strategy's state."""
-        if (reduce_only or self.breached) and not _shrinks(item, exposure):
+        if _shrinks(item, exposure):  # an exit is never refused by a size limit, only by the rate
+            rules: tuple[Any, ...] = (self._rate,)
+        elif reduce_only or self.breached:
             why = self.breached or "a limit was crossed"
             mode = "halted" if self.breached and self.limits.on_breach == "halt" else "reduce-only"
             return f"{self.scope} is {mode} ({why}): only orders that shrink a position pass"
-        if _shrinks(item, exposure):
-            return self._rate(item, exposure, marks)  # an exit is never refused by a size limit
-        for rule in (self._order_notional, self._position, self._position_notional, self._gross, self._rate):
+        else:  # the size rules below see only orders that open or grow a position
+            rules = (self._order_notional, self._position, self._position_notional, self._gross, self._rate)
+        for rule in rules:
             why = rule(item, exposure, marks)
             if why:
                 return f"limit {why} ({self.scope})"
@@ -212,13 +216,13 @@ class RiskGate:
     def _position(self, item: Priced, exposure: Exposure, marks: Mapping[str, float]) -> str:
         cap = self.limits.max_position
         after = exposure.held(item.order.ticker, item.signed_qty) + item.signed_qty
-        if cap is None or abs(after) <= cap + 1e-9 or _shrinks(item, exposure):
+        if cap is None or abs(after) <= cap + 1e-9:
             return ""
         return f"max_position: {item.order.ticker} would be {after:g} shares > {cap:g}"
 
     def _position_notional(self, item: Priced, exposure: Exposure, marks: Mapping[str, float]) -> str:
         cap = self.limits.max_position_notional
-        if cap is None or _shrinks(item, exposure):
+        if cap is None:
             return ""
         price = item.price or marks.get(item.order.ticker)
         if price is None:
@@ -232,7 +236,7 @@ class RiskGate:
 
     def _gross(self, item: Priced, exposure: Exposure, marks: Mapping[str, float]) -> str:
         cap = self.limits.max_gross_exposure
-        if cap is None or _shrinks(item, exposure):
+        if cap is None:
             return ""
         total = exposure.gross_after(item)
         if total is None:
@@ -373,8 +377,7 @@ class RiskDesk:
         if gate is None and budget is None:
             return None, ""
         own = self._exposure(strategy, marks)
-        tickers = set(own.positions) | set(own.buys) | set(own.sells)
-        shares = {t: own._worst(t) for t in tickers}
+        shares = own.worst
         values = {t: q * marks.get(t, 0.0) for t, q in shares.items()}
         found: list[tuple[float, str]] = []
         if budget is not None:

@@ -80,16 +80,7 @@ class Dashboard(widgets.VBox):
         self._pump = Pump(self.refresh, refresh_rate or session.display_refresh_rate)
         self.controls = Controls(session, self._pump.wake)
         self.header = HeaderPanel()
-        self.quotes, self.positions, self.trades, self.errors = _tables(session.max_trade_updates)
-        self.strategies = _table(
-            "strategies",
-            "Strategies",
-            STRATEGY_COLUMNS,
-            STRATEGY_FIELDS,
-            height=170,
-            empty_text="no strategy registered yet: @s.strategy(every=...)",
-            sort={"key": "key", "desc": False},
-        )
+        self.strategies, self.quotes, self.positions, self.trades, self.errors = _tables(session.max_trade_updates)
         self._strategy_pnl: dict[str, float] = {}
         self.chart = ChartPanel(session.tickers)
         self.chart_ticker = _chart_selector(session.tickers)
@@ -283,8 +274,17 @@ class Dashboard(widgets.VBox):
         self._pump.wake()
 
 
-def _tables(max_trade_updates: int) -> tuple[TablePanel, TablePanel, TablePanel, TablePanel]:
-    """The quotes, positions, trade updates and errors panels."""
+def _tables(max_trade_updates: int) -> tuple[TablePanel, TablePanel, TablePanel, TablePanel, TablePanel]:
+    """The strategies, quotes, positions, trade updates and errors panels."""
+    strategies = _table(
+        "strategies",
+        "Strategies",
+        STRATEGY_COLUMNS,
+        STRATEGY_FIELDS,
+        height=170,
+        empty_text="no strategy registered yet: @s.strategy(every=...)",
+        sort={"key": "key", "desc": False},
+    )
     quotes = _table(
         "quotes", "Quotes", QUOTE_COLUMNS, QUOTE_FIELDS, height=330, empty_text="waiting for the first quotes"
     )
@@ -317,7 +317,7 @@ def _tables(max_trade_updates: int) -> tuple[TablePanel, TablePanel, TablePanel,
         sort={"key": "key", "desc": True},
         note="click a row for its traceback",
     )
-    return quotes, positions, trades, errors
+    return strategies, quotes, positions, trades, errors
 
 
 def _chart_selector(tickers: list[str]) -> widgets.Dropdown:

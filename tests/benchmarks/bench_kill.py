@@ -6,7 +6,8 @@ Run it as a plain script (pytest does not collect it)::
     python tests/benchmarks/bench_kill.py [--repeats 5] [--latency-ms 0]
 
 Each repeat: a session on a `Simulator` (paper profile) with four strategies alongside, which
-between them hold long and short positions in five symbols and keep resting limit orders open; the
+between them hold long and short positions in five symbols and keep resting limit orders open (the
+broker refuses some of their orders as wash trades, as Alpaca paper would); the
 account also holds a position from before the session, which the kill switch must leave alone.
 Timed by the broker's ground truth (``sim.positions()``, ``sim.orders()``): ``kill()`` returning, the
 last of the session's orders cancelled or filled, and the account back to what it held before the
@@ -81,8 +82,7 @@ def one_kill(latency_ms: float) -> tuple[float, float, float]:
         s.strategy(trader("sell", TICKERS[2:], 4), alongside=True, name="shorts")
         s.strategy(trader("buy", TICKERS[1:4], 3), alongside=True, name="more_longs")
         s.strategy(trader("sell", TICKERS[:1], 2), alongside=True, name="hedge")
-        wait_for(lambda: len([o for o in open_orders(sim) if o["type"] == "limit"]) >= 4, 60, "resting orders")
-        wait_for(lambda: (sum(abs(q) for q in held(sim).values()) > OUTSIDE[1] and not s.errors) or True, 5)
+        s.wait_for(ticks=12, timeout=60)  # each strategy has sent its orders (some refused as wash trades: real)
         wait_for(lambda: not [o for o in open_orders(sim) if o["type"] == "market"], 30, "market orders done")
         started = time.monotonic()
         s.kill()

@@ -13,10 +13,7 @@ with limits is ``bench_session.py --strategies 4``.
 
 from __future__ import annotations
 
-import math
-import statistics
-import time
-from collections.abc import Callable
+from bench_quotebook import measure  # the same timing as the other component benchmarks
 
 from blockpaca_nb.books import Books
 from blockpaca_nb.orders import Order
@@ -26,19 +23,6 @@ TICKERS = [f"T{i:02d}" for i in range(50)]
 ORDERS = 100
 ROUNDS = 2000
 TARGET_US = 20.0
-
-
-def measure(work: Callable[[], object], rounds: int = ROUNDS) -> tuple[float, float, float]:
-    """(best, median, p99) of ``work``'s run time in microseconds, after a warm-up."""
-    for _ in range(100):
-        work()
-    timings = []
-    for _ in range(rounds):
-        start = time.perf_counter_ns()
-        work()
-        timings.append((time.perf_counter_ns() - start) / 1000)
-    timings.sort()
-    return timings[0], statistics.median(timings), timings[min(len(timings) - 1, math.ceil(0.99 * len(timings)) - 1)]
 
 
 def held_books() -> Books:

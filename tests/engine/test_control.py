@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_helpers import TICKERS, held, started
+from engine_helpers import make_session as session_on
 from waiting import wait_for
 
 from blockpaca_nb import BlockpacaError, ConfigurationError, Session, Simulator
-
-TICKERS = ["AAPL", "MSFT"]
 
 
 @pytest.fixture
@@ -25,29 +25,7 @@ def sim() -> Iterator[Simulator]:
 
 
 def make_session(sim: Simulator, tmp_path: Path, **kwargs: Any) -> Session:
-    options: dict[str, Any] = {
-        "tickers": TICKERS,
-        "simulator": sim,
-        "frequency": 0.2,
-        "warm_up_period": 0,
-        "trade_log_path": tmp_path,
-        "trade_log_name": "control",
-        "num_workers": 2,
-    }
-    options.update(kwargs)
-    return Session(**options)
-
-
-def started(session: Session) -> Session:
-    """Start and wait until it is up: bring-up takes seconds on a busy machine; budgets start here."""
-    session.start()
-    wait_for(lambda: session.status in ("running", "paused", "stopped", "failed"), 120, "the session to be up")
-    return session
-
-
-def held(sim: Simulator, ticker: str) -> float:
-    """The account's position in ``ticker`` at the broker."""
-    return sum(float(p["qty"]) for p in sim.positions() if p["symbol"] == ticker)
+    return session_on(sim, tmp_path, "control", **kwargs)
 
 
 def epoch(stamp: str) -> float:

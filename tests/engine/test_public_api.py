@@ -47,7 +47,8 @@ SESSION_MEMBERS = [
     "account_positions", "activate", "active_strategies", "active_strategy", "bars", "context", "dashboard",
     "deactivate", "get_current_data", "hold", "kill", "liquidate", "name", "pause", "plot", "pnl_by_strategy",
     "positions", "positions_by_strategy", "quote_book", "quotes", "rate_usage", "resume", "run_custom_eos", "select",
-    "simulator", "start", "stop", "strategies", "strategy", "strategy_rows", "strategy_state", "submit", "swap",
+    "simulator", "start", "state", "stop", "strategies", "strategy", "strategy_rows", "strategy_state", "submit",
+    "swap",
     "trade_log", "wait",
     "wait_for", "waiting", "worker_health",
 ]  # fmt: skip

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_helpers import TICKERS
+from engine_helpers import make_session as session_on
 from waiting import wait_for
 
 from blockpaca_nb import ConfigurationError, Session, Simulator, load_trade_log
 from blockpaca_nb.tradelog import BLOCKPACA_COLUMNS
-
-TICKERS = ["AAPL", "MSFT"]
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +28,7 @@ def sim() -> Simulator:
 
 
 def make_session(sim: Simulator, tmp_path: Path, **kwargs: Any) -> Session:
-    options: dict[str, Any] = {
-        "tickers": TICKERS,
-        "simulator": sim,
-        "frequency": 0.2,
-        "warm_up_period": 0,
-        "trade_log_path": tmp_path,
-        "trade_log_name": "test",
-        "num_workers": 2,
-    }
-    options.update(kwargs)
-    return Session(**options)
+    return session_on(sim, tmp_path, "test", **kwargs)
 
 
 def sim_orders(sim: Simulator, cids: set[str]) -> list[dict[str, Any]]:

@@ -13,42 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_helpers import TICKERS, held, make_session, started
 from waiting import wait_for
 
 from blockpaca_nb import ConfigurationError, Session, Simulator
-
-TICKERS = ["AAPL", "MSFT"]
 
 
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
     with Simulator(symbols=[*TICKERS, "TSLA"], seed=5, quotes_per_second=20, starting_cash=1e7) as simulator:
         yield simulator
-
-
-def make_session(sim: Simulator, tmp_path: Path, **kwargs: Any) -> Session:
-    options: dict[str, Any] = {
-        "tickers": TICKERS,
-        "simulator": sim,
-        "frequency": 0.2,
-        "warm_up_period": 0,
-        "trade_log_path": tmp_path,
-        "trade_log_name": "strategies",
-        "num_workers": 2,
-    }
-    options.update(kwargs)
-    return Session(**options)
-
-
-def started(session: Session) -> Session:
-    session.start()
-    wait_for(lambda: session.status in ("running", "paused", "stopped", "failed"), 120, "the session to be up")
-    wait_for(lambda: (session.quotes["bid"] > 0).all() and (session.quotes["ask"] > 0).all(), 60, "both quotes")
-    return session
-
-
-def held(sim: Simulator, ticker: str) -> float:
-    return sum(float(p["qty"]) for p in sim.positions() if p["symbol"] == ticker)
 
 
 def tagged(sim: Simulator, strategy: str) -> list[dict[str, Any]]:
@@ -112,7 +86,7 @@ def test_strategies_alongside_tick_on_their_own_clocks_and_a_stuck_one_delays_no
         calls["stuck"] += 1
         release.wait(60)
 
-    session = started(make_session(sim, tmp_path, frequency=5))
+    session = started(make_session(sim, tmp_path, "strategies", frequency=5), quotes=True)
     try:
         session.strategy(fast, every="200ms", alongside=True)
         session.strategy(stuck, every="200ms", alongside=True)
@@ -154,7 +128,7 @@ def test_two_strategies_on_one_symbol_in_opposite_directions_keep_their_own_book
     sim: Simulator, tmp_path: Path
 ) -> None:
     cash_before = cash(sim)
-    session = started(make_session(sim, tmp_path))
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
         session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="longer")
         # the shorter waits for the longer's buy to fill: Alpaca refuses a sell while a buy is open
@@ -181,7 +155,7 @@ def test_two_strategies_on_one_symbol_in_opposite_directions_keep_their_own_book
 
 
 def test_a_swap_hands_the_positions_over_and_a_strategy_sees_its_own(sim: Simulator, tmp_path: Path) -> None:
-    session = started(make_session(sim, tmp_path))
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     seen: dict[str, Any] = {}
     try:
 
@@ -211,7 +185,7 @@ def test_a_swap_hands_the_positions_over_and_a_strategy_sees_its_own(sim: Simula
 
 
 def test_each_limit_refuses_the_order_that_would_cross_it_and_nothing_else(sim: Simulator, tmp_path: Path) -> None:
-    session = started(make_session(sim, tmp_path))
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
         price = float(session.quotes.loc["AAPL", "ask"])
         caps = {
@@ -253,7 +227,7 @@ def test_each_limit_refuses_the_order_that_would_cross_it_and_nothing_else(sim: 
 
 
 def test_a_budget_caps_what_a_strategys_positions_may_cost(sim: Simulator, tmp_path: Path) -> None:
-    session = started(make_session(sim, tmp_path))
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
         price = float(session.quotes.loc["MSFT", "ask"])
         session.strategy(idle, alongside=True, name="small", budget=price * 2.5)
@@ -272,7 +246,7 @@ def test_the_daily_loss_limit_halts_the_strategy(sim: Simulator, tmp_path: Path)
         calls["n"] += 1
         return market("AAPL", "buy", 10) if calls["n"] == 1 else market("AAPL", "buy", 1)
 
-    session = started(make_session(sim, tmp_path, frequency=5))
+    session = started(make_session(sim, tmp_path, "strategies", frequency=5), quotes=True)
     try:
         session.strategy(loser, every="300ms", alongside=True, limits={"max_daily_loss": 0.01, "on_breach": "halt"})
         wait_for(lambda: session.strategy_state("loser") == "halted", 30, "the loss limit to halt the strategy")
@@ -288,7 +262,7 @@ def test_the_daily_loss_limit_halts_the_strategy(sim: Simulator, tmp_path: Path)
 
 
 def test_reduce_only_lets_a_position_shrink_and_nothing_grow(sim: Simulator, tmp_path: Path) -> None:
-    session = started(make_session(sim, tmp_path))
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
         session.strategy(idle, alongside=True, name="careful", limits={"max_daily_loss": 0.01})
         session.submit(market("AAPL", "buy", 10), strategy="careful")
@@ -303,7 +277,7 @@ def test_reduce_only_lets_a_position_shrink_and_nothing_grow(sim: Simulator, tmp
 
 
 def test_session_limits_hold_every_strategy_together(sim: Simulator, tmp_path: Path) -> None:
-    session = started(make_session(sim, tmp_path, limits={"max_position": 5}))
+    session = started(make_session(sim, tmp_path, "strategies", limits={"max_position": 5}), quotes=True)
     try:
         session.strategy(idle, alongside=True, name="one")
         session.strategy(idle, alongside=True, name="two")
@@ -318,7 +292,7 @@ def test_session_limits_hold_every_strategy_together(sim: Simulator, tmp_path: P
 def test_liquidating_one_strategy_closes_its_book_and_leaves_the_others(sim: Simulator, tmp_path: Path) -> None:
     """The longer's 10 against the account's 6: 6 are sold first, then 4 more once the account holds
     none (one order may not flip it), leaving the account with exactly the shorter's −4."""
-    session = started(make_session(sim, tmp_path))
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
         session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="longer")
         has_aapl = lambda ctx: any(p["ticker"] == "AAPL" for p in ctx.account_positions())  # noqa: E731
@@ -336,7 +310,7 @@ def test_liquidating_one_strategy_closes_its_book_and_leaves_the_others(sim: Sim
 
 
 def test_liquidating_a_strategy_never_opens_what_a_manual_trade_already_closed(sim: Simulator, tmp_path: Path) -> None:
-    session = started(make_session(sim, tmp_path))
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
         session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="alone")
         wait_for(lambda: book(session, "alone") == {"AAPL": 10.0}, 30, "the buy in the book")
@@ -358,7 +332,7 @@ def test_liquidating_a_strategy_never_opens_what_a_manual_trade_already_closed(s
 def test_liquidating_a_strategy_cancels_its_brackets_exits_and_works_after_a_hold(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    session = started(make_session(sim, tmp_path))
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
         bid = float(session.quotes.loc["AAPL", "bid"])
         entry = {**market("AAPL", "buy", 10), "take_profit": round(bid * 1.5, 2), "stop_loss": round(bid * 0.5, 2)}
@@ -376,7 +350,7 @@ def test_liquidating_a_strategy_cancels_its_brackets_exits_and_works_after_a_hol
 
 
 def test_a_loss_limit_never_restarts_a_strategy_the_user_paused(sim: Simulator, tmp_path: Path) -> None:
-    session = started(make_session(sim, tmp_path))
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
         session.strategy(idle, alongside=True, name="paused_one", limits={"max_daily_loss": 0.01})
         session.pause("paused_one")
@@ -389,7 +363,7 @@ def test_a_loss_limit_never_restarts_a_strategy_the_user_paused(sim: Simulator, 
 
 
 def test_two_threads_never_pass_one_session_limit_together(sim: Simulator, tmp_path: Path) -> None:
-    session = started(make_session(sim, tmp_path, limits={"max_position": 100}))
+    session = started(make_session(sim, tmp_path, "strategies", limits={"max_position": 100}), quotes=True)
     try:
         for name in ("one", "two"):
             session.strategy(idle, alongside=True, name=name)
