@@ -261,6 +261,22 @@ class Books:
             self._books[name].fill(ticker, take, price)
             left = round(left - take, 9)
 
+    def unforward(self, name: str) -> None:
+        """``name`` runs on its own again (alongside): its fills are its own from now on."""
+        with self._lock:
+            self._forward.pop(name, None)
+
+    def close_all(self, marks: Mapping[str, float]) -> list[tuple[str, str, float]]:
+        """The account is flat (flattened whole): positions books still hold were closed outside the
+        session; close them at the mark (their average price without one). Returns (book, ticker, qty)."""
+        closed = []
+        with self._lock:
+            for name, book in self._books.items():
+                for ticker, holding in list(book.holdings.items()):
+                    closed.append((name, ticker, holding.quantity))
+                    book.fill(ticker, -holding.quantity, marks.get(ticker, holding.avg_price))
+        return closed
+
     def settle_flat(self, marks: Mapping[str, float]) -> list[tuple[str, str, float, float]]:
         """Every symbol the session is flat in while books are not: settle it (see :meth:`settle`) at
         its mark, or at the first holder's average price. Returns (book, ticker, quantity, price)."""

@@ -123,7 +123,7 @@ class Liquidation:
         closing = to_close(self._wanted(), self._account_positions(), self._pending(), keep)
         if not closing and not self._open_sent():
             return True
-        if closing:
+        if closing and not self.halted():
             orders = liquidation_orders({"ticker": t, "quantity": q} for t, q in closing.items())
             ids = self.send(orders)
             self.sent += ids
@@ -212,7 +212,10 @@ class Liquidation:
         return ", waiting for their fills"
 
     def _nap(self, seconds: float) -> None:
-        time.sleep(seconds)
+        """Wait, but never past a halt (a halted liquidation must stop at once: another takes over)."""
+        deadline = time.monotonic() + seconds
+        while not self.halted() and time.monotonic() < deadline:
+            time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
 
 
 def refuse_while(action: str | None) -> None:

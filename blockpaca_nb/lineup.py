@@ -100,6 +100,7 @@ class Lineup:
         self.slots[slot.name] = slot
         self.version += 1
         if alongside:
+            self._own_state(slot)
             if slot.name == self.main:
                 self.main = None
             if slot.name not in self.alongside:
@@ -121,6 +122,7 @@ class Lineup:
         if name != self.main and name not in self.alongside:
             self.alongside.append(name)
             self.slots[name].next_due = None
+            self._own_state(self.slots[name])
             self.version += 1
 
     def deactivate(self, name: str) -> None:
@@ -130,6 +132,14 @@ class Lineup:
         elif name in self.alongside:
             self.alongside.remove(name)
         self.version += 1
+
+    def _own_state(self, slot: Slot) -> None:
+        """A strategy that runs alongside gets a ctx.state of its own (a former main one shares the
+        main lineage's dict: it gets a copy of it)."""
+        main = self.slots.get(self.main) if self.main else None
+        shared = [s for s in self.slots.values() if s is not slot and s.context_state is slot.context_state]
+        if shared or (main is not None and main is not slot and main.context_state is slot.context_state):
+            slot.context_state = dict(slot.context_state)
 
     def require(self, name: str) -> Slot:
         if name not in self.slots:

@@ -311,7 +311,7 @@ class RiskDesk:
         gate, session = self.gates.get(book), self.session
         if gate is None and session is None and book not in self.budgets:
             return Screened(list(orders), [])
-        marks = marks_from(quotes, {o.ticker for o in orders} | self.books.held_tickers())
+        marks = marks_from(quotes, quotes)  # every quoted symbol: open orders are valued too
         own = self._exposure(book, marks)
         net = self._exposure(None, marks) if session is not None else None
         screened = Screened([], [])

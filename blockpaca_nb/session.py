@@ -194,6 +194,7 @@ class Session:
         self._marked: dict[str, float] = {}  # the last mid prices read (see _marks)
         self._marks_at = -1.0
         self._strategy_liquidations: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self._outside_at_start: dict[str, float] = {}  # the account's positions before the session
         self.portfolio = self.ledger.positions
         self.account_positions_seen: list[dict[str, Any]] = []  # the account's, at the last look
         self._reconciler = Reconciler()  # the ledger against the broker (see reconcile.py)
@@ -278,10 +279,12 @@ class Session:
         return register(fn) if fn is not None else register
 
     def _register(self, slot: Slot, *, alongside: bool, rate: float | None = None) -> None:
+        self._risk.set(slot.name, slot.limits, slot.budget)  # before self._lock: submit takes them the other way
+        self.books.open(slot.name, slot.budget)
+        if alongside:
+            self.books.unforward(slot.name)  # a former main strategy's fills are its own again
         with self._lock:
             replaced, slot = self._lineup.register(slot, alongside=alongside)
-            self._risk.set(slot.name, slot.limits, slot.budget)
-            self.books.open(slot.name, slot.budget)
             if rate is not None and rate != self.frequency:
                 self.frequency = rate  # a new rate: the main strategy's clock starts again, now
                 slot.next_due = None
@@ -309,6 +312,7 @@ class Session:
         """Run a registered strategy alongside the active ones, from now on its own clock."""
         with self._lock:
             self._lineup.activate(name)
+        self.books.unforward(name)
         self._wake.set()
 
     def deactivate(self, name: str) -> None:
@@ -454,6 +458,7 @@ class Session:
         self._spawn_thread(lambda: self._supervisor.run(self._closing), "blockpaca-supervisor")
         self._look_at_account_positions()
         self._reconciler.start(self.account_positions_seen)  # the account before the session's first order
+        self._outside_at_start = dict(self._reconciler.outside or {})
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         self._await_recorder()
         self._pool.wait_ready(READY_TIMEOUT_S)  # a worker still booting holds the first block back
@@ -848,27 +853,31 @@ class Session:
         if strategy is None:
             self._command("liquidate", scope)
             return
-        if self.status in ("created", *ENDED_SESSION_STATES):
+        if self.status in ("created", "liquidating", "stopping", *ENDED_SESSION_STATES):
             raise BlockpacaError(f"cannot liquidate {strategy}: the session is {self.status}")
+        refuse_while(self._control)  # the session's own control action owns the positions now
         self._lineup.require(strategy)
-        self._set_state(strategy, "paused", "liquidated by the user")
+        self._halt_strategy_liquidations(strategy, wait_s=2.0)  # a second press replaces the first
+        self._set_state(strategy, "liquidating", "liquidated by the user")
         if self._pool is not None:
             self._pool.withdraw_unsent(f"liquidate {strategy}", strategy)
         stop = threading.Event()
         thread = threading.Thread(target=self._liquidate_strategy, args=(strategy, stop), daemon=True)
         with self._lock:
-            self._halt_strategy_liquidations(strategy)  # a second press replaces the first
             self._strategy_liquidations[strategy] = (thread, stop)
         thread.start()
 
     def _halt_strategy_liquidations(self, only: str | None = None, wait_s: float = 0.0) -> None:
         """Halt running liquidations of single strategies (all, or one): Hold halts them, and the kill
         switch and the end of the session take over from them."""
-        for name, (thread, stop) in list(self._strategy_liquidations.items()):
-            if only is None or name == only:
-                stop.set()
-                if wait_s and thread is not threading.current_thread():
-                    thread.join(wait_s)
+        running = [(name, thread, stop) for name, (thread, stop) in list(self._strategy_liquidations.items())]
+        running = [item for item in running if only is None or item[0] == only]
+        for _name, _thread, stop in running:
+            stop.set()  # every one at once, then one deadline for all
+        deadline = time.monotonic() + wait_s
+        for _name, thread, _stop in running:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def hold(self) -> None:
         """Keep every position as it is; strategy orders are refused until resume(). Also halts a
@@ -899,6 +908,9 @@ class Session:
         strategy runs again, also after a limit or the kill switch stopped it (a loss limit still
         crossed stops it again at once)."""
         if strategy is not None:
+            liquidation = self._strategy_liquidations.get(strategy)
+            if liquidation is not None and liquidation[0].is_alive():
+                raise BlockpacaError(f"cannot resume {strategy}: its liquidation is still running (Hold halts it)")
             self._risk.forgive(strategy)
             self._set_state(strategy, "running", "")
             return
@@ -931,7 +943,8 @@ class Session:
             for name in names:
                 slot = self._lineup.slots.get(name)
                 # a limit only ever stops a strategy further: never restarts one the user paused
-                if slot is not None and (slot.state == "running" or (slot.state == "paused" and state == "halted")):
+                further = {"running"} if state == "reduce_only" else {"running", "reduce_only", "paused"}
+                if slot is not None and slot.state in further:
                     self._set_state(name, state, why)
             scope = f"strategy {strategy}" if strategy else "session"
             self.errors.append(error_event("limits", f"{scope}: {why}; now {state.replace('_', '-')}"))
@@ -987,7 +1000,9 @@ class Session:
         elif scope == "account":  # the account is flat: nothing is outside the session, nor in it
             self.ledger.positions.reset([])
             self._reconciler.start([])
-            self._settle_books()
+            self._outside_at_start = {}
+            for name, ticker, quantity in self.books.close_all(self._marks()):
+                self._say(f"{name}'s {quantity:g} {ticker} were closed outside the session: closed at the mid")
         else:
             self._settle_books()
         if self.status == "liquidating":
@@ -1015,8 +1030,10 @@ class Session:
         )
 
     def _outside(self) -> dict[str, float]:
-        """What the account held outside the session (measured at the start; moved by reconciliation)."""
-        return dict(self._reconciler.outside or {})
+        """What the account held outside the session when it started. Not reconciliation's running
+        figure: that one also absorbs manual trades in the session's symbols (a liquidation aiming at
+        it would reopen what the user closed by hand)."""
+        return dict(self._outside_at_start)
 
     def _liquidate_strategy(self, name: str, stop: threading.Event) -> None:
         """Close one strategy's book (its own thread), in the priority lane, until flat or halted: the
@@ -1031,11 +1048,19 @@ class Session:
         halted = lambda: stop.is_set() or self._closing.is_set()  # noqa: E731
         try:
             flat = self._liquidation("session", halted, keep, name, f"liquidate {name}").run()
-        except Exception as err:  # loud; the strategy stays paused
+            slot = self._lineup.slots.get(name)
+            if flat and slot is not None and slot.call is not None:
+                # a call under way when it began sends nothing now (liquidating refuses it); wait for it
+                with contextlib.suppress(concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+                    slot.call.result(timeout=STRATEGY_GRACE_S)
+        except Exception as err:  # loud; the strategy stays stopped
             self.errors.append(_error(f"liquidate {name}", err))
-            return
+            flat = False
         if not flat:
             self.errors.append(error_event(f"liquidate {name}", "halted before the strategy was flat"))
+        slot = self._lineup.slots.get(name)
+        if slot is not None and slot.state == "liquidating":
+            self._set_state(name, "paused", "liquidated" if flat else "its liquidation was halted")
 
     def _settle_books(self) -> None:
         """The session is flat; books that still hold opposite positions in a symbol (one strategy
@@ -1077,6 +1102,7 @@ class Session:
         if self.status != "failed":
             self.status = "stopping"
         self._run_commands()
+        self._halt_strategy_liquidations(wait_s=5.0)  # the end-of-session action takes over (Hold too)
         self._eos_now(eos)
         deadline = time.monotonic() + STRATEGY_GRACE_S
         for slot in self._lineup.slots.values():
@@ -1152,6 +1178,7 @@ class Session:
 
     def _tear_down(self) -> None:
         self._closing.set()
+        self._halt_strategy_liquidations(wait_s=5.0)
         self._lineup.shut()
         for thread in self._threads:
             if thread.name == "blockpaca-supervisor":

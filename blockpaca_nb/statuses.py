@@ -34,9 +34,10 @@ PROBLEM_STATUSES = frozenset({"rejected", "failed", "validation_error"})
 
 # ------------------------------------------------------------------ strategies
 
-STRATEGY_STATES = ("running", "paused", "reduce_only", "halted")
+STRATEGY_STATES = ("running", "paused", "reduce_only", "halted", "liquidating")
 """A strategy's states: ticking; stopped by the user; ticking, but a limit was crossed, so only orders
-that shrink a position pass; stopped by a limit or the kill switch (``resume(name)`` restarts it)."""
+that shrink a position pass; stopped by a limit or the kill switch (``resume(name)`` restarts it);
+its book being closed (``liquidate(strategy=)``; paused once it is flat)."""
 
 TICKING_STATES = frozenset({"running", "reduce_only"})
 """The strategy is called on its clock."""

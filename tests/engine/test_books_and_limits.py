@@ -173,3 +173,26 @@ def test_session_limits_refuse_every_strategy_once_the_session_is_halted() -> No
     for strategy in ("alpha", "newcomer"):
         refused = desk.screen([buy("BBB", 1)], strategy, QUOTES, reduce_only=False).refused
         assert refused and "session is halted" in refused[0][1]
+
+
+def test_a_former_main_strategy_run_alongside_again_has_its_own_fills_and_state() -> None:
+    from blockpaca_nb.lineup import Lineup, Slot
+
+    books = Books()
+    books.apply(fill("AAA", "buy", 5, 100.0, "first"), ended=True)
+    books.hand_over("first", "second", {})
+    books.unforward("first")  # `first` activated alongside
+    books.apply(fill("AAA", "buy", 2, 100.0, "first"), ended=True)
+    assert books.positions_of("first") == {"AAA": 2.0} and books.positions_of("second") == {"AAA": 5.0}
+    lineup = Lineup()
+    lineup.register(Slot("first", print), alongside=False)
+    lineup.register(Slot("second", print), alongside=False)
+    assert lineup.slots["first"].context_state is lineup.slots["second"].context_state  # a swap carries it on
+    lineup.activate("first")
+    assert lineup.slots["first"].context_state is not lineup.slots["second"].context_state
+
+
+def test_an_open_order_in_a_symbol_not_held_is_valued_by_its_quote() -> None:
+    desk = desk_with({"max_gross_exposure": 1e6})
+    desk.books.sent("c1", "alpha", "BBB", 10.0)  # a resting buy, nothing held in BBB
+    assert len(passed(desk, buy("AAA", 1))) == 1

@@ -16,7 +16,7 @@ import pytest
 from engine_helpers import TICKERS, held, make_session, started
 from waiting import wait_for
 
-from blockpaca_nb import ConfigurationError, Session, Simulator
+from blockpaca_nb import BlockpacaError, ConfigurationError, Session, Simulator
 
 
 @pytest.fixture
@@ -302,7 +302,8 @@ def test_liquidating_one_strategy_closes_its_book_and_leaves_the_others(sim: Sim
         wait_for(lambda: held(sim, "AAPL") == -4, 30, "the broker to hold only the shorter's short")
         wait_for(lambda: book(session, "longer") == {}, 10, "the longer's book flat")
         assert book(session, "shorter") == {"AAPL": -4.0}
-        assert session.strategy_state("longer") == "paused" and session.strategy_state("shorter") == "running"
+        wait_for(lambda: session.strategy_state("longer") == "paused", 30, "the liquidation to end, paused")
+        assert session.strategy_state("shorter") == "running"
         closing = [o for o in tagged(sim, "longer") if o["side"] == "sell"]
         assert sorted(float(o["qty"]) for o in closing) == [4.0, 6.0]  # never one order that flips the account
     finally:
@@ -381,5 +382,81 @@ def test_two_threads_never_pass_one_session_limit_together(sim: Simulator, tmp_p
             thread.join()
         assert sorted(len(ids) for ids in sent.values()) == [0, 1]
         wait_for(lambda: held(sim, "AAPL") == 80, 30, "only one block at the broker")
+    finally:
+        session.stop(wait=True, timeout=60)
+
+
+def test_liquidations_never_reopen_what_a_manual_trade_closed_even_after_reconciliation(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import blockpaca_nb.session as session_module
+
+    monkeypatch.setattr(session_module, "RECONCILE_EVERY_S", 0.5)
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
+    try:
+        session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="alone")
+        wait_for(lambda: book(session, "alone") == {"AAPL": 10.0}, 30, "the buy in the book")
+        from alpaca.trading.client import TradingClient
+        from alpaca.trading.requests import MarketOrderRequest
+
+        manual = TradingClient(sim.api_key, sim.secret_key, url_override=sim.urls["trading"])
+        manual.submit_order(MarketOrderRequest(symbol="AAPL", qty=10, side="sell", time_in_force="day"))
+        wait_for(lambda: any("AAPL" in str(e) and "reconcile" in str(e) for e in session.errors), 30, "reported")
+        session.liquidate(strategy="alone")
+        wait_for(lambda: session.strategy_state("alone") == "paused", 30, "the strategy's liquidation to end")
+        session.liquidate()
+        wait_for(lambda: session.status != "liquidating" and session.activity == "", 30, "the session's to end")
+        assert held(sim, "AAPL") == 0  # the manual sell stands; nothing sold short on the session's behalf
+    finally:
+        session.stop(wait=True, timeout=60)
+
+
+def test_a_strategys_liquidation_refuses_what_its_running_call_returns_later(sim: Simulator, tmp_path: Path) -> None:
+    release, calls = threading.Event(), []
+
+    def slow(ctx: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            return market("AAPL", "buy", 10)
+        release.wait(30)  # still running when the liquidation begins
+        return market("AAPL", "buy", 5)
+
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
+    try:
+        session.strategy(slow, every="200ms", alongside=True)
+        wait_for(lambda: book(session, "slow") == {"AAPL": 10.0} and len(calls) >= 2, 30, "a buy, a call under way")
+        session.liquidate(strategy="slow")
+        with pytest.raises(BlockpacaError, match="liquidation is still running"):
+            session.resume("slow")
+        wait_for(lambda: held(sim, "AAPL") == 0, 30, "the position closed")
+        release.set()
+        wait_for(lambda: session.strategy_state("slow") == "paused", 30, "the liquidation to end")
+        wait_for(lambda: any("is liquidating" in r for r in risk_rows(session, "slow")), 30, "the late order refused")
+        assert held(sim, "AAPL") == 0 and book(session, "slow") == {}
+        session.kill()
+        wait_for(lambda: session.status != "running", 30, "the kill switch to begin")
+        with pytest.raises(BlockpacaError):
+            session.liquidate(strategy="slow")  # the kill switch owns the positions now
+    finally:
+        release.set()
+        session.stop(wait=True, timeout=60)
+
+
+def test_re_registering_strategies_while_orders_are_sent_never_deadlocks(sim: Simulator, tmp_path: Path) -> None:
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
+    done = threading.Event()
+    try:
+        session.strategy(idle, alongside=True, name="sender", limits={"max_position": 10**6})
+
+        def send() -> None:
+            for _ in range(40):
+                session.submit([market("AAPL", "buy", 1)], strategy="sender")
+            done.set()
+
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        for number in range(40):
+            session.strategy(idle, alongside=True, name=f"again_{number % 3}", limits={"max_position": 5})
+        wait_for(done.is_set, 60, "every submit to return while strategies were registered")
     finally:
         session.stop(wait=True, timeout=60)
