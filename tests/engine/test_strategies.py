@@ -55,6 +55,14 @@ def once(order: dict[str, Any], after: Any = None) -> Any:
     return strategy
 
 
+def long_and_short(session: Session) -> None:
+    """"longer" buys 10 AAPL; "shorter" sells 4 short once the account holds AAPL (Alpaca refuses a
+    sell while a buy is open): books +10 and −4, the broker +6."""
+    session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="longer")
+    has_aapl = lambda ctx: any(p["ticker"] == "AAPL" for p in ctx.account_positions())  # noqa: E731
+    session.strategy(once(market("AAPL", "sell", 4, "short_sell"), after=has_aapl), alongside=True, name="shorter")
+
+
 def idle(ctx: Any) -> None:
     return None
 
@@ -130,10 +138,7 @@ def test_two_strategies_on_one_symbol_in_opposite_directions_keep_their_own_book
     cash_before = cash(sim)
     session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
-        session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="longer")
-        # the shorter waits for the longer's buy to fill: Alpaca refuses a sell while a buy is open
-        has_aapl = lambda ctx: any(p["ticker"] == "AAPL" for p in ctx.account_positions())  # noqa: E731
-        session.strategy(once(market("AAPL", "sell", 4, "short_sell"), after=has_aapl), alongside=True, name="shorter")
+        long_and_short(session)
         wait_for(lambda: held(sim, "AAPL") == 6, 30, "the broker to hold 10 − 4 AAPL")
         wait_for(lambda: book(session, "shorter") == {"AAPL": -4.0}, 30, "the shorter's fill in its book")
         assert book(session, "longer") == {"AAPL": 10.0}
@@ -294,9 +299,7 @@ def test_liquidating_one_strategy_closes_its_book_and_leaves_the_others(sim: Sim
     none (one order may not flip it), leaving the account with exactly the shorter's −4."""
     session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
-        session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="longer")
-        has_aapl = lambda ctx: any(p["ticker"] == "AAPL" for p in ctx.account_positions())  # noqa: E731
-        session.strategy(once(market("AAPL", "sell", 4, "short_sell"), after=has_aapl), alongside=True, name="shorter")
+        long_and_short(session)
         wait_for(lambda: held(sim, "AAPL") == 6 and book(session, "shorter") == {"AAPL": -4.0}, 30, "both filled")
         session.liquidate(strategy="longer")
         wait_for(lambda: held(sim, "AAPL") == -4, 30, "the broker to hold only the shorter's short")
