@@ -181,10 +181,6 @@ class Books:
             book = self._books.get(name)
             return None if book is None else (book.orders, len(book.holdings))
 
-    def names(self) -> list[str]:
-        with self._lock:
-            return list(self._books)
-
     def book(self, name: str) -> Book | None:
         """The live book (for tests and single-threaded use; threads read through the methods above)."""
         return self._books.get(name)
@@ -195,12 +191,6 @@ class Books:
         with self._lock:
             self._working[client_order_id] = (book, ticker, signed_qty)
             self._book_for(book).orders += 1
-
-    def working(self, name: str | None = None) -> dict[str, float]:
-        """Signed shares of open orders per ticker, of one book (or of all), buys and sells netted."""
-        with self._lock:
-            buys, sells = self._working_by_side(name)
-        return {t: buys.get(t, 0.0) + sells.get(t, 0.0) for t in set(buys) | set(sells)}
 
     def _order_moved(self, row: Mapping[str, Any], ended: bool) -> None:
         cid = str(row.get("client_order_id") or "")
