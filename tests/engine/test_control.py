@@ -68,7 +68,7 @@ def test_liquidate_acts_at_once_whatever_the_tick_rate(sim: Simulator, tmp_path:
         session.liquidate()
         wait_for(lambda: held(sim, "AAPL") == 0, timeout=30, what="flat at the broker")  # the next tick: 60 s
         print(f"liquidate with a 1 min tick: flat at the broker after {time.monotonic() - pressed:.2f} s")
-        assert session.positions.empty
+        wait_for(lambda: session.positions.empty, 30, "the liquidation's fill in the session's positions")
     finally:
         session.stop(wait=True)
     assert [(o["qty"], o["status"]) for o in broker_orders(sim, "liquidate-")] == [("3", "filled")]
