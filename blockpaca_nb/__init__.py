@@ -23,8 +23,10 @@ from .errors import (
 if _typing.TYPE_CHECKING:
     from .compat import run_trading
     from .plots import plot_trade_log
+    from .replay import replay
     from .session import Session
     from .sim import Simulator
+    from .sweep import sweep
     from .tradelog import load_trade_log
 
 __version__ = "0.2.0.dev0"
@@ -38,14 +40,18 @@ __all__ = [
     "Simulator",
     "load_trade_log",
     "plot_trade_log",
+    "replay",
     "run_trading",
+    "sweep",
 ]
 _LAZY = {
     "Session": ".session",
     "Simulator": ".sim",
     "load_trade_log": ".tradelog",
     "plot_trade_log": ".plots",
+    "replay": ".replay",
     "run_trading": ".compat",
+    "sweep": ".sweep",
 }
 
 

@@ -326,15 +326,16 @@ def parse_orders(
     return orders, errors
 
 
-def new_client_order_id(action: str, worker: int, strategy: str = "") -> str:
+def new_client_order_id(action: str, worker: int, strategy: str = "", serial: str | None = None) -> str:
     """Return a fresh client order id ``{action}-{worker}-{8 hex}``, as blockpaca logs it, followed by
     ``-{strategy}`` for an order a strategy sent (``buy_long-2-9f1c02ab-momentum``).
 
     The strategy comes last so blockpaca's readers, which take the action and the worker from the
     first two dash-separated parts, keep working. The id is fixed before the first submission
-    attempt, so a retried submission can be recognised by the broker as the same order.
+    attempt, so a retried submission can be recognised by the broker as the same order. ``serial``
+    replaces the 8 random hex digits where ids must repeat from run to run (replay).
     """
-    base = f"{action}-{worker}-{uuid.uuid4().hex[:8]}"
+    base = f"{action}-{worker}-{serial or uuid.uuid4().hex[:8]}"
     return f"{base}-{strategy}" if strategy else base
 
 

@@ -10,6 +10,7 @@ DataFrame :func:`~blockpaca_nb.tradelog.load_trade_log` returns, ours or blockpa
 4. how many orders ended in each status, and the latency distribution.
 
 :func:`pnl_frame` gives the accounting behind rows 2 and 3 as a DataFrame, one row per fill.
+:func:`equity_figure` draws a replay's equity and drawdown, :func:`sweep_heatmap` a sweep's grid.
 
 A session can log a million rows, so nothing here loops over rows in Python: the average
 cost is a linear recurrence solved with a parallel prefix scan in numpy, the time series are
@@ -35,7 +36,15 @@ from .order_stats import Latency, final_statuses, order_latency
 from .pnl import PNL_COLUMNS, account_for, fills_of, pnl_frame
 from .tradelog_frame import REQUIRED_COLUMNS, read_source, ticker_rows, wanted_tickers
 
-__all__ = ["PNL_COLUMNS", "REQUIRED_COLUMNS", "decimate", "plot_trade_log", "pnl_frame"]
+__all__ = [
+    "PNL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "decimate",
+    "equity_figure",
+    "plot_trade_log",
+    "pnl_frame",
+    "sweep_heatmap",
+]
 
 
 MIN_POINTS = 4
@@ -87,6 +96,43 @@ def plot_trade_log(
     figure = _grid(latency)
     _add_fill_rows(figure, pnl, limit)
     _add_order_row(figure, final_statuses(frame, keep), latency)
+    return figure
+
+
+def equity_figure(equity: pd.Series, *, title: str = "", max_points: int = 20_000) -> go.Figure:
+    """Equity over time and, below it, the drawdown from its running peak (a replay's `plot()`)."""
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.04)
+    if equity.empty:
+        return _empty_figure("no ticks replayed")
+    values = equity.to_numpy(float)
+    drawdown = values / np.maximum.accumulate(values) - 1
+    keep = np.union1d(decimate(values, max_points), decimate(drawdown, max_points))
+    when = equity.index[keep]
+    figure.add_trace(go.Scattergl(x=when, y=values[keep], name="equity", line={"color": _OPEN_COLOR}), row=1, col=1)
+    figure.add_trace(
+        go.Scattergl(x=when, y=drawdown[keep], name="drawdown", fill="tozeroy", line={"color": _SELL_COLOR}),
+        row=2,
+        col=1,
+    )
+    figure.update_yaxes(title_text="equity", row=1, col=1)
+    figure.update_yaxes(title_text="drawdown", tickformat=".1%", row=2, col=1)
+    figure.update_layout(title=title, height=520, showlegend=False)
+    return figure
+
+
+def sweep_heatmap(grid: pd.DataFrame, x: str, y: str, value: str) -> go.Figure:
+    """One statistic of a sweep over two of its parameters (a `sweep()` grid's `plot()`)."""
+    table = grid.pivot_table(index=y, columns=x, values=value, aggfunc="mean")
+    figure = go.Figure(
+        go.Heatmap(
+            z=table.to_numpy(float),
+            x=[str(c) for c in table.columns],
+            y=[str(i) for i in table.index],
+            colorscale="RdYlGn",
+            colorbar={"title": value},
+        )
+    )
+    figure.update_layout(title=f"{value} by {x} and {y}", xaxis_title=x, yaxis_title=y)
     return figure
 
 

@@ -60,6 +60,7 @@ class Context(dict[str, Any]):
         account: Callable[[], dict[str, Any]],
         account_positions: Callable[[], list[dict[str, Any]]] | None = None,
         strategy: str = "",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(
             get_current_data=get_current_data,
@@ -73,6 +74,7 @@ class Context(dict[str, Any]):
         self._account = account
         self._account_positions = account_positions
         self.strategy = strategy  # the name of the strategy this context was made for
+        self._clock = clock  # the wall clock live, the replay's clock in replay
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -85,8 +87,8 @@ class Context(dict[str, Any]):
 
     @property
     def now(self) -> float:
-        """Wall-clock time of this call, epoch seconds."""
-        return time.time()
+        """The time of this call, epoch seconds: the wall clock live, the replayed moment in replay."""
+        return self._clock()
 
     def bars(self, symbols: str | Sequence[str], timeframe: str = "1Day", limit: int = 100) -> Any:
         """Historical bars as a DataFrame indexed by (symbol, timestamp): the last `limit` per symbol."""

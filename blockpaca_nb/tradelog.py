@@ -23,7 +23,7 @@ import io
 import os
 import pathlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import IO, TYPE_CHECKING
 
@@ -229,7 +229,7 @@ class TradeLogWriter:
         buffer = self._buffer
         buffer.seek(0)
         buffer.truncate()
-        self._csv.writerow([_cell(value) for value in values])
+        self._csv.writerow(list(map(_cell, values)))
         return buffer.getvalue()
 
     def _append(self, text: str) -> None:
@@ -245,6 +245,15 @@ class TradeLogWriter:
         if self._fd is None:
             raise ValueError(f"trade log {str(self.path)!r} is closed")
         return self._fd
+
+
+def csv_text(rows: Iterable[TradeLogRow | Mapping[str, object]]) -> str:
+    """A whole trade log as CSV text, header first: byte for byte what a writer appends for `rows`
+    (replay's trade log, which never touches a file unless saved)."""
+    buffer = io.StringIO()
+    buffer.write(_HEADER + "\n")
+    csv.writer(buffer, lineterminator="\n").writerows(list(map(_cell, _values(row))) for row in rows)
+    return buffer.getvalue()
 
 
 def load_trade_log(path_or_buffer: str | os.PathLike[str] | IO[str]) -> pandas.DataFrame:

@@ -55,6 +55,11 @@ DEFAULT_RULES: Mapping[str, Any] = {"cancel_latency_ms": 0.0, "partial_fill_rate
 EventSink = Callable[[str, "SimOrder", Mapping[str, Any]], None]
 
 
+def random_id() -> str:
+    """A fresh order or execution id, as Alpaca makes them (replay passes a counter instead)."""
+    return str(uuid.uuid4())
+
+
 class ApiError(Exception):
     """An error answer in Alpaca's shape: HTTP status, 8-digit code, message and extra fields."""
 
@@ -209,8 +214,10 @@ class Broker:
         rules: Mapping[str, Any] = DEFAULT_RULES,
         strict: bool = False,
         seed: int = 0,
+        new_id: Callable[[], str] = random_id,
     ) -> None:
         self.market = market
+        self.new_id = new_id  # order and execution ids: random live, a counter in replay (deterministic)
         self.rules = rules  # live settings (the server's fault dict): cancel_latency_ms, partial_fill_rate
         self.strict = strict
         self.random = random.Random(seed * 7919 + 17)  # partial-fill draws, apart from the market's
@@ -312,6 +319,7 @@ class Broker:
         """Register a complex order's exits: held until the entry fills (an oco's are live at once)."""
         order.legs = legs
         for leg in legs:
+            leg.id, leg.client_order_id = self.new_id(), self.new_id()
             leg.created_at = leg.updated_at = now
             self.orders[leg.id] = leg
             self.by_client_id[leg.client_order_id] = leg
@@ -362,7 +370,7 @@ class Broker:
         tif = body.get("time_in_force")
         if tif not in TIME_IN_FORCE:
             raise invalid(f"invalid time_in_force: {str(tif)[:40]!r}")
-        cid = body.get("client_order_id") or str(uuid.uuid4())
+        cid = body.get("client_order_id") or self.new_id()
         if not isinstance(cid, str) or len(cid) > MAX_CLIENT_ORDER_ID:
             raise invalid(f"client_order_id must be a string of at most {MAX_CLIENT_ORDER_ID} characters")
         if cid in self.by_client_id:
@@ -373,6 +381,7 @@ class Broker:
             type=order_type,
             time_in_force=tif,
             client_order_id=cid,
+            id=self.new_id(),
             qty=parse_number(body, "qty"),
             notional=parse_number(body, "notional"),
             limit_price=parse_number(body, "limit_price"),
@@ -626,7 +635,7 @@ class Broker:
             price=price,
             qty=qty,
             position_qty=position.quantity,
-            execution_id=str(uuid.uuid4()),
+            execution_id=self.new_id(),
         )
         if done and pending:
             self._change_lost(order, pending, now)
@@ -716,7 +725,7 @@ class Broker:
             if body.get("limit_price") is not None
             else old.limit_price,
             "stop_price": body.get("stop_price") if body.get("stop_price") is not None else old.stop_price,
-            "client_order_id": body.get("client_order_id") or str(uuid.uuid4()),
+            "client_order_id": body.get("client_order_id") or self.new_id(),
             "extended_hours": old.extended_hours,
         }
         if old.type == "trailing_stop":

@@ -20,7 +20,7 @@ import numpy as np
 from . import calendar, simclock
 from .universe import Profile, profile
 
-HISTORY_SESSIONS = 260  # about a year of daily bars; minute bars for the same sessions on demand
+HISTORY_SESSIONS = 520  # about two years of daily bars (replay's "sim" data); minute bars for them on demand
 _SECONDS_PER_SESSION = 23_400.0
 _BUFFER = 512  # random draws pre-generated per symbol
 LIVE_TRADES_KEPT = 200_000  # per symbol: live trades served by /v2/stocks/trades
@@ -300,12 +300,29 @@ def _history(symbol: str, seed: int, today: date | None = None) -> History:
     return History(symbol, seed, sessions, tuple(bars))
 
 
-@lru_cache(maxsize=8192)
-def _minute_bars(hist: History, day: date) -> list[Bar]:
-    """Minute bars of one past session, aggregating exactly to that session's daily bar."""
-    idx = next((i for i, s in enumerate(hist.sessions) if s.date == day), None)
+@lru_cache(maxsize=4096)
+def _session_index(hist: History) -> dict[date, int]:
+    return {s.date: i for i, s in enumerate(hist.sessions)}
+
+
+@dataclass(frozen=True)
+class MinuteArrays:
+    """One past session's minute bars as arrays (replay reads these; the bars endpoint, `Bar`s)."""
+
+    start: np.ndarray  # each bar's start, epoch seconds
+    o: np.ndarray
+    h: np.ndarray
+    l: np.ndarray  # noqa: E741 - Alpaca's own short key
+    c: np.ndarray
+    v: np.ndarray
+    vw: np.ndarray
+
+
+def minute_arrays(hist: History, day: date) -> MinuteArrays | None:
+    """Minute bars of one past session, aggregating exactly to that session's daily bar (None: no session)."""
+    idx = _session_index(hist).get(day)
     if idx is None:
-        return []
+        return None
     session, daily = hist.sessions[idx], hist.daily[idx]
     minutes = int((session.close - session.open) / timedelta(minutes=1))
     rng = _rng(hist.seed, hist.symbol, "minutes", day.isoformat())
@@ -323,17 +340,18 @@ def _minute_bars(hist: History, day: date) -> list[Bar]:
     weights = rng.gamma(2.0, 1.0, minutes) * (1 + 2 * np.abs(np.linspace(-1, 1, minutes)) ** 2)
     vols = np.floor(weights / weights.sum() * daily.v)
     vols[-1] += daily.v - vols.sum()
-    start = session.open.timestamp()
+    start = session.open.timestamp() + 60.0 * np.arange(minutes)
+    vwap = np.round((hi + lo + closes) / 3, 4)
+    return MinuteArrays(start, np.round(opens, 2), np.round(hi, 2), np.round(lo, 2), np.round(closes, 2), vols, vwap)
+
+
+@lru_cache(maxsize=8192)
+def _minute_bars(hist: History, day: date) -> list[Bar]:
+    """Minute bars of one past session, as the bars endpoint serves them."""
+    bars = minute_arrays(hist, day)
+    if bars is None:
+        return []
     return [
-        Bar(
-            start + 60 * m,
-            round(float(opens[m]), 2),
-            round(float(hi[m]), 2),
-            round(float(lo[m]), 2),
-            round(float(closes[m]), 2),
-            float(vols[m]),
-            max(1, int(vols[m] // 150)),
-            round(float((hi[m] + lo[m] + closes[m]) / 3), 4),
-        )
-        for m in range(minutes)
+        Bar(float(t), float(o), float(h), float(lo), float(c), float(v), max(1, int(v // 150)), float(vw))
+        for t, o, h, lo, c, v, vw in zip(bars.start, bars.o, bars.h, bars.l, bars.c, bars.v, bars.vw, strict=True)
     ]

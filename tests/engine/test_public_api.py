@@ -26,7 +26,9 @@ PUBLIC = [
     "Simulator",
     "load_trade_log",
     "plot_trade_log",
+    "replay",
     "run_trading",
+    "sweep",
 ]
 SIM_PUBLIC = ["Simulator"]
 

@@ -1,0 +1,208 @@
+"""Replay's market data: every symbol's quote at every tick of a stretch of history, as arrays.
+
+Replay must be fast and deterministic, so the history a strategy is replayed over is loaded once
+into a `Tape`: the tick times and, at each tick, every symbol's bid, ask and sizes (what
+`ctx.get_current_data()` shows and what orders fill against), plus the minute bars the quotes were
+made from (what `ctx.bars()` shows: only bars complete at the tick). Bars become quotes as the
+issue of a bar-only history demands: a tick at each session's open (the first bar's open), then one
+at each bar's end (its close), with bid and ask around that price at the symbol's spread.
+
+Sources: the simulator's seeded history (`sim_tape`), bars or quotes in a DataFrame (`frame_tape`,
+which Alpaca's bars and a recorded session's quote file also go through).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+BAR_FIELDS = ("open", "high", "low", "close", "volume")
+QUOTE_FIELDS = ("bid", "ask", "bid_size", "ask_size")
+DEFAULT_SPREAD_BPS = 2.0  # a liquid stock's spread, for bars that come without quotes
+SIZE_FLOOR = 100.0  # the smallest quote size a bar becomes (one round lot)
+
+
+@dataclass(frozen=True)
+class Tape:
+    """Quotes of `symbols` at each of `times` (epoch seconds), and the minute bars they came from."""
+
+    symbols: tuple[str, ...]
+    times: np.ndarray  # (n,) tick times
+    bid: np.ndarray  # (n, k)
+    ask: np.ndarray
+    bid_size: np.ndarray
+    ask_size: np.ndarray
+    bar_end: np.ndarray  # (m,) when each minute bar was complete
+    bars: dict[str, np.ndarray]  # BAR_FIELDS → (m, k)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @property
+    def mid(self) -> np.ndarray:
+        return (self.bid + self.ask) / 2
+
+
+def quotes_from_prices(
+    price: np.ndarray, volume: np.ndarray, spread_bps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bid and ask a whole cent apart at least, around `price` at each symbol's spread; a size
+    from the bar's volume (a tenth of it in round lots, one lot at least)."""
+    half = price * spread_bps / 20_000
+    bid = np.floor((price - half) * 100 + 1e-9) / 100
+    ask = np.maximum(np.ceil((price + half) * 100 - 1e-9) / 100, bid + 0.01)
+    size = np.maximum(SIZE_FLOOR, np.floor(np.nan_to_num(volume) / 1000) * 100)
+    return bid, np.round(ask, 2), size
+
+
+def tape_from_bars(
+    symbols: Sequence[str], start: np.ndarray, bars: dict[str, np.ndarray], spread_bps: np.ndarray
+) -> Tape:
+    """Ticks from minute bars starting at `start` (m,): each session's open, then every bar's close."""
+    day = _new_york_days(start)
+    first = np.ones(len(start), dtype=bool)
+    first[1:] = day[1:] != day[:-1]
+    at_close = np.arange(len(start)) + np.cumsum(first)  # where each bar's close tick goes
+    at_open = at_close[first] - 1
+    n = len(start) + int(first.sum())
+    times = np.empty(n)
+    times[at_close], times[at_open] = start + 60, start[first]
+    price = np.empty((n, len(symbols)))
+    price[at_close], price[at_open] = bars["close"], bars["open"][first]
+    volume = np.empty_like(price)
+    volume[at_close], volume[at_open] = bars["volume"], bars["volume"][first]
+    bid, ask, size = quotes_from_prices(price, volume, spread_bps)
+    return Tape(tuple(symbols), times, bid, ask, size, size.copy(), start + 60, bars)
+
+
+def _new_york_days(epoch: np.ndarray) -> np.ndarray:
+    """The New York calendar day of each instant, as a day number (to group ticks by session)."""
+    import pandas as pd
+
+    local = pd.to_datetime(epoch, unit="s", utc=True).tz_convert("America/New_York").tz_localize(None)
+    return np.asarray(local.values.astype("datetime64[D]").astype(np.int64))
+
+
+# =============================================================================== the simulator's history
+
+
+def sim_tape(symbols: Sequence[str], start: date, end: date, seed: int, today: date | None = None) -> Tape:
+    """The simulator's seeded minute bars from `start` to `end` (both included): the same history its
+    bars endpoint serves, ending where its live prices begin."""
+    from .sim import calendar
+    from .sim.market import _history, minute_arrays
+    from .sim.universe import profile
+
+    today = today or datetime.now(calendar.EASTERN).date()
+    histories = [_history(symbol, seed, today) for symbol in symbols]
+    sessions = [s.date for s in histories[0].sessions if start <= s.date <= end]
+    _check_sim_range(start, end, histories[0].sessions[0].date, today, sessions)
+    per_symbol, bar_start = [], np.empty(0)
+    for hist in histories:
+        days = [a for a in (minute_arrays(hist, d) for d in sessions) if a is not None]
+        per_symbol.append({f: np.concatenate([getattr(a, f[0]) for a in days]) for f in BAR_FIELDS})
+        bar_start = np.concatenate([a.start for a in days])
+    bars = {f: np.column_stack([p[f] for p in per_symbol]) for f in BAR_FIELDS}
+    spread = np.array([profile(s, seed).spread_bps for s in symbols])
+    return tape_from_bars(symbols, bar_start, bars, spread)
+
+
+def _check_sim_range(start: date, end: date, first: date, today: date, sessions: list[date]) -> None:
+    allowed = f"dates from {first} to the last session before {today}"
+    if start < first:
+        raise ConfigurationError(f"start={start} is before the simulator's history; allowed: {allowed}")
+    if end >= today:
+        raise ConfigurationError(f"end={end} is not in the past; allowed: {allowed}")
+    if not sessions:
+        raise ConfigurationError(f"no trading session between start={start} and end={end}; allowed: {allowed}")
+
+
+# =============================================================================== DataFrames
+
+
+def frame_tape(frame: pd.DataFrame, symbols: Sequence[str], spread_bps: float = DEFAULT_SPREAD_BPS) -> Tape:
+    """A tape from bars (open, high, low, close, volume) or quotes (bid, ask, bid_size, ask_size),
+    one row per symbol and time: a (symbol, timestamp) index as alpaca-py's `.df` gives, or
+    `symbol` and `timestamp` columns. Bars are minute bars stamped with their start."""
+    long = _long_form(frame)
+    missing = sorted(set(symbols) - set(long["symbol"]))
+    if missing:
+        raise ConfigurationError(f"data has no rows for {', '.join(missing)}; it has: {sorted(set(long['symbol']))}")
+    if {"bid", "ask"} <= set(long.columns):
+        return _quote_tape(long, symbols)
+    if not set(BAR_FIELDS) - {"volume"} <= set(long.columns):
+        raise ConfigurationError(
+            f"data's columns {sorted(long.columns)} are neither bars nor quotes; allowed: "
+            "open, high, low, close[, volume] or bid, ask[, bid_size, ask_size]"
+        )
+    wide = _wide(long, symbols, [f for f in BAR_FIELDS if f in long.columns])
+    start = _epoch_seconds(wide.index)
+    bars = {f: wide[f].to_numpy(float) if f in wide else np.zeros((len(wide), len(symbols))) for f in BAR_FIELDS}
+    return tape_from_bars(symbols, start, bars, np.full(len(symbols), float(spread_bps)))
+
+
+def _long_form(frame: pd.DataFrame) -> pd.DataFrame:
+    """symbol and timestamp as columns (UTC), whatever the frame had them as."""
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame) or frame.empty:
+        raise ConfigurationError("data= must be a non-empty DataFrame of bars or quotes")
+    long = frame.reset_index() if isinstance(frame.index, pd.MultiIndex) else frame.copy()
+    long = long.rename(columns={"bid_price": "bid", "ask_price": "ask", "time": "timestamp"})
+    if not {"symbol", "timestamp"} <= set(long.columns):
+        raise ConfigurationError(
+            "data= needs a symbol and a timestamp for each row (columns or a (symbol, timestamp) index)"
+        )
+    stamps = long["timestamp"]
+    numeric = pd.api.types.is_numeric_dtype(stamps)
+    long["timestamp"] = pd.to_datetime(stamps, unit="s", utc=True) if numeric else pd.to_datetime(stamps, utc=True)
+    return long
+
+
+def _wide(long: pd.DataFrame, symbols: Sequence[str], fields: list[str]) -> pd.DataFrame:
+    """One row per time, a (field, symbol) column each, carried forward over a symbol's gaps, from
+    the first time every symbol has a value (nothing is filled backwards: that would look ahead)."""
+    wide = long.pivot_table(index="timestamp", columns="symbol", values=fields, aggfunc="last")
+    wide = wide.reindex(columns=[(f, s) for f in fields for s in symbols]).sort_index().ffill()
+    complete = wide.notna().all(axis=1)
+    if not complete.any():
+        raise ConfigurationError("data= never has a value for every symbol at once")
+    return wide[complete.to_numpy().argmax():]
+
+
+def _quote_tape(long: pd.DataFrame, symbols: Sequence[str]) -> Tape:
+    """A tick per quote time; minute bars of the mids, for `ctx.bars()`."""
+    fields = [f for f in QUOTE_FIELDS if f in long.columns]
+    wide = _wide(long, symbols, fields)
+    times = _epoch_seconds(wide.index)
+    bid, ask = wide["bid"].to_numpy(float), wide["ask"].to_numpy(float)
+    sizes = {
+        f: wide[f].to_numpy(float) if f in wide else np.full_like(bid, SIZE_FLOOR) for f in ("bid_size", "ask_size")
+    }
+    bar_end, bars = _mid_bars(wide.index, (bid + ask) / 2)
+    return Tape(tuple(symbols), times, bid, ask, sizes["bid_size"], sizes["ask_size"], bar_end, bars)
+
+
+def _mid_bars(index: pd.DatetimeIndex, mid: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    import pandas as pd
+
+    frame = pd.DataFrame(mid, index=index).resample("1min")
+    ohlc = {"open": frame.first(), "high": frame.max(), "low": frame.min(), "close": frame.last()}
+    keep = ohlc["close"].notna().all(axis=1).to_numpy()
+    bars = {f: v.to_numpy(float)[keep] for f, v in ohlc.items()}
+    bars["volume"] = np.zeros_like(bars["close"])
+    return _epoch_seconds(ohlc["close"].index)[keep] + 60, bars
+
+
+def _epoch_seconds(index: pd.DatetimeIndex) -> np.ndarray:
+    """Epoch seconds of a DatetimeIndex, whatever its resolution (pandas 2 keeps s, ms, us or ns)."""
+    return np.asarray(index.tz_convert("UTC").tz_localize(None).values.astype("datetime64[ns]").astype(np.int64)) / 1e9

@@ -1,0 +1,243 @@
+"""What a replay leaves: its trade log, equity curve, positions, orders, state and statistics.
+
+The replay loop keeps only compact records (the broker's events as tuples, a mark per fill); the
+tables a user reads are built from them here, once, when first asked for. The trade log is made by
+the live recorder's own row functions and written by the live CSV format, so a replay's log reads,
+plots and analyses exactly like a session's.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ConfigurationError
+from .performance import performance
+from .recorder import submission_row, trade_update_row
+from .tradelog import COLUMNS, csv_text, load_trade_log
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from .history import Tape
+    from .replay import Replayer
+
+NEW_YORK = "America/New_York"
+BAR_TIMEFRAMES = {"1Min": None, "1Hour": "1h", "1Day": "1D"}
+
+
+class ReplayResult:
+    """The outcome of `replay()`; tables are built on first use."""
+
+    def __init__(self, runner: Replayer, elapsed: float) -> None:
+        self.name = runner.name
+        self.tape: Tape = runner.tape
+        self.state: dict[str, Any] = runner.state
+        self.errors: list[Any] = runner.errors
+        self.error_count = runner.error_count
+        self.interrupted = runner.interrupted
+        self.elapsed = elapsed
+        self.ticks = runner.stopped_at
+        self.starting_cash = runner.broker.starting_cash
+        self._log, self._marks, self._fees = runner.log, runner.marks, runner.fees
+        self._broker = runner.broker
+
+    @classmethod
+    def of(cls, runner: Replayer, elapsed: float) -> ReplayResult:
+        return cls(runner, elapsed)
+
+    def __repr__(self) -> str:
+        stopped = ", interrupted" if self.interrupted else ""
+        return (
+            f"<ReplayResult {self.name}: {self.ticks} ticks of {len(self.tape.symbols)} symbols in "
+            f"{self.elapsed:.2f} s{stopped}; final equity {self.equity.iloc[-1]:,.2f}>"
+        )
+
+    # ----------------------------------------------------------------- the trade log
+    @cached_property
+    def trade_log_csv(self) -> str:
+        """The trade log as CSV text, exactly as a session writes its file."""
+        return csv_text(self._rows())
+
+    @cached_property
+    def trade_log(self) -> pd.DataFrame:
+        """The trade log as `load_trade_log` reads a session's (blockpaca's ten columns first)."""
+        return load_trade_log(io.StringIO(self.trade_log_csv))
+
+    def save_trade_log(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8", newline="") as file:
+            file.write(self.trade_log_csv)
+
+    def _rows(self) -> Iterator[dict[str, Any]]:
+        orders = self._broker.orders
+        for record in self._log:
+            row = submission_row(record[1]) if record[0] == "result" else _event_row(record, orders)
+            yield {column: row[column] for column in COLUMNS}
+
+    # ----------------------------------------------------------------- equity, positions, orders
+    @cached_property
+    def _held(self) -> np.ndarray:
+        """Shares of each symbol held at each tick, from the mark each fill left."""
+        n, k = self.ticks, len(self.tape.symbols)
+        held = np.zeros((n, k))
+        if not self._marks or not n:
+            return held
+        ticks, symbols, after, _ = (np.array(column) for column in zip(*self._marks, strict=True))
+        for j in range(k):
+            mine = symbols == j
+            held[:, j] = _carried(ticks[mine], after[mine], n, 0.0)
+        return held
+
+    @cached_property
+    def equity(self) -> pd.Series:
+        """The account's equity at each tick (cash plus positions at the mid), New York time."""
+        import pandas as pd
+
+        n = self.ticks
+        cash = np.full(n, self.starting_cash)
+        if self._marks:
+            ticks, _, _, cash_after = (np.array(column) for column in zip(*self._marks, strict=True))
+            cash = _carried(ticks, cash_after, n, self.starting_cash)
+        values = cash + (self._held * self.tape.mid[:n]).sum(axis=1)
+        index = pd.to_datetime(self.tape.times[:n], unit="s", utc=True).tz_convert(NEW_YORK)
+        return pd.Series(values, index=index, name="equity")
+
+    @property
+    def positions(self) -> pd.DataFrame:
+        """What the account held when the replay ended."""
+        import pandas as pd
+
+        rows = []
+        for position in self._broker.positions.values():
+            mid = float(self.tape.mid[max(self.ticks - 1, 0), self.tape.symbols.index(position.ticker)])
+            rows.append(
+                {
+                    "ticker": position.ticker,
+                    "quantity": position.quantity,
+                    "avg_price": position.bought_at,
+                    "market_value": position.quantity * mid,
+                    "unrealized_pl": position.quantity * (mid - position.bought_at),
+                }
+            )
+        return pd.DataFrame(rows, columns=["ticker", "quantity", "avg_price", "market_value", "unrealized_pl"])
+
+    @property
+    def orders(self) -> pd.DataFrame:
+        """Every order the broker took, with its final status."""
+        import pandas as pd
+
+        columns = ["id", "client_order_id", "symbol", "side", "type", "qty", "limit_price", "status",
+                   "filled_qty", "filled_avg_price", "created_at", "filled_at"]  # fmt: skip
+        rows = [[getattr(o, c) for c in columns] for o in self._broker.orders.values()]
+        frame = pd.DataFrame(rows, columns=columns)
+        for column in ("created_at", "filled_at"):
+            frame[column] = pd.to_datetime(frame[column], unit="s", utc=True).dt.tz_convert(NEW_YORK)
+        return frame
+
+    @cached_property
+    def fills(self) -> pd.DataFrame:
+        """Every fill: time (epoch s), symbol, signed qty, price."""
+        import pandas as pd
+
+        rows = [
+            (record[6], record[2].symbol, record[7] if record[2].side == "buy" else -record[7], record[8])
+            for record in self._log
+            if record[0] == "event" and record[7] is not None
+        ]
+        return pd.DataFrame(rows, columns=["time", "symbol", "qty", "price"])
+
+    @cached_property
+    def stats(self) -> pd.Series:
+        """Total return, CAGR, volatility, Sharpe, Sortino, max drawdown and its dates, exposure,
+        turnover, trades, win rate, average holding time (performance.py says how each is computed)."""
+        gross = np.abs(self._held * self.tape.mid[: self.ticks]).sum(axis=1)
+        orders = sum(1 for record in self._log if record[0] == "result" and record[1]["kind"] == "accepted")
+        fees = math.fsum(fee for _, _, fee in self._fees)
+        return performance(self.equity, self.starting_cash, self.fills, gross, orders, fees)
+
+    # ----------------------------------------------------------------- plots
+    def plot(self) -> go.Figure:
+        """Equity and drawdown over the replay."""
+        from .plots import equity_figure
+
+        return equity_figure(self.equity, title=f"Replay of {self.name}")
+
+    def plot_trades(self, **options: Any) -> go.Figure:
+        """The live trade-log figure (fills over prices, P&L per ticker, order statuses)."""
+        from .plots import plot_trade_log
+
+        return plot_trade_log(self.trade_log, **options)
+
+
+def _carried(ticks: np.ndarray, values: np.ndarray, n: int, before: float) -> np.ndarray:
+    """Each of n ticks gets the last value set at or before it (`before` until the first)."""
+    latest = np.searchsorted(ticks, np.arange(n), side="right") - 1
+    return np.where(latest >= 0, values[np.maximum(latest, 0)], before)
+
+
+def _event_row(record: tuple[Any, ...], orders: dict[str, Any]) -> dict[str, Any]:
+    """A broker event, as the recorder turns the stream's message for it into a row."""
+    _, event, order, status, filled_qty, filled_notional, updated, fill_qty, fill_price, position_qty = record
+    data = {
+        "event": event,
+        "timestamp": updated,
+        "position_qty": position_qty,
+        "order": {
+            "id": order.id,
+            "client_order_id": order.client_order_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "type": order.type,
+            "qty": order.qty,
+            "limit_price": order.limit_price,
+            "status": status,
+            "filled_qty": filled_qty,
+            "filled_avg_price": filled_notional / filled_qty if filled_qty else None,
+        },
+    }
+    fill = (fill_qty, fill_price) if fill_qty is not None else None
+    parent = orders.get(order.parent_id) if order.parent_id else None
+    return trade_update_row(data, fill, parent.client_order_id if parent is not None else None)
+
+
+# =============================================================================== ctx.bars() in a replay
+
+
+def bars_frame(tape: Tape, symbols: str | Sequence[str], timeframe: str, limit: int, now: float) -> pd.DataFrame:
+    """The last `limit` bars per symbol that were complete at `now`, indexed by (symbol, timestamp)
+    as alpaca-py's `.df`; hour and day bars are made of the minute bars (today's so far)."""
+    import pandas as pd
+
+    if timeframe not in BAR_TIMEFRAMES:
+        raise ConfigurationError(f"timeframe={timeframe!r} is not valid; allowed: {', '.join(BAR_TIMEFRAMES)}")
+    if not isinstance(limit, int) or limit < 1:
+        raise ConfigurationError(f"limit={limit!r} is not valid; allowed: an integer >= 1")
+    wanted = [symbols] if isinstance(symbols, str) else list(symbols)
+    unknown = [s for s in wanted if s not in tape.symbols]
+    if unknown:
+        raise ConfigurationError(f"symbols {unknown} are not in this replay; allowed: {', '.join(tape.symbols)}")
+    done = int(np.searchsorted(tape.bar_end, now, side="right"))
+    span = limit * {"1Min": 1, "1Hour": 60, "1Day": 390}[timeframe]
+    window = slice(max(0, done - span), done)
+    index = pd.to_datetime(tape.bar_end[window] - 60, unit="s", utc=True)
+    frames = {}
+    for symbol in wanted:
+        j = tape.symbols.index(symbol)
+        frame = pd.DataFrame({f: v[window, j] for f, v in tape.bars.items()}, index=index)
+        frames[symbol] = _resampled(frame, BAR_TIMEFRAMES[timeframe]).tail(limit)
+    return pd.concat(frames, names=["symbol", "timestamp"])
+
+
+def _resampled(frame: pd.DataFrame, rule: str | None) -> pd.DataFrame:
+    if rule is None or frame.empty:
+        return frame
+    local = frame.tz_convert(NEW_YORK)
+    agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    out = local.resample(rule).agg(agg).dropna(subset=["close"])
+    return out.tz_convert("UTC")

@@ -1,0 +1,147 @@
+"""sweep(): one replay per parameter set, side by side, collected into a grid of statistics.
+
+A parameter sweep is embarrassingly parallel, so it takes any `concurrent.futures.Executor`: by
+default a local process pool (one process per core), or a Dask cluster's `client.get_executor()`
+(or Ray's) to spread it over machines. Each job is sent as one cloudpickle payload (the strategy
+factory, its parameters, the replay's arguments), so a factory written in a notebook cell travels
+to workers that never saw that cell. Results do not depend on which worker ran what: each job is a
+deterministic replay.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pandas as pd
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from .strategy import Strategy
+
+__all__ = ["SweepGrid", "sweep"]
+
+STAT_COLUMNS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "volatility", "exposure",
+                "turnover", "trades", "win_rate", "final_equity")  # fmt: skip
+
+
+class SweepGrid(pd.DataFrame):
+    """One row per parameter set, its statistics as columns, best first; `plot()` draws a heatmap."""
+
+    _metadata: ClassVar[list[str]] = ["parameters", "sort_by"]
+
+    @property
+    def _constructor(self) -> type[SweepGrid]:
+        return SweepGrid
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The parameters of the first row (the best by `sort_by`), ready for `make_strategy(**best)`."""
+        return {name: _plain(self.iloc[0][name]) for name in self.parameters}
+
+    def plot(self, x: str | None = None, y: str | None = None, value: str | None = None) -> go.Figure:  # type: ignore[override]
+        """A heatmap of `value` (the sort statistic) over two parameters (the first two by default)."""
+        from .plots import sweep_heatmap
+
+        names = list(self.parameters)
+        if len(names) < 2 and (x is None or y is None):
+            raise ConfigurationError("plot() needs two parameters for a heatmap; this sweep has one: plot its column")
+        return sweep_heatmap(pd.DataFrame(self), x or names[0], y or names[1], value or self.sort_by)
+
+
+def sweep(
+    make_strategy: Callable[..., Strategy],
+    grid: Mapping[str, Iterable[Any]],
+    *,
+    executor: Executor | None = None,
+    sort_by: str = "sharpe",
+    progress: bool = True,
+    **replay_arguments: Any,
+) -> SweepGrid:
+    """Replay `make_strategy(**params)` for every combination of `grid`'s values; the other keyword
+    arguments go to `replay()` (tickers, start, end, frequency, data, ...)."""
+    names, combos = _combinations(grid)
+    if sort_by not in STAT_COLUMNS:
+        raise ConfigurationError(f"sort_by={sort_by!r} is not valid; allowed: {', '.join(STAT_COLUMNS)}")
+    payloads = [_payload(make_strategy, dict(zip(names, combo, strict=True)), replay_arguments) for combo in combos]
+    owned = executor is None
+    pool = executor or _local_pool(len(payloads))
+    try:
+        rows = _collect([pool.submit(run_payload, payload) for payload in payloads], progress)
+    finally:
+        if owned:
+            pool.shutdown(wait=True, cancel_futures=True)
+    frame = pd.DataFrame(rows).sort_values(sort_by, ascending=False, na_position="last")
+    result = SweepGrid(frame.reset_index(drop=True))
+    result.parameters, result.sort_by = names, sort_by
+    return result
+
+
+def _combinations(grid: Mapping[str, Iterable[Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    if not isinstance(grid, Mapping) or not grid:
+        raise ConfigurationError("grid must be a non-empty dict of parameter name -> list of values")
+    values = {}
+    for name, options in grid.items():
+        if isinstance(options, str) or not isinstance(options, Iterable):
+            raise ConfigurationError(f"grid[{name!r}]={options!r} is not valid; allowed: a list of values")
+        values[str(name)] = list(options)
+        if not values[str(name)]:
+            raise ConfigurationError(f"grid[{name!r}] is empty; allowed: a list of at least one value")
+    return list(values), list(itertools.product(*values.values()))
+
+
+def _payload(make_strategy: Callable[..., Strategy], params: dict[str, Any], arguments: Mapping[str, Any]) -> bytes:
+    import cloudpickle
+
+    return cloudpickle.dumps((make_strategy, params, {**arguments, "progress": False}))
+
+
+def run_payload(payload: bytes) -> dict[str, Any]:
+    """One job, in whichever process or machine runs it: the replay's statistics and its parameters."""
+    import pickle
+
+    from .replay import replay
+
+    make_strategy, params, arguments = pickle.loads(payload)
+    result = replay(make_strategy(**params), **arguments)
+    stats = result.stats
+    return {**params, **{name: _plain(stats.get(name, math.nan)) for name in STAT_COLUMNS}}
+
+
+def _local_pool(jobs: int) -> ProcessPoolExecutor:
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    workers = max(1, min(jobs, os.cpu_count() or 1))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+
+
+def _collect(futures: list[Future[dict[str, Any]]], progress: bool) -> list[dict[str, Any]]:
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(futures), unit="replay", delay=1.0)
+        except ImportError:
+            bar = None
+    try:
+        for future in as_completed(futures):
+            future.result()  # a failed replay fails the sweep, with its own exception
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return [future.result() for future in futures]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python numbers (for `make_strategy(**best)` and for clean tables)."""
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,302 @@
+"""Replay: the live strategy function over history, through the simulator's own broker rules.
+
+Each test judges by what the replay's broker holds and what its trade log says, the way the live
+tests judge by the simulator's orders and positions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from blockpaca_nb import ConfigurationError, replay, sweep
+from blockpaca_nb.examples import momentum
+from blockpaca_nb.performance import round_trips
+
+WEEK = {"start": "2026-11-02", "end": "2026-11-06"}
+DAY = {"start": "2026-11-03", "end": "2026-11-03"}
+NEW_YORK = "America/New_York"
+
+
+def at(ctx: Any) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ctx.now, dt.UTC).astimezone(pd.Timestamp(0, tz=NEW_YORK).tz)
+
+
+def buy_once(quantity: float = 10, ticker: str = "AAPL") -> Any:
+    def strategy(ctx: Any) -> list[dict[str, Any]]:
+        if ctx.state.get("bought"):
+            return []
+        ctx.state["bought"] = True
+        return [{"ticker": ticker, "quantity": quantity, "side": "buy", "order_type": "market"}]
+
+    return strategy
+
+
+def test_same_data_seed_and_strategy_give_a_byte_identical_trade_log() -> None:
+    first = replay(momentum, ["AAPL", "MSFT"], **WEEK, progress=False)
+    second = replay(momentum, ["AAPL", "MSFT"], **WEEK, progress=False)
+    other_seed = replay(momentum, ["AAPL", "MSFT"], **WEEK, seed=3, progress=False)
+    assert first.trade_log_csv == second.trade_log_csv
+    assert len(first.trade_log) > 100 and (first.trade_log["event"] == "fill").any()
+    assert first.trade_log_csv != other_seed.trade_log_csv
+
+
+def test_the_trade_log_has_the_live_schema_and_meanings() -> None:
+    r = replay(momentum, ["AAPL", "MSFT"], **DAY, progress=False)
+    log = r.trade_log
+    assert list(log.columns[:10]) == [
+        "type", "client_order_id", "ticker", "executed_price", "executed_qty", "status", "side", "action",
+        "timestamp", "raw_status",
+    ]  # fmt: skip
+    fills = log[log["fill_qty"] > 0]
+    bought = fills[fills["side"] == "buy"]["fill_qty"].sum() - fills[fills["side"] == "sell"]["fill_qty"].sum()
+    held = sum(float(p["quantity"]) for _, p in r.positions.iterrows())
+    assert bought == pytest.approx(held)  # what the log says was filled is what the broker holds
+    assert set(log["strategy"][log["type"] == "submission"]) <= {"momentum", ""}
+
+
+def test_bars_stop_at_the_replayed_moment_no_look_ahead() -> None:
+    seen: list[tuple[float, float, float, float]] = []
+
+    def peek(ctx: Any) -> list[Any]:
+        bars = ctx.bars("AAPL", "1Min", limit=3)
+        quotes, _ = ctx.get_current_data()
+        if len(bars):
+            last = bars.index.get_level_values("timestamp")[-1].timestamp()
+            mid = (quotes["AAPL"]["bid"] + quotes["AAPL"]["ask"]) / 2
+            seen.append((ctx.now, last, float(bars["close"].iloc[-1]), mid))
+        return []
+
+    replay(peek, ["AAPL"], **DAY, progress=False)
+    assert len(seen) > 300
+    for now, bar_start, close, mid in seen:
+        assert bar_start + 60 <= now  # only bars complete at the tick
+        assert abs(mid - close) <= close * 0.002 + 0.01  # and the tick's quote is that bar's close
+    assert any(bar_start + 60 == now for now, bar_start, _, _ in seen)  # the newest complete bar is there
+
+
+def test_daily_bars_include_only_today_so_far() -> None:
+    highs: list[tuple[float, float]] = []
+
+    def peek(ctx: Any) -> list[Any]:
+        day = ctx.bars("AAPL", "1Day", limit=2)
+        minutes = ctx.bars("AAPL", "1Min", limit=400)
+        today = minutes[minutes.index.get_level_values("timestamp") >= pd.Timestamp(at(ctx).date(), tz=NEW_YORK)]
+        if len(today):
+            highs.append((float(day["high"].iloc[-1]), float(today["high"].max())))
+        return []
+
+    replay(peek, ["AAPL"], **DAY, frequency="30m", progress=False)
+    assert highs and all(day == pytest.approx(minute) for day, minute in highs)
+
+
+def test_validation_errors_are_the_live_ones() -> None:
+    from blockpaca_nb.orders import parse_block
+
+    bad = [{"ticker": "AAPL", "quantity": -3, "side": "buy", "order_type": "market"}]
+    r = replay(lambda ctx: bad, ["AAPL"], **DAY, frequency="1h", progress=False)
+    _, live = parse_block(bad, ["AAPL"])  # what Session.submit reports (see test_live_and_replay_refuse_alike)
+    assert [str(e) for e in r.errors[:1]] == [str(live[0])]
+    rows = r.trade_log[r.trade_log["type"] == "validation"]
+    assert len(rows) >= 6 and rows["reason"].iloc[0] == str(live[0])
+    assert r.orders.empty  # nothing invalid reached the broker
+
+
+def test_a_wash_trade_is_refused_as_on_paper() -> None:
+    def wash(ctx: Any) -> list[dict[str, Any]]:
+        step = ctx.state["step"] = ctx.state.get("step", 0) + 1
+        quotes, _ = ctx.get_current_data()
+        if step == 1:
+            return [{"ticker": "AAPL", "quantity": 10, "side": "buy", "order_type": "market"}]
+        if step == 3:
+            price = round(quotes["AAPL"]["ask"] * 1.5, 2)
+            return [{"ticker": "AAPL", "quantity": 10, "side": "sell", "order_type": "limit", "limit_price": price}]
+        if step == 5:
+            return [{"ticker": "AAPL", "quantity": 1, "side": "buy", "order_type": "market"}]
+        return []
+
+    r = replay(wash, ["AAPL"], **DAY, eos_behavior="hold", progress=False)
+    refused = r.trade_log[(r.trade_log["event"] == "rejected")]
+    assert len(refused) == 1
+    assert "potential wash trade detected" in refused["reason"].iloc[0]
+    statuses = r.orders.set_index("side")["status"]
+    assert statuses["sell"] == "new"  # the resting sell is still there, the buy never reached it
+
+
+def test_an_order_after_the_close_waits_for_the_next_open() -> None:
+    def after_close(ctx: Any) -> list[dict[str, Any]]:
+        if at(ctx).time() >= dt.time(16, 0) and not ctx.state.get("sent"):
+            ctx.state["sent"] = True
+            return [{"ticker": "AAPL", "quantity": 5, "side": "buy", "order_type": "market"}]
+        return []
+
+    r = replay(after_close, ["AAPL"], start="2026-11-03", end="2026-11-04", eos_behavior="hold", progress=False)
+    order = r.orders.iloc[0]
+    assert order["created_at"].time() == dt.time(16, 0)
+    assert order["filled_at"] == pd.Timestamp("2026-11-04 09:30", tz=NEW_YORK)  # at the next open
+    events = list(r.trade_log[r.trade_log["order_id"] == order["id"]]["event"])
+    assert events[:2] == ["accepted", "accepted"] and events[-1] == "fill"  # answered, streamed accepted
+
+
+def test_eod_sessions_end_flat_every_day() -> None:
+    r = replay(buy_once_a_day(), ["AAPL"], **WEEK, run_seconds="EOD", progress=False)
+    fills = r.fills.assign(when=pd.to_datetime(r.fills["time"], unit="s", utc=True).dt.tz_convert(NEW_YORK))
+    sells = fills[fills["qty"] < 0]
+    assert len(sells) == 5  # one liquidation per day
+    assert all(t.time() == dt.time(15, 59, 30) or t.time() > dt.time(15, 59, 30) for t in sells["when"])
+    assert r.positions.empty
+    held = r.equity.groupby(r.equity.index.date).size()
+    assert len(held) == 5
+
+
+def buy_once_a_day() -> Any:
+    def strategy(ctx: Any) -> list[dict[str, Any]]:
+        day = at(ctx).date()
+        if ctx.state.get("day") == day:
+            return []
+        ctx.state["day"] = day
+        return [{"ticker": "AAPL", "quantity": 3, "side": "buy", "order_type": "market"}]
+
+    return strategy
+
+
+def test_hold_keeps_what_the_strategy_bought_and_stats_add_up() -> None:
+    r = replay(buy_once(10), ["AAPL"], **DAY, eos_behavior="hold", progress=False)
+    assert r.positions.set_index("ticker")["quantity"].to_dict() == {"AAPL": 10}
+    price = r.fills["price"].iloc[0]
+    last_mid = float(r.tape.mid[r.ticks - 1, 0])
+    assert r.stats["final_equity"] == pytest.approx(100_000 - 10 * price + 10 * last_mid)
+    assert r.stats["total_return"] == pytest.approx(r.stats["final_equity"] / 100_000 - 1)
+    assert r.stats["trades"] == 0 and r.stats["fills"] == 1
+    assert r.stats["exposure"] > 0.99
+
+
+def test_interrupting_returns_what_was_done_so_far() -> None:
+    def stops(ctx: Any) -> list[dict[str, Any]]:
+        calls = ctx.state["calls"] = ctx.state.get("calls", 0) + 1
+        if calls == 50:
+            raise KeyboardInterrupt
+        return [{"ticker": "AAPL", "quantity": 1, "side": "buy", "order_type": "market"}] if calls == 1 else []
+
+    r = replay(stops, ["AAPL"], **WEEK, progress=False)
+    assert r.interrupted and r.ticks < 60
+    assert len(r.equity) == r.ticks and r.state["calls"] == 50
+    assert (r.trade_log["event"] == "fill").sum() == 1
+
+
+def test_commission_and_slippage_cost_what_they_say() -> None:
+    plain = replay(buy_once(10), ["AAPL"], **DAY, eos_behavior="hold", progress=False)
+    costly = replay(
+        buy_once(10), ["AAPL"], **DAY, eos_behavior="hold", slippage_bps=10, commission_per_share=0.01,
+        commission_per_order=1.0, progress=False,
+    )  # fmt: skip
+    assert costly.fills["price"].iloc[0] == pytest.approx(plain.fills["price"].iloc[0] * 1.001)
+    assert costly.stats["fees"] == pytest.approx(10 * 0.01 + 1.0)
+    extra = 10 * plain.fills["price"].iloc[0] * 0.001 + 1.1
+    assert plain.stats["final_equity"] - costly.stats["final_equity"] == pytest.approx(extra)
+
+
+def test_a_dataframe_of_bars_replays_like_the_simulator_history() -> None:
+    r = replay(momentum, ["AAPL"], **DAY, eos_behavior="hold", progress=False)
+    ends = pd.to_datetime(r.tape.bar_end - 60, unit="s", utc=True)
+    frame = pd.DataFrame({f: v[:, 0] for f, v in r.tape.bars.items()}, index=ends).assign(symbol="AAPL")
+    frame = frame.rename_axis("timestamp").reset_index()
+    again = replay(momentum, ["AAPL"], data=frame, spread_bps=_spread("AAPL"), eos_behavior="hold", progress=False)
+    assert again.trade_log_csv == r.trade_log_csv
+
+
+def _spread(symbol: str) -> float:
+    from blockpaca_nb.sim.universe import profile
+
+    return profile(symbol, 0).spread_bps
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"start": "2019-01-02", "end": "2019-01-05"}, "start="),
+        ({"start": "2026-11-02", "end": "2999-01-01"}, "end="),
+        ({**DAY, "frequency": "soon"}, "frequency="),
+        ({**DAY, "eos_behavior": "sell"}, "eos_behavior="),
+        ({**DAY, "data": 42}, "data="),
+        ({**DAY, "slippage_bps": -1}, "slippage_bps="),
+        ({**DAY, "market_hours": "lse"}, "market_hours="),
+    ],
+)
+def test_bad_arguments_name_the_field_and_what_is_allowed(arguments: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigurationError, match=field) as caught:
+        replay(momentum, ["AAPL"], progress=False, **arguments)
+    assert "allowed" in str(caught.value)
+
+
+def test_round_trips_count_flat_to_flat_and_flips() -> None:
+    fills = pd.DataFrame(
+        [(1, "A", 5, 10.0), (2, "A", -2, 12.0), (3, "A", -3, 11.0), (4, "A", -4, 11.0), (5, "A", 6, 9.0)],
+        columns=["time", "symbol", "qty", "price"],
+    )
+    trips = round_trips(fills)
+    assert [(t.opened, t.closed) for t in trips] == [(1, 3), (4, 5)]
+    assert trips[0].pnl == pytest.approx(2 * 2 + 3 * 1)
+    assert trips[1].pnl == pytest.approx(4 * (11 - 9))
+
+
+def make_momentum(lookback: int, size: int) -> Any:
+    def strategy(ctx: Any) -> list[dict[str, Any]]:
+        quotes, positions = ctx.get_current_data()
+        held = {p["ticker"]: p["quantity"] for p in positions}
+        history = ctx.state.setdefault("mids", [])
+        mid = (quotes["AAPL"]["bid"] + quotes["AAPL"]["ask"]) / 2
+        history.append(mid)
+        if len(history) <= lookback:
+            return []
+        rising = mid > history[-1 - lookback]
+        if rising and not held.get("AAPL"):
+            return [{"ticker": "AAPL", "quantity": size, "side": "buy", "order_type": "market"}]
+        if not rising and held.get("AAPL", 0) > 0:
+            return [{"ticker": "AAPL", "quantity": held["AAPL"], "side": "sell", "order_type": "market"}]
+        return []
+
+    return strategy
+
+
+def test_sweep_runs_every_combination_sorted_best_first() -> None:
+    grid = sweep(make_momentum, {"lookback": [2, 10], "size": [1, 3]}, tickers=["AAPL"], **DAY, progress=False)
+    assert len(grid) == 4 and set(grid.parameters) == {"lookback", "size"}
+    assert list(grid["sharpe"].dropna()) == sorted(grid["sharpe"].dropna(), reverse=True)
+    one = replay(make_momentum(**grid.best), ["AAPL"], **DAY, progress=False)
+    assert one.stats["sharpe"] == pytest.approx(grid["sharpe"].iloc[0], nan_ok=True)
+    figure = grid.plot()
+    assert figure.data[0].type == "heatmap"
+
+
+@pytest.mark.slow
+def test_sweep_on_a_dask_cluster_gives_the_same_grid() -> None:
+    distributed = pytest.importorskip("distributed")
+    local = sweep(make_momentum, {"lookback": [2, 5], "size": [1, 2]}, tickers=["AAPL"], **DAY, progress=False)
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        remote = sweep(
+            make_momentum, {"lookback": [2, 5], "size": [1, 2]}, tickers=["AAPL"], **DAY,
+            executor=client.get_executor(), progress=False,
+        )  # fmt: skip
+    pd.testing.assert_frame_equal(pd.DataFrame(local), pd.DataFrame(remote))
+
+
+def test_alpaca_bars_come_from_the_historical_endpoint_then_from_the_cache(tmp_path: Path) -> None:
+    from blockpaca_nb import Simulator
+
+    with Simulator(symbols=["AAPL"], seed=0) as sim:
+        keys = {"api_key": sim.api_key, "secret_key": sim.secret_key, "urls": sim.urls, "cache_dir": tmp_path}
+        fetched = replay(momentum, ["AAPL"], **DAY, data="alpaca", progress=False, **keys)
+    cached = list((tmp_path / "bars").glob("alpaca-iex-1Min-2026-11-03-2026-11-03-AAPL.parquet"))
+    assert len(cached) == 1
+    again = replay(momentum, ["AAPL"], **DAY, data="alpaca", progress=False, **keys)  # the simulator is gone
+    assert again.trade_log_csv == fetched.trade_log_csv
+    simulated = replay(momentum, ["AAPL"], **DAY, progress=False)
+    assert fetched.tape.bars["close"].tolist() == simulated.tape.bars["close"].tolist()  # the same history
