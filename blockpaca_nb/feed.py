@@ -16,14 +16,16 @@ from typing import Any
 
 from .broker import Connection
 from .processes import SpawnProcess, configure_child_logging, start_child
+from .quote_recording import QuoteRecording
 from .quotes import QuoteBatch, QuoteBook
 
 RECONNECT_MIN_BACKOFF_S = 0.25
 """First wait before reconnecting a dropped market-data stream (alpaca-py's default is 1 s)."""
 
 
-def start_feed(connection: Connection, book_meta: Mapping[str, Any]) -> SpawnProcess:
-    return start_child(run_feed, connection, dict(book_meta), name="blockpaca-feed")
+def start_feed(connection: Connection, book_meta: Mapping[str, Any], record_to: str | None = None) -> SpawnProcess:
+    """The feed process; ``record_to``: a file it appends every quote to (Session(record_quotes=True))."""
+    return start_child(run_feed, connection, dict(book_meta), record_to, name="blockpaca-feed")
 
 
 def _epoch(stamp: Any) -> float:
@@ -49,8 +51,9 @@ class FrameBatch:
 
     MAX_ROWS = 256
 
-    def __init__(self, writes: QuoteBatch) -> None:
+    def __init__(self, writes: QuoteBatch, recording: QuoteRecording | None = None) -> None:
         self.writes = writes
+        self.recording = recording
         self.scheduled = False
 
     def added(self) -> None:
@@ -63,9 +66,11 @@ class FrameBatch:
     def flush(self) -> None:
         self.scheduled = False
         self.writes.flush()
+        if self.recording is not None:
+            self.recording.flush()
 
 
-def run_feed(connection: Connection, book_meta: Mapping[str, Any]) -> None:
+def run_feed(connection: Connection, book_meta: Mapping[str, Any], record_to: str | None = None) -> None:
     """Child entry point: subscribe to quotes and trades of every ticker in the book, forever."""
     from alpaca.data.enums import DataFeed
     from alpaca.data.live import StockDataStream
@@ -82,10 +87,14 @@ def run_feed(connection: Connection, book_meta: Mapping[str, Any]) -> None:
     )
     stream._reconnect_min_backoff = RECONNECT_MIN_BACKOFF_S  # no public knob; the default is 1 s
 
-    batch = FrameBatch(QuoteBatch(book))
+    recording = QuoteRecording(record_to) if record_to else None
+    batch = FrameBatch(QuoteBatch(book), recording)
 
     async def on_quote(q: dict[str, Any]) -> None:
-        batch.writes.quote(q["S"], q["bp"], q["ap"], q["bs"], q["as"], _epoch(q.get("t")))
+        when = _epoch(q.get("t"))
+        batch.writes.quote(q["S"], q["bp"], q["ap"], q["bs"], q["as"], when)
+        if recording is not None:
+            recording.quote(q["S"], q["bp"], q["ap"], q["bs"], q["as"], when)
         batch.added()
 
     async def on_trade(t: dict[str, Any]) -> None:

@@ -21,7 +21,6 @@ import functools
 import queue
 import time
 import traceback
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -244,8 +243,9 @@ class Replayer:
             self.fees.append((order.updated_at, order.symbol, fee))
 
     def _new_id(self) -> str:
+        """Order and execution ids shaped like Alpaca's UUIDs, counted (so a rerun repeats them)."""
         self._ids += 1
-        return str(uuid.UUID(int=self._ids))
+        return f"00000000-0000-4000-8000-{self._ids:012x}"
 
     # ----------------------------------------------------------------- the end of a session
     def _eos(self, action: str, t: float, i: int) -> None:

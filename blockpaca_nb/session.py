@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ from .errors import BlockpacaError, BrokerError, ConfigurationError, OrderValida
 from .events import ErrorEvent, error_event
 from .execution import ExecutionPool
 from .feed import start_feed
+from .quote_recording import recording_path, to_parquet
 from .ledger import Ledger
 from .lineup import Lineup, Slot, strategy_name
 from .orders import Order, parse_block, strategy_from_client_order_id
@@ -128,6 +130,12 @@ class Session:
         What :meth:`start` does when another session is running in this kernel on the same account
         (re-running the cell that made it): ``True`` (default) stops it with ``eos="hold"`` and says
         so; ``"liquidate"`` stops it liquidating its positions; ``False`` refuses to start.
+    limits:
+        Risk limits for the whole session (the keys of ``strategy(limits=...)``).
+    record_quotes:
+        Keep every quote the feed receives in ``{trade_log_name}_quotes.csv`` beside the trade log,
+        turned into ``.parquet`` when the session stops (:attr:`quote_file`), for
+        ``replay(fn, tickers, data=s.quote_file)``.
     """
 
     def __init__(
@@ -153,6 +161,7 @@ class Session:
         rate_window_s: float = 60.0,
         replace_running: bool | str = True,
         limits: Mapping[str, Any] | None = None,
+        record_quotes: bool = False,
     ) -> None:
         self.config = config = SessionConfig.from_arguments(
             tickers=tickers,
@@ -178,6 +187,10 @@ class Session:
         self.eos_behavior = config.eos_behavior
         self.custom_shutdown_action = config.custom_shutdown_action
         self.trade_log_file = config.trade_log_file
+        if not isinstance(record_quotes, bool):
+            raise ConfigurationError(f"record_quotes={record_quotes!r} is not valid; allowed: True, False")
+        # the quotes the feed received: a CSV while the session runs, Parquet once it stopped
+        self.quote_file: Path | None = recording_path(self.trade_log_file) if record_quotes else None
         self.display_refresh_rate = config.display_refresh_rate
         self.max_trade_updates = config.max_trade_updates
         self.num_workers, self.max_retries = config.num_workers, config.max_retries
@@ -452,7 +465,7 @@ class Session:
         )
         self._pool.start()
         self._supervisor.watch("recorder", self._recorder.start(), self._restart_recorder)
-        self._supervisor.watch("feed", start_feed(connection, self._book.meta), self._restart_feed)
+        self._supervisor.watch("feed", self._start_feed(), self._restart_feed)
         self._spawn_thread(self._consume_events, "blockpaca-events")
         # supervised from here on: a recorder may die while it starts
         self._spawn_thread(lambda: self._supervisor.run(self._closing), "blockpaca-supervisor")
@@ -498,8 +511,11 @@ class Session:
 
     # ----------------------------------------------------------------- supervision
     def _restart_feed(self) -> SpawnProcess:
+        return self._start_feed()
+
+    def _start_feed(self) -> SpawnProcess:
         assert self._connection is not None and self._book is not None
-        return start_feed(self._connection, self._book.meta)
+        return start_feed(self._connection, self._book.meta, str(self.quote_file) if self.quote_file else None)
 
     def _restart_recorder(self) -> SpawnProcess | None:
         """A new recorder, which first re-reads what the dead one had not acknowledged."""
@@ -1188,6 +1204,8 @@ class Session:
         if self._recorder is not None:
             self._recorder.stop(10)  # after the pool: the last results are logged first
         stop_child(self._children.get("feed"))
+        if self.quote_file is not None and self.quote_file.suffix == ".csv":
+            self.quote_file = to_parquet(self.quote_file) or self.quote_file
         if self._book is not None:
             self._book.unlink()
         stop_janitor(self._janitor)

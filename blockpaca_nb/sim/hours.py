@@ -39,11 +39,19 @@ class MarketHours:
             allowed = ", ".join(map(repr, calendar.MARKET_HOURS_VALUES))
             raise ValueError(f"market_hours must be one of {allowed}; got {market_hours!r}")
         self.market_hours = market_hours
+        self._last: tuple[float, str] = (float("nan"), CLOSED)  # the phase last asked for: a tick asks often
 
     def phase(self, now: float) -> str:
         """Regular hours, extended hours (04:00–20:00 ET outside them) or closed."""
         if self.market_hours == "always":
             return REGULAR
+        if now == self._last[0]:
+            return self._last[1]
+        phase = self._phase(now)
+        self._last = (now, phase)
+        return phase
+
+    def _phase(self, now: float) -> str:
         moment = datetime.fromtimestamp(now, calendar.EASTERN)
         day = calendar.session_on(moment.date())
         if day is None:

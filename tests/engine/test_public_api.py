@@ -43,7 +43,7 @@ SESSION_PARAMETERS = [
     "tickers", "api_key", "secret_key", "mode", "simulator", "urls", "frequency", "run_seconds", "warm_up_period",
     "eos_behavior", "custom_shutdown_action", "trade_log_name", "trade_log_path", "num_workers",
     "max_orders_per_minute", "max_retries", "display_refresh_rate", "max_trade_updates", "rate_window_s",
-    "replace_running", "limits",
+    "replace_running", "limits", "record_quotes",
 ]  # fmt: skip
 SESSION_MEMBERS = [
     "account_positions", "activate", "active_strategies", "active_strategy", "bars", "context", "dashboard",

@@ -300,3 +300,48 @@ def test_alpaca_bars_come_from_the_historical_endpoint_then_from_the_cache(tmp_p
     assert again.trade_log_csv == fetched.trade_log_csv
     simulated = replay(momentum, ["AAPL"], **DAY, progress=False)
     assert fetched.tape.bars["close"].tolist() == simulated.tape.bars["close"].tolist()  # the same history
+
+
+def test_a_recorded_session_replays_at_tick_resolution(tmp_path: Path) -> None:
+    from engine_helpers import TICKERS, make_session, started
+    from waiting import wait_for
+
+    from blockpaca_nb import Simulator
+
+    with Simulator(symbols=TICKERS, seed=2, quotes_per_second=20) as sim:
+        s = started(make_session(sim, tmp_path, "recorded", record_quotes=True))
+        assert s.quote_file is not None
+        wait_for(lambda: s.quote_file.is_file() and s.quote_file.stat().st_size > 4000, 60, "quotes recorded")
+        s.stop(wait=True)
+    assert s.quote_file.name == "recorded_quotes.parquet" and s.quote_file.is_file()
+    recorded = pd.read_parquet(s.quote_file)
+    assert set(recorded["symbol"]) == set(TICKERS)
+    seen: list[dict[str, dict[str, float]]] = []
+
+    def watch(ctx: Any) -> list[Any]:
+        seen.append(ctx.get_current_data()[0])
+        return []
+
+    r = replay(watch, TICKERS, data=s.quote_file, frequency=0.001, market_hours="always", progress=False)
+    assert len(seen) == r.ticks == len(r.tape) > 20  # one tick per recorded quote time
+    last = recorded.sort_values("timestamp", kind="stable").groupby("symbol").last()
+    for ticker in TICKERS:
+        assert seen[-1][ticker]["bid"] == last.loc[ticker, "bid"] and seen[-1][ticker]["ask"] == last.loc[ticker, "ask"]
+
+
+def test_the_replayed_function_trades_live_unchanged(tmp_path: Path) -> None:
+    from engine_helpers import make_session, started
+    from waiting import wait_for
+
+    from blockpaca_nb import Simulator
+
+    fn = make_momentum(lookback=1, size=1)
+    assert replay(fn, ["AAPL"], **DAY, progress=False).stats["fills"] > 0
+    with Simulator(symbols=["AAPL", "MSFT"], seed=4, quotes_per_second=20) as sim:
+        s = started(make_session(sim, tmp_path, "swapped"))
+        try:
+            s.swap(fn)
+            wait_for(lambda: any(o["client_order_id"].endswith("-strategy") for o in sim.orders()), 60, "an order")
+        finally:
+            s.stop(wait=True)
+        assert all(o["symbol"] == "AAPL" for o in sim.orders())  # what the function trades, live as in replay
