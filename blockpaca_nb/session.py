@@ -27,9 +27,9 @@ import threading
 import time
 import traceback
 from collections import deque
-from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import broker as broker_mod
@@ -42,12 +42,12 @@ from .errors import BlockpacaError, BrokerError, ConfigurationError, OrderValida
 from .events import ErrorEvent, error_event
 from .execution import ExecutionPool
 from .feed import start_feed
-from .quote_recording import recording_path, to_parquet
 from .ledger import Ledger
 from .lineup import Lineup, Slot, strategy_name
 from .orders import Order, parse_block, strategy_from_client_order_id
 from .preflight import PROBE_TIMEOUT, Plan, account_dict, check_broker, data_plan_warning
 from .processes import SpawnProcess, sigint_blocked, start_janitor, stop_child, stop_janitor
+from .quote_recording import recording_path, to_parquet
 from .quotes import QuoteBook
 from .ratelimit import RateLimiter
 from .reconcile import Reconciler
