@@ -76,6 +76,7 @@ class _TapeMarket:
         self.at(0)
 
     def at(self, i: int) -> None:
+        self.quotes_version = i  # the broker keeps its market values until the tick changes
         self.bid, self.ask = self._bid[i], self._ask[i]
         self.bid_size, self.ask_size = self._bid_size[i], self._ask_size[i]
 
@@ -124,6 +125,9 @@ class Replayer:
         self.closes, self.eos_times = _session_bounds(tape.times, market_hours, daily_sessions)
         self.stopped_at = len(tape)  # the tick the run ended before
         self.interrupted = False
+        self._quotes: dict[str, tuple[float, float, float, float]] = {}
+        self._quotes_at, self._positions_at = -1, -1
+        self._positions: list[dict[str, Any]] = []
         self.ctx = self._context()
 
     # ----------------------------------------------------------------- the loop
@@ -206,7 +210,7 @@ class Replayer:
         valid, problems = parse_block(orders, self.tickers)
         for problem in problems:
             self.errors.append(problem)
-            self.log.append(("result", {"kind": "validation_error", "reason": str(problem), "time": t}))
+            self.log.append(("result", "validation_error", None, "", t, str(problem)))
         return [self._send(order, t, self.name if strategy is None else strategy) for order in valid]
 
     def _send(self, order: Order, t: float, strategy: str) -> str:
@@ -216,23 +220,22 @@ class Replayer:
         self.log.append(None)  # the submission's row comes before the events the broker emits for it
         try:
             placed = self.broker.submit(order.to_alpaca(cid), now=t)
-            result: dict[str, Any] = {"kind": "accepted", "order": {"id": placed.id}}
+            self.log[slot] = ("result", "accepted", order, cid, t, placed.id)
         except ApiError as err:
-            result = {"kind": "rejected", "reason": err.message, "status_code": err.status}
-        self.log[slot] = ("result", {**result, **_fields(order, cid), "time": t, "latency_ms": 0.0})
+            self.log[slot] = ("result", "rejected", order, cid, t, err.message)
         return cid
 
     def _on_event(self, event: str, order: Any, extra: Mapping[str, Any]) -> None:
-        fill = extra.get("qty")
-        self.log.append(
-            ("event", event, order, order.status, order.filled_qty, order.filled_notional, order.updated_at,
-             fill, extra.get("price"), extra.get("position_qty"))
-        )  # fmt: skip
-        if fill is not None:
-            self._charge(order, float(fill))
-            self.marks.append(
-                (self.i, self.market.index[order.symbol], float(extra.get("position_qty") or 0.0), self.broker.cash)
-            )
+        fill = extra.get("qty") if extra else None
+        if fill is None:
+            self.log.append(("event", event, order, order.status, order.filled_qty, order.filled_notional,
+                             order.updated_at, None, None, None))  # fmt: skip
+            return
+        position = float(extra.get("position_qty") or 0.0)
+        self.log.append(("event", event, order, order.status, order.filled_qty, order.filled_notional,
+                         order.updated_at, fill, extra.get("price"), position))  # fmt: skip
+        self._charge(order, float(fill))
+        self.marks.append((self.i, self.market.index[order.symbol], position, self.broker.cash))
 
     def _charge(self, order: Any, qty: float) -> None:
         """Commission, taken from cash at each fill (per order at its first)."""
@@ -301,14 +304,18 @@ class Replayer:
         )
 
     def current_data(self) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-        """blockpaca's (quotes, positions) at the replayed tick."""
-        tape, i = self.tape, self.i
-        bid, ask, bid_size, ask_size = tape.bid[i].tolist(), tape.ask[i].tolist(), tape.bid_size[i], tape.ask_size[i]
-        quotes = {
-            s: {"bid": bid[j], "ask": ask[j], "bid_size": float(bid_size[j]), "ask_size": float(ask_size[j])}
-            for j, s in enumerate(self.tickers)
-        }
-        return quotes, [p.as_blockpaca() for p in self.broker.positions.values()]
+        """blockpaca's (quotes, positions) at the replayed tick; fresh dicts each call, as live."""
+        if self._quotes_at != self.i:
+            tape, i = self.tape, self.i
+            rows = zip(self.tickers, tape.bid[i].tolist(), tape.ask[i].tolist(), tape.bid_size[i].tolist(),
+                       tape.ask_size[i].tolist(), strict=True)  # fmt: skip
+            self._quotes = {s: (b, a, bs, az) for s, b, a, bs, az in rows}
+            self._quotes_at = i
+        if self._positions_at != self.broker._fills:
+            self._positions = [p.as_blockpaca() for p in self.broker.positions.values()]
+            self._positions_at = self.broker._fills
+        quotes = {s: {"bid": b, "ask": a, "bid_size": bs, "ask_size": az} for s, (b, a, bs, az) in self._quotes.items()}
+        return quotes, [dict(p) for p in self._positions]
 
     def account(self) -> dict[str, Any]:
         broker = self.broker
@@ -330,22 +337,6 @@ class Replayer:
         from .replay_result import bars_frame
 
         return bars_frame(self.tape, symbols, timeframe, limit, self.now)
-
-
-def _fields(order: Order, cid: str) -> dict[str, Any]:
-    return {
-        "client_order_id": cid,
-        "worker": 0,
-        "ticker": order.ticker,
-        "side": order.side,
-        "action": order.action,
-        "order_type": order.order_type,
-        "qty": order.quantity,
-        "notional": order.notional,
-        "limit_price": order.limit_price,
-        "stop_price": order.stop_price,
-        "time_in_force": order.time_in_force,
-    }
 
 
 def _session_bounds(times: np.ndarray, market_hours: str, daily: bool) -> tuple[list[float], list[float]]:

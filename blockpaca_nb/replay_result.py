@@ -77,7 +77,7 @@ class ReplayResult:
     def _rows(self) -> Iterator[dict[str, Any]]:
         orders = self._broker.orders
         for record in self._log:
-            row = submission_row(record[1]) if record[0] == "result" else _event_row(record, orders)
+            row = submission_row(_submission(record)) if record[0] == "result" else _event_row(record, orders)
             yield {column: row[column] for column in COLUMNS}
 
     # ----------------------------------------------------------------- equity, positions, orders
@@ -157,7 +157,7 @@ class ReplayResult:
         """Total return, CAGR, volatility, Sharpe, Sortino, max drawdown and its dates, exposure,
         turnover, trades, win rate, average holding time (performance.py says how each is computed)."""
         gross = np.abs(self._held * self.tape.mid[: self.ticks]).sum(axis=1)
-        orders = sum(1 for record in self._log if record[0] == "result" and record[1]["kind"] == "accepted")
+        orders = sum(1 for record in self._log if record[0] == "result" and record[1] == "accepted")
         fees = math.fsum(fee for _, _, fee in self._fees)
         return performance(self.equity, self.starting_cash, self.fills, gross, orders, fees)
 
@@ -179,6 +179,28 @@ def _carried(ticks: np.ndarray, values: np.ndarray, n: int, before: float) -> np
     """Each of n ticks gets the last value set at or before it (`before` until the first)."""
     latest = np.searchsorted(ticks, np.arange(n), side="right") - 1
     return np.where(latest >= 0, values[np.maximum(latest, 0)], before)
+
+
+def _submission(record: tuple[Any, ...]) -> dict[str, Any]:
+    """A submission record as the execution worker's result for it (what the recorder logs)."""
+    _, kind, order, cid, when, detail = record
+    if order is None:
+        return {"kind": kind, "reason": detail, "time": when}
+    answer = {"order": {"id": detail}} if kind == "accepted" else {"reason": detail}
+    return {
+        "kind": kind,
+        **answer,
+        "client_order_id": cid,
+        "worker": 0,
+        "ticker": order.ticker,
+        "side": order.side,
+        "action": order.action,
+        "order_type": order.order_type,
+        "qty": order.quantity,
+        "limit_price": order.limit_price,
+        "time": when,
+        "latency_ms": 0.0,
+    }
 
 
 def _event_row(record: tuple[Any, ...], orders: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,12 @@ from .market import Market
 ASSET_NAMESPACE = uuid.UUID("6f1b3c1e-2b7a-4a53-9a62-8e1c0f6d1b11")
 ORDER_TYPES = ("market", "limit", "stop", "stop_limit", "trailing_stop")
 TIME_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
+# The prices each order type must carry (and the only ones it may carry, of limit and stop).
+PRICES_NEEDED: Mapping[str, tuple[str, ...]] = {
+    "limit": ("limit_price",),
+    "stop": ("stop_price",),
+    "stop_limit": ("stop_price", "limit_price"),
+}
 # Orders still working at the broker: matched, holding shares or buying power, listed as `open`.
 OPEN_STATUSES = frozenset(
     {"new", "partially_filled", "pending_new", "accepted", "held", "pending_replace", "pending_cancel"}
@@ -80,7 +86,7 @@ def asset_id(symbol: str) -> str:
     return str(uuid.uuid5(ASSET_NAMESPACE, symbol))
 
 
-@dataclass
+@dataclass(slots=True)
 class SimOrder:
     """An order as the broker holds it; `wire.order_json` turns it into Alpaca's JSON."""
 
@@ -236,6 +242,8 @@ class Broker:
         self.account_id = str(uuid.uuid5(ASSET_NAMESPACE, "account"))
         self.created_at = time.time()
         self.equity_history: list[tuple[float, float]] = []
+        self._fills = 0  # fills so far: positions change only with one
+        self._values: tuple[object, tuple[float, float]] = (None, (0.0, 0.0))  # see market_values
 
     # ----------------------------------------------------------------- prices and accounting
     def touch(self, symbol: str) -> tuple[float, float, float, float]:
@@ -244,13 +252,27 @@ class Broker:
         return float(m.bid[i]), float(m.ask[i]), float(m.bid_size[i]), float(m.ask_size[i])
 
     def price(self, symbol: str) -> float:
-        bid, ask, _, _ = self.touch(symbol)
-        return round((bid + ask) / 2, 4)
+        m = self.market
+        i = m.index[symbol]
+        return round((float(m.bid[i]) + float(m.ask[i])) / 2, 4)
 
     def market_values(self) -> tuple[float, float]:
+        """The account's long and short market value at the mid. A market that says when its quotes
+        last changed (`quotes_version`: replay's tape) lets this be kept until they, or the positions,
+        change."""
+        version = getattr(self.market, "quotes_version", None)
+        if version is None:
+            return self._market_values()
+        key = (version, self._fills)
+        if self._values[0] != key:
+            self._values = (key, self._market_values())
+        return self._values[1]
+
+    def _market_values(self) -> tuple[float, float]:
         long_mv = short_mv = 0.0
+        price = self.price
         for pos in self.positions.values():
-            value = pos.quantity * self.price(pos.ticker)
+            value = pos.quantity * price(pos.ticker)
             if value > 0:
                 long_mv += value
             else:
@@ -261,9 +283,9 @@ class Broker:
         long_mv, short_mv = self.market_values()
         return self.cash + long_mv + short_mv
 
-    def multiplier(self) -> float:
+    def multiplier(self, equity: float | None = None) -> float:
         """Alpaca's margin multiplier: 2 (Reg T), 1 under $2 000 equity or when configured so."""
-        if self.equity() < MARGIN_MIN_EQUITY:
+        if (self.equity() if equity is None else equity) < MARGIN_MIN_EQUITY:
             return 1.0
         return min(MARGIN_MULTIPLIER, float(self.configuration.get("max_margin_multiplier") or MARGIN_MULTIPLIER))
 
@@ -274,7 +296,7 @@ class Broker:
         """Reg T style: the multiplier times the equity left after the initial margin of positions."""
         long_mv, short_mv = self.market_values()
         equity = self.cash + long_mv + short_mv
-        multiplier = self.multiplier()
+        multiplier = self.multiplier(equity)
         initial_margin = (long_mv - short_mv) / multiplier
         return max(0.0, (equity - initial_margin) * multiplier)
 
@@ -404,17 +426,12 @@ class Broker:
             raise invalid("notional orders must be market orders with time_in_force day")
         if order.qty is not None and order.qty != int(order.qty) and order.time_in_force != "day":
             raise invalid("fractional orders must be DAY orders")
-        needs = {
-            "limit": ("limit_price",),
-            "stop": ("stop_price",),
-            "stop_limit": ("stop_price", "limit_price"),
-        }
-        for name in needs.get(order.type, ()):
+        needs = PRICES_NEEDED.get(order.type, ())
+        for name in needs:
             if getattr(order, name) is None:
                 raise invalid(f"{name} is required for {order.type} orders")
-        allowed = set(needs.get(order.type, ()))
         for name in ("limit_price", "stop_price"):
-            if getattr(order, name) is not None and name not in allowed:
+            if getattr(order, name) is not None and name not in needs:
                 raise invalid(f"{name} is not allowed for {order.type} orders")
         trails = [order.trail_price, order.trail_percent]
         if order.type == "trailing_stop" and sum(t is not None for t in trails) != 1:
@@ -619,6 +636,7 @@ class Broker:
         signed = qty if order.side == "buy" else -qty
         position = self.positions.setdefault(order.symbol, Position(order.symbol))
         position.apply_fill(signed, price)
+        self._fills += 1
         if not position.quantity:
             del self.positions[order.symbol]
         self.cash -= signed * price

@@ -63,12 +63,10 @@ class MarketHours:
     def check(self, order: SimOrder, now: float) -> None:
         """Refuse, as Alpaca does, an extended-hours order of the wrong kind or an auction order
         outside its submission window."""
-        from .broker import ApiError
-
         if order.extended_hours and (
             order.type not in EXTENDED_HOURS_TYPES or order.time_in_force not in EXTENDED_HOURS_TIF
         ):
-            raise ApiError(422, 42210000, "extended hours order must be DAY or GTC limit orders")
+            raise _refusal(422, 42210000, "extended hours order must be DAY or GTC limit orders")
         if self.market_hours == "always" or order.time_in_force not in ("opg", "cls"):
             return
         cutoff = OPG_CUTOFF if order.time_in_force == "opg" else CLS_CUTOFF
@@ -76,7 +74,7 @@ class MarketHours:
         trading_day = calendar.session_on(moment.date()) is not None
         if trading_day and cutoff <= moment.time() < AUCTION_ORDERS_REOPEN:
             until = "9:28am" if order.time_in_force == "opg" else "3:50pm"
-            raise ApiError(
+            raise _refusal(
                 403, 40310000, f"{order.time_in_force} orders must be submitted after 7:00pm and before {until}"
             )
 
@@ -103,3 +101,9 @@ class MarketHours:
         if tif == "opg":
             return moment < day.open + AUCTION_MINUTE
         return moment >= day.close - AUCTION_MINUTE
+
+
+def _refusal(status: int, code: int, message: str) -> Exception:
+    from .broker import ApiError  # broker imports this module: imported only when an order is refused
+
+    return ApiError(status, code, message)

@@ -1,0 +1,203 @@
+"""Benchmark: replay speed against the issue's targets, beside backtrader on the same bars and logic.
+
+Run it as a plain script (pytest does not collect it)::
+
+    pip install backtrader          # or: pip install -e .[bench]
+    python tests/benchmarks/bench_replay.py [--months 12] [--no-backtrader] [--no-sweep]
+
+What a user waits for is the `replay()` call: loading the simulator's minute bars, the strategy's
+calls, every order through the simulator's broker rules, and the records. Lines:
+
+1. replay of the quickstart's momentum (buy 1 when the mid rises and fewer than 5 are held, sell all
+   when it falls) over 1 month and over `--months` months of 1-minute ticks for 10 symbols: seconds,
+   ticks/s, symbol-bars/s, µs per tick (the two must agree within 20 %: cost linear in length), and
+   the peak RSS of a fresh process that runs the long replay (target ≤ 300 MB);
+2. backtrader on the same minute bars with the same logic, over 1 month (its rate does not depend on
+   the length): bars/s, and replay's rate over it (target ≥ 10×);
+3. sweep() of 16 parameter sets on a local process pool against the same 16 replays one after another
+   (target ≥ 1.7× on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+SYMBOLS = ["AAPL", "MSFT", "SPY", "TSLA", "NVDA", "AMZN", "META", "GOOGL", "QQQ", "IWM"]
+MAX_SHARES = 5
+TARGET_SECONDS_PER_YEAR = 10.0
+TARGET_BACKTRADER_RATIO = 10.0
+TARGET_RSS_MB = 300.0
+TARGET_SWEEP_SPEEDUP = 1.7
+
+
+def last_session_before_today() -> dt.date:
+    from blockpaca_nb.sim import calendar
+
+    today = dt.datetime.now(calendar.EASTERN).date()
+    return calendar.previous_sessions(today, 1)[0].date
+
+
+def span(months: int) -> tuple[dt.date, dt.date]:
+    end = last_session_before_today()
+    return end - dt.timedelta(days=round(months * 30.44)) + dt.timedelta(days=1), end
+
+
+def timed_replay(months: int) -> dict[str, float]:
+    from blockpaca_nb import replay
+    from blockpaca_nb.examples import momentum
+
+    start, end = span(months)
+    began = time.perf_counter()
+    result = replay(momentum, SYMBOLS, start=start, end=end, progress=False)
+    seconds = time.perf_counter() - began
+    return {
+        "seconds": seconds,
+        "ticks": result.ticks,
+        "orders": float(result.stats["orders"]),
+        "us_per_tick": seconds / result.ticks * 1e6,
+        "bars_per_s": result.ticks * len(SYMBOLS) / seconds,
+    }
+
+
+def child_rss(months: int) -> float:
+    """Peak RSS (MB) of a fresh interpreter running the replay (what a notebook kernel would add)."""
+    code = (
+        "import resource, sys; sys.path.insert(0, 'tests/benchmarks'); import bench_replay as b;"
+        f" b.timed_replay({months}); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+# =============================================================================== backtrader
+
+
+def backtrader_rate(months: int) -> dict[str, float] | None:
+    try:
+        import backtrader as bt
+    except ImportError:
+        return None
+    import pandas as pd
+
+    from blockpaca_nb.history import sim_tape
+
+    start, end = span(months)
+    tape = sim_tape(SYMBOLS, start, end, 0)
+    index = pd.to_datetime(tape.bar_end - 60, unit="s")
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker.setcash(100_000.0)
+    for j, symbol in enumerate(SYMBOLS):
+        frame = pd.DataFrame({f: v[:, j] for f, v in tape.bars.items()}, index=index)
+        cerebro.adddata(bt.feeds.PandasData(dataname=frame, timeframe=bt.TimeFrame.Minutes), name=symbol)
+    cerebro.addstrategy(_backtrader_momentum(bt))
+    began = time.perf_counter()
+    cerebro.run()
+    seconds = time.perf_counter() - began
+    bars = len(index) * len(SYMBOLS)
+    return {"seconds": seconds, "bars": bars, "bars_per_s": bars / seconds}
+
+
+def _backtrader_momentum(bt: Any) -> Any:
+    class Momentum(bt.Strategy):  # the quickstart's logic, on each bar's close
+        def next(self) -> None:
+            for data in self.datas:
+                if len(data) < 2:
+                    continue
+                held = self.getposition(data).size
+                if data.close[0] > data.close[-1] and held < MAX_SHARES:
+                    self.buy(data=data, size=1)
+                elif data.close[0] < data.close[-1] and held > 0:
+                    self.close(data=data)
+
+    return Momentum
+
+
+# =============================================================================== sweep
+
+
+def make_momentum(lookback: int, threshold: float) -> Any:
+    def strategy(ctx: Any) -> list[dict[str, Any]]:
+        quotes, positions = ctx.get_current_data()
+        held = {p["ticker"]: p["quantity"] for p in positions}
+        mids = ctx.state.setdefault("mids", {})
+        orders = []
+        for ticker, q in quotes.items():
+            path = mids.setdefault(ticker, [])
+            path.append((q["bid"] + q["ask"]) / 2)
+            if len(path) <= lookback:
+                continue
+            move = (path[-1] / path[-1 - lookback] - 1) * 10_000
+            if move > threshold and not held.get(ticker):
+                orders.append({"ticker": ticker, "quantity": 1, "side": "buy", "order_type": "market"})
+            elif move < -threshold and held.get(ticker, 0) > 0:
+                orders.append({"ticker": ticker, "quantity": held[ticker], "side": "sell", "order_type": "market"})
+            del path[: -lookback - 1]
+        return orders
+
+    return strategy
+
+
+def sweep_speedup() -> dict[str, float]:
+    from blockpaca_nb import replay, sweep
+
+    start, end = span(1)
+    grid = {"lookback": [2, 5, 10, 20], "threshold": [0.0, 2.0, 5.0, 10.0]}
+    arguments = {"tickers": SYMBOLS[:4], "start": start, "end": end, "frequency": "5m"}
+    replay(make_momentum(2, 0.0), progress=False, **arguments)  # the tape is loaded and kept: both sides alike
+    began = time.perf_counter()
+    for lookback in grid["lookback"]:
+        for threshold in grid["threshold"]:
+            replay(make_momentum(lookback, threshold), progress=False, **arguments)
+    serial = time.perf_counter() - began
+    began = time.perf_counter()
+    sweep(make_momentum, grid, progress=False, **arguments)
+    pooled = time.perf_counter() - began
+    return {"serial": serial, "pooled": pooled, "speedup": serial / pooled}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--no-backtrader", action="store_true")
+    parser.add_argument("--no-sweep", action="store_true")
+    args = parser.parse_args()
+    timed_replay(1)  # imports and caches warm, as in a notebook's second cell
+    short, long = timed_replay(1), timed_replay(args.months)
+    print(f"replay, momentum, {len(SYMBOLS)} symbols, 1-minute ticks (the whole replay() call):")
+    for label, run in (("1 month", short), (f"{args.months} months", long)):
+        print(
+            f"  {label:>10}: {run['seconds']:7.2f} s  {run['ticks']:7.0f} ticks  {run['orders']:7.0f} orders"
+            f"  {run['us_per_tick']:6.0f} µs/tick  {run['bars_per_s']:9.0f} symbol-bars/s"
+        )
+    per_year = long["seconds"] * 12 / args.months
+    drift = long["us_per_tick"] / short["us_per_tick"] - 1
+    print(f"  a year would take {per_year:.1f} s (target ≤ {TARGET_SECONDS_PER_YEAR:g} s); per-tick cost "
+          f"{args.months} months vs 1 month: {drift:+.0%} (target within ±20 %)")  # fmt: skip
+    print(f"  peak RSS of a fresh process replaying {args.months} months: {child_rss(args.months):.0f} MB"
+          f" (target ≤ {TARGET_RSS_MB:g} MB; this process: {_rss():.0f} MB)")  # fmt: skip
+    if not args.no_backtrader:
+        bt_run = backtrader_rate(1)
+        if bt_run is None:
+            print("backtrader: not installed (pip install backtrader) — comparison skipped")
+        else:
+            ratio = short["bars_per_s"] / bt_run["bars_per_s"]
+            print(f"backtrader, same bars and logic, 1 month: {bt_run['seconds']:.2f} s, {bt_run['bars_per_s']:.0f} "
+                  f"symbol-bars/s; replay {ratio:.1f}× its rate (target ≥ {TARGET_BACKTRADER_RATIO:g}×)")  # fmt: skip
+    if not args.no_sweep:
+        sw = sweep_speedup()
+        print(f"sweep of 16 (4 symbols, 1 month, 5m): one after another {sw['serial']:.2f} s, local pool "
+              f"{sw['pooled']:.2f} s: {sw['speedup']:.2f}× (target ≥ {TARGET_SWEEP_SPEEDUP:g}× on 2 cores)")  # fmt: skip
+
+
+def _rss() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+if __name__ == "__main__":
+    main()
