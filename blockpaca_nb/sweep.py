@@ -45,7 +45,7 @@ class SweepGrid(pd.DataFrame):
     @property
     def best(self) -> dict[str, Any]:
         """The parameters of the first row (the best by `sort_by`), ready for `make_strategy(**best)`."""
-        return {name: _plain(self.iloc[0][name]) for name in self.parameters}
+        return {name: _plain(self[name].iloc[0]) for name in self.parameters}
 
     def plot(self, x: str | None = None, y: str | None = None, value: str | None = None) -> go.Figure:  # type: ignore[override]
         """A heatmap of `value` (the sort statistic) over two parameters (the first two by default)."""
@@ -117,9 +117,15 @@ def run_payload(payload: bytes) -> dict[str, Any]:
 
 
 def _local_pool(jobs: int) -> ProcessPoolExecutor:
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    """One worker per core. Not forked from the kernel (a running session's threads must not be
+    copied): a fork server that has imported replay once starts them, else fresh interpreters."""
     workers = max(1, min(jobs, os.cpu_count() or 1))
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["blockpaca_nb.replay", "blockpaca_nb.replay_result"])
+    else:
+        context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
 def _collect(futures: list[Future[dict[str, Any]]], progress: bool) -> list[dict[str, Any]]:

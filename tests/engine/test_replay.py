@@ -266,6 +266,7 @@ def make_momentum(lookback: int, size: int) -> Any:
 def test_sweep_runs_every_combination_sorted_best_first() -> None:
     grid = sweep(make_momentum, {"lookback": [2, 10], "size": [1, 3]}, tickers=["AAPL"], **DAY, progress=False)
     assert len(grid) == 4 and set(grid.parameters) == {"lookback", "size"}
+    assert all(type(value) is int for value in grid.best.values())  # as given: make_strategy(**best) works
     assert list(grid["sharpe"].dropna()) == sorted(grid["sharpe"].dropna(), reverse=True)
     one = replay(make_momentum(**grid.best), ["AAPL"], **DAY, progress=False)
     assert one.stats["sharpe"] == pytest.approx(grid["sharpe"].iloc[0], nan_ok=True)
