@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 SESSION_BOOK = "session"  # the book of the session's own orders from cells (no strategy's name can be this)
 CONTROL_TAG = "session"  # what a session liquidation's (and the kill switch's) orders carry in their ids
 HISTORY_POINTS = 20_000
+BOOK_COLUMNS = ("strategy", "ticker", "quantity", "avg_price", "realized_pl", "unrealized_pl")  # Books.rows()
 _NEW_YORK = ZoneInfo("America/New_York")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -95,29 +95,59 @@ def _new_york_days(epoch: np.ndarray) -> np.ndarray:
 # =============================================================================== the simulator's history
 
 
-def sim_tape(symbols: Sequence[str], start: date, end: date, seed: int, today: date | None = None) -> Tape:
-    """The simulator's seeded minute bars from `start` to `end` (both included): the same history its
-    bars endpoint serves, ending where its live prices begin."""
+def sim_tape(
+    symbols: Sequence[str],
+    start: date,
+    end: date,
+    seed: int,
+    as_of: date | None = None,
+    warm_up_days: int = 0,
+    spread_bps: float | None = None,
+) -> Tape:
+    """The simulator's seeded minute bars from `start` to `end` (both included): the history its bars
+    endpoint serves on `as_of` (default today), which ends where its live prices begin that day — the
+    same `as_of` gives the same prices whatever day it runs. Bars from `warm_up_days` before `start`
+    are there for `ctx.bars()`; ticks begin at `start`."""
     from .sim import calendar
     from .sim.market import _history, minute_arrays
     from .sim.universe import profile
 
-    today = today or datetime.now(calendar.EASTERN).date()
+    today = as_of or datetime.now(calendar.EASTERN).date()
     histories = [_history(symbol, seed, today) for symbol in symbols]
-    sessions = [s.date for s in histories[0].sessions if start <= s.date <= end]
-    _check_sim_range(start, end, histories[0].sessions[0].date, today, sessions)
+    first = start - timedelta(days=warm_up_days)
+    in_range = [s.date for s in histories[0].sessions if start <= s.date <= end]
+    _check_sim_range(start, end, histories[0].sessions[0].date, today, in_range)
+    sessions = [s.date for s in histories[0].sessions if first <= s.date <= end]
     per_symbol, bar_start = [], np.empty(0)
     for hist in histories:
         days = [a for a in (minute_arrays(hist, d) for d in sessions) if a is not None]
         per_symbol.append({f: np.concatenate([getattr(a, f[0]) for a in days]) for f in BAR_FIELDS})
         bar_start = np.concatenate([a.start for a in days])
     bars = {f: np.column_stack([p[f] for p in per_symbol]) for f in BAR_FIELDS}
-    spread = np.array([profile(s, seed).spread_bps for s in symbols])
-    return tape_from_bars(symbols, bar_start, bars, spread)
+    spread = np.array([spread_bps or profile(s, seed).spread_bps for s in symbols])
+    tape = tape_from_bars(symbols, bar_start, bars, spread)
+    return starting_at(tape, _open_of(in_range[0])) if warm_up_days else tape
+
+
+def _open_of(day: date) -> float:
+    from .sim.calendar import session_on
+
+    session = session_on(day)
+    assert session is not None
+    return session.open.timestamp()
+
+
+def starting_at(tape: Tape, moment: float) -> Tape:
+    """The tape's ticks from `moment` on; its bars are all kept (earlier ones are the past)."""
+    lo = int(np.searchsorted(tape.times, moment, side="left"))
+    return Tape(
+        tape.symbols, tape.times[lo:], tape.bid[lo:], tape.ask[lo:], tape.bid_size[lo:], tape.ask_size[lo:],
+        tape.bar_end, tape.bars,
+    )  # fmt: skip
 
 
 def _check_sim_range(start: date, end: date, first: date, today: date, sessions: list[date]) -> None:
-    allowed = f"dates from {first} to the last session before {today}"
+    allowed = f"dates from {first} to the last session before {today} (as_of)"
     if start < first:
         raise ConfigurationError(f"start={start} is before the simulator's history; allowed: {allowed}")
     if end >= today:
@@ -146,8 +176,20 @@ def frame_tape(frame: pd.DataFrame, symbols: Sequence[str], spread_bps: float = 
         )
     wide = _wide(long, symbols, [f for f in BAR_FIELDS if f in long.columns])
     start = _epoch_seconds(wide.index)
+    _check_minute_bars(start)
     bars = {f: wide[f].to_numpy(float) if f in wide else np.zeros((len(wide), len(symbols))) for f in BAR_FIELDS}
     return tape_from_bars(symbols, start, bars, np.full(len(symbols), float(spread_bps)))
+
+
+def _check_minute_bars(start: np.ndarray) -> None:
+    """Bars must be minute bars: a daily bar stamped at midnight would show its close all day long."""
+    gaps = np.diff(start)
+    step = float(np.min(gaps)) if len(gaps) else 60.0
+    if step != 60.0:
+        raise ConfigurationError(
+            f"data= bars are {step:g} s apart; allowed: 1-minute bars (open, high, low, close[, volume]) stamped"
+            " with their start, or quotes"
+        )
 
 
 def _long_form(frame: pd.DataFrame) -> pd.DataFrame:
@@ -162,6 +204,10 @@ def _long_form(frame: pd.DataFrame) -> pd.DataFrame:
         raise ConfigurationError(
             "data= needs a symbol and a timestamp for each row (columns or a (symbol, timestamp) index)"
         )
+    for side in ("bid", "ask"):  # a side quoted as 0 (IEX does that) is no quote: never a price to fill at
+        if side in long.columns:
+            values = pd.to_numeric(long[side], errors="coerce")
+            long[side] = values.where(np.isfinite(values) & (values > 0))
     stamps = long["timestamp"]
     numeric = pd.api.types.is_numeric_dtype(stamps)
     long["timestamp"] = pd.to_datetime(stamps, unit="s", utc=True) if numeric else pd.to_datetime(stamps, utc=True)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 TRADING_DAYS = 252
 SECONDS_PER_YEAR = 365.25 * 86_400
+MIN_CAGR_YEARS = 1 / 12
 
 
 @dataclass
@@ -40,8 +41,8 @@ def performance(
 
     if equity.empty:
         return pd.Series(dtype=object)
-    daily = _daily_returns(equity)
-    drawdown = _max_drawdown(equity)
+    daily = _daily_returns(equity, starting)
+    drawdown = _max_drawdown(equity, starting)
     trips = round_trips(fills)
     wins = [t.pnl > 0 for t in trips]
     traded = float((fills["qty"].abs() * fills["price"]).sum()) if len(fills) else 0.0
@@ -72,9 +73,13 @@ def performance(
     )
 
 
-def _daily_returns(equity: pd.Series) -> pd.Series:
-    closes = equity.groupby(equity.index.tz_convert("America/New_York").date).last()
-    return closes.pct_change().dropna()
+def _daily_returns(equity: pd.Series, starting: float) -> pd.Series:
+    """Each day's return on the day before's last equity; the first day's on the starting cash."""
+    closes = equity.groupby(equity.index.tz_convert("America/New_York").date).last().to_numpy(float)
+    before = np.concatenate([[starting], closes[:-1]])
+    import pandas as pd
+
+    return pd.Series(closes / before - 1 if starting else np.full(len(closes), math.nan))
 
 
 def _total_return(equity: pd.Series, starting: float) -> float:
@@ -82,11 +87,15 @@ def _total_return(equity: pd.Series, starting: float) -> float:
 
 
 def _cagr(equity: pd.Series, starting: float) -> float:
+    """The yearly rate that compounds to the total return; NaN under a month (it would mean nothing)."""
     years = (equity.index[-1] - equity.index[0]).total_seconds() / SECONDS_PER_YEAR
     growth = 1 + _total_return(equity, starting)
-    if years <= 0 or not growth > 0:
+    if years < MIN_CAGR_YEARS or not growth > 0:
         return math.nan
-    return float(growth ** (1 / years) - 1)
+    try:
+        return float(growth ** (1 / years) - 1)
+    except OverflowError:
+        return math.inf
 
 
 def _sharpe(daily: pd.Series) -> float:
@@ -101,16 +110,18 @@ def _sortino(daily: pd.Series) -> float:
     return float(daily.mean()) / downside * math.sqrt(TRADING_DAYS) if downside else math.nan
 
 
-def _max_drawdown(equity: pd.Series) -> dict[str, object]:
-    """The deepest fall from a peak, when the peak was, when the bottom was, and when it recovered."""
+def _max_drawdown(equity: pd.Series, starting: float) -> dict[str, object]:
+    """The deepest fall from a peak (the starting cash the first), when the peak was, when the bottom
+    was, and when it recovered."""
     import pandas as pd
 
     values = equity.to_numpy()
-    peaks = np.maximum.accumulate(values)
+    peaks = np.maximum(np.maximum.accumulate(values), starting)
     falls = values / peaks - 1
     bottom = int(np.argmin(falls))
     peak = int(np.argmax(values[: bottom + 1]))
-    after = np.nonzero(values[bottom:] >= values[peak])[0]
+    top = max(float(values[peak]), starting)
+    after = np.nonzero(values[bottom:] >= top)[0]
     recovered = equity.index[bottom + int(after[0])] if falls[bottom] < 0 and len(after) else pd.NaT
     return {
         "max_drawdown": float(falls[bottom]),
@@ -121,13 +132,17 @@ def _max_drawdown(equity: pd.Series) -> dict[str, object]:
 
 
 def round_trips(fills: pd.DataFrame) -> list[RoundTrip]:
-    """Flat-to-flat trades per symbol from fills (time, symbol, signed qty, price), in time order."""
+    """Flat-to-flat trades per symbol from fills (time, symbol, signed qty, price[, fee]), in time
+    order; a trip's P&L is net of the fees of its fills."""
     trips: list[RoundTrip] = []
     book: dict[str, list[float]] = {}  # symbol -> [position, average price, opened at, realised]
-    for when, symbol, qty, price in fills[["time", "symbol", "qty", "price"]].itertuples(index=False):
+    fees = fills["fee"] if "fee" in fills else np.zeros(len(fills))
+    rows = zip(fills["time"], fills["symbol"], fills["qty"], fills["price"], fees, strict=True)
+    for when, symbol, qty, price, fee in rows:
         position, average, opened, realised = book.get(symbol) or [0.0, 0.0, float(when), 0.0]
         if position == 0:
             average, opened, realised = price, float(when), 0.0
+        realised -= fee
         after = round(position + qty, 9)
         if position and (after == 0 or (after > 0) != (position > 0)):
             realised += position * (price - average)  # all of it closes (a flip opens the rest anew)

@@ -17,20 +17,23 @@ equity curve and the trade log are built from compact records once the run is ov
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import queue
 import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .books import CONTROL_TAG, SESSION_BOOK, Books
 from .errors import ConfigurationError
-from .history import Tape, frame_tape, sim_tape
-from .orders import Order, liquidation_orders, new_client_order_id, parse_block
+from .history import DEFAULT_SPREAD_BPS, Tape, frame_tape, sim_tape
+from .lineup import strategy_name
+from .orders import Order, liquidation_orders, new_client_order_id, parse_block, strategy_from_client_order_id
 from .sim.broker import ApiError, Broker
 from .sim.calendar import EASTERN, session_on
 from .sim.hours import MarketHours
@@ -51,6 +54,8 @@ EOS_BEHAVIORS = ("liquidate", "hold", "custom")
 MARKET_HOURS = ("nyse", "always")
 ERRORS_KEPT = 1000  # a strategy failing on every tick of a year keeps its first errors, counts the rest
 PROGRESS_EVERY = 2048  # ticks between progress-bar updates
+INFINITY = float("inf")
+LIQUIDATION_ROUNDS = 1000  # matches of a liquidation at the last quotes before giving up on being flat
 
 
 @dataclass(frozen=True)
@@ -66,10 +71,12 @@ class _TapeMarket:
     """What the simulator's broker reads of a market (touch arrays, symbol index, asset flags), at
     the tape's current tick; orders fill against these quotes, moved by the slippage."""
 
-    def __init__(self, tape: Tape, seed: int, slippage_bps: float) -> None:
+    def __init__(self, tape: Tape, seed: int, slippage_bps: float, simulated: bool) -> None:
         self.symbols = tape.symbols
         self.index = {s: i for i, s in enumerate(tape.symbols)}
-        self.profiles = {s: profile(s, seed) for s in tape.symbols}
+        # the simulator's own assets keep its flags; real symbols may be shorted and traded in fractions
+        flags = {} if simulated else {"shortable": True, "fractionable": True}
+        self.profiles = {s: dataclasses.replace(profile(s, seed), **flags) for s in tape.symbols}
         slip = slippage_bps / 10_000
         self._bid, self._ask = (tape.bid * (1 - slip), tape.ask * (1 + slip)) if slip else (tape.bid, tape.ask)
         self._bid_size, self._ask_size = tape.bid_size, tape.ask_size
@@ -86,7 +93,7 @@ class Replayer:
 
     def __init__(
         self,
-        fn: Strategy,
+        strategies: Sequence[tuple[str, Strategy]],
         tape: Tape,
         *,
         every: float,
@@ -97,12 +104,14 @@ class Replayer:
         custom_shutdown_action: Strategy | None,
         daily_sessions: bool,
         costs: Costs,
-        name: str,
+        simulated: bool = True,
     ) -> None:
-        self.fn, self.tape, self.every, self.name, self.costs = fn, tape, every, name, costs
+        self.strategies = list(strategies)
+        self.tape, self.every, self.costs = tape, every, costs
+        self.name = ", ".join(name for name, _ in self.strategies)
         self.tickers = list(tape.symbols)
         self.eos_behavior, self.custom = eos_behavior, custom_shutdown_action
-        self.market = _TapeMarket(tape, seed, costs.slippage_bps)
+        self.market = _TapeMarket(tape, seed, costs.slippage_bps, simulated)
         self.hours = MarketHours(market_hours)
         self.broker = Broker(
             self.market,  # type: ignore[arg-type]  # the broker reads only the touch, index and profiles
@@ -116,19 +125,22 @@ class Replayer:
         )
         self.now, self.i, self._ids, self._serial = float(tape.times[0]), 0, 0, 0
         self.log: list[Any] = []  # ("result", dict) and ("event", ...) records, in order
-        self.marks: list[tuple[int, int, float, float]] = []  # (tick, symbol, position after, cash after)
+        self.marks: list[tuple[int, int, float, float, float]] = []  # per fill: tick, symbol, position, cash, fee
         self.fees: list[tuple[float, str, float]] = []  # (time, symbol, fee)
         self.errors: list[Any] = []
         self.error_count = 0
-        self.state: dict[str, Any] = {}
+        self.states: dict[str, dict[str, Any]] = {name: {} for name, _ in self.strategies}
+        # several strategies: each has a book (positions, P&L) made of its own orders' fills, as live
+        self.books = Books() if len(self.strategies) > 1 else None
+        self.pnl_samples: list[tuple[float, dict[str, float]]] = []
         self.commands: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.closes, self.eos_times = _session_bounds(tape.times, market_hours, daily_sessions)
+        self.closes, self.eos_times, self.final_eos = _session_bounds(tape.times, market_hours, daily_sessions)
         self.stopped_at = len(tape)  # the tick the run ended before
         self.interrupted = False
         self._quotes: dict[str, tuple[float, float, float, float]] = {}
         self._quotes_at, self._positions_at = -1, -1
         self._positions: list[dict[str, Any]] = []
-        self.ctx = self._context()
+        self.contexts = [(name, fn, self._context(name)) for name, fn in self.strategies]
 
     # ----------------------------------------------------------------- the loop
     def run(self, progress: bool = False) -> None:
@@ -143,55 +155,70 @@ class Replayer:
                 bar.close()
 
     def _loop(self, bar: Any) -> None:
-        times, broker, market, hours = self.tape.times, self.broker, self.market, self.hours
-        closes, eos_times = self.closes, self.eos_times
-        next_close = closes.pop(0) if closes else float("inf")
-        next_eos = eos_times.pop(0) if eos_times else float("inf")
-        live, next_due = True, float(times[0])
+        times, broker, market = self.tape.times, self.broker, self.market
+        closes, ends = self.closes, self.eos_times
+        next_close = closes.pop(0) if closes else INFINITY
+        next_end = ends.pop(0) if ends else INFINITY
+        live, resume_after, next_due = True, 0.0, float(times[0])
         for i in range(len(times)):
             t = float(times[i])
-            if t >= next_eos:  # a session ends between two ticks: the last quote is the touch
-                self._eos(self.eos_behavior, next_eos, max(i - 1, 0))
-                if not eos_times:
+            if t >= next_end:  # a session ends between two ticks: the last quote is the touch
+                if live:
+                    self._eos(self.eos_behavior, next_end, max(i - 1, 0))
+                if next_end == self.final_eos:
                     self.stopped_at = i
                     return
-                next_eos, live = eos_times.pop(0), False
+                live, resume_after = False, next_close
+                next_end = ends.pop(0) if ends else INFINITY
             self.i, self.now = i, t
             market.at(i)
             if t >= next_close:
                 broker.expire_day_orders(next_close)
-                next_close = closes.pop(0) if closes else float("inf")
+                next_close = closes.pop(0) if closes else INFINITY
             if broker.scheduled or broker.rematch:
                 broker.run_due(t)
             if broker.open_orders:
                 broker.on_market(t)
-            if not live and hours.phase(t) == "regular":
-                live = True  # the next day's session
+            if not live and t > resume_after and self.hours.phase(t) == "regular":
+                live = True  # the next day's session begins
             if live and t >= next_due:
                 next_due = t + self.every
-                if not self._tick(t):  # the strategy asked for its session's end (and got it)
-                    if not eos_times or next_eos == float("inf"):
+                if not self._tick(t):  # a strategy asked for the session's end, and got it
+                    if not ends:
                         self.stopped_at = i + 1
                         return
-                    live = False
+                    live, resume_after = False, next_close
             if bar is not None and not i % PROGRESS_EVERY:
                 bar.update(i - bar.n)
-        self._eos(self.eos_behavior, float(times[-1]), len(times) - 1)
+        if live:  # the data ends inside a session: it ends at the last tick
+            self._eos(self.eos_behavior, float(times[-1]), len(times) - 1)
 
     def _tick(self, t: float) -> bool:
-        """Call the strategy and submit what it returned; False once it asked for the session's end."""
-        try:
-            returned = self.fn(self.ctx)
-        except Exception as err:
-            self._strategy_error(t, f"{type(err).__name__}: {err}")
-            return True
-        self.submit(returned, t)
+        """Call each strategy and submit what it returned; False once one asked for the session's end."""
+        for name, fn, ctx in self.contexts:
+            try:
+                returned = fn(ctx)
+            except Exception as err:
+                self._strategy_error(name, t, f"{type(err).__name__}: {err}")
+                continue
+            self.submit(returned, t, name)
+        if self.books is not None:
+            self._sample_pnl(t)
         return self._run_commands(t)
 
-    def _strategy_error(self, t: float, message: str) -> None:
+    def _sample_pnl(self, t: float) -> None:
+        """Each strategy's P&L now (the session's own book too, once it traded: a custom EOS action)."""
+        assert self.books is not None
+        pnl = self.books.pnl(self._marks())
+        session = self.books.book(SESSION_BOOK)
+        if session is None or not session.fills:
+            pnl.pop(SESSION_BOOK, None)
+        self.pnl_samples.append((t, pnl))
+
+    def _strategy_error(self, name: str, t: float, message: str) -> None:
         self.error_count += 1
         if len(self.errors) < ERRORS_KEPT:
-            self.errors.append(StrategyError(self.name, t, message, traceback.format_exc()))
+            self.errors.append(StrategyError(name, t, message, traceback.format_exc()))
 
     def _run_commands(self, t: float) -> bool:
         """blockpaca's command queue: an EOS action a strategy asked for ends the session now."""
@@ -201,17 +228,17 @@ class Replayer:
             if command in EOS_BEHAVIORS:
                 self._eos(str(command), t, self.i)
                 return False
-            self._strategy_error(t, f"not a command: {item!r}; allowed: {EOS_BEHAVIORS}")
+            self._strategy_error("command_queue", t, f"not a command: {item!r}; allowed: {EOS_BEHAVIORS}")
         return True
 
     # ----------------------------------------------------------------- orders
-    def submit(self, orders: object, t: float, strategy: str | None = None) -> list[str]:
+    def submit(self, orders: object, t: float, strategy: str) -> list[str]:
         """The live path: validate, then submit each valid order to the broker at `t`."""
         valid, problems = parse_block(orders, self.tickers)
         for problem in problems:
             self.errors.append(problem)
             self.log.append(("result", "validation_error", None, "", t, str(problem)))
-        return [self._send(order, t, self.name if strategy is None else strategy) for order in valid]
+        return [self._send(order, t, strategy) for order in valid]
 
     def _send(self, order: Order, t: float, strategy: str) -> str:
         self._serial += 1
@@ -234,16 +261,28 @@ class Replayer:
         position = float(extra.get("position_qty") or 0.0)
         self.log.append(("event", event, order, order.status, order.filled_qty, order.filled_notional,
                          order.updated_at, fill, extra.get("price"), position))  # fmt: skip
-        self._charge(order, float(fill))
-        self.marks.append((self.i, self.market.index[order.symbol], position, self.broker.cash))
+        fee = self._charge(order, float(fill))
+        self.marks.append((self.i, self.market.index[order.symbol], position, self.broker.cash, fee))
+        if self.books is not None:
+            self._book(order, float(fill), extra.get("price"))
 
-    def _charge(self, order: Any, qty: float) -> None:
+    def _book(self, order: Any, qty: float, price: Any) -> None:
+        """The fill goes to the book of the strategy that sent the order (a bracket's exit: its entry's)."""
+        parent = self.broker.orders.get(order.parent_id) if order.parent_id else None
+        cid = (parent or order).client_order_id
+        row = {"fill_qty": qty, "fill_price": price, "side": order.side, "ticker": order.symbol,
+               "strategy": strategy_from_client_order_id(cid), "client_order_id": cid}  # fmt: skip
+        assert self.books is not None
+        self.books.apply(row, ended=not order.is_open)
+
+    def _charge(self, order: Any, qty: float) -> float:
         """Commission, taken from cash at each fill (per order at its first)."""
         costs = self.costs
         fee = qty * costs.commission_per_share + (costs.commission_per_order if order.filled_qty == qty else 0.0)
         if fee:
             self.broker.cash -= fee
             self.fees.append((order.updated_at, order.symbol, fee))
+        return fee
 
     def _new_id(self) -> str:
         """Order and execution ids shaped like Alpaca's UUIDs, counted (so a rerun repeats them)."""
@@ -264,18 +303,35 @@ class Replayer:
         self.broker.cancel_all(t)
         t = self._settle(t)
         for order in liquidation_orders(p.as_blockpaca() for p in self.broker.positions.values()):
-            self._send(order, t, "")
-        self._settle(t)
+            self._send(order, t, CONTROL_TAG)  # as live: the session's liquidation closes the books holding
+        self._until_flat(self._settle(t))
+        if self.books is not None:
+            self.books.settle_flat(self._marks())
+            self._sample_pnl(t)
 
     def _custom(self, t: float) -> None:
         if self.custom is None:
             return
         try:
-            returned = self.custom(self.ctx)
+            returned = self.custom(self.contexts[0][2])
         except Exception as err:
-            self._strategy_error(t, f"{type(err).__name__}: {err}")
+            self._strategy_error("custom_shutdown_action", t, f"{type(err).__name__}: {err}")
             return
         self.submit(returned, t, "")
+
+    def _until_flat(self, t: float) -> None:
+        """A liquidation larger than the quote's size fills on at the same quotes (live, the 30 s
+        before the close bring new ones) until the account is flat."""
+        suffix = f"-{CONTROL_TAG}"
+        for _ in range(LIQUIDATION_ROUNDS):
+            left = [o for o in self.broker.open_orders.values() if o.client_order_id.endswith(suffix)]
+            if not left:
+                return
+            t += 0.001
+            self.now = t
+            for order in left:
+                self.broker.match_order(order, t)
+            self.broker.run_due(t)
 
     def _settle(self, t: float) -> float:
         """Let pending cancels take effect and partly filled orders fill on at the same quotes."""
@@ -289,33 +345,44 @@ class Replayer:
         return t
 
     # ----------------------------------------------------------------- the strategy's context
-    def _context(self) -> Context:
+    def _context(self, name: str) -> Context:
         return Context(
-            get_current_data=self.current_data,
-            submit_order=lambda orders: self.submit(orders, self.now),
+            get_current_data=lambda: self.current_data(name),
+            submit_order=lambda orders: self.submit(orders, self.now, name),
             shm_meta={},
             result_queue=None,
             command_queue=self.commands,
-            state=self.state,
+            state=self.states[name],
             bars=self.bars,
             account=self.account,
-            strategy=self.name,
+            account_positions=self.account_positions,
+            strategy=name,
             clock=lambda: self.now,
         )
 
-    def current_data(self) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-        """blockpaca's (quotes, positions) at the replayed tick; fresh dicts each call, as live."""
+    def _marks(self) -> dict[str, float]:
+        return dict(zip(self.tickers, self.tape.mid[self.i].tolist(), strict=True))
+
+    def current_data(self, strategy: str) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
+        """blockpaca's (quotes, positions) at the replayed tick — the strategy's own positions (its
+        book's, when several strategies share the account) — in fresh dicts each call, as live."""
         if self._quotes_at != self.i:
             tape, i = self.tape, self.i
             rows = zip(self.tickers, tape.bid[i].tolist(), tape.ask[i].tolist(), tape.bid_size[i].tolist(),
                        tape.ask_size[i].tolist(), strict=True)  # fmt: skip
             self._quotes = {s: (b, a, bs, az) for s, b, a, bs, az in rows}
             self._quotes_at = i
+        quotes = {s: {"bid": b, "ask": a, "bid_size": bs, "ask_size": az} for s, (b, a, bs, az) in self._quotes.items()}
+        if self.books is not None:
+            return quotes, self.books.blockpaca_positions(strategy)
+        return quotes, self.account_positions()
+
+    def account_positions(self) -> list[dict[str, Any]]:
+        """The account's net positions (every strategy's), blockpaca's schema."""
         if self._positions_at != self.broker._fills:
             self._positions = [p.as_blockpaca() for p in self.broker.positions.values()]
             self._positions_at = self.broker._fills
-        quotes = {s: {"bid": b, "ask": a, "bid_size": bs, "ask_size": az} for s, (b, a, bs, az) in self._quotes.items()}
-        return quotes, [dict(p) for p in self._positions]
+        return [dict(p) for p in self._positions]
 
     def account(self) -> dict[str, Any]:
         broker = self.broker
@@ -339,11 +406,12 @@ class Replayer:
         return bars_frame(self.tape, symbols, timeframe, limit, self.now)
 
 
-def _session_bounds(times: np.ndarray, market_hours: str, daily: bool) -> tuple[list[float], list[float]]:
-    """The closes inside the tape (day orders expire there) and when sessions end (EOS): 30 s before
-    each close with daily sessions, else before the last one only (or at the tape's end)."""
+def _session_bounds(times: np.ndarray, market_hours: str, daily: bool) -> tuple[list[float], list[float], float | None]:
+    """The closes inside the tape (day orders expire there), when sessions end (EOS, 30 s before a
+    close: each day's with daily sessions, else only the last day's), and the EOS of the tape's last
+    day if the tape reaches it (the run ends there; otherwise at the last tick)."""
     if market_hours == "always":
-        return [], []
+        return [], [], None
     import pandas as pd
 
     days = sorted(set(pd.to_datetime(times, unit="s", utc=True).tz_convert(EASTERN).date))
@@ -351,7 +419,11 @@ def _session_bounds(times: np.ndarray, market_hours: str, daily: bool) -> tuple[
     closes = [s.close.timestamp() for s in sessions if times[0] < s.close.timestamp() <= times[-1]]
     ends = [s.close.timestamp() - EOD_MARGIN_S for s in sessions]
     ends = [e for e in ends if times[0] < e <= times[-1]]
-    return closes, (ends if daily else ends[-1:])
+    last = sessions[-1].close.timestamp() - EOD_MARGIN_S if sessions else INFINITY
+    final = last if last <= times[-1] else None
+    if daily:
+        return closes, ends, final
+    return closes, ([final] if final is not None else []), final
 
 
 def _progress_bar(total: int) -> Any:
@@ -367,7 +439,7 @@ def _progress_bar(total: int) -> Any:
 
 
 def replay(
-    fn: Strategy,
+    fn: Strategy | Mapping[str, Strategy] | Sequence[Strategy],
     tickers: Sequence[str] | str,
     start: str | date | None = None,
     end: str | date | None = None,
@@ -384,57 +456,83 @@ def replay(
     commission_per_share: float = 0.0,
     commission_per_order: float = 0.0,
     spread_bps: float | None = None,
+    warm_up_days: int = 30,
+    as_of: str | date | None = None,
     progress: bool = True,
     name: str | None = None,
     **alpaca: Any,
 ) -> ReplayResult:
     """Run `fn` — the function you pass to `@s.strategy` — over history; see the README's Replay.
+    Several strategies (a list, or a dict of name -> function) share the account as live, each with
+    its own book: `r.positions_by_strategy`, `r.pnl_by_strategy`.
 
-    ``data``: "sim" (the simulator's seeded minute bars, the last two years, no keys), "alpaca"
-    (Alpaca's minute bars with your keys, cached on disk: api_key=, secret_key=, feed="iex",
-    cache_dir=, urls=), a DataFrame of bars or quotes, or the path of a quote file a session recorded.
-    ``frequency``: how often the strategy is called ("1m", "5m", "1h", seconds). ``run_seconds="EOD"``:
-    every trading day is a session that ends 30 s before the close with ``eos_behavior``; otherwise
-    the one session ends before the last close. Interrupting the cell returns what was done so far.
+    ``data``: "sim" (the simulator's seeded minute bars, the last two years before ``as_of``, default
+    today; no keys), "alpaca" (Alpaca's minute bars with your keys, cached on disk: api_key=,
+    secret_key=, feed="iex", cache_dir=, urls=), a DataFrame of minute bars or quotes, or the path of
+    a quote file a session recorded. ``frequency``: how often the strategy is called ("1m", "5m",
+    "1h", seconds). ``warm_up_days``: bars before ``start`` that ``ctx.bars()`` already shows.
+    ``run_seconds="EOD"``: every trading day is a session that ends 30 s before the close with
+    ``eos_behavior``; otherwise the one session ends before the last close. Interrupting the cell
+    returns what was done so far.
     """
     from .replay_result import ReplayResult
 
     symbols = normalize_tickers(tickers)
+    strategies = _strategies(fn, name)
     every = float(parse_duration(frequency, "frequency"))
-    if eos_behavior not in EOS_BEHAVIORS:
-        raise ConfigurationError(f"eos_behavior={eos_behavior!r} is not valid; allowed: {', '.join(EOS_BEHAVIORS)}")
-    if run_seconds not in (None, "EOD"):
-        raise ConfigurationError(f"run_seconds={run_seconds!r} is not valid in a replay; allowed: None, 'EOD'")
+    _check_session_end(eos_behavior, custom_shutdown_action, run_seconds)
     costs = Costs(
         _non_negative("slippage_bps", slippage_bps),
         _non_negative("commission_per_share", commission_per_share),
         _non_negative("commission_per_order", commission_per_order),
     )
-    cash = _non_negative("starting_cash", starting_cash)
-    tape, hours = load_tape(data, symbols, start, end, seed, spread_bps, market_hours, alpaca)
+    source = Source.of(data, seed, spread_bps, warm_up_days, as_of, market_hours, alpaca)
+    tape = source.tape(symbols, start, end)
     runner = Replayer(
-        fn,
+        strategies,
         tape,
         every=every,
-        starting_cash=cash,
-        seed=int(seed),
-        market_hours=hours,
+        starting_cash=_non_negative("starting_cash", starting_cash),
+        seed=source.seed,
+        market_hours=source.market_hours,
         eos_behavior=eos_behavior,
         custom_shutdown_action=custom_shutdown_action,
         daily_sessions=run_seconds == "EOD",
         costs=costs,
-        name=name if name is not None else _strategy_name(fn),
+        simulated=source.simulated,
     )
     started = time.perf_counter()
     runner.run(progress)
     return ReplayResult.of(runner, time.perf_counter() - started)
 
 
-def _strategy_name(fn: object) -> str:
-    import re
+def _check_session_end(eos_behavior: object, custom: object, run_seconds: object) -> None:
+    if eos_behavior not in EOS_BEHAVIORS:
+        raise ConfigurationError(f"eos_behavior={eos_behavior!r} is not valid; allowed: {', '.join(EOS_BEHAVIORS)}")
+    if eos_behavior == "custom" and not callable(custom):
+        raise ConfigurationError(
+            'eos_behavior="custom" needs custom_shutdown_action; allowed: a function of the context returning orders'
+        )
+    if run_seconds not in (None, "EOD"):
+        raise ConfigurationError(f"run_seconds={run_seconds!r} is not valid in a replay; allowed: None, 'EOD'")
 
-    name = re.sub(r"[^A-Za-z0-9_]", "_", str(getattr(fn, "__name__", "") or "strategy"))[:48]
-    return "strategy" if name in ("", "session", "_lambda_") else name
+
+def _strategies(
+    fn: Strategy | Mapping[str, Strategy] | Sequence[Strategy], name: str | None
+) -> list[tuple[str, Strategy]]:
+    """(name, function) pairs, named as live (a function's name, letters, digits and '_'), unique."""
+    if callable(fn):
+        return [(strategy_name(fn, name), fn)]
+    pairs = list(fn.items()) if isinstance(fn, Mapping) else [(None, f) for f in fn]
+    if not pairs or not all(callable(f) for _, f in pairs):
+        raise ConfigurationError(
+            f"fn={fn!r} is not valid; allowed: a strategy function, a list of them, or a dict name -> function"
+        )
+    named = [(strategy_name(f, given), f) for given, f in pairs]
+    names = [n for n, _ in named]
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"strategy names {names} are not unique; allowed: one name per strategy (a dict)")
+    return named
 
 
 def _non_negative(field: str, value: object) -> float:
@@ -443,42 +541,91 @@ def _non_negative(field: str, value: object) -> float:
     return float(value)
 
 
-def load_tape(
-    data: Any,
-    symbols: list[str],
-    start: str | date | None,
-    end: str | date | None,
-    seed: int,
-    spread_bps: float | None,
-    market_hours: str | None,
-    alpaca: Mapping[str, Any],
-) -> tuple[Tape, str]:
-    """The tape for `data`, and the market hours it replays under ("nyse" unless told otherwise)."""
-    import pandas as pd
+ALPACA_OPTIONS = ("api_key", "secret_key", "feed", "cache_dir", "urls")
 
-    hours = market_hours or "nyse"
-    if hours not in MARKET_HOURS:
-        raise ConfigurationError(f"market_hours={market_hours!r} is not valid; allowed: {', '.join(MARKET_HOURS)}")
-    if isinstance(data, str) and data == "sim":
-        return _sim_tape(tuple(symbols), _date("start", start), _date("end", end), seed), hours
-    if isinstance(data, str) and data == "alpaca":
+
+@dataclass(frozen=True)
+class Source:
+    """Where a replay's data comes from, with the options that shape it, checked before any work."""
+
+    data: Any
+    seed: int
+    spread_bps: float | None
+    warm_up_days: int
+    as_of: date | None
+    market_hours: str
+    alpaca: Mapping[str, Any]
+
+    @classmethod
+    def of(
+        cls,
+        data: Any,
+        seed: object,
+        spread_bps: object,
+        warm_up_days: object,
+        as_of: object,
+        market_hours: object,
+        alpaca: Mapping[str, Any],
+    ) -> Source:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigurationError(f"seed={seed!r} is not valid; allowed: an integer")
+        if spread_bps is not None and (isinstance(spread_bps, bool) or not isinstance(spread_bps, int | float)
+                                       or not spread_bps > 0):  # fmt: skip
+            raise ConfigurationError(f"spread_bps={spread_bps!r} is not valid; allowed: None or a number > 0")
+        if isinstance(warm_up_days, bool) or not isinstance(warm_up_days, int) or warm_up_days < 0:
+            raise ConfigurationError(f"warm_up_days={warm_up_days!r} is not valid; allowed: an integer >= 0")
+        hours = market_hours or "nyse"
+        if hours not in MARKET_HOURS:
+            raise ConfigurationError(f"market_hours={market_hours!r} is not valid; allowed: {', '.join(MARKET_HOURS)}")
+        from_alpaca = isinstance(data, str) and data == "alpaca"
+        unknown = sorted(set(alpaca) - set(ALPACA_OPTIONS)) if from_alpaca else sorted(alpaca)
+        if unknown:
+            allowed = "the arguments of replay()" + (f", and {', '.join(ALPACA_OPTIONS)}" if from_alpaca else "")
+            raise ConfigurationError(f"replay() got unknown arguments {unknown}; allowed: {allowed}")
+        day = None if as_of is None else _date("as_of", as_of)
+        return cls(data, seed, None if spread_bps is None else float(spread_bps), warm_up_days, day, hours, alpaca)
+
+    @property
+    def simulated(self) -> bool:
+        """The simulator's own history (its assets' flags apply), not real or given data."""
+        return isinstance(self.data, str) and self.data == "sim"
+
+    def tape(self, symbols: list[str], start: str | date | None, end: str | date | None) -> Tape:
+        import pandas as pd
+
+        data = self.data
+        if isinstance(data, str) and data == "sim":
+            first, last = _date("start", start), _date("end", end)
+            return _sim_tape(tuple(symbols), first, last, self.seed, self.as_of, self.warm_up_days, self.spread_bps)
+        if isinstance(data, str) and data == "alpaca":
+            return self._alpaca(symbols, _date("start", start), _date("end", end))
+        if isinstance(data, pd.DataFrame):
+            return _clip(frame_tape(data, symbols, self.spread_bps or DEFAULT_SPREAD_BPS), start, end)
+        if isinstance(data, str | bytes) or hasattr(data, "__fspath__"):
+            return _clip(frame_tape(_read_quote_file(data), symbols), start, end)
+        raise ConfigurationError(
+            f"data={type(data).__name__} is not valid; allowed: 'sim', 'alpaca', a DataFrame, or a quote file's path"
+        )
+
+    def _alpaca(self, symbols: list[str], start: date, end: date) -> Tape:
         from .alpaca_history import alpaca_bars
 
-        frame = alpaca_bars(symbols, _date("start", start), _date("end", end), **alpaca)
-        return frame_tape(frame, symbols, spread_bps or 2.0), hours
-    if isinstance(data, pd.DataFrame):
-        return _clip(frame_tape(data, symbols, spread_bps or 2.0), start, end), hours
-    if isinstance(data, str | bytes) or hasattr(data, "__fspath__"):
-        return _clip(frame_tape(_read_quote_file(data), symbols), start, end), hours
-    raise ConfigurationError(
-        f"data={type(data).__name__} is not valid; allowed: 'sim', 'alpaca', a DataFrame, or a quote file's path"
-    )
+        today = datetime.now(EASTERN).date()
+        if end >= today:
+            raise ConfigurationError(f"end={end} is not in the past; allowed: dates before {today} (days cached whole)")
+        first = start - timedelta(days=self.warm_up_days)
+        frame = alpaca_bars(symbols, first, end, **self.alpaca)
+        return _clip(frame_tape(frame, symbols, self.spread_bps or DEFAULT_SPREAD_BPS), start, end)
 
 
 @functools.lru_cache(maxsize=2)
-def _sim_tape(symbols: tuple[str, ...], start: date, end: date, seed: int) -> Tape:
-    """The simulator's history, kept for the next replay of the same range (a sweep's worker runs many)."""
-    return sim_tape(symbols, start, end, seed)
+def _sim_tape(
+    symbols: tuple[str, ...], start: date, end: date, seed: int, as_of: date | None, warm: int, spread: float | None
+) -> Tape:
+    """The simulator's history, kept for the next replay of the same range (a sweep's worker runs many);
+    `as_of` None means today, so the key holds the day it was made for."""
+    day = as_of or datetime.now(EASTERN).date()
+    return sim_tape(symbols, start, end, seed, day, warm, spread)
 
 
 def _read_quote_file(path: Any) -> pd.DataFrame:
@@ -509,7 +656,7 @@ def _clip(tape: Tape, start: str | date | None, end: str | date | None) -> Tape:
     if not keep.any():
         raise ConfigurationError(f"the data has no ticks between start={start} and end={end}")
     lo, hi = int(keep.argmax()), len(keep) - int(keep[::-1].argmax())
-    bar_keep = (tape.bar_end >= tape.times[lo]) & (tape.bar_end <= tape.times[hi - 1])
+    bar_keep = tape.bar_end <= tape.times[hi - 1]  # bars before start stay: the past ctx.bars() shows
     return Tape(
         tape.symbols, tape.times[lo:hi], tape.bid[lo:hi], tape.ask[lo:hi], tape.bid_size[lo:hi],
         tape.ask_size[lo:hi], tape.bar_end[bar_keep], {f: v[bar_keep] for f, v in tape.bars.items()},

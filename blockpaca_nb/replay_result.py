@@ -38,7 +38,9 @@ class ReplayResult:
     def __init__(self, runner: Replayer, elapsed: float) -> None:
         self.name = runner.name
         self.tape: Tape = runner.tape
-        self.state: dict[str, Any] = runner.state
+        states = runner.states
+        # the strategy's ctx.state at the end; with several strategies, each one's by name
+        self.state: dict[str, Any] = next(iter(states.values())) if len(states) == 1 else states
         self.errors: list[Any] = runner.errors
         self.error_count = runner.error_count
         self.interrupted = runner.interrupted
@@ -47,6 +49,7 @@ class ReplayResult:
         self.starting_cash = runner.broker.starting_cash
         self._log, self._marks, self._fees = runner.log, runner.marks, runner.fees
         self._broker = runner.broker
+        self._books, self._pnl_samples = runner.books, runner.pnl_samples
 
     @classmethod
     def of(cls, runner: Replayer, elapsed: float) -> ReplayResult:
@@ -88,7 +91,7 @@ class ReplayResult:
         held = np.zeros((n, k))
         if not self._marks or not n:
             return held
-        ticks, symbols, after, _ = (np.array(column) for column in zip(*self._marks, strict=True))
+        ticks, symbols, after, _, _ = (np.array(column) for column in zip(*self._marks, strict=True))
         for j in range(k):
             mine = symbols == j
             held[:, j] = _carried(ticks[mine], after[mine], n, 0.0)
@@ -102,7 +105,7 @@ class ReplayResult:
         n = self.ticks
         cash = np.full(n, self.starting_cash)
         if self._marks:
-            ticks, _, _, cash_after = (np.array(column) for column in zip(*self._marks, strict=True))
+            ticks, _, _, cash_after, _ = (np.array(column) for column in zip(*self._marks, strict=True))
             cash = _carried(ticks, cash_after, n, self.starting_cash)
         values = cash + (self._held * self.tape.mid[:n]).sum(axis=1)
         index = pd.to_datetime(self.tape.times[:n], unit="s", utc=True).tz_convert(NEW_YORK)
@@ -128,6 +131,29 @@ class ReplayResult:
         return pd.DataFrame(rows, columns=["ticker", "quantity", "avg_price", "market_value", "unrealized_pl"])
 
     @property
+    def positions_by_strategy(self) -> pd.DataFrame:
+        """Each strategy's book at the end, as `Session.positions_by_strategy` (several strategies)."""
+        import pandas as pd
+
+        from .books import BOOK_COLUMNS
+
+        if self._books is None:
+            raise ConfigurationError("positions_by_strategy needs several strategies; with one, see positions")
+        last = max(self.ticks - 1, 0)
+        marks = dict(zip(self.tape.symbols, self.tape.mid[last].tolist(), strict=True))
+        return pd.DataFrame(self._books.rows(marks), columns=list(BOOK_COLUMNS))
+
+    @property
+    def pnl_by_strategy(self) -> pd.DataFrame:
+        """Each strategy's P&L (realised + unrealised at the mid) at every tick it ran, one column each."""
+        import pandas as pd
+
+        if self._books is None:
+            raise ConfigurationError("pnl_by_strategy needs several strategies; with one, see equity")
+        times = pd.to_datetime([t for t, _ in self._pnl_samples], unit="s", utc=True).tz_convert(NEW_YORK)
+        return pd.DataFrame([pnl for _, pnl in self._pnl_samples], index=times).fillna(0.0)
+
+    @property
     def orders(self) -> pd.DataFrame:
         """Every order the broker took, with its final status."""
         import pandas as pd
@@ -142,7 +168,7 @@ class ReplayResult:
 
     @cached_property
     def fills(self) -> pd.DataFrame:
-        """Every fill: time (epoch s), symbol, signed qty, price."""
+        """Every fill: time (epoch s), symbol, signed qty, price, fee (the commission it paid)."""
         import pandas as pd
 
         rows = [
@@ -150,7 +176,9 @@ class ReplayResult:
             for record in self._log
             if record[0] == "event" and record[7] is not None
         ]
-        return pd.DataFrame(rows, columns=["time", "symbol", "qty", "price"])
+        frame = pd.DataFrame(rows, columns=["time", "symbol", "qty", "price"])
+        frame["fee"] = [mark[4] for mark in self._marks]  # one mark per fill, in the same order
+        return frame
 
     @cached_property
     def stats(self) -> pd.Series:

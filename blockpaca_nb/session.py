@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import broker as broker_mod
 from . import running
-from .books import CONTROL_TAG, SESSION_BOOK, marks_from
+from .books import BOOK_COLUMNS, CONTROL_TAG, SESSION_BOOK, marks_from
 from .broker_calls import BrokerCalls
 from .config import SessionConfig, eos_action
 from .control import Liquidation, check_scope, refuse_while
@@ -1241,8 +1241,7 @@ class Session:
         are the strategy "session". Their quantities add up to :attr:`positions`."""
         import pandas as pd
 
-        columns = ["strategy", "ticker", "quantity", "avg_price", "realized_pl", "unrealized_pl"]
-        return pd.DataFrame(self.books.rows(self._marks()), columns=columns)
+        return pd.DataFrame(self.books.rows(self._marks()), columns=list(BOOK_COLUMNS))
 
     @property
     def pnl_by_strategy(self) -> pd.DataFrame:

@@ -31,12 +31,15 @@ __all__ = ["SweepGrid", "sweep"]
 
 STAT_COLUMNS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "volatility", "exposure",
                 "turnover", "trades", "win_rate", "final_equity")  # fmt: skip
+# What a grid may be sorted by, and whether more is better (max_drawdown is negative: nearer 0 is better).
+SORT_HIGHER_IS_BETTER = {"sharpe": True, "sortino": True, "total_return": True, "cagr": True,
+                         "final_equity": True, "win_rate": True, "max_drawdown": True, "volatility": False}  # fmt: skip
 
 
 class SweepGrid(pd.DataFrame):
     """One row per parameter set, its statistics as columns, best first; `plot()` draws a heatmap."""
 
-    _metadata: ClassVar[list[str]] = ["parameters", "sort_by"]
+    _metadata: ClassVar[list[str]] = ["parameters", "sort_by", "parameter_sets"]
 
     @property
     def _constructor(self) -> type[SweepGrid]:
@@ -44,8 +47,9 @@ class SweepGrid(pd.DataFrame):
 
     @property
     def best(self) -> dict[str, Any]:
-        """The parameters of the first row (the best by `sort_by`), ready for `make_strategy(**best)`."""
-        return {name: _plain(self[name].iloc[0]) for name in self.parameters}
+        """The parameters of the first row (the best by `sort_by`), exactly as given, ready for
+        `make_strategy(**best)`."""
+        return dict(self.parameter_sets[0])
 
     def plot(self, x: str | None = None, y: str | None = None, value: str | None = None) -> go.Figure:  # type: ignore[override]
         """A heatmap of `value` (the sort statistic) over two parameters (the first two by default)."""
@@ -69,9 +73,12 @@ def sweep(
     """Replay `make_strategy(**params)` for every combination of `grid`'s values; the other keyword
     arguments go to `replay()` (tickers, start, end, frequency, data, ...)."""
     names, combos = _combinations(grid)
-    if sort_by not in STAT_COLUMNS:
-        raise ConfigurationError(f"sort_by={sort_by!r} is not valid; allowed: {', '.join(STAT_COLUMNS)}")
-    payloads = [_payload(make_strategy, dict(zip(names, combo, strict=True)), replay_arguments) for combo in combos]
+    if sort_by not in SORT_HIGHER_IS_BETTER:
+        raise ConfigurationError(f"sort_by={sort_by!r} is not valid; allowed: {', '.join(SORT_HIGHER_IS_BETTER)}")
+    if not callable(make_strategy):
+        raise ConfigurationError(f"make_strategy={make_strategy!r} is not valid; allowed: a function of the parameters")
+    sets = [dict(zip(names, combo, strict=True)) for combo in combos]
+    payloads = [_payload(make_strategy, params, replay_arguments) for params in sets]
     owned = executor is None
     pool = executor or _local_pool(len(payloads))
     try:
@@ -79,9 +86,10 @@ def sweep(
     finally:
         if owned:
             pool.shutdown(wait=True, cancel_futures=True)
-    frame = pd.DataFrame(rows).sort_values(sort_by, ascending=False, na_position="last")
+    frame = pd.DataFrame(rows).sort_values(sort_by, ascending=not SORT_HIGHER_IS_BETTER[sort_by], na_position="last")
     result = SweepGrid(frame.reset_index(drop=True))
     result.parameters, result.sort_by = names, sort_by
+    result.parameter_sets = [sets[i] for i in frame.index]
     return result
 
 
@@ -95,6 +103,8 @@ def _combinations(grid: Mapping[str, Iterable[Any]]) -> tuple[list[str], list[tu
         values[str(name)] = list(options)
         if not values[str(name)]:
             raise ConfigurationError(f"grid[{name!r}] is empty; allowed: a list of at least one value")
+        if name in STAT_COLUMNS:
+            raise ConfigurationError(f"grid[{name!r}]: the name of a statistic; allowed: any other parameter name")
     return list(values), list(itertools.product(*values.values()))
 
 

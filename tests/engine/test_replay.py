@@ -10,6 +10,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,8 +18,9 @@ from blockpaca_nb import ConfigurationError, replay, sweep
 from blockpaca_nb.examples import momentum
 from blockpaca_nb.performance import round_trips
 
-WEEK = {"start": "2026-11-02", "end": "2026-11-06"}
-DAY = {"start": "2026-11-03", "end": "2026-11-03"}
+AS_OF = "2026-12-01"  # the simulator's history as it was that day: the same prices whenever the suite runs
+WEEK = {"start": "2026-11-02", "end": "2026-11-06", "as_of": AS_OF}
+DAY = {"start": "2026-11-03", "end": "2026-11-03", "as_of": AS_OF}
 NEW_YORK = "America/New_York"
 
 
@@ -56,7 +58,7 @@ def test_the_trade_log_has_the_live_schema_and_meanings() -> None:
     bought = fills[fills["side"] == "buy"]["fill_qty"].sum() - fills[fills["side"] == "sell"]["fill_qty"].sum()
     held = sum(float(p["quantity"]) for _, p in r.positions.iterrows())
     assert bought == pytest.approx(held)  # what the log says was filled is what the broker holds
-    assert set(log["strategy"][log["type"] == "submission"]) <= {"momentum", ""}
+    assert set(log["strategy"][log["type"] == "submission"]) <= {"momentum", "session"}  # session: the EOS
 
 
 def test_bars_stop_at_the_replayed_moment_no_look_ahead() -> None:
@@ -75,8 +77,9 @@ def test_bars_stop_at_the_replayed_moment_no_look_ahead() -> None:
     assert len(seen) > 300
     for now, bar_start, close, mid in seen:
         assert bar_start + 60 <= now  # only bars complete at the tick
-        assert abs(mid - close) <= close * 0.002 + 0.01  # and the tick's quote is that bar's close
-    assert any(bar_start + 60 == now for now, bar_start, _, _ in seen)  # the newest complete bar is there
+        if bar_start + 60 == now:  # (at the open, the last complete bar is the day before's)
+            assert abs(mid - close) <= close * 0.002 + 0.01  # the tick's quote is that bar's close
+    assert sum(bar_start + 60 == now for now, bar_start, _, _ in seen) == len(seen) - 1  # all but the open
 
 
 def test_daily_bars_include_only_today_so_far() -> None:
@@ -201,7 +204,7 @@ def test_commission_and_slippage_cost_what_they_say() -> None:
 
 
 def test_a_dataframe_of_bars_replays_like_the_simulator_history() -> None:
-    r = replay(momentum, ["AAPL"], **DAY, eos_behavior="hold", progress=False)
+    r = replay(momentum, ["AAPL"], **DAY, warm_up_days=0, eos_behavior="hold", progress=False)
     ends = pd.to_datetime(r.tape.bar_end - 60, unit="s", utc=True)
     frame = pd.DataFrame({f: v[:, 0] for f, v in r.tape.bars.items()}, index=ends).assign(symbol="AAPL")
     frame = frame.rename_axis("timestamp").reset_index()
@@ -218,8 +221,13 @@ def _spread(symbol: str) -> float:
 @pytest.mark.parametrize(
     ("arguments", "field"),
     [
-        ({"start": "2019-01-02", "end": "2019-01-05"}, "start="),
-        ({"start": "2026-11-02", "end": "2999-01-01"}, "end="),
+        ({"start": "2019-01-02", "end": "2019-01-05", "as_of": AS_OF}, "start="),
+        ({"start": "2026-11-02", "end": "2026-12-01", "as_of": AS_OF}, "end="),
+        ({**DAY, "seed": "x"}, "seed="),
+        ({**DAY, "frequncy": "5m"}, "unknown arguments"),
+        ({**DAY, "eos_behavior": "custom"}, "custom_shutdown_action"),
+        ({**DAY, "spread_bps": 0}, "spread_bps="),
+        ({**DAY, "warm_up_days": -1}, "warm_up_days="),
         ({**DAY, "frequency": "soon"}, "frequency="),
         ({**DAY, "eos_behavior": "sell"}, "eos_behavior="),
         ({**DAY, "data": 42}, "data="),
@@ -267,6 +275,7 @@ def test_sweep_runs_every_combination_sorted_best_first() -> None:
     grid = sweep(make_momentum, {"lookback": [2, 10], "size": [1, 3]}, tickers=["AAPL"], **DAY, progress=False)
     assert len(grid) == 4 and set(grid.parameters) == {"lookback", "size"}
     assert all(type(value) is int for value in grid.best.values())  # as given: make_strategy(**best) works
+    assert grid.best == {"lookback": int(grid["lookback"].iloc[0]), "size": int(grid["size"].iloc[0])}
     assert list(grid["sharpe"].dropna()) == sorted(grid["sharpe"].dropna(), reverse=True)
     one = replay(make_momentum(**grid.best), ["AAPL"], **DAY, progress=False)
     assert one.stats["sharpe"] == pytest.approx(grid["sharpe"].iloc[0], nan_ok=True)
@@ -292,14 +301,15 @@ def test_sweep_on_a_dask_cluster_gives_the_same_grid() -> None:
 def test_alpaca_bars_come_from_the_historical_endpoint_then_from_the_cache(tmp_path: Path) -> None:
     from blockpaca_nb import Simulator
 
+    day = {"start": DAY["start"], "end": DAY["end"], "warm_up_days": 0}
     with Simulator(symbols=["AAPL"], seed=0) as sim:
         keys = {"api_key": sim.api_key, "secret_key": sim.secret_key, "urls": sim.urls, "cache_dir": tmp_path}
-        fetched = replay(momentum, ["AAPL"], **DAY, data="alpaca", progress=False, **keys)
+        fetched = replay(momentum, ["AAPL"], **day, data="alpaca", progress=False, **keys)
     cached = list((tmp_path / "bars").glob("alpaca-iex-1Min-2026-11-03-2026-11-03-AAPL.parquet"))
     assert len(cached) == 1
-    again = replay(momentum, ["AAPL"], **DAY, data="alpaca", progress=False, **keys)  # the simulator is gone
+    again = replay(momentum, ["AAPL"], **day, data="alpaca", progress=False, **keys)  # the simulator is gone
     assert again.trade_log_csv == fetched.trade_log_csv
-    simulated = replay(momentum, ["AAPL"], **DAY, progress=False)
+    simulated = replay(momentum, ["AAPL"], **day, progress=False)  # the simulator's history as of today
     assert fetched.tape.bars["close"].tolist() == simulated.tape.bars["close"].tolist()  # the same history
 
 
@@ -346,3 +356,109 @@ def test_the_replayed_function_trades_live_unchanged(tmp_path: Path) -> None:
         finally:
             s.stop(wait=True)
         assert all(o["symbol"] == "AAPL" for o in sim.orders())  # what the function trades, live as in replay
+
+
+def test_several_strategies_share_the_account_each_with_its_own_book() -> None:
+    def buys_aapl(ctx: Any) -> list[dict[str, Any]]:
+        _, mine = ctx.get_current_data()
+        if not mine:
+            return [{"ticker": "AAPL", "quantity": 4, "side": "buy", "order_type": "market"}]
+        return []
+
+    def buys_msft(ctx: Any) -> list[dict[str, Any]]:
+        _, mine = ctx.get_current_data()
+        ctx.state["net_seen"] = len(ctx.account_positions())
+        if not mine:
+            return [{"ticker": "MSFT", "quantity": 2, "side": "buy", "order_type": "market"}]
+        return []
+
+    r = replay([buys_aapl, buys_msft], ["AAPL", "MSFT"], **DAY, eos_behavior="hold", progress=False)
+    books = r.positions_by_strategy.set_index(["strategy", "ticker"])["quantity"].to_dict()
+    assert books == {("buys_aapl", "AAPL"): 4, ("buys_msft", "MSFT"): 2}  # each saw only its own positions
+    assert r.positions.set_index("ticker")["quantity"].to_dict() == {"AAPL": 4, "MSFT": 2}  # the broker: the sum
+    assert r.state["buys_msft"]["net_seen"] == 2  # ctx.account_positions() is the account's
+    assert set(r.trade_log["strategy"][r.trade_log["fill_qty"] > 0]) == {"buys_aapl", "buys_msft"}
+    pnl = r.pnl_by_strategy
+    assert list(pnl.columns) == ["buys_aapl", "buys_msft"] and len(pnl) > 300
+    assert pnl.iloc[-1].sum() == pytest.approx(r.stats["final_equity"] - 100_000)  # books add up to the account
+
+    closed = replay({"a": buys_aapl, "b": buys_msft}, ["AAPL", "MSFT"], **DAY, progress=False)
+    assert closed.positions.empty and closed.positions_by_strategy["quantity"].abs().sum() == 0
+    assert closed.pnl_by_strategy.columns.tolist() == ["a", "b"]
+
+
+def test_daily_bars_are_refused_they_would_show_the_close_all_day() -> None:
+    r = replay(momentum, ["AAPL"], **DAY, warm_up_days=0, progress=False)
+    days = pd.DataFrame(
+        {"symbol": "AAPL", "timestamp": pd.date_range("2026-11-02", periods=5, freq="D", tz="UTC"), "open": 1.0,
+         "high": 1.0, "low": 1.0, "close": 1.0, "volume": 10.0}
+    )  # fmt: skip
+    with pytest.raises(ConfigurationError, match="1-minute bars"):
+        replay(momentum, ["AAPL"], data=days, progress=False)
+    assert r.ticks == 390  # the open, then each bar's close up to 15:59 (the session ends at 15:59:30)
+
+
+def test_a_side_quoted_at_zero_is_no_price_to_fill_at() -> None:
+    times = pd.date_range("2026-11-03 14:30", periods=6, freq="1s", tz="UTC")
+    quotes = pd.DataFrame({"symbol": "AAPL", "timestamp": times, "bid": 100.0, "ask": [100.1, 0.0, 0.0, 100.2, 100.2, 0]})
+    r = replay(buy_once(5), ["AAPL"], data=quotes, frequency=0.001, eos_behavior="hold", progress=False)
+    assert set(r.fills["price"]) == {100.1} and r.tape.ask.min() > 0  # a 0 carries the last real ask forward
+
+
+def test_a_liquidation_larger_than_the_quote_still_ends_flat() -> None:
+    r = replay(buy_once(5_000), ["AAPL"], **DAY, starting_cash=10_000_000, progress=False)
+    assert r.positions.empty
+    sells = r.fills[r.fills["qty"] < 0]
+    assert sells["qty"].sum() == pytest.approx(-5_000) and len(sells) > 1  # filled in parts, at the last quotes
+
+
+def test_a_strategy_that_ends_its_daily_session_waits_for_the_next_day() -> None:
+    calls: list[dt.date] = []
+
+    def quits_at_eleven(ctx: Any) -> list[Any]:
+        calls.append(at(ctx).date())
+        if at(ctx).time() >= dt.time(11, 0):
+            ctx["command_queue"].put("hold")
+        return []
+
+    replay(quits_at_eleven, ["AAPL"], **WEEK, run_seconds="EOD", progress=False)
+    per_day = pd.Series(calls).value_counts()
+    assert len(per_day) == 5 and (per_day == 91).all()  # 09:30 to 11:00, then nothing until the next open
+
+
+def test_data_that_ends_inside_a_session_is_replayed_to_its_last_tick() -> None:
+    whole = replay(momentum, ["AAPL"], **DAY, warm_up_days=0, eos_behavior="hold", progress=False)
+    ends = pd.to_datetime(whole.tape.bar_end - 60, unit="s", utc=True)
+    bars = pd.DataFrame({f: v[:, 0] for f, v in whole.tape.bars.items()}, index=ends).assign(symbol="AAPL")
+    morning = bars[bars.index < pd.Timestamp("2026-11-03 17:00", tz="UTC")].rename_axis("timestamp").reset_index()
+    r = replay(buy_once(3), ["AAPL"], data=morning, progress=False)
+    assert r.ticks == len(r.tape) == len(morning) + 1  # the open and every bar's close, none dropped
+    assert r.positions.empty  # the session ended at the data's last tick, liquidating
+
+
+def test_short_replays_have_statistics_not_errors() -> None:
+    times = pd.date_range("2026-11-03 14:30", periods=600, freq="1s", tz="UTC")
+    quotes = pd.DataFrame({"symbol": "AAPL", "timestamp": times, "bid": np.linspace(100, 102, 600)})
+    quotes["ask"] = quotes["bid"] + 0.01
+    r = replay(buy_once(100), ["AAPL"], data=quotes, frequency=1, eos_behavior="hold", progress=False)
+    assert r.stats["total_return"] > 0 and np.isnan(r.stats["cagr"])  # under a month: no yearly rate
+
+
+def test_bars_before_start_are_there_for_a_warm_up() -> None:
+    seen: list[int] = []
+
+    def counts(ctx: Any) -> list[Any]:
+        seen.append(len(ctx.bars("AAPL", "1Day", limit=20)))
+        return []
+
+    replay(counts, ["AAPL"], **DAY, frequency="1h", progress=False)
+    assert seen[0] >= 15  # thirty calendar days of sessions before the first tick
+    assert replay(counts, ["AAPL"], **DAY, warm_up_days=0, frequency="1h", progress=False) and seen[-1] == 1
+
+
+def test_sweep_sorts_volatility_lowest_first_and_refuses_a_statistic_as_parameter() -> None:
+    grid = sweep(make_momentum, {"lookback": [2, 10], "size": [1, 5]}, tickers=["AAPL"], **WEEK,
+                 sort_by="volatility", progress=False)  # fmt: skip
+    assert list(grid["volatility"]) == sorted(grid["volatility"])
+    with pytest.raises(ConfigurationError, match="statistic"):
+        sweep(lambda trades: momentum, {"trades": [1]}, tickers=["AAPL"], **DAY, progress=False)
