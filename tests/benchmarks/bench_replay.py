@@ -154,7 +154,8 @@ def sweep_speedup(months: int) -> dict[str, float]:
     began = time.perf_counter()
     for lookback in grid["lookback"]:
         for threshold in grid["threshold"]:
-            replay(make_momentum(lookback, threshold), progress=False, **arguments).stats  # what sweep() computes
+            stats = replay(make_momentum(lookback, threshold), progress=False, **arguments).stats  # as sweep() does
+            assert len(stats)
     serial = time.perf_counter() - began
     began = time.perf_counter()
     sweep(make_momentum, grid, progress=False, **arguments)
@@ -192,8 +193,8 @@ def main() -> None:
                   f"symbol-bars/s; replay {ratio:.1f}× its rate (target ≥ {TARGET_BACKTRADER_RATIO:g}×)")  # fmt: skip
     if not args.no_sweep:
         sw = sweep_speedup(args.months)
-        print(f"sweep of 16 (4 symbols, {args.months} months, 5m): one after another {sw['serial']:.2f} s, local pool "
-              f"{sw['pooled']:.2f} s: {sw['speedup']:.2f}× (target ≥ {TARGET_SWEEP_SPEEDUP:g}× on 2 cores)")  # fmt: skip
+        print(f"sweep of 16 (4 symbols, {args.months} months, 5m): one after another {sw['serial']:.2f} s, "
+              f"local pool {sw['pooled']:.2f} s: {sw['speedup']:.2f}× (target ≥ {TARGET_SWEEP_SPEEDUP:g}× on 2 cores)")  # fmt: skip
 
 
 def _rss() -> float:

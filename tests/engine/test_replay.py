@@ -400,7 +400,8 @@ def test_daily_bars_are_refused_they_would_show_the_close_all_day() -> None:
 
 def test_a_side_quoted_at_zero_is_no_price_to_fill_at() -> None:
     times = pd.date_range("2026-11-03 14:30", periods=6, freq="1s", tz="UTC")
-    quotes = pd.DataFrame({"symbol": "AAPL", "timestamp": times, "bid": 100.0, "ask": [100.1, 0.0, 0.0, 100.2, 100.2, 0]})
+    asks = [100.1, 0.0, 0.0, 100.2, 100.2, 0]
+    quotes = pd.DataFrame({"symbol": "AAPL", "timestamp": times, "bid": 100.0, "ask": asks})
     r = replay(buy_once(5), ["AAPL"], data=quotes, frequency=0.001, eos_behavior="hold", progress=False)
     assert set(r.fills["price"]) == {100.1} and r.tape.ask.min() > 0  # a 0 carries the last real ask forward
 
