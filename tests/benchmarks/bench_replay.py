@@ -194,7 +194,8 @@ def main() -> None:
     if not args.no_sweep:
         sw = sweep_speedup(args.months)
         print(f"sweep of 16 (4 symbols, {args.months} months, 5m): one after another {sw['serial']:.2f} s, "
-              f"local pool {sw['pooled']:.2f} s: {sw['speedup']:.2f}× (target ≥ {TARGET_SWEEP_SPEEDUP:g}× on 2 cores)")  # fmt: skip
+              f"local pool {sw['pooled']:.2f} s: {sw['speedup']:.2f}×"
+              f" (target ≥ {TARGET_SWEEP_SPEEDUP:g}× on 2 cores)")  # fmt: skip
 
 
 def _rss() -> float:
