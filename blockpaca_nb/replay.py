@@ -34,6 +34,7 @@ from .errors import ConfigurationError
 from .history import DEFAULT_SPREAD_BPS, Tape, frame_tape, sim_tape
 from .lineup import strategy_name
 from .orders import Order, liquidation_orders, new_client_order_id, parse_block, strategy_from_client_order_id
+from .replay_records import Records
 from .sim.broker import ApiError, Broker
 from .sim.calendar import EASTERN, session_on
 from .sim.hours import MarketHours
@@ -124,8 +125,7 @@ class Replayer:
             new_id=self._new_id,
         )
         self.now, self.i, self._ids, self._serial = float(tape.times[0]), 0, 0, 0
-        self.log: list[Any] = []  # ("result", dict) and ("event", ...) records, in order
-        self.marks: list[tuple[int, int, float, float, float]] = []  # per fill: tick, symbol, position, cash, fee
+        self.records = Records()  # submissions and broker events in order, a mark per fill
         self.fees: list[tuple[float, str, float]] = []  # (time, symbol, fee)
         self.errors: list[Any] = []
         self.error_count = 0
@@ -237,32 +237,28 @@ class Replayer:
         valid, problems = parse_block(orders, self.tickers)
         for problem in problems:
             self.errors.append(problem)
-            self.log.append(("result", "validation_error", None, "", t, str(problem)))
+            self.records.refused(self.records.reserve(), "validation_error", None, "", t, str(problem))
         return [self._send(order, t, strategy) for order in valid]
 
     def _send(self, order: Order, t: float, strategy: str) -> str:
         self._serial += 1
         cid = new_client_order_id(order.action, 0, strategy, serial=f"{self._serial:08x}")
-        slot = len(self.log)
-        self.log.append(None)  # the submission's row comes before the events the broker emits for it
+        slot = self.records.reserve()  # the submission's row comes before the events the broker emits for it
         try:
-            placed = self.broker.submit(order.to_alpaca(cid), now=t)
-            self.log[slot] = ("result", "accepted", order, cid, t, placed.id)
+            self.records.accepted(slot, self.broker.submit(order.to_alpaca(cid), now=t), t)
         except ApiError as err:
-            self.log[slot] = ("result", "rejected", order, cid, t, err.message)
+            self.records.refused(slot, "rejected", order, cid, t, err.message)
         return cid
 
     def _on_event(self, event: str, order: Any, extra: Mapping[str, Any]) -> None:
         fill = extra.get("qty") if extra else None
         if fill is None:
-            self.log.append(("event", event, order, order.status, order.filled_qty, order.filled_notional,
-                             order.updated_at, None, None, None))  # fmt: skip
+            self.records.event(event, order, None, None, None)
             return
         position = float(extra.get("position_qty") or 0.0)
-        self.log.append(("event", event, order, order.status, order.filled_qty, order.filled_notional,
-                         order.updated_at, fill, extra.get("price"), position))  # fmt: skip
+        self.records.event(event, order, fill, extra.get("price"), position)
         fee = self._charge(order, float(fill))
-        self.marks.append((self.i, self.market.index[order.symbol], position, self.broker.cash, fee))
+        self.records.fill(self.i, self.market.index[order.symbol], position, self.broker.cash, fee)
         if self.books is not None:
             self._book(order, float(fill), extra.get("price"))
 

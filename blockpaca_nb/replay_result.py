@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigurationError
+from .orders import action_from_client_order_id
 from .performance import performance
 from .recorder import submission_row, trade_update_row
+from .replay_records import ACCEPTED, EVENT
 from .tradelog import COLUMNS, csv_text, load_trade_log
 
 if TYPE_CHECKING:
@@ -47,7 +49,7 @@ class ReplayResult:
         self.elapsed = elapsed
         self.ticks = runner.stopped_at
         self.starting_cash = runner.broker.starting_cash
-        self._log, self._marks, self._fees = runner.log, runner.marks, runner.fees
+        self._records, self._fees = runner.records, runner.fees
         self._broker = runner.broker
         self._books, self._pnl_samples = runner.books, runner.pnl_samples
 
@@ -79,8 +81,8 @@ class ReplayResult:
 
     def _rows(self) -> Iterator[dict[str, Any]]:
         orders = self._broker.orders
-        for record in self._log:
-            row = submission_row(_submission(record)) if record[0] == "result" else _event_row(record, orders)
+        for record in self._records:
+            row = _event_row(record, orders) if record[0] == EVENT else submission_row(_submission(record))
             yield {column: row[column] for column in COLUMNS}
 
     # ----------------------------------------------------------------- equity, positions, orders
@@ -89,9 +91,11 @@ class ReplayResult:
         """Shares of each symbol held at each tick, from the mark each fill left."""
         n, k = self.ticks, len(self.tape.symbols)
         held = np.zeros((n, k))
-        if not self._marks or not n:
+        records = self._records
+        if not len(records.fill_ticks) or not n:
             return held
-        ticks, symbols, after, _, _ = (np.array(column) for column in zip(*self._marks, strict=True))
+        ticks, symbols = np.asarray(records.fill_ticks), np.asarray(records.fill_symbols)
+        after = np.asarray(records.fill_positions)
         for j in range(k):
             mine = symbols == j
             held[:, j] = _carried(ticks[mine], after[mine], n, 0.0)
@@ -104,8 +108,9 @@ class ReplayResult:
 
         n = self.ticks
         cash = np.full(n, self.starting_cash)
-        if self._marks:
-            ticks, _, _, cash_after, _ = (np.array(column) for column in zip(*self._marks, strict=True))
+        records = self._records
+        if len(records.fill_ticks):
+            ticks, cash_after = np.asarray(records.fill_ticks), np.asarray(records.fill_cash)
             cash = _carried(ticks, cash_after, n, self.starting_cash)
         values = cash + (self._held * self.tape.mid[:n]).sum(axis=1)
         index = pd.to_datetime(self.tape.times[:n], unit="s", utc=True).tz_convert(NEW_YORK)
@@ -172,12 +177,12 @@ class ReplayResult:
         import pandas as pd
 
         rows = [
-            (record[6], record[2].symbol, record[7] if record[2].side == "buy" else -record[7], record[8])
-            for record in self._log
-            if record[0] == "event" and record[7] is not None
+            (record[4], record[1].symbol, record[7] if record[1].side == "buy" else -record[7], record[8])
+            for record in self._records
+            if record[0] == EVENT and record[7] is not None
         ]
         frame = pd.DataFrame(rows, columns=["time", "symbol", "qty", "price"])
-        frame["fee"] = [mark[4] for mark in self._marks]  # one mark per fill, in the same order
+        frame["fee"] = np.asarray(self._records.fill_fees)  # one mark per fill, in the same order
         return frame
 
     @cached_property
@@ -185,7 +190,7 @@ class ReplayResult:
         """Total return, CAGR, volatility, Sharpe, Sortino, max drawdown and its dates, exposure,
         turnover, trades, win rate, average holding time (performance.py says how each is computed)."""
         gross = np.abs(self._held * self.tape.mid[: self.ticks]).sum(axis=1)
-        orders = sum(1 for record in self._log if record[0] == "result" and record[1] == "accepted")
+        orders = self._records.count(ACCEPTED)
         fees = math.fsum(fee for _, _, fee in self._fees)
         return performance(self.equity, self.starting_cash, self.fills, gross, orders, fees)
 
@@ -211,29 +216,31 @@ def _carried(ticks: np.ndarray, values: np.ndarray, n: int, before: float) -> np
 
 def _submission(record: tuple[Any, ...]) -> dict[str, Any]:
     """A submission record as the execution worker's result for it (what the recorder logs)."""
-    _, kind, order, cid, when, detail = record
+    kind, ref, when = record[0], record[1], record[4]
+    if kind == ACCEPTED:  # the broker's order holds what the worker's result would say
+        return {
+            "kind": "accepted",
+            "order": {"id": ref.id},
+            **_ticket(ref.client_order_id, ref.symbol, ref.side, ref.type, ref.qty, ref.limit_price),
+            "time": when,
+            "latency_ms": 0.0,
+        }
+    what, order, cid, reason = ref
     if order is None:
-        return {"kind": kind, "reason": detail, "time": when}
-    answer = {"order": {"id": detail}} if kind == "accepted" else {"reason": detail}
-    return {
-        "kind": kind,
-        **answer,
-        "client_order_id": cid,
-        "worker": 0,
-        "ticker": order.ticker,
-        "side": order.side,
-        "action": order.action,
-        "order_type": order.order_type,
-        "qty": order.quantity,
-        "limit_price": order.limit_price,
-        "time": when,
-        "latency_ms": 0.0,
-    }
+        return {"kind": what, "reason": reason, "time": when}
+    fields = _ticket(cid, order.ticker, order.side, order.order_type, order.quantity, order.limit_price)
+    return {"kind": what, "reason": reason, **fields, "time": when, "latency_ms": 0.0}
+
+
+def _ticket(cid: str, ticker: str, side: str, order_type: str, qty: Any, limit: Any) -> dict[str, Any]:
+    action = action_from_client_order_id(cid) or ""
+    return {"client_order_id": cid, "worker": 0, "ticker": ticker, "side": side, "action": action,
+            "order_type": order_type, "qty": qty, "limit_price": limit}  # fmt: skip
 
 
 def _event_row(record: tuple[Any, ...], orders: dict[str, Any]) -> dict[str, Any]:
     """A broker event, as the recorder turns the stream's message for it into a row."""
-    _, event, order, status, filled_qty, filled_notional, updated, fill_qty, fill_price, position_qty = record
+    _, order, event, status, updated, filled_qty, filled_notional, fill_qty, fill_price, position_qty = record
     data = {
         "event": event,
         "timestamp": updated,

@@ -1,0 +1,108 @@
+"""What happened in a replay, in order, kept in columns: a year of orders in little memory.
+
+A busy strategy sends hundreds of thousands of orders a year, and each becomes three or four rows
+of the trade log. Kept as Python tuples and dicts that is over a kilobyte an order; kept here, an
+event is a byte for its kind, a reference to its order, two small codes and six numbers in an
+`array` (about 60 bytes). The rows are made from these columns only when the trade log is asked for
+(replay_result.py).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterator
+from typing import Any
+
+ACCEPTED, REFUSED, EVENT = 0, 1, 2  # record kinds
+NUMBERS = 6  # per record: time, filled_qty, filled_notional, fill_qty, fill_price, position_qty
+NAN = math.nan
+
+
+class Names:
+    """Strings stored as small codes (event names, statuses): each one kept once."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._codes: dict[str, int] = {}
+
+    def code(self, name: str) -> int:
+        code = self._codes.get(name)
+        if code is None:
+            code = self._codes[name] = len(self.names)
+            self.names.append(name)
+        return code
+
+
+class Records:
+    """Submissions and broker events in the order they happened, and a mark per fill."""
+
+    def __init__(self) -> None:
+        self.kinds = bytearray()
+        self.refs: list[Any] = []  # the broker's order (accepted, event) or the refusal's details
+        self.events = bytearray()  # event-name code (events only)
+        self.statuses = bytearray()  # the order's status after the event (events only)
+        self.numbers = array("d")
+        self.names = Names()
+        # per fill: the tick, the symbol's column, the position after, cash after, the fee it paid
+        self.fill_ticks, self.fill_symbols = array("l"), array("l")
+        self.fill_positions, self.fill_cash, self.fill_fees = array("d"), array("d"), array("d")
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    # ----------------------------------------------------------------- writing
+    def reserve(self) -> int:
+        """A place for a submission, before the events the broker emits while taking it."""
+        self.kinds.append(REFUSED)
+        self.refs.append(None)
+        self.events.append(0)
+        self.statuses.append(0)
+        self.numbers.extend((NAN,) * NUMBERS)
+        return len(self.kinds) - 1
+
+    def accepted(self, slot: int, order: Any, when: float) -> None:
+        self.kinds[slot], self.refs[slot] = ACCEPTED, order
+        self.numbers[slot * NUMBERS] = when
+
+    def refused(self, slot: int, kind: str, order: Any, client_order_id: str, when: float, reason: str) -> None:
+        """A validation error or a broker's refusal (`order` the validated Order, None for the former)."""
+        self.kinds[slot], self.refs[slot] = REFUSED, (kind, order, client_order_id, reason)
+        self.numbers[slot * NUMBERS] = when
+
+    def event(self, name: str, order: Any, fill: float | None, price: float | None, position: float | None) -> None:
+        self.kinds.append(EVENT)
+        self.refs.append(order)
+        self.events.append(self.names.code(name))
+        self.statuses.append(self.names.code(order.status))
+        self.numbers.extend(
+            (
+                order.updated_at,
+                order.filled_qty,
+                order.filled_notional,
+                NAN if fill is None else fill,
+                NAN if price is None else price,
+                NAN if position is None else position,
+            )
+        )
+
+    def fill(self, tick: int, symbol: int, position: float, cash: float, fee: float) -> None:
+        self.fill_ticks.append(tick)
+        self.fill_symbols.append(symbol)
+        self.fill_positions.append(position)
+        self.fill_cash.append(cash)
+        self.fill_fees.append(fee)
+
+    # ----------------------------------------------------------------- reading
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        """Each record as (kind, ref, event, status, time, filled_qty, filled_notional, fill_qty,
+        fill_price, position_qty), names decoded, NaN as None."""
+        names, numbers = self.names.names, self.numbers
+        for k, kind in enumerate(self.kinds):
+            values = [None if v != v else v for v in numbers[k * NUMBERS : (k + 1) * NUMBERS]]
+            event = names[self.events[k]] if kind == EVENT else ""
+            status = names[self.statuses[k]] if kind == EVENT else ""
+            yield (kind, self.refs[k], event, status, *values)
+
+    def count(self, kind: int) -> int:
+        return self.kinds.count(kind)
