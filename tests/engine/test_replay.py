@@ -18,6 +18,8 @@ from blockpaca_nb import ConfigurationError, replay, sweep
 from blockpaca_nb.examples import momentum
 from blockpaca_nb.performance import round_trips
 
+pytestmark = pytest.mark.newest_python  # CI: on 3.13 beside the 3.11 suite (replay is version-agnostic)
+
 AS_OF = "2026-12-01"  # the simulator's history as it was that day: the same prices whenever the suite runs
 WEEK = {"start": "2026-11-02", "end": "2026-11-06", "as_of": AS_OF}
 DAY = {"start": "2026-11-03", "end": "2026-11-03", "as_of": AS_OF}
@@ -283,7 +285,6 @@ def test_sweep_runs_every_combination_sorted_best_first() -> None:
     assert figure.data[0].type == "heatmap"
 
 
-@pytest.mark.slow
 def test_sweep_on_a_dask_cluster_gives_the_same_grid() -> None:
     distributed = pytest.importorskip("distributed")
     local = sweep(make_momentum, {"lookback": [2, 5], "size": [1, 2]}, tickers=["AAPL"], **DAY, progress=False)
