@@ -243,7 +243,8 @@ class Broker:
         self.created_at = time.time()
         self.equity_history: list[tuple[float, float]] = []
         self._fills = 0  # fills so far: positions change only with one
-        self._values: tuple[object, tuple[float, float]] = (None, (0.0, 0.0))  # see market_values
+        self._parts: dict[str, float] = {}  # each position's value at the quotes of _parts_version
+        self._parts_version: object = None
 
     # ----------------------------------------------------------------- prices and accounting
     def touch(self, symbol: str) -> tuple[float, float, float, float]:
@@ -258,15 +259,27 @@ class Broker:
 
     def market_values(self) -> tuple[float, float]:
         """The account's long and short market value at the mid. A market that says when its quotes
-        last changed (`quotes_version`: replay's tape) lets this be kept until they, or the positions,
-        change."""
+        last changed (`quotes_version`: replay's tape) lets each position's value be kept until its
+        quotes change, and a fill re-value only its own symbol."""
         version = getattr(self.market, "quotes_version", None)
         if version is None:
             return self._market_values()
-        key = (version, self._fills)
-        if self._values[0] != key:
-            self._values = (key, self._market_values())
-        return self._values[1]
+        if self._parts_version != version:
+            self._parts = {t: p.quantity * self.price(t) for t, p in self.positions.items()}
+            self._parts_version = version
+        long_mv = short_mv = 0.0
+        for value in self._parts.values():
+            if value > 0:
+                long_mv += value
+            else:
+                short_mv += value
+        return long_mv, short_mv
+
+    def _revalue(self, symbol: str) -> None:
+        """After a fill: the kept value of its symbol's position (see market_values)."""
+        if self._parts_version is not None and self._parts_version == getattr(self.market, "quotes_version", None):
+            position = self.positions.get(symbol)
+            self._parts[symbol] = position.quantity * self.price(symbol) if position is not None else 0.0
 
     def _market_values(self) -> tuple[float, float]:
         long_mv = short_mv = 0.0
@@ -639,6 +652,7 @@ class Broker:
         self._fills += 1
         if not position.quantity:
             del self.positions[order.symbol]
+        self._revalue(order.symbol)
         self.cash -= signed * price
         order.filled_qty = _clean(order.filled_qty + qty)
         order.filled_notional += qty * price

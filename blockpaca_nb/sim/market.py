@@ -260,9 +260,11 @@ class Market:
         return _history(symbol, self.seed, self.today)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class History:
-    """Daily bars of the sessions before today, ending at the symbol's start price."""
+    """Daily bars of the sessions before today, ending at the symbol's start price. Compared and
+    hashed by identity (one per symbol, seed and day, from a cache): hashing its 520 sessions and
+    bars on every minute-bar lookup cost more than making the bars."""
 
     symbol: str
     seed: int
