@@ -252,6 +252,13 @@ class Books:
             self._books[name].fill(ticker, take, price)
             left = round(left - take, 9)
 
+    def charge(self, name: str, fee: float) -> None:
+        """A fee (a commission) the book ``name`` paid: out of its cash and its P&L."""
+        with self._lock:
+            book = self._book_for(name)
+            book.fees += fee
+            book.cash -= fee
+
     def unforward(self, name: str) -> None:
         """``name`` runs on its own again (alongside): its fills are its own from now on."""
         with self._lock:

@@ -204,10 +204,16 @@ def _long_form(frame: pd.DataFrame) -> pd.DataFrame:
         raise ConfigurationError(
             "data= needs a symbol and a timestamp for each row (columns or a (symbol, timestamp) index)"
         )
-    for side in ("bid", "ask"):  # a side quoted as 0 (IEX does that) is no quote: never a price to fill at
+    for side in ("bid", "ask"):  # a side quoted at 0 or for 0 shares (IEX does that) is no quote
         if side in long.columns:
             values = pd.to_numeric(long[side], errors="coerce")
-            long[side] = values.where(np.isfinite(values) & (values > 0))
+            quoted = np.isfinite(values) & (values > 0)
+            size = f"{side}_size"
+            if size in long.columns:
+                sizes = pd.to_numeric(long[size], errors="coerce")
+                quoted &= np.isfinite(sizes) & (sizes > 0)
+                long[size] = sizes.where(quoted)  # carried forward with its price, never a size of 0
+            long[side] = values.where(quoted)
     stamps = long["timestamp"]
     numeric = pd.api.types.is_numeric_dtype(stamps)
     long["timestamp"] = pd.to_datetime(stamps, unit="s", utc=True) if numeric else pd.to_datetime(stamps, utc=True)

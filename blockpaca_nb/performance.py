@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 TRADING_DAYS = 252
 SECONDS_PER_YEAR = 365.25 * 86_400
-MIN_CAGR_YEARS = 1 / 12
+MIN_CAGR_YEARS = 25 * 86_400 / SECONDS_PER_YEAR  # a month of trading days, at least
 
 
 @dataclass
@@ -87,7 +87,7 @@ def _total_return(equity: pd.Series, starting: float) -> float:
 
 
 def _cagr(equity: pd.Series, starting: float) -> float:
-    """The yearly rate that compounds to the total return; NaN under a month (it would mean nothing)."""
+    """The yearly rate that compounds to the total return; NaN under 25 days (it would mean nothing)."""
     years = (equity.index[-1] - equity.index[0]).total_seconds() / SECONDS_PER_YEAR
     growth = 1 + _total_return(equity, starting)
     if years < MIN_CAGR_YEARS or not growth > 0:

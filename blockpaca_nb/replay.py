@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 import queue
 import time
 import traceback
@@ -184,7 +185,7 @@ class Replayer:
             if live and t >= next_due:
                 next_due = t + self.every
                 if not self._tick(t):  # a strategy asked for the session's end, and got it
-                    if not ends:
+                    if next_end in (self.final_eos, INFINITY):  # it was the last session
                         self.stopped_at = i + 1
                         return
                     live, resume_after = False, next_close
@@ -211,7 +212,7 @@ class Replayer:
         assert self.books is not None
         pnl = self.books.pnl(self._marks())
         session = self.books.book(SESSION_BOOK)
-        if session is None or not session.fills:
+        if session is None or not (session.fills or session.fees):
             pnl.pop(SESSION_BOOK, None)
         self.pnl_samples.append((t, pnl))
 
@@ -227,6 +228,8 @@ class Replayer:
             command = item[0] if isinstance(item, tuple) else item
             if command in EOS_BEHAVIORS:
                 self._eos(str(command), t, self.i)
+                while not self.commands.empty():  # the session has ended: what else was asked ends with it
+                    self.commands.get()
                 return False
             self._strategy_error("command_queue", t, f"not a command: {item!r}; allowed: {EOS_BEHAVIORS}")
         return True
@@ -260,16 +263,20 @@ class Replayer:
         fee = self._charge(order, float(fill))
         self.records.fill(self.i, self.market.index[order.symbol], position, self.broker.cash, fee)
         if self.books is not None:
-            self._book(order, float(fill), extra.get("price"))
+            self._book(order, float(fill), extra.get("price"), fee)
 
-    def _book(self, order: Any, qty: float, price: Any) -> None:
-        """The fill goes to the book of the strategy that sent the order (a bracket's exit: its entry's)."""
+    def _book(self, order: Any, qty: float, price: Any, fee: float) -> None:
+        """The fill goes to the book of the strategy that sent the order (a bracket's exit: its entry's),
+        and so does its commission; a session liquidation's commission is the session's own."""
         parent = self.broker.orders.get(order.parent_id) if order.parent_id else None
         cid = (parent or order).client_order_id
+        strategy = strategy_from_client_order_id(cid)
         row = {"fill_qty": qty, "fill_price": price, "side": order.side, "ticker": order.symbol,
-               "strategy": strategy_from_client_order_id(cid), "client_order_id": cid}  # fmt: skip
+               "strategy": strategy, "client_order_id": cid}  # fmt: skip
         assert self.books is not None
         self.books.apply(row, ended=not order.is_open)
+        if fee:
+            self.books.charge(SESSION_BOOK if strategy in ("", CONTROL_TAG) else strategy, fee)
 
     def _charge(self, order: Any, qty: float) -> float:
         """Commission, taken from cash at each fill (per order at its first)."""
@@ -321,6 +328,7 @@ class Replayer:
         suffix = f"-{CONTROL_TAG}"
         for _ in range(LIQUIDATION_ROUNDS):
             left = [o for o in self.broker.open_orders.values() if o.client_order_id.endswith(suffix)]
+            fills = self.broker._fills
             if not left:
                 return
             t += 0.001
@@ -328,6 +336,8 @@ class Replayer:
             for order in left:
                 self.broker.match_order(order, t)
             self.broker.run_due(t)
+            if self.broker._fills == fills:  # nothing fills at these quotes: it stays open, as on paper
+                return
 
     def _settle(self, t: float) -> float:
         """Let pending cancels take effect and partly filled orders fill on at the same quotes."""
@@ -519,6 +529,12 @@ def _strategies(
     """(name, function) pairs, named as live (a function's name, letters, digits and '_'), unique."""
     if callable(fn):
         return [(strategy_name(fn, name), fn)]
+    if not isinstance(fn, Mapping | Sequence) or isinstance(fn, str):
+        raise ConfigurationError(
+            f"fn={fn!r} is not valid; allowed: a strategy function, a list of them, or a dict name -> function"
+        )
+    if name is not None:
+        raise ConfigurationError("name= names a single strategy; allowed for several: a dict of name -> function")
     pairs = list(fn.items()) if isinstance(fn, Mapping) else [(None, f) for f in fn]
     if not pairs or not all(callable(f) for _, f in pairs):
         raise ConfigurationError(
@@ -563,8 +579,10 @@ class Source:
         market_hours: object,
         alpaca: Mapping[str, Any],
     ) -> Source:
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise ConfigurationError(f"seed={seed!r} is not valid; allowed: an integer")
+        if as_of is not None and not (isinstance(data, str) and data == "sim"):
+            raise ConfigurationError("as_of= pins the simulator's history; allowed only with data='sim'")
         if spread_bps is not None and (isinstance(spread_bps, bool) or not isinstance(spread_bps, int | float)
                                        or not spread_bps > 0):  # fmt: skip
             raise ConfigurationError(f"spread_bps={spread_bps!r} is not valid; allowed: None or a number > 0")
@@ -579,7 +597,7 @@ class Source:
             allowed = "the arguments of replay()" + (f", and {', '.join(ALPACA_OPTIONS)}" if from_alpaca else "")
             raise ConfigurationError(f"replay() got unknown arguments {unknown}; allowed: {allowed}")
         day = None if as_of is None else _date("as_of", as_of)
-        return cls(data, seed, None if spread_bps is None else float(spread_bps), warm_up_days, day, hours, alpaca)
+        return cls(data, int(seed), None if spread_bps is None else float(spread_bps), warm_up_days, day, hours, alpaca)
 
     @property
     def simulated(self) -> bool:
@@ -614,14 +632,19 @@ class Source:
         return _clip(frame_tape(frame, symbols, self.spread_bps or DEFAULT_SPREAD_BPS), start, end)
 
 
-@functools.lru_cache(maxsize=2)
 def _sim_tape(
     symbols: tuple[str, ...], start: date, end: date, seed: int, as_of: date | None, warm: int, spread: float | None
 ) -> Tape:
-    """The simulator's history, kept for the next replay of the same range (a sweep's worker runs many);
-    `as_of` None means today, so the key holds the day it was made for."""
-    day = as_of or datetime.now(EASTERN).date()
-    return sim_tape(symbols, start, end, seed, day, warm, spread)
+    """The simulator's history as of `as_of` (None: today, resolved here so the cache's key is a day)."""
+    return _sim_tape_of(symbols, start, end, seed, as_of or datetime.now(EASTERN).date(), warm, spread)
+
+
+@functools.lru_cache(maxsize=2)
+def _sim_tape_of(
+    symbols: tuple[str, ...], start: date, end: date, seed: int, as_of: date, warm: int, spread: float | None
+) -> Tape:
+    """Kept for the next replay of the same range (a sweep's worker runs many)."""
+    return sim_tape(symbols, start, end, seed, as_of, warm, spread)
 
 
 def _read_quote_file(path: Any) -> pd.DataFrame:

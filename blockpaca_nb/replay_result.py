@@ -221,7 +221,8 @@ def _submission(record: tuple[Any, ...]) -> dict[str, Any]:
         return {
             "kind": "accepted",
             "order": {"id": ref.id},
-            **_ticket(ref.client_order_id, ref.symbol, ref.side, ref.type, ref.qty, ref.limit_price),
+            **_ticket(ref.client_order_id, ref.symbol, ref.side, ref.type,
+                      None if ref.notional is not None else ref.qty, ref.limit_price),  # as the order was sent
             "time": when,
             "latency_ms": 0.0,
         }

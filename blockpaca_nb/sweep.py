@@ -47,9 +47,9 @@ class SweepGrid(pd.DataFrame):
 
     @property
     def best(self) -> dict[str, Any]:
-        """The parameters of the first row (the best by `sort_by`), exactly as given, ready for
-        `make_strategy(**best)`."""
-        return dict(self.parameter_sets[0])
+        """The parameters of the first row (the best by `sort_by`, unless re-sorted or filtered since),
+        exactly as given, ready for `make_strategy(**best)`."""
+        return dict(self.parameter_sets[self.index[0]])  # a row's label is its place in the sweep's order
 
     def plot(self, x: str | None = None, y: str | None = None, value: str | None = None) -> go.Figure:  # type: ignore[override]
         """A heatmap of `value` (the sort statistic) over two parameters (the first two by default)."""

@@ -595,8 +595,8 @@ class Broker:
             self._transition(order, "new", now)
         bid, ask, bid_size, ask_size = self.touch(order.symbol)
         touch_price, touch_size = (ask, ask_size) if order.side == "buy" else (bid, bid_size)
-        if not self._triggered(order, bid, ask):
-            return
+        if touch_size <= 0 or not self._triggered(order, bid, ask):
+            return  # nothing offered on that side: nothing fills
         limit = order.limit_price
         if limit is not None and (touch_price > limit if order.side == "buy" else touch_price < limit):
             if order.time_in_force in ("ioc", "fok"):

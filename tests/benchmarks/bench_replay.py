@@ -9,9 +9,10 @@ What a user waits for is the `replay()` call: loading the simulator's minute bar
 calls, every order through the simulator's broker rules, and the records. Lines:
 
 1. replay of the quickstart's momentum (buy 1 when the mid rises and fewer than 5 are held, sell all
-   when it falls) over 1 month and over `--months` months of 1-minute ticks for 10 symbols: seconds,
-   ticks/s, symbol-bars/s, µs per tick (the two must agree within 20 %: cost linear in length), and
-   the peak RSS of a fresh process that runs the long replay (target ≤ 300 MB);
+   when it falls: an order on most ticks of most symbols) over 1 month and over `--months` months of
+   1-minute ticks for 10 symbols: seconds, ticks/s, symbol-bars/s, µs per tick (the two must agree
+   within 20 %: cost linear in length), and the peak RSS of a fresh process that runs the long replay
+   (target ≤ 300 MB); then the same for a strategy that trades a few times a day;
 2. backtrader on the same minute bars with the same logic, over 1 month (its rate does not depend on
    the length): bars/s, and replay's rate over it (target ≥ 10×);
 3. sweep() of 16 parameter sets over `--months` months on a local process pool against the same 16
@@ -49,13 +50,16 @@ def span(months: int) -> tuple[dt.date, dt.date]:
     return end - dt.timedelta(days=round(months * 30.44)) + dt.timedelta(days=1), end
 
 
-def timed_replay(months: int) -> dict[str, float]:
+def timed_replay(months: int, light: bool = False) -> dict[str, float]:
+    """The quickstart's momentum (an order on most ticks of most symbols), or with `light` a strategy
+    that reads every quote every minute and trades on a 30-minute move of 50 bps (a few orders a day)."""
     from blockpaca_nb import replay
     from blockpaca_nb.examples import momentum
 
     start, end = span(months)
+    fn = make_momentum(30, 50.0) if light else momentum
     began = time.perf_counter()
-    result = replay(momentum, SYMBOLS, start=start, end=end, progress=False)
+    result = replay(fn, SYMBOLS, start=start, end=end, progress=False)
     seconds = time.perf_counter() - began
     return {
         "seconds": seconds,
@@ -66,11 +70,11 @@ def timed_replay(months: int) -> dict[str, float]:
     }
 
 
-def child_rss(months: int) -> float:
+def child_rss(months: int, light: bool = False) -> float:
     """Peak RSS (MB) of a fresh interpreter running the replay (what a notebook kernel would add)."""
     code = (
         "import resource, sys; sys.path.insert(0, 'tests/benchmarks'); import bench_replay as b;"
-        f" b.timed_replay({months}); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        f" b.timed_replay({months}, {light}); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -183,6 +187,10 @@ def main() -> None:
           f"{args.months} months vs 1 month: {drift:+.0%} (target within ±20 %)")  # fmt: skip
     print(f"  peak RSS of a fresh process replaying {args.months} months: {child_rss(args.months):.0f} MB"
           f" (target ≤ {TARGET_RSS_MB:g} MB; this process: {_rss():.0f} MB)")  # fmt: skip
+    light = timed_replay(args.months, light=True)
+    print(f"  a strategy that trades a few times a day, {args.months} months: {light['seconds']:.2f} s,"
+          f" {light['orders']:.0f} orders, {light['us_per_tick']:.0f} µs/tick, {light['bars_per_s']:.0f} symbol-bars/s;"
+          f" peak RSS {child_rss(args.months, light=True):.0f} MB")  # fmt: skip
     if not args.no_backtrader:
         bt_run = backtrader_rate(1)
         if bt_run is None:

@@ -464,3 +464,67 @@ def test_sweep_sorts_volatility_lowest_first_and_refuses_a_statistic_as_paramete
     assert list(grid["volatility"]) == sorted(grid["volatility"])
     with pytest.raises(ConfigurationError, match="statistic"):
         sweep(lambda trades: momentum, {"trades": [1]}, tickers=["AAPL"], **DAY, progress=False)
+
+
+def test_a_side_offered_for_zero_shares_never_fills_and_the_liquidation_ends_cleanly() -> None:
+    times = pd.date_range("2026-11-03 14:30", periods=8, freq="1s", tz="UTC")
+    bids = [100.0] * 6 + [0.0, 0.0]
+    sizes = [300.0] * 6 + [0.0, 0.0]
+    quotes = pd.DataFrame({"symbol": "AAPL", "timestamp": times, "bid": bids, "bid_size": sizes,
+                           "ask": 100.1, "ask_size": 300.0})  # fmt: skip
+    r = replay(buy_once(5), ["AAPL"], data=quotes, frequency=0.001, progress=False)
+    assert (r.fills["qty"] != 0).all()  # no fill of 0 shares is logged
+    assert r.positions.empty  # the last real bid (and its size) stands: the liquidation fills at it
+    assert r.fills["price"].iloc[-1] == 100.0
+
+
+def test_every_end_asked_for_ends_with_the_session() -> None:
+    calls: list[dt.date] = []
+
+    def quits(ctx: Any) -> list[Any]:
+        calls.append(at(ctx).date())
+        if at(ctx).time() >= dt.time(11, 0):
+            ctx["command_queue"].put("hold")
+            ctx["command_queue"].put("hold")  # asked twice: the next day is not ended by the second
+        return []
+
+    replay(quits, ["AAPL"], **WEEK, run_seconds="EOD", progress=False)
+    assert (pd.Series(calls).value_counts() == 91).all()
+
+
+def test_a_daily_session_ended_early_is_not_the_end_of_the_data() -> None:
+    week = replay(momentum, ["AAPL"], **WEEK, warm_up_days=0, eos_behavior="hold", progress=False)
+    ends = pd.to_datetime(week.tape.bar_end - 60, unit="s", utc=True)
+    bars = pd.DataFrame({f: v[:, 0] for f, v in week.tape.bars.items()}, index=ends).assign(symbol="AAPL")
+    partial = bars[bars.index < pd.Timestamp("2026-11-04 17:00", tz="UTC")].rename_axis("timestamp").reset_index()
+    days: set[dt.date] = set()
+
+    def quits(ctx: Any) -> list[Any]:
+        days.add(at(ctx).date())
+        if at(ctx).time() >= dt.time(11, 0):
+            ctx["command_queue"].put("hold")
+        return []
+
+    replay(quits, ["AAPL"], data=partial, run_seconds="EOD", progress=False)
+    assert len(days) == 3  # 11-02, 11-03 and the morning of 11-04
+
+
+def test_commissions_land_in_the_books_that_paid_them() -> None:
+    def buys(ticker: str) -> Any:
+        def strategy(ctx: Any) -> list[dict[str, Any]]:
+            return [] if ctx.get_current_data()[1] else [{"ticker": ticker, "quantity": 3, "side": "buy",
+                                                         "order_type": "market"}]  # fmt: skip
+
+        return strategy
+
+    for eos in ("hold", "liquidate"):
+        r = replay({"a": buys("AAPL"), "b": buys("MSFT")}, ["AAPL", "MSFT"], **DAY, eos_behavior=eos,
+                   commission_per_order=5.0, progress=False)  # fmt: skip
+        assert r.pnl_by_strategy.iloc[-1].sum() == pytest.approx(r.stats["final_equity"] - 100_000)
+        assert r.stats["fees"] == pytest.approx(10.0 if eos == "hold" else 20.0)
+
+
+def test_best_follows_the_rows_after_a_new_sort() -> None:
+    grid = sweep(make_momentum, {"lookback": [2, 10], "size": [1, 5]}, tickers=["AAPL"], **WEEK, progress=False)
+    again = grid.sort_values("volatility")
+    assert again.best == {"lookback": int(again["lookback"].iloc[0]), "size": int(again["size"].iloc[0])}
