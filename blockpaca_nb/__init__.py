@@ -22,11 +22,11 @@ from .errors import (
 
 if _typing.TYPE_CHECKING:
     from .compat import run_trading
+    from .parameter_sweep import sweep
     from .plots import plot_trade_log
-    from .replay import replay
+    from .replayer import replay
     from .session import Session
     from .sim import Simulator
-    from .sweep import sweep
     from .tradelog import load_trade_log
 
 __version__ = "0.2.0.dev0"
@@ -49,9 +49,9 @@ _LAZY = {
     "Simulator": ".sim",
     "load_trade_log": ".tradelog",
     "plot_trade_log": ".plots",
-    "replay": ".replay",
+    "replay": ".replayer",
     "run_trading": ".compat",
-    "sweep": ".sweep",
+    "sweep": ".parameter_sweep",
 }
 
 

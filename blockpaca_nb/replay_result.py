@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from .history import Tape
-    from .replay import Replayer
+    from .replayer import Replayer
 
 NEW_YORK = "America/New_York"
 BAR_TIMEFRAMES = {"1Min": None, "1Hour": "1h", "1Day": "1D"}

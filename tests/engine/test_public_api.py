@@ -96,3 +96,17 @@ def test_session_keeps_its_parameters_and_members() -> None:
 
 def test_simulator_keeps_its_parameters() -> None:
     assert list(inspect.signature(blockpaca_nb.Simulator).parameters) == SIMULATOR_PARAMETERS
+
+
+def test_public_names_are_not_shadowed_by_submodules() -> None:
+    """Importing a submodule sets it as the package's attribute: a public function must not share its
+    module's name (`from blockpaca_nb import replay` after `import blockpaca_nb.<module>`)."""
+    import importlib
+    import pkgutil
+    import types
+
+    for module in pkgutil.walk_packages(blockpaca_nb.__path__, "blockpaca_nb."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    for name in PUBLIC:
+        assert not isinstance(getattr(blockpaca_nb, name), types.ModuleType), name

@@ -118,7 +118,7 @@ def run_payload(payload: bytes) -> dict[str, Any]:
     """One job, in whichever process or machine runs it: the replay's statistics and its parameters."""
     import pickle
 
-    from .replay import replay
+    from .replayer import replay
 
     make_strategy, params, arguments = pickle.loads(payload)
     result = replay(make_strategy(**params), **arguments)
@@ -132,7 +132,7 @@ def _local_pool(jobs: int) -> ProcessPoolExecutor:
     workers = max(1, min(jobs, os.cpu_count() or 1))
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["blockpaca_nb.replay", "blockpaca_nb.replay_result"])
+        context.set_forkserver_preload(["blockpaca_nb.replayer", "blockpaca_nb.replay_result"])
     else:
         context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(max_workers=workers, mp_context=context)
