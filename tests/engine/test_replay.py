@@ -414,16 +414,22 @@ def test_a_liquidation_larger_than_the_quote_still_ends_flat() -> None:
     assert sells["qty"].sum() == pytest.approx(-5_000) and len(sells) > 1  # filled in parts, at the last quotes
 
 
-def test_a_strategy_that_ends_its_daily_session_waits_for_the_next_day() -> None:
-    calls: list[dt.date] = []
+def quitting_at_eleven(calls: list[dt.date], asks: int = 1) -> Any:
+    """A strategy that notes the day of each call and, from 11:00, asks (`asks` times) for its end."""
 
-    def quits_at_eleven(ctx: Any) -> list[Any]:
+    def strategy(ctx: Any) -> list[Any]:
         calls.append(at(ctx).date())
         if at(ctx).time() >= dt.time(11, 0):
-            ctx["command_queue"].put("hold")
+            for _ in range(asks):
+                ctx["command_queue"].put("hold")
         return []
 
-    replay(quits_at_eleven, ["AAPL"], **WEEK, run_seconds="EOD", progress=False)
+    return strategy
+
+
+def test_a_strategy_that_ends_its_daily_session_waits_for_the_next_day() -> None:
+    calls: list[dt.date] = []
+    replay(quitting_at_eleven(calls), ["AAPL"], **WEEK, run_seconds="EOD", progress=False)
     per_day = pd.Series(calls).value_counts()
     assert len(per_day) == 5 and (per_day == 91).all()  # 09:30 to 11:00, then nothing until the next open
 
@@ -479,16 +485,8 @@ def test_a_side_offered_for_zero_shares_never_fills_and_the_liquidation_ends_cle
 
 
 def test_every_end_asked_for_ends_with_the_session() -> None:
-    calls: list[dt.date] = []
-
-    def quits(ctx: Any) -> list[Any]:
-        calls.append(at(ctx).date())
-        if at(ctx).time() >= dt.time(11, 0):
-            ctx["command_queue"].put("hold")
-            ctx["command_queue"].put("hold")  # asked twice: the next day is not ended by the second
-        return []
-
-    replay(quits, ["AAPL"], **WEEK, run_seconds="EOD", progress=False)
+    calls: list[dt.date] = []  # asked twice a call: the next day is not ended by the second
+    replay(quitting_at_eleven(calls, asks=2), ["AAPL"], **WEEK, run_seconds="EOD", progress=False)
     assert (pd.Series(calls).value_counts() == 91).all()
 
 
@@ -497,16 +495,9 @@ def test_a_daily_session_ended_early_is_not_the_end_of_the_data() -> None:
     ends = pd.to_datetime(week.tape.bar_end - 60, unit="s", utc=True)
     bars = pd.DataFrame({f: v[:, 0] for f, v in week.tape.bars.items()}, index=ends).assign(symbol="AAPL")
     partial = bars[bars.index < pd.Timestamp("2026-11-04 17:00", tz="UTC")].rename_axis("timestamp").reset_index()
-    days: set[dt.date] = set()
-
-    def quits(ctx: Any) -> list[Any]:
-        days.add(at(ctx).date())
-        if at(ctx).time() >= dt.time(11, 0):
-            ctx["command_queue"].put("hold")
-        return []
-
-    replay(quits, ["AAPL"], data=partial, run_seconds="EOD", progress=False)
-    assert len(days) == 3  # 11-02, 11-03 and the morning of 11-04
+    calls: list[dt.date] = []
+    replay(quitting_at_eleven(calls), ["AAPL"], data=partial, run_seconds="EOD", progress=False)
+    assert len(set(calls)) == 3  # 11-02, 11-03 and the morning of 11-04
 
 
 def test_commissions_land_in_the_books_that_paid_them() -> None:
