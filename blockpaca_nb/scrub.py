@@ -31,7 +31,7 @@ import logging
 import threading
 import traceback
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
 
@@ -97,7 +97,12 @@ def scrub_value(value: T) -> T:
 
 class ScrubbedDeque(deque[T]):
     """A deque whose items are scrubbed as they come in (``s.errors``): whoever appends, and from
-    whatever thread, no item in it ever quotes a secret."""
+    whatever thread, no item in it ever quotes a secret. Iterating it walks a snapshot, so a notebook
+    reading ``s.errors`` while the session's threads append never meets "deque mutated during
+    iteration"."""
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(list(super().__iter__()))  # copied in one C call: no thread can append midway
 
     def append(self, item: T) -> None:
         super().append(scrub_value(item))

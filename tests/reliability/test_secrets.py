@@ -371,3 +371,28 @@ def test_a_session_that_fails_on_a_newline_secret_never_shows_it(
               "cell output": cell_output.getvalue()}
     for where, text in shown.items():
         assert not _pieces(sim.secret_key, text), f"a piece of the secret is in {where}"
+
+
+def test_errors_can_be_read_while_threads_append_to_them() -> None:
+    """`s.errors` is read from a notebook while the session's threads append: iterating never raises
+    "deque mutated during iteration" (it walks a snapshot), and what was read is scrubbed."""
+    import threading
+
+    from blockpaca_nb.scrub import ScrubbedDeque
+
+    errors: ScrubbedDeque[str] = ScrubbedDeque(maxlen=200)
+    stop = threading.Event()
+
+    def append() -> None:
+        while not stop.is_set():
+            errors.append("strategy failed")
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        for _ in range(2000):
+            assert all(item == "strategy failed" for item in errors)
+    finally:
+        stop.set()
+        writer.join()
+    assert len(errors) == 200
