@@ -49,13 +49,9 @@ class ReplayResult:
         self.elapsed = elapsed
         self.ticks = runner.stopped_at
         self.starting_cash = runner.broker.starting_cash
-        self._records, self._fees = runner.records, runner.fees
+        self._records = runner.records
         self._broker = runner.broker
         self._books, self._pnl_samples = runner.books, runner.pnl_samples
-
-    @classmethod
-    def of(cls, runner: Replayer, elapsed: float) -> ReplayResult:
-        return cls(runner, elapsed)
 
     def __repr__(self) -> str:
         stopped = ", interrupted" if self.interrupted else ""
@@ -191,7 +187,7 @@ class ReplayResult:
         turnover, trades, win rate, average holding time (performance.py says how each is computed)."""
         gross = np.abs(self._held * self.tape.mid[: self.ticks]).sum(axis=1)
         orders = self._records.count(ACCEPTED)
-        fees = math.fsum(fee for _, _, fee in self._fees)
+        fees = math.fsum(self._records.fill_fees)
         return performance(self.equity, self.starting_cash, self.fills, gross, orders, fees)
 
     # ----------------------------------------------------------------- plots

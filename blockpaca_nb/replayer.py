@@ -127,7 +127,6 @@ class Replayer:
         )
         self.now, self.i, self._ids, self._serial = float(tape.times[0]), 0, 0, 0
         self.records = Records()  # submissions and broker events in order, a mark per fill
-        self.fees: list[tuple[float, str, float]] = []  # (time, symbol, fee)
         self.errors: list[Any] = []
         self.error_count = 0
         self.states: dict[str, dict[str, Any]] = {name: {} for name, _ in self.strategies}
@@ -282,9 +281,7 @@ class Replayer:
         """Commission, taken from cash at each fill (per order at its first)."""
         costs = self.costs
         fee = qty * costs.commission_per_share + (costs.commission_per_order if order.filled_qty == qty else 0.0)
-        if fee:
-            self.broker.cash -= fee
-            self.fees.append((order.updated_at, order.symbol, fee))
+        self.broker.cash -= fee
         return fee
 
     def _new_id(self) -> str:
@@ -509,7 +506,7 @@ def replay(
     )
     started = time.perf_counter()
     runner.run(progress)
-    return ReplayResult.of(runner, time.perf_counter() - started)
+    return ReplayResult(runner, time.perf_counter() - started)
 
 
 def _check_session_end(eos_behavior: object, custom: object, run_seconds: object) -> None:
