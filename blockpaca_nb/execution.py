@@ -10,10 +10,10 @@ rate limit lets go at once are cut apart from the rest, so every worker sends so
 its whole run's places in the line in one go, where interleaved places (0, 2, 4 … to one worker,
 1, 3, 5 … to the other) would hold each worker back until the other's earlier ones arrived.
 Per-worker pipes carry the tickets; a sender thread per worker writes them, so a stalled worker
-never blocks the kernel. The first tickets wait until every worker is up, and each batch's places
-are announced to the limiter as it goes (:meth:`RateLimiter.expect`): a worker that is quicker off
-the mark cannot take the free slots ahead of earlier orders held by another, so overflow waits in
-submission order across all workers.
+never blocks the kernel. The first tickets wait until every worker is up, and a block's places are
+announced to the limiter (:meth:`RateLimiter.expect`) all at once before any batch leaves: a worker
+that is quicker off the mark — or whose sender thread ran first — cannot take the free slots ahead
+of earlier orders held by another, so overflow waits in submission order across all workers.
 
 **Channels.** Every worker reports on its own one-way pipe, a list of reports per message
 (``Connection.send`` is a synchronous write, with a single writer per pipe: a worker SIGKILLed
@@ -67,6 +67,10 @@ log = scrubbed_logger(__name__)
 
 _SUPERVISE_S = 0.2
 _BOOT_TIMEOUT_S = 20.0  # the first tickets wait at most this long for every worker to be up
+_ON_THE_WAY_S = 1.0
+"""How long a dispatched batch's places hold later ones back on their way to their worker (a busy
+machine can leave a sender thread or a worker unscheduled for a few hundred milliseconds; arrival
+ends the hold at once, and a batch that never arrives is dispatched again with the same places)."""
 
 
 @dataclass
@@ -94,18 +98,15 @@ class _WorkerSlot:
     restarts: int = 0
 
 
-def _send_batches(inbox: Any, outgoing: queue.SimpleQueue[Any], all_up: threading.Event, limiter: RateLimiter) -> None:
+def _send_batches(inbox: Any, outgoing: queue.SimpleQueue[Any], all_up: threading.Event) -> None:
     """Sender thread, one per worker process: writes ticket batches to the worker's pipe.
 
     The very first tickets wait until every worker is up: a worker that booted first would
     otherwise take a whole window's slots for its share while earlier orders of the others wait.
-    Each batch's places are announced to the limiter as they go, for the same reason.
     """
     all_up.wait(_BOOT_TIMEOUT_S)
     try:
         while (item := outgoing.get()) is not None:
-            if isinstance(item, list):
-                limiter.expect(place for _ticket, place in item)
             inbox.send(item)
     except OSError:  # the worker died; its tickets are re-dispatched by the supervisor
         pass
@@ -163,6 +164,7 @@ class ExecutionPool:
         self._supervisor: threading.Thread | None = None
         self._closing = False
         self._all_up = threading.Event()  # every worker reported ready once (restarts do not reset it)
+        self._before_up: list[int] = []  # places dispatched before then: announced when they can leave
         self._withdrawn_upto = -1  # ordinary tickets numbered below this were withdrawn, unsent
         self._withdraw_action = ""
 
@@ -208,7 +210,7 @@ class ExecutionPool:
         slot.outgoing = queue.SimpleQueue()
         threading.Thread(
             target=_send_batches,
-            args=(inbox_ours, slot.outgoing, self._all_up, self._limiter),
+            args=(inbox_ours, slot.outgoing, self._all_up),
             daemon=True,
             name=f"execution-sender-{slot.number}",
         ).start()
@@ -344,6 +346,7 @@ class ExecutionPool:
                 item.holder = slot.number
                 slot.tickets[item.ticket.seq] = item.ticket
             batches.setdefault(slot.number, []).append((item.ticket, item.place))
+        self._announce([place for batch in batches.values() for _ticket, place in batch])
         for number, batch in batches.items():
             self._slots[number].outgoing.put(batch)
 
@@ -404,10 +407,22 @@ class ExecutionPool:
         item.announced = True
         return True
 
+    def _announce(self, places: list[int]) -> None:
+        """Tell the limiter a block's places are on their way, every worker's at once, before any
+        batch leaves: a sender thread that runs first must not let its worker take the free slots
+        ahead of earlier places bound for another (under the lock). Before every worker is up the
+        batches cannot leave yet, so their places are announced when they can."""
+        if self._all_up.is_set():
+            self._limiter.expect(places, hold_s=_ON_THE_WAY_S)
+        else:
+            self._before_up.extend(places)
+
     def _worker_ready(self, slot: _WorkerSlot) -> None:
         with self._lock:
             slot.ready = True
-            if all(other.ready for other in self._slots):
+            if all(other.ready for other in self._slots) and not self._all_up.is_set():
+                self._limiter.expect(self._before_up, hold_s=_ON_THE_WAY_S)
+                self._before_up.clear()
                 self._all_up.set()
 
     def _resolve(self, seq: int) -> _Tracked | None:

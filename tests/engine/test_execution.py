@@ -356,9 +356,11 @@ def test_429s_pause_everyone_until_the_reset_and_no_order_is_doubled(throttled_s
 
 
 def test_orders_waiting_for_an_in_flight_permit_keep_their_place_in_line() -> None:
-    """Worker 0 holds the block's first half but may have only 2 orders in flight, each answered after
-    0.3 s (longer than the limiter's arrival grace): worker 1's later orders must not take the free
-    slots ahead of them. First tries follow submission order; the limit is never exceeded."""
+    """Each worker holds a contiguous run of the block but may have only 2 orders in flight, each
+    answered after 0.3 s (longer than the limiter's arrival grace): the other worker's later orders
+    must not take the free slots ahead of them — nor may a worker whose batch left first (its sender
+    thread ran before the other's) take them ahead of earlier orders still on their way. First tries
+    follow submission order; the limit is never exceeded."""
     from rate_windows import max_in_any_window
 
     results: queue.Queue[dict[str, Any]] = queue.Queue()
