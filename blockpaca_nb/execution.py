@@ -35,7 +35,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import connection as mp_connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
@@ -344,6 +344,7 @@ class ExecutionPool:
             if item.ticket.seq not in slot.tickets:
                 slot = self._least_loaded(avoid)
                 item.holder = slot.number
+                item.ticket = replace(item.ticket, resent=True)  # the dead worker may have sent it
                 slot.tickets[item.ticket.seq] = item.ticket
             batches.setdefault(slot.number, []).append((item.ticket, item.place))
         self._announce([place for batch in batches.values() for _ticket, place in batch])

@@ -86,13 +86,15 @@ _DUPLICATE_ID = "client_order_id must be unique"
 @dataclass(frozen=True)
 class Ticket:
     """One order on its way. The client order id is fixed before the first attempt and never changes;
-    ``worker`` is the worker it was first given to (the number inside the client order id)."""
+    ``worker`` is the worker it was first given to (the number inside the client order id);
+    ``resent``: handed on after its worker died, so an attempt of that worker may have got through."""
 
     seq: int
     order: Order
     client_order_id: str
     worker: int
     created: float
+    resent: bool = False
 
 
 class ResultSink(Protocol):
@@ -419,7 +421,7 @@ class _Submitter:
         """
         body = json.dumps(ticket.order.to_alpaca(ticket.client_order_id)).encode()
         attempts = retry.Attempts(self.settings.max_retries)
-        reason, maybe_taken = "", False
+        reason, maybe_taken = "", ticket.resent
         for attempt in itertools.count(1):
             if attempt > 1:
                 await asyncio.sleep(attempts.pause())

@@ -61,9 +61,14 @@ DEFAULT_RULES: Mapping[str, Any] = {"cancel_latency_ms": 0.0, "partial_fill_rate
 EventSink = Callable[[str, "SimOrder", Mapping[str, Any]], None]
 
 
+_ID_BITS = random.Random().getrandbits  # seeded from the OS once; uuid4 per id cost more than a fill
+
+
 def random_id() -> str:
-    """A fresh order or execution id, as Alpaca makes them (replay passes a counter instead)."""
-    return str(uuid.uuid4())
+    """A fresh order or execution id shaped as Alpaca makes them, a version-4 UUID (replay passes a
+    counter instead). Not for secrets: the simulator's ids need only be unique."""
+    h = f"{_ID_BITS(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 class ApiError(Exception):
@@ -102,7 +107,7 @@ class SimOrder:
     trail_price: float | None = None
     trail_percent: float | None = None
     extended_hours: bool = False
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=random_id)
     status: str = "pending_new"
     created_at: float = field(default_factory=time.time)
     updated_at: float = 0.0
@@ -343,12 +348,21 @@ class Broker:
         self.hours.check(order, now)
         self._check_conflicts(order)
         self._check_funds(order)
+        self._check_unique(order)
         self._attach_legs(order, legs, now)
         self._accept(order, now)
         if order.order_class == "oco":
             for leg in legs:
                 self._activate(leg, now)
         return order
+
+    def _check_unique(self, order: SimOrder) -> None:
+        """A client order id is found taken last, after the account's checks, as a unique constraint
+        on insert would find it: so the retry of an order whose first copy got through (its answer
+        lost) may be refused for what that copy holds — "insufficient qty" — rather than as a duplicate.
+        A client that was not told whether its first attempt arrived must look the order up."""
+        if order.client_order_id in self.by_client_id:
+            raise invalid("client_order_id must be unique")
 
     def _attach_legs(self, order: SimOrder, legs: list[SimOrder], now: float) -> None:
         """Register a complex order's exits: held until the entry fills (an oco's are live at once)."""
@@ -408,8 +422,6 @@ class Broker:
         cid = body.get("client_order_id") or self.new_id()
         if not isinstance(cid, str) or len(cid) > MAX_CLIENT_ORDER_ID:
             raise invalid(f"client_order_id must be a string of at most {MAX_CLIENT_ORDER_ID} characters")
-        if cid in self.by_client_id:
-            raise invalid("client_order_id must be unique")
         order = SimOrder(
             symbol=symbol,
             side=side,
@@ -770,6 +782,7 @@ class Broker:
             raise ApiError(403, 40310000, "order parameters are not changed")
         self._check_conflicts(new, replacing=old)
         self._check_funds(new, replacing=old)
+        self._check_unique(new)
         return self._request_replace(old, new, now)
 
     def _request_replace(self, old: SimOrder, new: SimOrder, now: float) -> SimOrder:

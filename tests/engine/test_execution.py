@@ -249,6 +249,27 @@ def test_faults_never_double_or_lose_an_order() -> None:
         assert all(sim.secret_key not in repr(f) for f in finals)
 
 
+def test_a_refusal_after_an_attempt_whose_answer_was_lost_is_looked_up_before_it_is_reported() -> None:
+    """A sell of every share held: the first attempt is accepted but its answer is lost; the retry
+    (same client order id) is refused 403 "insufficient qty" for the shares that first copy holds.
+    The worker looks the order up and reports it accepted, once — not rejected while it rests."""
+    with Simulator(symbols=TICKERS, seed=11, starting_cash=1e6) as sim:
+        results: queue.Queue[dict[str, Any]] = queue.Queue()
+        collector = Collector(results)
+        with ExecutionPool(connect(sim), RateLimiter(BIG_LIMIT), results, num_workers=1) as pool:
+            bought = pool.submit([Order("AAPL", "buy", "market", "buy_long", quantity=5)])
+            collector.wait_all(bought, 20)
+            wait_for(lambda: [(p["symbol"], p["qty"]) for p in sim.positions()] == [("AAPL", "5")], 10, "5 AAPL")
+            sim.set_faults(timeout_after_accept_rate=1.0)
+            sell = pool.submit([Order("AAPL", "sell", "limit", "sell_long", quantity=5, limit_price=99_999.0)])
+            collector.wait_all(sell, 30)
+        final = collector.final(sell[0])
+        assert (final["kind"], final["looked_up"]) == ("accepted", True), final
+        assert final["attempts"] >= 2
+        at_broker = [o for o in sim.orders() if o["client_order_id"] == sell[0].client_order_id]
+        assert [o["status"] for o in at_broker] == ["new"]
+
+
 def test_a_killed_worker_is_replaced_and_its_orders_neither_lost_nor_doubled() -> None:
     with Simulator(symbols=TICKERS, seed=13, starting_cash=1e9, latency_ms=50) as sim:
         results: queue.Queue[dict[str, Any]] = queue.Queue()

@@ -60,6 +60,23 @@ def test_duplicate_client_order_id(client: TradingClient) -> None:
     assert err.message == "client_order_id must be unique"
 
 
+def test_a_taken_client_order_id_is_found_after_the_account_checks(client: TradingClient) -> None:
+    """The retry of a sell whose first copy rests (its answer lost, say) is refused for the shares
+    that copy holds — 403 insufficient qty — before the id is found taken: a client must look up an
+    order after an uncertain attempt, whatever the refusal."""
+    client.submit_order(market("ADP", 3))
+    wait_for(lambda: any(p.symbol == "ADP" and float(p.qty) == 3 for p in client.get_all_positions()), 10, "ADP")
+    sell = LimitOrderRequest(
+        symbol="ADP", qty=3, side=OrderSide.SELL, time_in_force=TimeInForce.DAY, limit_price=99_999,
+        client_order_id="sell-all-once",
+    )
+    client.submit_order(sell)
+    err = api_error(lambda: client.submit_order(sell), 403, 40310000)
+    assert err.message == "insufficient qty available for order (requested: 3, available: 0)"
+    assert [o.client_order_id for o in client.get_orders()].count("sell-all-once") == 1
+    client.cancel_order_by_id(str(client.get_order_by_client_id("sell-all-once").id))
+
+
 def test_insufficient_buying_power(client: TradingClient) -> None:
     err = api_error(lambda: client.submit_order(market("AAPL", 100_000)), 403, 40310000)
     assert "insufficient buying power" in err.message
