@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import event_loop
 from .broker import Connection
 from .broker_calls import BrokerCalls
 from .errors import BlockpacaError, BrokerError
@@ -522,7 +523,7 @@ class TradeUpdates:
         self.recorder.report(data)
 
     def run(self) -> None:
-        asyncio.run(self._run_forever())
+        event_loop.run(self._run_forever())
 
     async def _run_forever(self) -> None:
         delay = RECONNECT_MIN_S

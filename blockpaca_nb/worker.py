@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import retry
+from . import event_loop, retry
 from .errors import ConfigurationError
 from .events import Outcome, TicketFields, failed
 from .orders import Order, strategy_from_client_order_id
@@ -230,7 +230,7 @@ def run_worker(
     """Entry point of a worker process (spawned): ignore SIGINT, die with the parent, send orders."""
     child_setup(parent)
     configure_child_logging(connection.credentials.secret_key)
-    asyncio.run(_Submitter(number, connection, limiter, outbox, settings).run(inbox))
+    event_loop.run(_Submitter(number, connection, limiter, outbox, settings).run(inbox))
 
 
 @dataclass(eq=False)

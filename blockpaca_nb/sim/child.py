@@ -16,6 +16,7 @@ import sys
 import threading
 from typing import Any
 
+from .. import event_loop
 from .server import SimConfig
 
 
@@ -26,7 +27,7 @@ def _serve() -> None:
     logging.getLogger("aiohttp.server").addFilter(_not_a_client_hang_up)
     raw = json.loads(sys.stdin.readline())
     config = SimConfig(**{**raw, "symbols": tuple(raw["symbols"])})
-    asyncio.run(_serve_async(config))
+    event_loop.run(_serve_async(config))
 
 
 def _not_a_client_hang_up(record: logging.LogRecord) -> bool:

@@ -341,9 +341,12 @@ class SimServer:
         return False
 
 
+_ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode  # compact, as Alpaca's
+
+
 def json_answer(payload: Any, status: int = 200) -> web.Response:
     """A JSON answer, encoded here in one step (aiohttp's json_response encodes text, then bytes)."""
-    return web.Response(body=json.dumps(payload).encode(), status=status, content_type="application/json")
+    return web.Response(body=_ENCODE(payload).encode(), status=status, content_type="application/json")
 
 
 def _flag(query: Any, name: str) -> bool | None:

@@ -61,7 +61,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from blockpaca_nb import Session, Simulator
+from blockpaca_nb import Session, Simulator, event_loop
 from blockpaca_nb.orders import Order, new_client_order_id
 from blockpaca_nb.ui import Dashboard
 
@@ -185,11 +185,12 @@ def _child_name(process: psutil.Process) -> str:
 
 
 class IdealClient:
-    """One asyncio loop in its own thread, aiohttp, warm connections, every request at once."""
+    """One event loop in its own thread, aiohttp, warm connections, every request at once. The loop is
+    of the kind the session's workers run on (uvloop where installed): the same footing."""
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
-        self.loop = asyncio.new_event_loop()
+        self.loop = event_loop.new_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="ideal-client")
         self.thread.start()
         self.session: aiohttp.ClientSession = self.run(self._open())
