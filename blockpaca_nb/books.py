@@ -32,6 +32,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .fees import FeeSchedule
+
 SESSION_BOOK = "session"  # the book of the session's own orders from cells (no strategy's name can be this)
 CONTROL_TAG = "session"  # what a session liquidation's (and the kill switch's) orders carry in their ids
 HISTORY_POINTS = 20_000
@@ -120,7 +122,8 @@ class Book:
 class Books:
     """Every strategy's book; safe to read from any thread while fills arrive."""
 
-    def __init__(self) -> None:
+    def __init__(self, fees: FeeSchedule | None = None) -> None:
+        self.fees = fees  # the regulatory fees the account pays per fill (a live account); None: none
         self._books: dict[str, Book] = {SESSION_BOOK: Book(SESSION_BOOK)}
         self._lock = threading.Lock()
         self._working: dict[str, tuple[str, str, float]] = {}  # client order id -> (book, ticker, signed open qty)
@@ -216,12 +219,16 @@ class Books:
             self._order_moved(row, ended)
             if not quantity or price is None:
                 return
-            signed = float(quantity) if row.get("side") == "buy" else -float(quantity)
+            side = str(row.get("side"))
+            signed = float(quantity) if side == "buy" else -float(quantity)
             ticker, strategy = str(row.get("ticker")), str(row.get("strategy") or "")
             if strategy == CONTROL_TAG:
-                self._close_books(ticker, signed, float(price))
+                moved = self._close_books(ticker, signed, float(price))
             else:
-                self._book_for(strategy).fill(ticker, signed, float(price))
+                book = self._book_for(strategy)
+                book.fill(ticker, signed, float(price))
+                moved = [(book, signed)]
+            self._charge_fees(moved, side, float(quantity), float(price))
             if marks is not None:
                 self._sample(marks)
 
@@ -240,17 +247,31 @@ class Books:
             self._books[name] = Book(name)
         return self._books[name]
 
-    def _close_books(self, ticker: str, signed_qty: float, price: float) -> None:
+    def _close_books(self, ticker: str, signed_qty: float, price: float) -> list[tuple[Book, float]]:
         """A liquidation's fill closes the books holding the other side, in name order; anything
-        beyond (a position the account held outside the session) moves no book."""
-        left = signed_qty
+        beyond (a position the account held outside the session) moves no book. Returns what each
+        book took."""
+        left, moved = signed_qty, []
         for name in sorted(self._books):
             held = self._books[name].holdings.get(ticker)
             if not left or held is None or (held.quantity > 0) == (left > 0):
                 continue
             take = min(abs(left), abs(held.quantity)) * (1 if left > 0 else -1)
             self._books[name].fill(ticker, take, price)
+            moved.append((self._books[name], take))
             left = round(left - take, 9)
+        return moved
+
+    def _charge_fees(self, moved: list[tuple[Book, float]], side: str, quantity: float, price: float) -> None:
+        """A fill's regulatory fees, out of the books it moved, each by its share of the shares (the
+        share of a position held outside the session is the account's, no book's)."""
+        if self.fees is None or not quantity:
+            return
+        fee = self.fees.on_fill(side, quantity, price)
+        for book, shares in moved:
+            share = fee * abs(shares) / quantity
+            book.fees += share
+            book.cash -= share
 
     def charge(self, name: str, fee: float) -> None:
         """A fee (a commission) the book ``name`` paid: out of its cash and its P&L."""

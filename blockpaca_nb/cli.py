@@ -51,6 +51,9 @@ def _add_sim_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-plan", choices=("basic", "sip"), default="basic", help="basic: the free plan's limits; sip: none"
     )
     rules.add_argument("--clock-start", default=None, help="where the clock starts, e.g. 2026-12-04T15:59:00-05:00")
+    rules.add_argument(
+        "--regulatory-fees", action="store_true", help="charge a live account's fees at each fill (paper: none)"
+    )
     faults = parser.add_argument_group("faults")
     faults.add_argument("--latency-ms", type=float, default=0.0, help="added to every REST answer")
     faults.add_argument("--error-rate", type=float, default=0.0, help="share of REST answers that are 500s")
@@ -83,6 +86,7 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         partial_fill_rate=args.partial_fill_rate,
         data_plan=args.data_plan,
         clock_start=args.clock_start,
+        regulatory_fees=args.regulatory_fees,
     )
 
 

@@ -169,7 +169,8 @@ class ReplayResult:
 
     @cached_property
     def fills(self) -> pd.DataFrame:
-        """Every fill: time (epoch s), symbol, signed qty, price, fee (the commission it paid)."""
+        """Every fill: time (epoch s), symbol, signed qty, price, fee (its commission and, with
+        ``regulatory_fees=True``, regulatory fees)."""
         import pandas as pd
 
         rows = [
@@ -206,6 +207,8 @@ class ReplayResult:
 
 def _carried(ticks: np.ndarray, values: np.ndarray, n: int, before: float) -> np.ndarray:
     """Each of n ticks gets the last value set at or before it (`before` until the first)."""
+    if not ticks.size:  # never set (a symbol that never filled)
+        return np.full(n, before, dtype=float)
     latest = np.searchsorted(ticks, np.arange(n), side="right") - 1
     return np.where(latest >= 0, values[np.maximum(latest, 0)], before)
 

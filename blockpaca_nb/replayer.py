@@ -32,6 +32,7 @@ import numpy as np
 
 from .books import CONTROL_TAG, SESSION_BOOK, Books
 from .errors import ConfigurationError
+from .fees import REGULATORY, FeeSchedule
 from .history import DEFAULT_SPREAD_BPS, Tape, frame_tape, sim_tape
 from .lineup import strategy_name
 from .orders import Order, liquidation_orders, new_client_order_id, parse_block, strategy_from_client_order_id
@@ -62,11 +63,13 @@ LIQUIDATION_ROUNDS = 1000  # matches of a liquidation at the last quotes before 
 
 @dataclass(frozen=True)
 class Costs:
-    """What trading costs beyond the quote: slippage against the trader, commission."""
+    """What trading costs beyond the quote: slippage against the trader, commission, and (to see
+    what a live account would pay) Alpaca's regulatory fees."""
 
     slippage_bps: float = 0.0
     commission_per_share: float = 0.0
     commission_per_order: float = 0.0
+    regulatory: FeeSchedule | None = None
 
 
 class _TapeMarket:
@@ -259,7 +262,7 @@ class Replayer:
             return
         position = float(extra.get("position_qty") or 0.0)
         self.records.event(event, order, fill, extra.get("price"), position)
-        fee = self._charge(order, float(fill))
+        fee = self._charge(order, float(fill), float(extra.get("price") or 0.0))
         self.records.fill(self.i, self.market.index[order.symbol], position, self.broker.cash, fee)
         if self.books is not None:
             self._book(order, float(fill), extra.get("price"), fee)
@@ -277,10 +280,12 @@ class Replayer:
         if fee:
             self.books.charge(SESSION_BOOK if strategy in ("", CONTROL_TAG) else strategy, fee)
 
-    def _charge(self, order: Any, qty: float) -> float:
-        """Commission, taken from cash at each fill (per order at its first)."""
+    def _charge(self, order: Any, qty: float, price: float) -> float:
+        """Commission (per order at its first fill) and regulatory fees, taken from cash at each fill."""
         costs = self.costs
         fee = qty * costs.commission_per_share + (costs.commission_per_order if order.filled_qty == qty else 0.0)
+        if costs.regulatory is not None:
+            fee += costs.regulatory.on_fill(order.side, qty, price)
         self.broker.cash -= fee
         return fee
 
@@ -458,6 +463,7 @@ def replay(
     slippage_bps: float = 0.0,
     commission_per_share: float = 0.0,
     commission_per_order: float = 0.0,
+    regulatory_fees: bool = False,
     spread_bps: float | None = None,
     warm_up_days: int = 30,
     as_of: str | date | None = None,
@@ -475,8 +481,9 @@ def replay(
     a quote file a session recorded. ``frequency``: how often the strategy is called ("1m", "5m",
     "1h", seconds). ``warm_up_days``: bars before ``start`` that ``ctx.bars()`` already shows.
     ``run_seconds="EOD"``: every trading day is a session that ends 30 s before the close with
-    ``eos_behavior``; otherwise the one session ends before the last close. Interrupting the cell
-    returns what was done so far.
+    ``eos_behavior``; otherwise the one session ends before the last close. ``regulatory_fees=True``
+    charges the fees a live account pays at each fill (Alpaca paper charges none), as commissions are.
+    Interrupting the cell returns what was done so far.
     """
     from .replay_result import ReplayResult
 
@@ -488,6 +495,7 @@ def replay(
         _non_negative("slippage_bps", slippage_bps),
         _non_negative("commission_per_share", commission_per_share),
         _non_negative("commission_per_order", commission_per_order),
+        _regulatory(regulatory_fees),
     )
     source = Source.of(data, seed, spread_bps, warm_up_days, as_of, market_hours, alpaca)
     tape = source.tape(symbols, start, end)
@@ -507,6 +515,13 @@ def replay(
     started = time.perf_counter()
     runner.run(progress)
     return ReplayResult(runner, time.perf_counter() - started)
+
+
+def _regulatory(charged: object) -> FeeSchedule | None:
+    """``regulatory_fees=True``: charge what a live account pays (Alpaca paper charges none)."""
+    if not isinstance(charged, bool):
+        raise ConfigurationError(f"regulatory_fees={charged!r} is not valid; allowed: True, False")
+    return REGULATORY if charged else None
 
 
 def _check_session_end(eos_behavior: object, custom: object, run_seconds: object) -> None:

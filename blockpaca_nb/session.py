@@ -42,6 +42,7 @@ from .errors import BlockpacaError, BrokerError, ConfigurationError, OrderValida
 from .events import ErrorEvent, error_event
 from .execution import ExecutionPool
 from .feed import start_feed
+from .fees import REGULATORY, FeeSchedule
 from .ledger import Ledger
 from .lineup import Lineup, Slot, strategy_name
 from .orders import Order, parse_block, strategy_from_client_order_id
@@ -198,7 +199,7 @@ class Session:
         self._target = broker_mod.resolve(mode, api_key, secret_key, simulator, urls, self.tickers)
         self.mode = self._target.mode
         self._lineup = Lineup()  # the strategies: the main one, the ones alongside, their clocks
-        self.ledger = Ledger()  # the session's orders and the positions their fills made
+        self.ledger = Ledger(_fees_paid(self._target))  # the session's orders and the positions their fills made
         self.books = self.ledger.books  # the same, by strategy
         self.limits = Limits.from_mapping(limits, "limits")
         self._risk = RiskDesk(self.books, self.limits)
@@ -1323,6 +1324,13 @@ class Session:
             f"<Session {self.mode} {self.status} tickers={self.tickers[:5]}"
             f"{'…' if len(self.tickers) > 5 else ''} strategies={self.active_strategies!r}>"
         )
+
+
+def _fees_paid(target: broker_mod.Target) -> FeeSchedule | None:
+    """The regulatory fees the account pays per fill, which the books then carry: a live account's
+    (Alpaca paper charges none), or the simulator's when it was asked to charge them."""
+    charged = target.mode == "live" or bool(getattr(target.simulator, "regulatory_fees", False))
+    return REGULATORY if charged else None
 
 
 def _error(where: str, err: BaseException) -> ErrorEvent:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..fees import FeeSchedule
 from ..portfolio import Position
 from . import complex_orders
 from . import simclock as time  # the simulator's clock: every time.time() here reads simulated time
@@ -226,8 +227,10 @@ class Broker:
         strict: bool = False,
         seed: int = 0,
         new_id: Callable[[], str] = random_id,
+        fees: FeeSchedule | None = None,
     ) -> None:
         self.market = market
+        self.fees = fees  # regulatory fees out of cash at each fill, as a live account pays them; None: paper
         self.new_id = new_id  # order and execution ids: random live, a counter in replay (deterministic)
         self.rules = rules  # live settings (the server's fault dict): cancel_latency_ms, partial_fill_rate
         self.strict = strict
@@ -666,6 +669,8 @@ class Broker:
             del self.positions[order.symbol]
         self._revalue(order.symbol)
         self.cash -= signed * price
+        if self.fees is not None:
+            self.cash -= self.fees.on_fill(order.side, qty, price)
         order.filled_qty = _clean(order.filled_qty + qty)
         order.filled_notional += qty * price
         done = order.remaining <= 1e-9

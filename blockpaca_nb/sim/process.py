@@ -75,8 +75,9 @@ def _validated(**values: Any) -> dict[str, Any]:
     number("rate_limit_per_min", 1, optional=True)
     number("rate_limit_window_s", 0.1, 3600)
     number("ws_drop_every_s", 0.1, optional=True)
-    if "trade_stream_silent" in values:
-        need(isinstance(values["trade_stream_silent"], bool), "trade_stream_silent", "True or False")
+    for flag in ("trade_stream_silent", "regulatory_fees"):
+        if flag in values:
+            need(isinstance(values[flag], bool), flag, "True or False")
     number("cancel_latency_ms", 0, 60_000)
     number("partial_fill_rate", 0, 1)
     need(values["data_plan"] in DATA_PLANS, "data_plan", ", ".join(map(repr, DATA_PLANS)))
@@ -129,6 +130,7 @@ class Simulator:
         partial_fill_rate: float | None = None,
         clock_start: str | None = None,
         data_plan: str = "basic",
+        regulatory_fees: bool = False,
     ) -> None:
         rules = _profile(profile, cancel_latency_ms=cancel_latency_ms, partial_fill_rate=partial_fill_rate)
         settings = _validated(
@@ -146,6 +148,7 @@ class Simulator:
             rate_limit_window_s=rate_limit_window_s,
             clock_start=clock_start,
             data_plan=data_plan,
+            regulatory_fees=regulatory_fees,
         )
         self.api_key = "SIM" + secrets.token_hex(8).upper()
         self._secret = secrets.token_urlsafe(24)
@@ -177,6 +180,11 @@ class Simulator:
     @property
     def profile(self) -> str:
         return self._config.profile
+
+    @property
+    def regulatory_fees(self) -> bool:
+        """Whether fills pay a live account's regulatory fees (see :mod:`blockpaca_nb.fees`)."""
+        return self._config.regulatory_fees
 
     @property
     def running(self) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..fees import REGULATORY
 from . import calendar, data, simclock, wire
 from .broker import ApiError, Broker, SimOrder, invalid, parse_number
 from .hours import MarketHours
@@ -60,6 +61,7 @@ class SimConfig:
     partial_fill_rate: float = 0.0
     clock_start: str | None = None  # an ISO time with its zone; None: the wall clock
     data_plan: str = "basic"
+    regulatory_fees: bool = False  # charge a live account's fees at each fill (Alpaca paper charges none)
 
 
 FAULT_FIELDS = (
@@ -123,6 +125,7 @@ class SimServer:
             rules=self.faults,
             strict=config.profile == "paper",
             seed=config.seed,
+            fees=REGULATORY if config.regulatory_fees else None,
         )
         self.trade_updates = TradeUpdatesHub(self.credentials_ok)
         self.market_data = MarketDataHub(self.credentials_ok, data.plan_limits(config.data_plan))

@@ -57,7 +57,7 @@ SESSION_MEMBERS = [
 SIMULATOR_PARAMETERS = [
     "symbols", "seed", "port", "quotes_per_second", "latency_ms", "market_hours", "starting_cash", "error_rate",
     "timeout_after_accept_rate", "rate_limit_per_min", "ws_drop_every_s", "rate_limit_window_s", "profile",
-    "cancel_latency_ms", "partial_fill_rate", "clock_start", "data_plan",
+    "cancel_latency_ms", "partial_fill_rate", "clock_start", "data_plan", "regulatory_fees",
 ]  # fmt: skip
 
 

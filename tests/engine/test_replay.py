@@ -515,6 +515,46 @@ def test_commissions_land_in_the_books_that_paid_them() -> None:
         assert r.stats["fees"] == pytest.approx(10.0 if eos == "hold" else 20.0)
 
 
+def test_regulatory_fees_are_charged_like_a_live_accounts_and_land_in_the_books() -> None:
+    """``regulatory_fees=True``: each fill pays Alpaca's schedule (sells: REG and TAF; all: CAT), out
+    of cash, in ``fills["fee"]`` and in the book of the strategy whose order filled."""
+    from blockpaca_nb.fees import REGULATORY
+
+    def round_trip(ticker: str) -> Any:
+        def strategy(ctx: Any) -> list[dict[str, Any]]:
+            return [] if ctx.get_current_data()[1] else [{"ticker": ticker, "quantity": 100, "side": "buy",
+                                                         "order_type": "market"}]  # fmt: skip
+
+        return strategy
+
+    plain = replay({"a": round_trip("AAPL"), "b": round_trip("MSFT")}, ["AAPL", "MSFT"], **DAY, progress=False)
+    r = replay({"a": round_trip("AAPL"), "b": round_trip("MSFT")}, ["AAPL", "MSFT"], **DAY, regulatory_fees=True,
+               progress=False)  # fmt: skip
+    due = sum(REGULATORY.on_fill("buy" if f.qty > 0 else "sell", abs(f.qty), f.price) for f in r.fills.itertuples())
+    assert set(r.fills["symbol"]) == {"AAPL", "MSFT"} and len(r.fills) == 4  # both bought, both liquidated
+    assert due > 0.5 and r.stats["fees"] == pytest.approx(due) and plain.stats["fees"] == 0
+    assert plain.stats["final_equity"] - r.stats["final_equity"] == pytest.approx(due)
+    assert r.pnl_by_strategy.iloc[-1].sum() == pytest.approx(r.stats["final_equity"] - 100_000)
+    with pytest.raises(ConfigurationError, match=r"regulatory_fees='yes' is not valid; allowed: True, False"):
+        replay(momentum, ["AAPL"], **DAY, regulatory_fees="yes", progress=False)
+
+
+def test_a_symbol_that_never_trades_has_a_flat_line_in_the_result() -> None:
+    """A buy the broker refuses (more than the buying power) leaves its symbol untraded: the result
+    still has its positions, equity and stats (they crashed on a symbol with no fill)."""
+    def too_big(ctx: Any) -> list[dict[str, Any]]:
+        held = ctx.get_current_data()[1]
+        return [] if held or ctx.state.get("sent") else [
+            {"ticker": "AAPL", "quantity": 1, "side": "buy", "order_type": "market"},
+            {"ticker": "MSFT", "quantity": 1_000_000, "side": "buy", "order_type": "market"},
+        ]  # fmt: skip
+
+    r = replay(too_big, ["AAPL", "MSFT"], **DAY, eos_behavior="hold", progress=False)
+    assert set(r.fills["symbol"]) == {"AAPL"}
+    assert list(r.positions["ticker"]) == ["AAPL"] and list(r.positions["quantity"]) == [1]
+    assert r.stats["exposure"] > 0 and len(r.equity) == r.ticks  # the stats read each symbol's holding per tick
+
+
 def test_best_follows_the_rows_after_a_new_sort() -> None:
     grid = sweep(make_momentum, {"lookback": [2, 10], "size": [1, 5]}, tickers=["AAPL"], **WEEK, progress=False)
     again = grid.sort_values("volatility")

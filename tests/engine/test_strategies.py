@@ -55,12 +55,13 @@ def once(order: dict[str, Any], after: Any = None) -> Any:
     return strategy
 
 
-def long_and_short(session: Session) -> None:
+def long_and_short(session: Session, lot: int = 1) -> None:
     """"longer" buys 10 AAPL; "shorter" sells 4 short once the account holds AAPL (Alpaca refuses a
-    sell while a buy is open): books +10 and −4, the broker +6."""
-    session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="longer")
+    sell while a buy is open): books +10 and −4, the broker +6 (each times ``lot``)."""
+    session.strategy(once(market("AAPL", "buy", 10 * lot)), alongside=True, name="longer")
     has_aapl = lambda ctx: any(p["ticker"] == "AAPL" for p in ctx.account_positions())  # noqa: E731
-    session.strategy(once(market("AAPL", "sell", 4, "short_sell"), after=has_aapl), alongside=True, name="shorter")
+    short = market("AAPL", "sell", 4 * lot, "short_sell")
+    session.strategy(once(short, after=has_aapl), alongside=True, name="shorter")
 
 
 def idle(ctx: Any) -> None:
@@ -135,13 +136,34 @@ def test_names_limits_and_budgets_are_checked_before_anything_runs(sim: Simulato
 def test_two_strategies_on_one_symbol_in_opposite_directions_keep_their_own_books(
     sim: Simulator, tmp_path: Path
 ) -> None:
+    opposite_strategies_then_kill(sim, tmp_path, lot=1)
+
+
+def test_the_books_carry_the_regulatory_fees_a_live_account_pays(tmp_path: Path) -> None:
+    """On a simulator that charges a live account's fees (Alpaca paper charges none), each fill's
+    fees go to the book of the strategy that traded: the books' P&L is still the account's, to the
+    cent, and their fees are what the broker's fills cost by Alpaca's schedule."""
+    from blockpaca_nb.fees import REGULATORY
+
+    with Simulator(symbols=TICKERS, seed=5, quotes_per_second=20, starting_cash=1e7, regulatory_fees=True) as sim:
+        session = opposite_strategies_then_kill(sim, tmp_path, lot=100)
+        orders = [o for o in sim.orders() if float(o["filled_qty"] or 0)]
+        paid = sum(REGULATORY.on_fill(o["side"], float(o["filled_qty"]), float(o["filled_avg_price"])) for o in orders)
+        charged = sum(session.books.book(name).fees for name in ("longer", "shorter"))  # type: ignore[union-attr]
+        assert paid > 1.0 and abs(charged - paid) < 1e-6, (charged, paid)
+        assert session.books.book("shorter").fees > 0  # type: ignore[union-attr]
+
+
+def opposite_strategies_then_kill(sim: Simulator, tmp_path: Path, lot: int) -> Session:
+    """Two strategies trade AAPL in opposite directions, then the kill switch flattens the session:
+    their books are right at each step, their sum is the broker's, their P&L the account's."""
     cash_before = cash(sim)
     session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
-        long_and_short(session)
-        wait_for(lambda: held(sim, "AAPL") == 6, 30, "the broker to hold 10 − 4 AAPL")
-        wait_for(lambda: book(session, "shorter") == {"AAPL": -4.0}, 30, "the shorter's fill in its book")
-        assert book(session, "longer") == {"AAPL": 10.0}
+        long_and_short(session, lot)
+        wait_for(lambda: held(sim, "AAPL") == 6 * lot, 30, "the broker to hold 10 − 4 AAPL")
+        wait_for(lambda: book(session, "shorter") == {"AAPL": -4.0 * lot}, 30, "the shorter's fill in its book")
+        assert book(session, "longer") == {"AAPL": 10.0 * lot}
         assert sum(book(session, name).get("AAPL", 0.0) for name in ("longer", "shorter")) == held(sim, "AAPL")
         assert all(o["client_order_id"].endswith("-longer") for o in tagged(sim, "longer")) and tagged(sim, "shorter")
         log = session.trade_log
@@ -153,10 +175,12 @@ def test_two_strategies_on_one_symbol_in_opposite_directions_keep_their_own_book
         wait_for(lambda: not book(session, "longer") and not book(session, "shorter"), 10, "every book flat")
         assert all(session.strategy_state(name) == "halted" for name in ("longer", "shorter"))
         frame = session.positions_by_strategy
-        made = Decimal(str(round(frame["realized_pl"].sum(), 6)))
+        fees = sum(session.books.book(name).fees for name in ("longer", "shorter"))  # type: ignore[union-attr]
+        made = Decimal(str(round(frame["realized_pl"].sum() - fees, 6)))
         assert abs(made - (cash(sim) - cash_before)) < Decimal("0.01")  # the books' P&L is the account's
     finally:
         session.stop(wait=True, timeout=60)
+    return session
 
 
 def test_a_swap_hands_the_positions_over_and_a_strategy_sees_its_own(sim: Simulator, tmp_path: Path) -> None:

@@ -473,3 +473,39 @@ def test_every_trade_update_event_reaches_alpaca_py(make_sim: Factory, trade_upd
     assert str(new.id) in {o["id"] for o in sim.orders()}
     with pytest.raises(ConfigurationError, match=r"event='fill'.*allowed: accepted, done_for_day, expired, restated"):
         sim.trigger_event(str(waiting.id), "fill")
+
+
+# ------------------------------------------------------------------ regulatory fees
+
+
+def _round_trip_cash(sim: Simulator, shares: int) -> tuple[float, list[Any]]:
+    """Buy then sell ``shares`` AAPL at the market; the cash it cost and the two filled orders."""
+    client = trading_client(sim)
+    before = float(client.get_account().cash)
+    orders = []
+    for side in ("buy", "sell"):
+        placed = client.submit_order(MarketOrderRequest(symbol="AAPL", qty=shares, side=side, time_in_force="day"))
+        filled = lambda placed=placed: client.get_order_by_id(placed.id).status == OrderStatus.FILLED  # noqa: E731
+        wait_for(filled, 30, what=f"the {side} to fill")
+        orders.append(client.get_order_by_id(placed.id))
+    return float(client.get_account().cash) - before, orders
+
+
+def test_paper_charges_no_regulatory_fees_and_a_live_like_simulator_charges_alpacas(make_sim: Factory) -> None:
+    """Alpaca paper charges no regulatory fees (its paper specification); `regulatory_fees=True`
+    takes a live account's out of cash at each fill, by the schedule in blockpaca_nb.fees."""
+    from blockpaca_nb.fees import REGULATORY
+
+    options = {"seed": 21, "quotes_per_second": 20, "partial_fill_rate": 0, "starting_cash": 1e7}
+    moved, orders = _round_trip_cash(make_sim(["AAPL"], **options), 300)
+    trades = sum((-1 if o.side == "buy" else 1) * float(o.filled_qty) * float(o.filled_avg_price) for o in orders)
+    cent = 0.0101  # the account's cash is written to the cent, before and after
+    assert moved == pytest.approx(trades, abs=cent)
+    live = make_sim(["AAPL"], **options, regulatory_fees=True)
+    assert live.regulatory_fees and not Simulator(["AAPL"]).regulatory_fees
+    moved, orders = _round_trip_cash(live, 300)
+    fees = sum(REGULATORY.on_fill(str(o.side.value), float(o.filled_qty), float(o.filled_avg_price)) for o in orders)
+    trades = sum((-1 if o.side == "buy" else 1) * float(o.filled_qty) * float(o.filled_avg_price) for o in orders)
+    assert fees > 0.5 and moved == pytest.approx(trades - fees, abs=cent)
+    with pytest.raises(ConfigurationError, match=r"regulatory_fees='yes' is not valid; allowed: True or False"):
+        Simulator(["AAPL"], regulatory_fees="yes")  # type: ignore[arg-type]
