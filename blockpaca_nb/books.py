@@ -122,8 +122,8 @@ class Book:
 class Books:
     """Every strategy's book; safe to read from any thread while fills arrive."""
 
-    def __init__(self, fees: FeeSchedule | None = None) -> None:
-        self.fees = fees  # the regulatory fees the account pays per fill (a live account); None: none
+    def __init__(self, fee_schedule: FeeSchedule | None = None) -> None:
+        self.fee_schedule = fee_schedule  # the regulatory fees the account pays per fill (live); None: none
         self._books: dict[str, Book] = {SESSION_BOOK: Book(SESSION_BOOK)}
         self._lock = threading.Lock()
         self._working: dict[str, tuple[str, str, float]] = {}  # client order id -> (book, ticker, signed open qty)
@@ -265,9 +265,9 @@ class Books:
     def _charge_fees(self, moved: list[tuple[Book, float]], side: str, quantity: float, price: float) -> None:
         """A fill's regulatory fees, out of the books it moved, each by its share of the shares (the
         share of a position held outside the session is the account's, no book's)."""
-        if self.fees is None or not quantity:
+        if self.fee_schedule is None or not quantity:
             return
-        fee = self.fees.on_fill(side, quantity, price)
+        fee = self.fee_schedule.on_fill(side, quantity, price)
         for book, shares in moved:
             share = fee * abs(shares) / quantity
             book.fees += share

@@ -14,6 +14,8 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from .errors import ConfigurationError
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -22,8 +24,13 @@ CHOICES = ("uvloop", "asyncio")
 
 
 def loop_name() -> str:
-    """The loop :func:`run` will use here: "uvloop" when installed and not turned off, else "asyncio"."""
-    if os.environ.get(CHOICE_VARIABLE, "uvloop") == "asyncio":
+    """The loop :func:`run` will use here: "uvloop" when installed and not turned off, else "asyncio".
+    An unknown ``BLOCKPACA_EVENT_LOOP`` is a :class:`ConfigurationError` (a session and a simulator ask
+    before they start their children, so a typo stops them in the kernel, not in a child)."""
+    raw = os.environ.get(CHOICE_VARIABLE, "uvloop")
+    if raw.strip().lower() not in CHOICES:
+        raise ConfigurationError(f"{CHOICE_VARIABLE}={raw!r} is not valid; allowed: {', '.join(map(repr, CHOICES))}")
+    if raw.strip().lower() == "asyncio":
         return "asyncio"
     try:
         import uvloop  # noqa: F401

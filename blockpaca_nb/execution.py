@@ -68,9 +68,10 @@ log = scrubbed_logger(__name__)
 _SUPERVISE_S = 0.2
 _BOOT_TIMEOUT_S = 20.0  # the first tickets wait at most this long for every worker to be up
 _ON_THE_WAY_S = 1.0
-"""How long a dispatched batch's places hold later ones back on their way to their worker (a busy
-machine can leave a sender thread or a worker unscheduled for a few hundred milliseconds; arrival
-ends the hold at once, and a batch that never arrives is dispatched again with the same places)."""
+"""How long a dispatched batch's places hold later ones back on their way to their worker, counted
+from dispatch (a busy machine can leave a sender thread or a worker unscheduled for a few hundred
+milliseconds). Arrival ends the hold at once; a batch held up longer (a full pipe) only loses its
+place in line, never an order, and a dead worker's tickets are dispatched again with their places."""
 
 
 @dataclass
@@ -164,7 +165,7 @@ class ExecutionPool:
         self._supervisor: threading.Thread | None = None
         self._closing = False
         self._all_up = threading.Event()  # every worker reported ready once (restarts do not reset it)
-        self._before_up: list[int] = []  # places dispatched before then: announced when they can leave
+        self._started_at = 0.0  # when start() spawned the workers (the senders' boot wait counts from then)
         self._withdrawn_upto = -1  # ordinary tickets numbered below this were withdrawn, unsent
         self._withdraw_action = ""
 
@@ -174,6 +175,7 @@ class ExecutionPool:
         with self._lock:
             if self._supervisor is not None or self._closing:
                 return self
+            self._started_at = time.monotonic()
             for slot in self._slots:
                 self._spawn(slot)
             self._supervisor = threading.Thread(target=self._supervise, daemon=True, name="execution-supervisor")
@@ -412,18 +414,19 @@ class ExecutionPool:
         """Tell the limiter a block's places are on their way, every worker's at once, before any
         batch leaves: a sender thread that runs first must not let its worker take the free slots
         ahead of earlier places bound for another (under the lock). Before every worker is up the
-        batches cannot leave yet, so their places are announced when they can."""
+        batches wait in their senders: :meth:`_worker_ready` announces them when they can leave."""
         if self._all_up.is_set():
             self._limiter.expect(places, hold_s=_ON_THE_WAY_S)
-        else:
-            self._before_up.extend(places)
 
     def _worker_ready(self, slot: _WorkerSlot) -> None:
+        """A worker is up; the last one up lets the first batches go, their places announced first
+        (only while the senders still wait for it: after their boot wait some may have left)."""
         with self._lock:
             slot.ready = True
             if all(other.ready for other in self._slots) and not self._all_up.is_set():
-                self._limiter.expect(self._before_up, hold_s=_ON_THE_WAY_S)
-                self._before_up.clear()
+                if time.monotonic() - self._started_at < _BOOT_TIMEOUT_S:
+                    waiting = [item.place for item in self._tracked.values() if not item.announced]
+                    self._limiter.expect(waiting, hold_s=_ON_THE_WAY_S)
                 self._all_up.set()
 
     def _resolve(self, seq: int) -> _Tracked | None:

@@ -34,11 +34,11 @@ def fill_of(row: Mapping[str, Any]) -> tuple[float, float] | None:
 class Ledger:
     """The session's orders (by client order id) and its positions (from their fills only)."""
 
-    def __init__(self, fees: FeeSchedule | None = None) -> None:
+    def __init__(self, fee_schedule: FeeSchedule | None = None) -> None:
         self._owned: set[str] = set()
         self._lock = threading.Lock()
         self.positions = Portfolio()
-        self.books = Books(fees)  # the same fills, by the strategy that sent each order (see books.py)
+        self.books = Books(fee_schedule)  # the same fills, by the strategy that sent each order (see books.py)
 
     def claim(self, client_order_ids: Iterable[str]) -> None:
         """These orders are the session's (called before they can reach the broker)."""

@@ -69,7 +69,7 @@ class Costs:
     slippage_bps: float = 0.0
     commission_per_share: float = 0.0
     commission_per_order: float = 0.0
-    regulatory: FeeSchedule | None = None
+    regulatory_fees: FeeSchedule | None = None
 
 
 class _TapeMarket:
@@ -134,7 +134,7 @@ class Replayer:
         self.error_count = 0
         self.states: dict[str, dict[str, Any]] = {name: {} for name, _ in self.strategies}
         # several strategies: each has a book (positions, P&L) made of its own orders' fills, as live
-        self.books = Books() if len(self.strategies) > 1 else None
+        self.books = Books(costs.regulatory_fees) if len(self.strategies) > 1 else None
         self.pnl_samples: list[tuple[float, dict[str, float]]] = []
         self.commands: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.closes, self.eos_times, self.final_eos = _session_bounds(tape.times, market_hours, daily_sessions)
@@ -262,14 +262,15 @@ class Replayer:
             return
         position = float(extra.get("position_qty") or 0.0)
         self.records.event(event, order, fill, extra.get("price"), position)
-        fee = self._charge(order, float(fill), float(extra.get("price") or 0.0))
-        self.records.fill(self.i, self.market.index[order.symbol], position, self.broker.cash, fee)
+        commission, regulatory = self._charge(order, float(fill), float(extra.get("price") or 0.0))
+        self.records.fill(self.i, self.market.index[order.symbol], position, self.broker.cash, commission + regulatory)
         if self.books is not None:
-            self._book(order, float(fill), extra.get("price"), fee)
+            self._book(order, float(fill), extra.get("price"), commission)
 
-    def _book(self, order: Any, qty: float, price: Any, fee: float) -> None:
+    def _book(self, order: Any, qty: float, price: Any, commission: float) -> None:
         """The fill goes to the book of the strategy that sent the order (a bracket's exit: its entry's),
-        and so does its commission; a session liquidation's commission is the session's own."""
+        and so does its commission; a session liquidation's commission is the session's own. Its
+        regulatory fees are the books' as live (see Books: a liquidation's, split by the shares closed)."""
         parent = self.broker.orders.get(order.parent_id) if order.parent_id else None
         cid = (parent or order).client_order_id
         strategy = strategy_from_client_order_id(cid)
@@ -277,17 +278,18 @@ class Replayer:
                "strategy": strategy, "client_order_id": cid}  # fmt: skip
         assert self.books is not None
         self.books.apply(row, ended=not order.is_open)
-        if fee:
-            self.books.charge(SESSION_BOOK if strategy in ("", CONTROL_TAG) else strategy, fee)
+        if commission:
+            self.books.charge(SESSION_BOOK if strategy in ("", CONTROL_TAG) else strategy, commission)
 
-    def _charge(self, order: Any, qty: float, price: float) -> float:
+    def _charge(self, order: Any, qty: float, price: float) -> tuple[float, float]:
         """Commission (per order at its first fill) and regulatory fees, taken from cash at each fill."""
         costs = self.costs
-        fee = qty * costs.commission_per_share + (costs.commission_per_order if order.filled_qty == qty else 0.0)
-        if costs.regulatory is not None:
-            fee += costs.regulatory.on_fill(order.side, qty, price)
-        self.broker.cash -= fee
-        return fee
+        commission = qty * costs.commission_per_share
+        commission += costs.commission_per_order if order.filled_qty == qty else 0.0
+        schedule = costs.regulatory_fees
+        regulatory = schedule.on_fill(order.side, qty, price) if schedule is not None else 0.0
+        self.broker.cash -= commission + regulatory
+        return commission, regulatory
 
     def _new_id(self) -> str:
         """Order and execution ids shaped like Alpaca's UUIDs, counted (so a rerun repeats them)."""
@@ -463,7 +465,7 @@ def replay(
     slippage_bps: float = 0.0,
     commission_per_share: float = 0.0,
     commission_per_order: float = 0.0,
-    regulatory_fees: bool = False,
+    regulatory_fees: bool | FeeSchedule = False,
     spread_bps: float | None = None,
     warm_up_days: int = 30,
     as_of: str | date | None = None,
@@ -482,7 +484,8 @@ def replay(
     "1h", seconds). ``warm_up_days``: bars before ``start`` that ``ctx.bars()`` already shows.
     ``run_seconds="EOD"``: every trading day is a session that ends 30 s before the close with
     ``eos_behavior``; otherwise the one session ends before the last close. ``regulatory_fees=True``
-    charges the fees a live account pays at each fill (Alpaca paper charges none), as commissions are.
+    charges the fees a live account pays at each fill (Alpaca paper charges none), as commissions are;
+    a ``blockpaca_nb.fees.FeeSchedule`` charges its rates instead of the ones Alpaca listed.
     Interrupting the cell returns what was done so far.
     """
     from .replay_result import ReplayResult
@@ -518,9 +521,14 @@ def replay(
 
 
 def _regulatory(charged: object) -> FeeSchedule | None:
-    """``regulatory_fees=True``: charge what a live account pays (Alpaca paper charges none)."""
+    """``regulatory_fees=True``: charge what a live account pays at Alpaca's listed rates, or at the
+    rates of a given FeeSchedule (Alpaca paper charges none)."""
+    if isinstance(charged, FeeSchedule):
+        return charged
     if not isinstance(charged, bool):
-        raise ConfigurationError(f"regulatory_fees={charged!r} is not valid; allowed: True, False")
+        raise ConfigurationError(
+            f"regulatory_fees={charged!r} is not valid; allowed: True or False, or a blockpaca_nb.fees.FeeSchedule"
+        )
     return REGULATORY if charged else None
 
 

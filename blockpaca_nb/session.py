@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import broker as broker_mod
-from . import running
+from . import event_loop, running
 from .books import BOOK_COLUMNS, CONTROL_TAG, SESSION_BOOK, marks_from
 from .broker_calls import BrokerCalls
 from .config import SessionConfig, eos_action
@@ -196,6 +196,7 @@ class Session:
         self.max_trade_updates = config.max_trade_updates
         self.num_workers, self.max_retries = config.num_workers, config.max_retries
         self.max_orders_per_minute = config.max_orders_per_minute
+        event_loop.loop_name()  # an unknown BLOCKPACA_EVENT_LOOP stops here, not in a child
         self._target = broker_mod.resolve(mode, api_key, secret_key, simulator, urls, self.tickers)
         self.mode = self._target.mode
         self._lineup = Lineup()  # the strategies: the main one, the ones alongside, their clocks

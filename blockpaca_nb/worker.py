@@ -451,6 +451,9 @@ class _Submitter:
             found = await self._look_up(ticket, place, not_found_is_final=True)
             if found.order is not None and _same_order(found.order, ticket.order):
                 return {"kind": "accepted", "order": found.order, "attempts": attempts, "looked_up": True}
+            if not found.known:  # the first copy may be at the broker: not a rejection we can vouch for
+                why = f"{answer.message}; an earlier attempt may have got through; look-up failed: {found.reason}"
+                return failed(why, attempts)
         return self._rejected(answer, attempts)
 
     async def _already_there(self, ticket: Ticket, place: int, attempts: int, answer: _Answer) -> Outcome:

@@ -227,10 +227,10 @@ class Broker:
         strict: bool = False,
         seed: int = 0,
         new_id: Callable[[], str] = random_id,
-        fees: FeeSchedule | None = None,
+        fee_schedule: FeeSchedule | None = None,
     ) -> None:
         self.market = market
-        self.fees = fees  # regulatory fees out of cash at each fill, as a live account pays them; None: paper
+        self.fee_schedule = fee_schedule  # regulatory fees out of cash at each fill, as live; None: paper
         self.new_id = new_id  # order and execution ids: random live, a counter in replay (deterministic)
         self.rules = rules  # live settings (the server's fault dict): cancel_latency_ms, partial_fill_rate
         self.strict = strict
@@ -669,8 +669,8 @@ class Broker:
             del self.positions[order.symbol]
         self._revalue(order.symbol)
         self.cash -= signed * price
-        if self.fees is not None:
-            self.cash -= self.fees.on_fill(order.side, qty, price)
+        if self.fee_schedule is not None:
+            self.cash -= self.fee_schedule.on_fill(order.side, qty, price)
         order.filled_qty = _clean(order.filled_qty + qty)
         order.filled_notional += qty * price
         done = order.remaining <= 1e-9

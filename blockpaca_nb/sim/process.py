@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import event_loop
 from ..errors import ConfigurationError
 from ..tickers import normalize_tickers
 from . import simclock
@@ -132,6 +133,7 @@ class Simulator:
         data_plan: str = "basic",
         regulatory_fees: bool = False,
     ) -> None:
+        event_loop.loop_name()  # an unknown BLOCKPACA_EVENT_LOOP stops here, not in the child
         rules = _profile(profile, cancel_latency_ms=cancel_latency_ms, partial_fill_rate=partial_fill_rate)
         settings = _validated(
             **rules,

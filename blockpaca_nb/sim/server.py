@@ -125,7 +125,7 @@ class SimServer:
             rules=self.faults,
             strict=config.profile == "paper",
             seed=config.seed,
-            fees=REGULATORY if config.regulatory_fees else None,
+            fee_schedule=REGULATORY if config.regulatory_fees else None,
         )
         self.trade_updates = TradeUpdatesHub(self.credentials_ok)
         self.market_data = MarketDataHub(self.credentials_ok, data.plan_limits(config.data_plan))

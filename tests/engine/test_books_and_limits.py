@@ -57,6 +57,36 @@ def test_a_liquidations_fills_close_the_books_and_settling_closes_opposite_ones(
     assert pnl["alpha"] + pnl["beta"] == pytest.approx(26.0)
 
 
+def test_a_liquidations_regulatory_fees_go_to_the_books_it_closes_by_their_shares() -> None:
+    """A live account pays fees on every fill; a liquidation's sell that closes two books (and 5
+    shares the account held outside the session) charges each book its share of the shares."""
+    from blockpaca_nb.fees import REGULATORY
+
+    books = Books(REGULATORY)
+    books.apply(fill("AAA", "buy", 10, 100.0, "alpha"), ended=True)
+    books.apply(fill("AAA", "buy", 30, 100.0, "beta"), ended=True)
+    bought = [REGULATORY.on_fill("buy", qty, 100.0) for qty in (10, 30)]
+    books.apply(fill("AAA", "sell", 45, 102.0, CONTROL_TAG, action="liquidate"), ended=True)
+    sold = REGULATORY.on_fill("sell", 45, 102.0)
+    alpha, beta = books.book("alpha"), books.book("beta")
+    assert alpha is not None and beta is not None
+    assert alpha.fees == pytest.approx(bought[0] + sold * 10 / 45)
+    assert beta.fees == pytest.approx(bought[1] + sold * 30 / 45)  # the outside 5 shares' part is no book's
+    pnl = books.pnl({})
+    assert pnl["alpha"] == pytest.approx(20.0 - alpha.fees) and pnl["beta"] == pytest.approx(60.0 - beta.fees)
+
+
+def test_a_fee_schedule_charges_cat_on_whole_shares_and_caps_taf_per_fill() -> None:
+    from blockpaca_nb.fees import FeeSchedule
+
+    schedule = FeeSchedule(sec_per_dollar_sold=0.0, taf_per_share_sold=0.001, taf_max_per_trade=5.0, cat_per_share=0.01)
+    assert schedule.on_fill("buy", 0.5, 100.0) == pytest.approx(0.01)  # CAT on 1 share (rounded up)
+    assert schedule.on_fill("buy", 3.0, 100.0) == pytest.approx(0.03)
+    assert schedule.on_fill("sell", 10_000, 1.0) == pytest.approx(5.0 + 100.0)  # TAF capped, CAT not
+    with pytest.raises(ValueError, match=r"side='short' is not valid; allowed: 'buy', 'sell'"):
+        schedule.on_fill("short", 1, 1.0)
+
+
 def test_after_a_swap_the_old_mains_orders_fill_into_the_new_mains_book() -> None:
     books = Books()
     books.apply(fill("AAA", "buy", 5, 100.0, "first"), ended=True)

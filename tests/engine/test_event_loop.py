@@ -34,6 +34,19 @@ def test_asyncio_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert probe("asyncio", monkeypatch) == ["asyncio", "asyncio"]
 
 
+def test_an_unknown_choice_stops_a_session_and_a_simulator_before_any_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    from blockpaca_nb import ConfigurationError, Session, Simulator
+
+    monkeypatch.setenv(event_loop.CHOICE_VARIABLE, "uvlop")
+    allowed = r"BLOCKPACA_EVENT_LOOP='uvlop' is not valid; allowed: 'uvloop', 'asyncio'"
+    with pytest.raises(ConfigurationError, match=allowed):
+        Simulator(["AAPL"])
+    with pytest.raises(ConfigurationError, match=allowed):
+        Session(tickers=["AAPL"])
+    monkeypatch.setenv(event_loop.CHOICE_VARIABLE, " AsyncIO ")
+    assert event_loop.loop_name() == "asyncio"
+
+
 def test_run_returns_the_coroutine_result_and_new_loop_is_usable() -> None:
     async def answer() -> int:
         await asyncio.sleep(0)

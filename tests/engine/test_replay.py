@@ -535,7 +535,7 @@ def test_regulatory_fees_are_charged_like_a_live_accounts_and_land_in_the_books(
     assert due > 0.5 and r.stats["fees"] == pytest.approx(due) and plain.stats["fees"] == 0
     assert plain.stats["final_equity"] - r.stats["final_equity"] == pytest.approx(due)
     assert r.pnl_by_strategy.iloc[-1].sum() == pytest.approx(r.stats["final_equity"] - 100_000)
-    with pytest.raises(ConfigurationError, match=r"regulatory_fees='yes' is not valid; allowed: True, False"):
+    with pytest.raises(ConfigurationError, match=r"regulatory_fees='yes' is not valid; allowed: True or False, or a"):
         replay(momentum, ["AAPL"], **DAY, regulatory_fees="yes", progress=False)
 
 
