@@ -264,6 +264,7 @@ def test_a_refusal_after_an_attempt_whose_answer_was_lost_is_looked_up_before_it
             sell = pool.submit([Order("AAPL", "sell", "limit", "sell_long", quantity=5, limit_price=99_999.0)])
             collector.wait_all(sell, 30)
         final = collector.final(sell[0])
+        print("EVENTS", [(e["kind"], e["time"], e.get("worker")) for e in collector.events[sell[0].seq]])
         assert (final["kind"], final["looked_up"]) == ("accepted", True), final
         assert final["attempts"] >= 2
         at_broker = [o for o in sim.orders() if o["client_order_id"] == sell[0].client_order_id]
@@ -295,6 +296,33 @@ def test_a_killed_worker_is_replaced_and_its_orders_neither_lost_nor_doubled() -
         assert health["restarts"] == 1 and health["alive"] and health["pid"] != victim["pid"]
         assert_accepted_exactly_once(sim, collector, tickets)
         assert all(process_gone(worker["pid"]) for worker in pool.health())
+
+
+def test_a_dead_workers_sell_sent_again_and_refused_for_its_own_shares_is_looked_up() -> None:
+    """A sell of every share held reaches the broker, but its answer is lost; its worker dies before
+    it hears more. The ticket goes to the other worker, whose POST is refused 403 "insufficient
+    qty" — the shares are held by that first copy. The ticket was handed on, so the refusal is looked
+    up: accepted once, resting at the broker, never reported rejected."""
+    with Simulator(symbols=TICKERS, seed=13, starting_cash=1e9, latency_ms=400) as sim:
+        results: queue.Queue[dict[str, Any]] = queue.Queue()
+        collector = Collector(results)
+        pool = ExecutionPool(connect(sim), RateLimiter(BIG_LIMIT), results, num_workers=2).start()
+        try:
+            bought = pool.submit([Order("AAPL", "buy", "market", "buy_long", quantity=20)])
+            collector.wait_all(bought, 30)
+            wait_for(lambda: [(p["symbol"], p["qty"]) for p in sim.positions()] == [("AAPL", "20")], 10, "20 AAPL")
+            sim.set_faults(timeout_after_accept_rate=1.0)  # the broker takes it; the answer never comes
+            (sell,) = pool.submit([Order("AAPL", "sell", "limit", "sell_long", quantity=20, limit_price=99_999.0)])
+            wait_for(lambda: counts_at_broker(sim, [sell])[sell.client_order_id], 30, "the sell at the broker")
+            os.kill(pool.health()[sell.worker]["pid"], signal.SIGKILL)  # in its retry's 400 ms, before any answer
+            collector.wait_all([sell], 45)
+        finally:
+            pool.stop()
+        final = collector.final(sell)
+        assert (final["kind"], final["looked_up"]) == ("accepted", True), final
+        assert pool.health()[sell.worker]["restarts"] == 1
+        at_broker = [o for o in sim.orders() if o["client_order_id"] == sell.client_order_id]
+        assert [o["status"] for o in at_broker] == ["new"]
 
 
 # ------------------------------------------------------------------ stopping
