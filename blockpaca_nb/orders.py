@@ -35,6 +35,7 @@ field and its allowed values.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
@@ -378,6 +379,11 @@ def liquidation_orders(positions: Iterable[Mapping[str, object]]) -> list[Order]
 def _split_client_order_id(client_order_id: object) -> tuple[str, int, str] | None:
     if not isinstance(client_order_id, str):
         return None
+    return _split_text(client_order_id)
+
+
+@functools.lru_cache(maxsize=4096)  # each of an order's trade-log rows reads its id three times
+def _split_text(client_order_id: str) -> tuple[str, int, str] | None:
     parts = client_order_id.split("-", 3)
     if len(parts) < 3:
         return None

@@ -22,6 +22,7 @@ import csv
 import io
 import os
 import pathlib
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -226,6 +227,9 @@ class TradeLogWriter:
         self._fd = _open_for_append(self.path)
 
     def _line(self, values: list[object]) -> str:
+        plain = _plain_line(values)
+        if plain is not None:
+            return plain
         buffer = self._buffer
         buffer.seek(0)
         buffer.truncate()
@@ -323,8 +327,34 @@ def _read_header_and_end(path: pathlib.Path) -> tuple[str, bool]:
 
 
 def _values(row: TradeLogRow | Mapping[str, object]) -> list[object]:
-    record = row if isinstance(row, TradeLogRow) else _row_from_mapping(row)
+    if isinstance(row, TradeLogRow):
+        return [getattr(row, column) for column in COLUMNS]
+    if len(row) == len(COLUMNS) and row.keys() <= _ROW_FIELDS:  # a whole row (a recorder's): nothing to default
+        return [row[column] for column in COLUMNS]
+    record = _row_from_mapping(row)
     return [getattr(record, column) for column in COLUMNS]
+
+
+_QUOTED = re.compile(r'[,"\r\n]')  # a cell holding one of these is quoted (or cleaned) by the csv path
+
+
+def _plain_line(values: list[object]) -> str | None:
+    """The CSV line of cells that need no quoting — None, plain text, ints and floats: what a
+    recorder's rows nearly always hold — joined directly, exactly as the csv module writes them (a
+    third of the recorder's time per row went to the csv writer); None when a cell needs it."""
+    cells = []
+    for value in values:
+        if value is None:
+            cells.append("")
+        elif type(value) is str:
+            if _QUOTED.search(value):
+                return None
+            cells.append(value)
+        elif type(value) is float or type(value) is int:
+            cells.append(repr(value))
+        else:
+            return None
+    return ",".join(cells) + "\n"
 
 
 def _row_from_mapping(row: Mapping[str, object]) -> TradeLogRow:

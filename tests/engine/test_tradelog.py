@@ -277,3 +277,39 @@ def test_loader_reads_buffers_and_keeps_unknown_columns() -> None:
     frame = load_trade_log(io.StringIO(text.replace("FILLED\n", "FILLED,\n")))
     assert list(frame.columns) == [*COLUMNS, "note", "time"]
     assert frame["note"].tolist() == ["hi", "hi", ""]
+
+
+def test_every_line_is_what_the_csv_module_writes_whatever_the_cells(tmp_path: pathlib.Path) -> None:
+    """The writer joins plain cells itself (the recorder's hot path) and leaves anything that needs
+    quoting, cleaning or converting to the csv module: either way the line is the csv module's."""
+    import csv
+
+    import numpy as np
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from blockpaca_nb.tradelog import COLUMNS, TradeLogWriter, _cell
+
+    cell = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+        st.text(alphabet=st.sampled_from(list('ab ,"\r\n\t-.é0')), max_size=8),
+        st.floats(allow_nan=False, width=32).map(np.float32), st.integers(-5, 5).map(np.int64),
+    )  # fmt: skip
+
+    def expected(values: list[object]) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(list(map(_cell, values)))
+        return buffer.getvalue()
+
+    with TradeLogWriter(tmp_path / "lines.csv") as writer:
+
+        plain_row = ["execution", "buy_long-0-705b1494", "AAPL", 231.45, 1.0, None, 0, *[""] * (len(COLUMNS) - 7)]
+
+        @settings(max_examples=500, deadline=None)
+        @given(cell, st.integers(0, len(COLUMNS) - 1), st.lists(cell, min_size=len(COLUMNS), max_size=len(COLUMNS)))
+        def check(value: object, where: int, anything: list[object]) -> None:
+            one_odd = [*plain_row[:where], value, *plain_row[where + 1 :]]  # the cell alone decides the path
+            assert writer._line(one_odd) == expected(one_odd)
+            assert writer._line(anything) == expected(anything)
+
+        check()
