@@ -35,8 +35,10 @@ OWNER = textwrap.dedent(
 
     def until(predicate, timeout=90):
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:  # an Interrupt may land on any line of the loop: every one is inside the try
             try:
+                if time.monotonic() >= deadline:
+                    break
                 if predicate():
                     return
                 time.sleep(0.05)
