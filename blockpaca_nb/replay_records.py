@@ -71,10 +71,12 @@ class Records:
         self.numbers[slot * NUMBERS] = when
 
     def event(self, name: str, order: Any, fill: float | None, price: float | None, position: float | None) -> None:
+        codes = self.names._codes  # the two look-ups inline: a busy year has millions of events
+        code, status = codes.get(name), codes.get(order.status)
         self.kinds.append(EVENT)
         self.refs.append(order)
-        self.events.append(self.names.code(name))
-        self.statuses.append(self.names.code(order.status))
+        self.events.append(self.names.code(name) if code is None else code)
+        self.statuses.append(self.names.code(order.status) if status is None else status)
         self.numbers.extend(
             (
                 order.updated_at,

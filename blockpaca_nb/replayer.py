@@ -37,7 +37,7 @@ from .history import DEFAULT_SPREAD_BPS, Tape, frame_tape, sim_tape
 from .lineup import strategy_name
 from .orders import Order, liquidation_orders, new_client_order_id, parse_block, strategy_from_client_order_id
 from .replay_records import Records
-from .sim.broker import ApiError, Broker
+from .sim.broker import ApiError, Broker, SimOrder
 from .sim.calendar import EASTERN, session_on
 from .sim.hours import MarketHours
 from .sim.process import PROFILES
@@ -89,8 +89,8 @@ class _TapeMarket:
 
     def at(self, i: int) -> None:
         self.quotes_version = i  # the broker keeps its market values until the tick changes
-        self.bid, self.ask = self._bid[i], self._ask[i]
-        self.bid_size, self.ask_size = self._bid_size[i], self._ask_size[i]
+        self.bid, self.ask = self._bid[i].tolist(), self._ask[i].tolist()  # lists: the broker reads them often
+        self.bid_size, self.ask_size = self._bid_size[i].tolist(), self._ask_size[i].tolist()
 
 
 class Replayer:
@@ -113,6 +113,7 @@ class Replayer:
     ) -> None:
         self.strategies = list(strategies)
         self.tape, self.every, self.costs = tape, every, costs
+        self._costs_charged = bool(costs.commission_per_share or costs.commission_per_order or costs.regulatory_fees)
         self.name = ", ".join(name for name, _ in self.strategies)
         self.tickers = list(tape.symbols)
         self.eos_behavior, self.custom = eos_behavior, custom_shutdown_action
@@ -250,22 +251,29 @@ class Replayer:
         cid = new_client_order_id(order.action, 0, strategy, serial=f"{self._serial:08x}")
         slot = self.records.reserve()  # the submission's row comes before the events the broker emits for it
         try:
-            self.records.accepted(slot, self.broker.submit(order.to_alpaca(cid), now=t), t)
+            self.records.accepted(slot, self._to_broker(order, cid, t), t)
         except ApiError as err:
             self.records.refused(slot, "rejected", order, cid, t, err.message)
         return cid
+
+    def _to_broker(self, order: Order, cid: str, t: float) -> Any:
+        """A simple order goes to the broker's rules as typed fields (what its JSON body would parse
+        to: a test holds the two the same); one with exits goes as Alpaca's body."""
+        if order.order_class != "simple":
+            return self.broker.submit(order.to_alpaca(cid), now=t)
+        return self.broker.take(typed_order(self.broker, order, cid, t), [], t)
 
     def _on_event(self, event: str, order: Any, extra: Mapping[str, Any]) -> None:
         fill = extra.get("qty") if extra else None
         if fill is None:
             self.records.event(event, order, None, None, None)
             return
-        position = float(extra.get("position_qty") or 0.0)
-        self.records.event(event, order, fill, extra.get("price"), position)
-        commission, regulatory = self._charge(order, float(fill), float(extra.get("price") or 0.0))
-        self.records.fill(self.i, self.market.index[order.symbol], position, self.broker.cash, commission + regulatory)
+        position, price = float(extra["position_qty"] or 0.0), extra["price"]  # a fill's extra has both
+        self.records.event(event, order, fill, price, position)
+        costs = self._charge(order, float(fill), float(price or 0.0)) if self._costs_charged else 0.0
+        self.records.fill(self.i, self.market.index[order.symbol], position, self.broker.cash, costs)
         if self.books is not None:
-            self._book(order, float(fill), extra.get("price"), commission)
+            self._book(order, float(fill), price, self._commission(order, float(fill)))
 
     def _book(self, order: Any, qty: float, price: Any, commission: float) -> None:
         """The fill goes to the book of the strategy that sent the order (a bracket's exit: its entry's),
@@ -281,15 +289,17 @@ class Replayer:
         if commission:
             self.books.charge(SESSION_BOOK if strategy in ("", CONTROL_TAG) else strategy, commission)
 
-    def _charge(self, order: Any, qty: float, price: float) -> tuple[float, float]:
-        """Commission (per order at its first fill) and regulatory fees, taken from cash at each fill."""
+    def _charge(self, order: Any, qty: float, price: float) -> float:
+        """Commission and regulatory fees, taken from cash at each fill; what was taken."""
+        schedule = self.costs.regulatory_fees
+        taken = self._commission(order, qty) + (schedule.on_fill(order.side, qty, price) if schedule else 0.0)
+        self.broker.cash -= taken
+        return taken
+
+    def _commission(self, order: Any, qty: float) -> float:
+        """Per share at each fill, and per order at its first."""
         costs = self.costs
-        commission = qty * costs.commission_per_share
-        commission += costs.commission_per_order if order.filled_qty == qty else 0.0
-        schedule = costs.regulatory_fees
-        regulatory = schedule.on_fill(order.side, qty, price) if schedule is not None else 0.0
-        self.broker.cash -= commission + regulatory
-        return commission, regulatory
+        return qty * costs.commission_per_share + (costs.commission_per_order if order.filled_qty == qty else 0.0)
 
     def _new_id(self) -> str:
         """Order and execution ids shaped like Alpaca's UUIDs, counted (so a rerun repeats them)."""
@@ -414,6 +424,16 @@ class Replayer:
         from .replay_result import bars_frame
 
         return bars_frame(self.tape, symbols, timeframe, limit, self.now)
+
+
+def typed_order(broker: Broker, order: Order, cid: str, t: float) -> SimOrder:
+    """The broker's order for a validated simple order: the fields its JSON body parses to (the
+    validated numbers are already floats)."""
+    return broker.order(
+        symbol=order.ticker, side=order.side, type=order.order_type, time_in_force=order.time_in_force,
+        client_order_id=cid, qty=order.quantity, notional=order.notional, limit_price=order.limit_price,
+        stop_price=order.stop_price, created_at=t,
+    )  # fmt: skip
 
 
 def _session_bounds(times: np.ndarray, market_hours: str, daily: bool) -> tuple[list[float], list[float], float | None]:

@@ -48,6 +48,7 @@ OPEN_STATUSES = frozenset(
 )
 # Orders whose cancel or replace was asked for and has not taken effect yet (they may still fill).
 PENDING_CHANGE = frozenset({"pending_cancel", "pending_replace"})
+EVENT_OF_STATUS = {"partially_filled": "partial_fill", "filled": "fill"}  # the stream's event where it differs
 # Order types that execute at any price once live: they could cross any opposite order (wash-trade guard).
 ANY_PRICE_TYPES = frozenset({"market", "stop", "trailing_stop"})
 # Events the simulator can only produce on request (`Simulator.trigger_event`): Alpaca sends them
@@ -186,8 +187,8 @@ def _shares_counted(order: SimOrder) -> bool:
 
 
 def _clean(x: float) -> float:
-    """Round away float dust from fractional share arithmetic."""
-    return round(x, 9) + 0.0
+    """Round away float dust from fractional share arithmetic (whole numbers, the most, as they are)."""
+    return x + 0.0 if x.is_integer() else round(x, 9) + 0.0
 
 
 def _sub_penny(price: float | None) -> bool:
@@ -196,6 +197,35 @@ def _sub_penny(price: float | None) -> bool:
         return False
     places = 2 if price >= 1 else 4
     return abs(price * 10**places - round(price * 10**places)) > 1e-6
+
+
+def _check_amount(order: SimOrder) -> None:
+    """Exactly one of qty and notional; notional only for a day market order, fractions only by the day."""
+    if (order.qty is None) == (order.notional is None):
+        raise invalid("qty or notional is required" if order.qty is None else "only one of qty or notional")
+    if order.notional is not None and (order.type != "market" or order.time_in_force != "day"):
+        raise invalid("notional orders must be market orders with time_in_force day")
+    if order.qty is not None and order.qty != int(order.qty) and order.time_in_force != "day":
+        raise invalid("fractional orders must be DAY orders")
+
+
+def _check_prices(order: SimOrder) -> None:
+    """The prices the order's type needs, none it does not, and no sub-penny increments."""
+    needs = PRICES_NEEDED.get(order.type, ())
+    for name in needs:
+        if getattr(order, name) is None:
+            raise invalid(f"{name} is required for {order.type} orders")
+    limit, stop = order.limit_price, order.stop_price
+    for name, price in (("limit_price", limit), ("stop_price", stop)):
+        if price is not None and name not in needs:
+            raise invalid(f"{name} is not allowed for {order.type} orders")
+    trails = (order.trail_price is not None) + (order.trail_percent is not None)
+    if order.type == "trailing_stop" and trails != 1:
+        raise invalid("exactly one of trail_price or trail_percent is required for trailing_stop orders")
+    if order.type != "trailing_stop" and trails:
+        raise invalid("trail_price and trail_percent are only allowed for trailing_stop orders")
+    if _sub_penny(limit) or _sub_penny(stop):
+        raise ApiError(422, 42210000, "sub-penny increment does not fulfill minimum pricing criteria")
 
 
 def parse_number(body: Mapping[str, Any], key: str) -> float | None:
@@ -321,6 +351,11 @@ class Broker:
         initial_margin = (long_mv - short_mv) / multiplier
         return max(0.0, (equity - initial_margin) * multiplier)
 
+    def held(self, symbol: str) -> float:
+        """Shares of `symbol` held: negative when short, 0 with no position."""
+        position = self.positions.get(symbol)
+        return position.quantity if position is not None else 0.0
+
     def _reserved(self, excluding: SimOrder | None = None) -> float:
         """Buying power held by open orders that would add exposure."""
         total = 0.0
@@ -331,7 +366,7 @@ class Broker:
 
     def _exposure_added(self, symbol: str, side: str, qty: float) -> float:
         """How much of `qty` opens or extends a position (what closes one needs no buying power)."""
-        held = self.positions.get(symbol, Position(symbol)).quantity
+        held = self.held(symbol)
         closable = max(0.0, -held) if side == "buy" else max(0.0, held)
         return max(0.0, qty - closable)
 
@@ -345,9 +380,13 @@ class Broker:
 
     # ----------------------------------------------------------------- submitting
     def submit(self, body: Mapping[str, Any], now: float | None = None) -> SimOrder:
-        now = now or time.time()
+        """An order as Alpaca's JSON body (the server's path): parsed, then `take`n."""
         order = self._parse(body)
-        legs = complex_orders.build_legs(body, order)
+        return self.take(order, complex_orders.build_legs(body, order), now or time.time())
+
+    def take(self, order: SimOrder, legs: list[SimOrder], now: float) -> SimOrder:
+        """An order already parsed — from a JSON body, or built by replay from a validated order
+        (a simple one, no legs) — through every rule of the account, then accepted."""
         self.hours.check(order, now)
         self._check_conflicts(order)
         self._check_funds(order)
@@ -425,13 +464,12 @@ class Broker:
         cid = body.get("client_order_id") or self.new_id()
         if not isinstance(cid, str) or len(cid) > MAX_CLIENT_ORDER_ID:
             raise invalid(f"client_order_id must be a string of at most {MAX_CLIENT_ORDER_ID} characters")
-        order = SimOrder(
+        return self.order(
             symbol=symbol,
             side=side,
             type=order_type,
             time_in_force=tif,
             client_order_id=cid,
-            id=self.new_id(),
             qty=parse_number(body, "qty"),
             notional=parse_number(body, "notional"),
             limit_price=parse_number(body, "limit_price"),
@@ -442,33 +480,18 @@ class Broker:
             position_intent=body.get("position_intent"),
             order_class=order_class,
         )
+
+    def order(self, **fields: Any) -> SimOrder:
+        """A new order from typed fields (a parsed body's, or replay's validated order's), given an
+        id and checked for its shape as Alpaca checks a body; `take` submits it."""
+        order = SimOrder(id=self.new_id(), **fields)
         self._check_shape(order)
         return order
 
     def _check_shape(self, order: SimOrder) -> None:
-        if (order.qty is None) == (order.notional is None):
-            raise invalid(
-                "qty or notional is required" if order.qty is None else "only one of qty or notional"
-            )
-        if order.notional is not None and (order.type != "market" or order.time_in_force != "day"):
-            raise invalid("notional orders must be market orders with time_in_force day")
-        if order.qty is not None and order.qty != int(order.qty) and order.time_in_force != "day":
-            raise invalid("fractional orders must be DAY orders")
-        needs = PRICES_NEEDED.get(order.type, ())
-        for name in needs:
-            if getattr(order, name) is None:
-                raise invalid(f"{name} is required for {order.type} orders")
-        for name in ("limit_price", "stop_price"):
-            if getattr(order, name) is not None and name not in needs:
-                raise invalid(f"{name} is not allowed for {order.type} orders")
-        trails = [order.trail_price, order.trail_percent]
-        if order.type == "trailing_stop" and sum(t is not None for t in trails) != 1:
-            raise invalid("exactly one of trail_price or trail_percent is required for trailing_stop orders")
-        if order.type != "trailing_stop" and any(t is not None for t in trails):
-            raise invalid("trail_price and trail_percent are only allowed for trailing_stop orders")
-        for name in ("limit_price", "stop_price"):
-            if _sub_penny(getattr(order, name)):
-                raise ApiError(422, 42210000, "sub-penny increment does not fulfill minimum pricing criteria")
+        """Alpaca's 422s for a body whose fields do not fit together."""
+        _check_amount(order)
+        _check_prices(order)
         fractional = order.notional is not None or (order.qty is not None and order.qty != int(order.qty))
         if fractional and not self.market.profiles[order.symbol].fractionable:
             raise ApiError(422, 40010001, f"asset {order.symbol} is not fractionable")
@@ -482,7 +505,7 @@ class Broker:
         if order.notional is not None:
             order.qty = _clean(order.notional / ask) if order.side == "buy" else _clean(order.notional / bid)
         qty = order.qty or 0.0
-        held = self.positions.get(order.symbol, Position(order.symbol)).quantity
+        held = self.held(order.symbol)
         if order.side == "sell" and held > 0:
             available = held - self.held_for_orders(order.symbol, "sell", excluding=replacing)
             if qty > available + 1e-9:
@@ -554,7 +577,7 @@ class Broker:
             return
         if any(_could_cross(order, other) for other in opposite):
             raise ApiError(403, 40310000, "potential wash trade detected. use complex orders")
-        if not self.positions.get(order.symbol, Position(order.symbol)).quantity:
+        if not self.held(order.symbol):
             raise ApiError(
                 403,
                 40310000,
@@ -592,7 +615,7 @@ class Broker:
         order.updated_at = now
         if status not in OPEN_STATUSES:
             self.open_orders.pop(order.id, None)
-        event = event or {"partially_filled": "partial_fill", "filled": "fill"}.get(status, status)
+        event = event or EVENT_OF_STATUS.get(status, status)
         self.on_event(event, order, extra)
         if status not in OPEN_STATUSES and (order.legs or order.sibling is not None):
             self._on_closed(order, now)
@@ -662,7 +685,9 @@ class Broker:
         qty = _clean(qty)
         pending = order.status if order.status in PENDING_CHANGE else None
         signed = qty if order.side == "buy" else -qty
-        position = self.positions.setdefault(order.symbol, Position(order.symbol))
+        position = self.positions.get(order.symbol)
+        if position is None:
+            position = self.positions[order.symbol] = Position(order.symbol)
         position.apply_fill(signed, price)
         self._fills += 1
         if not position.quantity:

@@ -111,6 +111,44 @@ def test_validation_errors_are_the_live_ones() -> None:
     assert r.orders.empty  # nothing invalid reached the broker
 
 
+SIMPLE_ORDERS = [
+    {"ticker": "AAPL", "quantity": 3, "side": "buy", "order_type": "market"},
+    {"ticker": "AAPL", "quantity": 0.5, "side": "sell", "order_type": "market", "action": "short_sell"},
+    {"ticker": "MSFT", "notional": 250.5, "side": "buy", "order_type": "market"},
+    {"ticker": "MSFT", "quantity": 2, "side": "buy", "order_type": "limit", "limit_price": 101.25,
+     "time_in_force": "gtc"},
+    {"ticker": "AAPL", "quantity": 7, "side": "sell", "order_type": "stop", "stop_price": 99.5, "time_in_force": "ioc"},
+    {"ticker": "MSFT", "quantity": 1, "side": "buy", "order_type": "stop_limit", "stop_price": 100.5,
+     "limit_price": 101, "time_in_force": "fok"},
+    {"ticker": "AAPL", "quantity": 1, "side": "sell", "order_type": "limit", "limit_price": 0.1234,
+     "time_in_force": "opg"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("raw", SIMPLE_ORDERS, ids=lambda raw: f"{raw['order_type']}-{raw['side']}")
+def test_replay_hands_the_broker_what_the_orders_json_body_parses_to(raw: dict[str, Any]) -> None:
+    """Replay gives a simple order to the simulator's broker as typed fields, not as JSON: the
+    broker's order must be the one the live path's body (`Order.to_alpaca`) parses to."""
+    import dataclasses
+
+    from blockpaca_nb.orders import validate_order
+    from blockpaca_nb.replayer import typed_order
+    from blockpaca_nb.sim.broker import Broker
+    from blockpaca_nb.sim.market import Market
+
+    broker = Broker(Market(("AAPL", "MSFT"), 0, 1.0), 100_000.0, lambda *event: None, strict=True)
+    order = validate_order(raw, {"AAPL", "MSFT"})
+    from_json = broker._parse(order.to_alpaca("cid-1"))
+    typed = typed_order(broker, order, "cid-1", from_json.created_at)
+    def field(order: Any, name: str) -> tuple[type, Any]:
+        return type(getattr(order, name)), getattr(order, name)  # an int where JSON gives a float differs
+
+    differing = [f.name for f in dataclasses.fields(from_json) if f.name != "id"
+                 and field(from_json, f.name) != field(typed, f.name)]  # fmt: skip
+    assert differing == []
+    assert typed.id != from_json.id  # each got its own
+
+
 def test_a_wash_trade_is_refused_as_on_paper() -> None:
     def wash(ctx: Any) -> list[dict[str, Any]]:
         step = ctx.state["step"] = ctx.state.get("step", 0) + 1
