@@ -80,7 +80,7 @@ def sweep(
     sets = [dict(zip(names, combo, strict=True)) for combo in combos]
     payloads = [_payload(make_strategy, params, replay_arguments) for params in sets]
     owned = executor is None
-    pool = executor or _local_pool(len(payloads))
+    pool = executor or _local_pool(len(payloads), replay_arguments)
     try:
         rows = _collect([pool.submit(run_payload, payload) for payload in payloads], progress)
     finally:
@@ -126,16 +126,30 @@ def run_payload(payload: bytes) -> dict[str, Any]:
     return {**params, **{name: _plain(stats.get(name, math.nan)) for name in STAT_COLUMNS}}
 
 
-def _local_pool(jobs: int) -> ProcessPoolExecutor:
+def _local_pool(jobs: int, replay_arguments: Mapping[str, Any]) -> ProcessPoolExecutor:
     """One worker per core. Not forked from the kernel (a running session's threads must not be
-    copied): a fork server that has imported replay once starts them, else fresh interpreters."""
+    copied): a fork server that has imported replay once starts them, else fresh interpreters.
+    Each is handed the simulator's tape the sweep replays, loaded once here (or kept from the
+    replay a notebook just ran) rather than made again in every worker."""
+    from .replayer import sim_tape_for
+
     workers = max(1, min(jobs, os.cpu_count() or 1))
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["blockpaca_nb.replayer", "blockpaca_nb.replay_result"])
     else:
         context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    tape = sim_tape_for(**replay_arguments)
+    if tape is None:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_keep_tape, initargs=tape)
+
+
+def _keep_tape(key: Any, tape: Any) -> None:
+    """In a pool's worker: the tape its replays read, as if it had loaded it."""
+    from .replayer import sim_tapes
+
+    sim_tapes.keep(key, tape)
 
 
 def _collect(futures: list[Future[dict[str, Any]]], progress: bool) -> list[dict[str, Any]]:

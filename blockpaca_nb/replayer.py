@@ -18,7 +18,6 @@ equity curve and the trade log are built from compact records once the run is ov
 from __future__ import annotations
 
 import dataclasses
-import functools
 import numbers
 import queue
 import time
@@ -26,7 +25,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -650,7 +649,7 @@ class Source:
         data = self.data
         if isinstance(data, str) and data == "sim":
             first, last = _date("start", start), _date("end", end)
-            return _sim_tape(tuple(symbols), first, last, self.seed, self.as_of, self.warm_up_days, self.spread_bps)
+            return sim_tapes.get(self.sim_key(symbols, first, last))
         if isinstance(data, str) and data == "alpaca":
             return self._alpaca(symbols, _date("start", start), _date("end", end))
         if isinstance(data, pd.DataFrame):
@@ -660,6 +659,12 @@ class Source:
         raise ConfigurationError(
             f"data={type(data).__name__} is not valid; allowed: 'sim', 'alpaca', a DataFrame, or a quote file's path"
         )
+
+    def sim_key(self, symbols: Sequence[str], start: date, end: date) -> SimTapeKey:
+        """What the simulator's tape for these symbols and dates is made from (its cache's key): the
+        history as of `as_of` (None: today, resolved here so the key is a day)."""
+        as_of = self.as_of or datetime.now(EASTERN).date()
+        return SimTapeKey(tuple(symbols), start, end, self.seed, as_of, self.warm_up_days, self.spread_bps)
 
     def _alpaca(self, symbols: list[str], start: date, end: date) -> Tape:
         from .alpaca_history import alpaca_bars
@@ -672,19 +677,59 @@ class Source:
         return _clip(frame_tape(frame, symbols, self.spread_bps or DEFAULT_SPREAD_BPS), start, end)
 
 
-def _sim_tape(
-    symbols: tuple[str, ...], start: date, end: date, seed: int, as_of: date | None, warm: int, spread: float | None
-) -> Tape:
-    """The simulator's history as of `as_of` (None: today, resolved here so the cache's key is a day)."""
-    return _sim_tape_of(symbols, start, end, seed, as_of or datetime.now(EASTERN).date(), warm, spread)
+class SimTapeKey(NamedTuple):
+    symbols: tuple[str, ...]
+    start: date
+    end: date
+    seed: int
+    as_of: date
+    warm_up_days: int
+    spread_bps: float | None
 
 
-@functools.lru_cache(maxsize=2)
-def _sim_tape_of(
-    symbols: tuple[str, ...], start: date, end: date, seed: int, as_of: date, warm: int, spread: float | None
-) -> Tape:
-    """Kept for the next replay of the same range (a sweep's worker runs many)."""
-    return sim_tape(symbols, start, end, seed, as_of, warm, spread)
+class SimTapes:
+    """The simulator's last tapes, kept for the next replay of the same range (a sweep's replays;
+    a notebook's next cell); a pool's workers are handed the one their sweep replays."""
+
+    KEPT = 2
+
+    def __init__(self) -> None:
+        self._tapes: dict[SimTapeKey, Tape] = {}
+
+    def get(self, key: SimTapeKey) -> Tape:
+        tape = self._tapes.pop(key, None)
+        self.keep(key, sim_tape(*key) if tape is None else tape)
+        return self._tapes[key]
+
+    def keep(self, key: SimTapeKey, tape: Tape) -> None:
+        self._tapes.pop(key, None)
+        self._tapes[key] = tape  # the newest last
+        while len(self._tapes) > self.KEPT:
+            del self._tapes[next(iter(self._tapes))]
+
+
+sim_tapes = SimTapes()
+
+
+def sim_tape_for(
+    tickers: Sequence[str] | str | None = None,
+    start: str | date | None = None,
+    end: str | date | None = None,
+    *,
+    data: Any = "sim",
+    seed: int = 0,
+    spread_bps: float | None = None,
+    warm_up_days: int = 30,
+    as_of: str | date | None = None,
+    **_: Any,
+) -> tuple[SimTapeKey, Tape] | None:
+    """The simulator's tape `replay()` with these arguments replays (kept from an earlier replay, or
+    loaded now) and its key, for a pool's workers; None for other data, which they load themselves."""
+    if tickers is None or not (isinstance(data, str) and data == "sim"):
+        return None  # (without tickers, replay() itself says what is missing)
+    source = Source.of(data, seed, spread_bps, warm_up_days, as_of, None, {})
+    key = source.sim_key(normalize_tickers(tickers), _date("start", start), _date("end", end))
+    return key, sim_tapes.get(key)
 
 
 def _read_quote_file(path: Any) -> pd.DataFrame:

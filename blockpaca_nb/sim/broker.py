@@ -566,7 +566,7 @@ class Broker:
         An opposite open order that could execute against this one is a potential wash trade; with
         no position, any opposite open order means two directions in flight.
         """
-        if not self.strict:
+        if not self.strict or not self.open_orders:  # (most orders, in a busy replay: none open)
             return
         opposite = [
             o
@@ -589,6 +589,8 @@ class Broker:
     def held_for_orders(self, symbol: str, side: str, excluding: SimOrder | None = None) -> float:
         """Shares (or short shares) open orders hold; `excluding` an order being replaced, whose
         one-cancels-other sibling holds the same shares."""
+        if not self.open_orders:
+            return 0.0
         skipped = {id(excluding), id(excluding.sibling)} if excluding is not None else set()
         return sum(
             o.remaining

@@ -323,6 +323,23 @@ def test_sweep_runs_every_combination_sorted_best_first() -> None:
     assert figure.data[0].type == "heatmap"
 
 
+def test_the_tape_a_sweep_hands_its_workers_is_the_one_replay_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local pool's workers are handed the simulator's tape under the key replay() looks up: a
+    replay after `sim_tape_for` with the same arguments makes no tape of its own."""
+    from blockpaca_nb import replayer
+
+    arguments = {"tickers": ["AAPL", "MSFT"], **DAY, "frequency": "5m", "seed": 3, "starting_cash": 50_000}
+    handed = replayer.sim_tape_for(**arguments)
+    assert handed is not None and handed[0].symbols == ("AAPL", "MSFT") and handed[0].seed == 3
+
+    def made_again(*_: Any) -> None:
+        raise AssertionError("replay made a tape it was handed")
+
+    monkeypatch.setattr(replayer, "sim_tape", made_again)
+    assert replay(momentum, progress=False, **arguments).tape is handed[1]
+    assert replayer.sim_tape_for(**arguments, data=pd.DataFrame()) is None  # other data: workers load it
+
+
 def test_sweep_on_a_dask_cluster_gives_the_same_grid() -> None:
     distributed = pytest.importorskip("distributed")
     local = sweep(make_momentum, {"lookback": [2, 5], "size": [1, 2]}, tickers=["AAPL"], **DAY, progress=False)
