@@ -49,7 +49,12 @@ class Tape:
 
     @property
     def mid(self) -> np.ndarray:
+        """Every tick's mids (made on each call: a whole tape's worth)."""
         return (self.bid + self.ask) / 2
+
+    def mids_at(self, i: int) -> list[float]:
+        """The symbols' mids at tick `i`."""
+        return ((self.bid[i] + self.ask[i]) / 2).tolist()
 
 
 def quotes_from_prices(

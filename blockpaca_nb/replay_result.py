@@ -119,7 +119,7 @@ class ReplayResult:
 
         rows = []
         for position in self._broker.positions.values():
-            mid = float(self.tape.mid[max(self.ticks - 1, 0), self.tape.symbols.index(position.ticker)])
+            mid = self.tape.mids_at(max(self.ticks - 1, 0))[self.tape.symbols.index(position.ticker)]
             rows.append(
                 {
                     "ticker": position.ticker,
@@ -141,7 +141,7 @@ class ReplayResult:
         if self._books is None:
             raise ConfigurationError("positions_by_strategy needs several strategies; with one, see positions")
         last = max(self.ticks - 1, 0)
-        marks = dict(zip(self.tape.symbols, self.tape.mid[last].tolist(), strict=True))
+        marks = dict(zip(self.tape.symbols, self.tape.mids_at(last), strict=True))
         return pd.DataFrame(self._books.rows(marks), columns=list(BOOK_COLUMNS))
 
     @property

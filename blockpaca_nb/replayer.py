@@ -380,7 +380,7 @@ class Replayer:
         )
 
     def _marks(self) -> dict[str, float]:
-        return dict(zip(self.tickers, self.tape.mid[self.i].tolist(), strict=True))
+        return dict(zip(self.tickers, self.tape.mids_at(self.i), strict=True))
 
     def current_data(self, strategy: str) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
         """blockpaca's (quotes, positions) at the replayed tick — the strategy's own positions (its
