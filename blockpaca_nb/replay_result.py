@@ -98,6 +98,15 @@ class ReplayResult:
         return held
 
     @cached_property
+    def _position_values(self) -> np.ndarray:
+        """Each position's value at the mid, at each tick (made once: the equity and the exposure read it)."""
+        n = self.ticks
+        values = self.tape.bid[:n] + self.tape.ask[:n]
+        values *= 0.5
+        values *= self._held
+        return values
+
+    @cached_property
     def equity(self) -> pd.Series:
         """The account's equity at each tick (cash plus positions at the mid), New York time."""
         import pandas as pd
@@ -108,7 +117,7 @@ class ReplayResult:
         if len(records.fill_ticks):
             ticks, cash_after = np.asarray(records.fill_ticks), np.asarray(records.fill_cash)
             cash = _carried(ticks, cash_after, n, self.starting_cash)
-        values = cash + (self._held * self.tape.mid[:n]).sum(axis=1)
+        values = cash + self._position_values.sum(axis=1)
         index = pd.to_datetime(self.tape.times[:n], unit="s", utc=True).tz_convert(NEW_YORK)
         return pd.Series(values, index=index, name="equity")
 
@@ -186,7 +195,7 @@ class ReplayResult:
     def stats(self) -> pd.Series:
         """Total return, CAGR, volatility, Sharpe, Sortino, max drawdown and its dates, exposure,
         turnover, trades, win rate, average holding time (performance.py says how each is computed)."""
-        gross = np.abs(self._held * self.tape.mid[: self.ticks]).sum(axis=1)
+        gross = np.abs(self._position_values).sum(axis=1)
         orders = self._records.count(ACCEPTED)
         fees = math.fsum(self._records.fill_fees)
         return performance(self.equity, self.starting_cash, self.fills, gross, orders, fees)
