@@ -186,6 +186,16 @@ def _shares_counted(order: SimOrder) -> bool:
     return order.shares_shared and order.sibling is not None and order.sibling.is_open
 
 
+def _long_and_short(values: Iterable[float]) -> tuple[float, float]:
+    long_mv = short_mv = 0.0
+    for value in values:
+        if value > 0:
+            long_mv += value
+        else:
+            short_mv += value
+    return long_mv, short_mv
+
+
 def _clean(x: float) -> float:
     """Round away float dust from fractional share arithmetic (whole numbers, the most, as they are)."""
     return x + 0.0 if x.is_integer() else round(x, 9) + 0.0
@@ -283,6 +293,7 @@ class Broker:
         self._fills = 0  # fills so far: positions change only with one
         self._parts: dict[str, float] = {}  # each position's value at the quotes of _parts_version
         self._parts_version: object = None
+        self._totals = (0.0, 0.0)  # long and short market value of _parts
 
     # ----------------------------------------------------------------- prices and accounting
     def touch(self, symbol: str) -> tuple[float, float, float, float]:
@@ -297,38 +308,32 @@ class Broker:
 
     def market_values(self) -> tuple[float, float]:
         """The account's long and short market value at the mid. A market that says when its quotes
-        last changed (`quotes_version`: replay's tape) lets each position's value be kept until its
-        quotes change, and a fill re-value only its own symbol."""
+        last changed (`quotes_version`: replay's tape) lets the values be kept until its quotes
+        change, a fill moving only its own symbol's part of them (replay asks before every buy)."""
         version = getattr(self.market, "quotes_version", None)
         if version is None:
             return self._market_values()
         if self._parts_version != version:
             self._parts = {t: p.quantity * self.price(t) for t, p in self.positions.items()}
             self._parts_version = version
-        long_mv = short_mv = 0.0
-        for value in self._parts.values():
-            if value > 0:
-                long_mv += value
-            else:
-                short_mv += value
-        return long_mv, short_mv
+            self._totals = _long_and_short(self._parts.values())
+        return self._totals
 
     def _revalue(self, symbol: str) -> None:
-        """After a fill: the kept value of its symbol's position (see market_values)."""
-        if self._parts_version is not None and self._parts_version == getattr(self.market, "quotes_version", None):
-            position = self.positions.get(symbol)
-            self._parts[symbol] = position.quantity * self.price(symbol) if position is not None else 0.0
+        """After a fill: its symbol's part of the kept values (see market_values)."""
+        if self._parts_version is None or self._parts_version != getattr(self.market, "quotes_version", None):
+            return
+        position = self.positions.get(symbol)
+        old = self._parts.get(symbol, 0.0)
+        new = self._parts[symbol] = position.quantity * self.price(symbol) if position is not None else 0.0
+        long_mv, short_mv = self._totals
+        long_mv -= old if old > 0 else 0.0
+        short_mv -= old if old <= 0 else 0.0
+        self._totals = (long_mv + new, short_mv) if new > 0 else (long_mv, short_mv + new)
 
     def _market_values(self) -> tuple[float, float]:
-        long_mv = short_mv = 0.0
         price = self.price
-        for pos in self.positions.values():
-            value = pos.quantity * price(pos.ticker)
-            if value > 0:
-                long_mv += value
-            else:
-                short_mv += value
-        return long_mv, short_mv
+        return _long_and_short(pos.quantity * price(pos.ticker) for pos in self.positions.values())
 
     def equity(self) -> float:
         long_mv, short_mv = self.market_values()
