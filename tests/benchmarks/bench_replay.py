@@ -12,12 +12,13 @@ calls, every order through the simulator's broker rules, and the records. Lines:
    when it falls: an order on most ticks of most symbols) over 1 month and over `--months` months of
    1-minute ticks for 10 symbols: seconds, ticks/s, symbol-bars/s, µs per tick (the two must agree
    within 20 %: cost linear in length), and the peak RSS of a fresh process that runs the long replay
-   (target ≤ 300 MB); then the same for a strategy that trades a few times a day;
+   (target ≤ 300 MB); then the same for a strategy that trades a few times a day, and for the two
+   side by side, each with its own book (its cost must be linear in length too);
 2. backtrader on the same minute bars with the same logic, over 1 month (its rate does not depend on
    the length): bars/s, and replay's rate over it (target ≥ 10×);
 3. sweep() of 16 parameter sets over `--months` months on a local process pool against the same 16
    replays one after another in this process, its data already loaded (target ≥ 1.7× on 2 cores; the
-   pool pays for starting its workers and loading the data in each).
+   pool pays for starting its workers and handing each the data).
 """
 
 from __future__ import annotations
@@ -50,14 +51,17 @@ def span(months: int) -> tuple[dt.date, dt.date]:
     return end - dt.timedelta(days=round(months * 30.44)) + dt.timedelta(days=1), end
 
 
-def timed_replay(months: int, light: bool = False) -> dict[str, float]:
+def timed_replay(months: int, light: bool = False, several: bool = False) -> dict[str, float]:
     """The quickstart's momentum (an order on most ticks of most symbols), or with `light` a strategy
-    that reads every quote every minute and trades on a 30-minute move of 50 bps (a few orders a day)."""
+    that reads every quote every minute and trades on a 30-minute move of 50 bps (a few orders a day),
+    or with `several` the two side by side, each with its own book."""
     from blockpaca_nb import replay
     from blockpaca_nb.examples import momentum
 
     start, end = span(months)
-    fn = make_momentum(30, 50.0) if light else momentum
+    fn: Any = make_momentum(30, 50.0) if light else momentum
+    if several:
+        fn = {"momentum": momentum, "light": make_momentum(30, 50.0)}
     began = time.perf_counter()
     result = replay(fn, SYMBOLS, start=start, end=end, progress=False)
     seconds = time.perf_counter() - began
@@ -192,6 +196,10 @@ def main() -> None:
     print(f"  a strategy that trades a few times a day, {args.months} months: {light['seconds']:.2f} s,"
           f" {light['orders']:.0f} orders, {light['us_per_tick']:.0f} µs/tick, {light['bars_per_s']:.0f} symbol-bars/s;"
           f" peak RSS {child_rss(args.months, light=True):.0f} MB")  # fmt: skip
+    one, year = (timed_replay(months, several=True) for months in (1, args.months))
+    print(f"  two strategies side by side (the two above, a book each), {args.months} months: {year['seconds']:.2f} s,"
+          f" {year['us_per_tick']:.0f} µs/tick; vs 1 month: {year['us_per_tick'] / one['us_per_tick'] - 1:+.0%}"
+          " (linear in length too)")  # fmt: skip
     if not args.no_backtrader:
         bt_run = backtrader_rate(1)
         if bt_run is None:
