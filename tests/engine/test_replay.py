@@ -7,6 +7,7 @@ tests judge by the simulator's orders and positions.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,26 @@ def test_interrupting_returns_what_was_done_so_far() -> None:
     assert r.interrupted and r.ticks < 60
     assert len(r.equity) == r.ticks and r.state["calls"] == 50
     assert (r.trade_log["event"] == "fill").sum() == 1
+    assert gc.get_freeze_count() == 0  # what the run set aside from the garbage collector is back
+
+
+def test_a_replay_sets_aside_what_it_keeps_from_the_garbage_collector_only_while_it_runs() -> None:
+    frozen: list[int] = []
+
+    def looks(ctx: Any) -> None:
+        frozen.append(gc.get_freeze_count())
+
+    replay(looks, ["AAPL"], **DAY, progress=False)
+    assert len(frozen) > 1 and all(count > 0 for count in frozen[1:])  # frozen after the first tick
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # a caller that froze objects itself: left as it was
+    try:
+        kept = gc.get_freeze_count()
+        frozen.clear()
+        replay(looks, ["AAPL"], **DAY, progress=False)
+        assert all(0 < count <= kept for count in frozen) and 0 < gc.get_freeze_count() <= kept  # none added
+    finally:
+        gc.unfreeze()
 
 
 def test_commission_and_slippage_cost_what_they_say() -> None:
