@@ -22,7 +22,7 @@ import functools
 import math
 import random
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,7 +127,7 @@ class SimOrder:
     position_intent: str | None = None
     first_fill_drawn: bool = False  # the partial-fill draw happens once, at the first match
     order_class: str = "simple"
-    legs: list[SimOrder] = field(default_factory=list)  # a bracket/oto/oco order's exits
+    legs: Sequence[SimOrder] = ()  # a bracket/oto/oco order's exits (most orders: none, and no list for them)
     parent_id: str | None = None  # set on a leg
     sibling: SimOrder | None = field(default=None, repr=False)  # the other exit: one cancels the other
     shares_shared: bool = False  # the second exit of a pair holds no shares of its own
@@ -413,6 +413,8 @@ class Broker:
 
     def _attach_legs(self, order: SimOrder, legs: list[SimOrder], now: float) -> None:
         """Register a complex order's exits: held until the entry fills (an oco's are live at once)."""
+        if not legs:
+            return  # a simple order (or an oco without its stop) keeps no list
         order.legs = legs
         for leg in legs:
             leg.id, leg.client_order_id = self.new_id(), self.new_id()
@@ -839,7 +841,7 @@ class Broker:
 
     def _complete_replace(self, old: SimOrder, new: SimOrder, now: float) -> None:
         new.replaces = old.id
-        new.order_class, new.legs, old.legs = old.order_class, old.legs, []  # a bracket keeps its exits
+        new.order_class, new.legs, old.legs = old.order_class, old.legs, ()  # a bracket keeps its exits
         new.parent_id, new.shares_shared = old.parent_id, old.shares_shared
         if old.sibling is not None:
             new.sibling, old.sibling.sibling, old.sibling = old.sibling, new, None
