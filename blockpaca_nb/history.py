@@ -146,7 +146,8 @@ def _minute_bars_of(
         row = 0
         for day, size in zip(days, sizes, strict=True):
             arrays = minute_arrays(hist, day.date)
-            assert arrays is not None and len(arrays.start) == size  # every symbol trades the same sessions
+            if arrays is None or len(arrays.start) != size:  # every symbol trades the same sessions
+                raise RuntimeError(f"the simulator's history of {hist.symbol} has no full session on {day.date}")
             for f in BAR_FIELDS:
                 bars[f][row : row + size, j] = getattr(arrays, f[0])
             bar_start[row : row + size] = arrays.start

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
@@ -78,9 +79,10 @@ def sweep(
     if not callable(make_strategy):
         raise ConfigurationError(f"make_strategy={make_strategy!r} is not valid; allowed: a function of the parameters")
     sets = [dict(zip(names, combo, strict=True)) for combo in combos]
-    payloads = [_payload(make_strategy, params, replay_arguments) for params in sets]
+    arguments = _pinned(replay_arguments)
+    payloads = [_payload(make_strategy, params, arguments) for params in sets]
     owned = executor is None
-    pool = executor or _local_pool(len(payloads), replay_arguments)
+    pool = executor or _local_pool(len(payloads), arguments)
     try:
         rows = _collect([pool.submit(run_payload, payload) for payload in payloads], progress)
     finally:
@@ -106,6 +108,17 @@ def _combinations(grid: Mapping[str, Iterable[Any]]) -> tuple[list[str], list[tu
         if name in STAT_COLUMNS:
             raise ConfigurationError(f"grid[{name!r}]: the name of a statistic; allowed: any other parameter name")
     return list(values), list(itertools.product(*values.values()))
+
+
+def _pinned(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The simulator's history as of today, fixed once for every job: a sweep that runs past
+    midnight in New York replays the same prices for each parameter set."""
+    data = arguments.get("data", "sim")
+    if isinstance(data, str) and data == "sim" and arguments.get("as_of") is None:
+        from .sim.calendar import EASTERN
+
+        return {**arguments, "as_of": datetime.now(EASTERN).date()}
+    return dict(arguments)
 
 
 def _payload(make_strategy: Callable[..., Strategy], params: dict[str, Any], arguments: Mapping[str, Any]) -> bytes:

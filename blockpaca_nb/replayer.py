@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import inspect
 import numbers
 import queue
+import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -150,7 +152,7 @@ class Replayer:
     # ----------------------------------------------------------------- the loop
     def run(self, progress: bool = False) -> None:
         bar = _progress_bar(len(self.tape)) if progress else None
-        self._freezing = gc.isenabled() and not gc.get_freeze_count()  # (unless the caller froze objects itself)
+        self._freezing = _may_freeze()
         try:
             self._loop(bar)
         except KeyboardInterrupt:  # the cell was interrupted: keep what was done, up to this tick
@@ -469,6 +471,13 @@ def _session_bounds(times: np.ndarray, market_hours: str, daily: bool) -> tuple[
     return closes, ([final] if final is not None else []), final
 
 
+def _may_freeze() -> bool:
+    """Whether a run may set aside what it keeps from the garbage collector (gc.freeze is the whole
+    process's): on the main thread (a notebook cell, a sweep's worker), with the collector on, and
+    when nothing is frozen already (by the caller, or by a replay this one runs inside)."""
+    return gc.isenabled() and not gc.get_freeze_count() and threading.current_thread() is threading.main_thread()
+
+
 def _progress_bar(total: int) -> Any:
     """tqdm.auto's bar (a widget in a notebook), shown only once the replay has run a second."""
     try:
@@ -725,24 +734,23 @@ class SimTapes:
 sim_tapes = SimTapes()
 
 
-def sim_tape_for(
-    tickers: Sequence[str] | str | None = None,
-    start: str | date | None = None,
-    end: str | date | None = None,
-    *,
-    data: Any = "sim",
-    seed: int = 0,
-    spread_bps: float | None = None,
-    warm_up_days: int = 30,
-    as_of: str | date | None = None,
-    **_: Any,
-) -> tuple[SimTapeKey, Tape] | None:
-    """The simulator's tape `replay()` with these arguments replays (kept from an earlier replay, or
-    loaded now) and its key, for a pool's workers; None for other data, which they load themselves."""
-    if tickers is None or not (isinstance(data, str) and data == "sim"):
-        return None  # (without tickers, replay() itself says what is missing)
-    source = Source.of(data, seed, spread_bps, warm_up_days, as_of, None, {})
-    key = source.sim_key(normalize_tickers(tickers), _date("start", start), _date("end", end))
+def sim_tape_for(**arguments: Any) -> tuple[SimTapeKey, Tape] | None:
+    """The simulator's tape `replay(fn, **arguments)` replays (kept from an earlier replay, or loaded
+    now) and its key, for a pool's workers; None for other data, which they load themselves. Bad
+    arguments fail here as replay() would fail on them."""
+    try:
+        bound = inspect.signature(replay).bind(None, **arguments)
+    except TypeError:
+        return None  # (no tickers, say: replay() itself says what is missing)
+    bound.apply_defaults()
+    given = bound.arguments
+    data = given["data"]
+    if not (isinstance(data, str) and data == "sim"):
+        return None
+    source = Source.of(data, given["seed"], given["spread_bps"], given["warm_up_days"], given["as_of"],
+                       given["market_hours"], given["alpaca"])  # fmt: skip
+    symbols = normalize_tickers(given["tickers"])
+    key = source.sim_key(symbols, _date("start", given["start"]), _date("end", given["end"]))
     return key, sim_tapes.get(key)
 
 

@@ -198,7 +198,7 @@ def _long_and_short(values: Iterable[float]) -> tuple[float, float]:
 
 def _clean(x: float) -> float:
     """Round away float dust from fractional share arithmetic (whole numbers, the most, as they are)."""
-    return x + 0.0 if x.is_integer() else round(x, 9) + 0.0
+    return x + 0.0 if x % 1 == 0 else round(x, 9) + 0.0
 
 
 def _sub_penny(price: float | None) -> bool:
@@ -308,8 +308,8 @@ class Broker:
 
     def market_values(self) -> tuple[float, float]:
         """The account's long and short market value at the mid. A market that says when its quotes
-        last changed (`quotes_version`: replay's tape) lets the values be kept until its quotes
-        change, a fill moving only its own symbol's part of them (replay asks before every buy)."""
+        last changed (`quotes_version`: replay's tape) lets each position's value be kept until its
+        quotes change, a fill re-valuing only its own symbol (replay asks before every buy)."""
         version = getattr(self.market, "quotes_version", None)
         if version is None:
             return self._market_values()
@@ -324,12 +324,8 @@ class Broker:
         if self._parts_version is None or self._parts_version != getattr(self.market, "quotes_version", None):
             return
         position = self.positions.get(symbol)
-        old = self._parts.get(symbol, 0.0)
-        new = self._parts[symbol] = position.quantity * self.price(symbol) if position is not None else 0.0
-        long_mv, short_mv = self._totals
-        long_mv -= old if old > 0 else 0.0
-        short_mv -= old if old <= 0 else 0.0
-        self._totals = (long_mv + new, short_mv) if new > 0 else (long_mv, short_mv + new)
+        self._parts[symbol] = position.quantity * self.price(symbol) if position is not None else 0.0
+        self._totals = _long_and_short(self._parts.values())  # summed afresh: a flat account's are 0 exactly
 
     def _market_values(self) -> tuple[float, float]:
         price = self.price
@@ -392,6 +388,8 @@ class Broker:
     def take(self, order: SimOrder, legs: list[SimOrder], now: float) -> SimOrder:
         """An order already parsed — from a JSON body, or built by replay from a validated order
         (a simple one, no legs) — through every rule of the account, then accepted."""
+        if order.order_class != "simple" and not legs:
+            raise invalid(f"{order.order_class} orders need their exits (take_profit, stop_loss)")
         self.hours.check(order, now)
         self._check_conflicts(order)
         self._check_funds(order)

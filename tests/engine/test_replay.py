@@ -141,6 +141,7 @@ def test_replay_hands_the_broker_what_the_orders_json_body_parses_to(raw: dict[s
     order = validate_order(raw, {"AAPL", "MSFT"})
     from_json = broker._parse(order.to_alpaca("cid-1"))
     typed = typed_order(broker, order, "cid-1", from_json.created_at)
+
     def field(order: Any, name: str) -> tuple[type, Any]:
         return type(getattr(order, name)), getattr(order, name)  # an int where JSON gives a float differs
 
@@ -231,6 +232,18 @@ def test_interrupting_returns_what_was_done_so_far() -> None:
     assert len(r.equity) == r.ticks and r.state["calls"] == 50
     assert (r.trade_log["event"] == "fill").sum() == 1
     assert gc.get_freeze_count() == 0  # what the run set aside from the garbage collector is back
+
+    class Abandoned(BaseException):  # not an Exception: a strategy's error that ends the run itself
+        pass
+
+    def abandons(ctx: Any) -> None:
+        if ctx.state.setdefault("calls", 0) == 3:
+            raise Abandoned
+        ctx.state["calls"] += 1
+
+    with pytest.raises(Abandoned):
+        replay(abandons, ["AAPL"], **DAY, progress=False)
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_replay_sets_aside_what_it_keeps_from_the_garbage_collector_only_while_it_runs() -> None:
@@ -359,6 +372,59 @@ def test_the_tape_a_sweep_hands_its_workers_is_the_one_replay_reads(monkeypatch:
     monkeypatch.setattr(replayer, "sim_tape", made_again)
     assert replay(momentum, progress=False, **arguments).tape is handed[1]
     assert replayer.sim_tape_for(**arguments, data=pd.DataFrame()) is None  # other data: workers load it
+
+
+def tape_already_kept(lookback: int, size: int) -> Any:
+    """A sweep's strategy factory that fails in a pool's worker which was not handed the tape."""
+    from blockpaca_nb.replayer import sim_tapes
+
+    assert sim_tapes._tapes, "this worker was not handed the sweep's tape"
+    return make_momentum(lookback, size)
+
+
+TRIO = ["AAPL", "MSFT", "SPY"]
+
+
+def test_a_local_sweeps_workers_are_handed_the_tape_before_their_first_replay() -> None:
+    grid = sweep(tape_already_kept, {"lookback": [2, 3, 4, 5], "size": [1]}, tickers=["AAPL"], **DAY, progress=False)
+    assert len(grid) == 4
+
+
+def test_replays_kept_market_values_are_the_fresh_sum_after_every_fill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replay keeps the account's long and short market values between fills of one tick (see
+    Broker._revalue); what a strategy reads in ctx.account() must be what summing its positions
+    afresh gives, and a flat account's exactly 0."""
+    from blockpaca_nb import replayer
+
+    seen: list[tuple[tuple[float, float], tuple[float, float], bool]] = []
+    original = replayer.Replayer.run
+
+    def run(self: Any, progress: bool = False) -> None:
+        self.states[self.strategies[0][0]]["fresh"] = self.broker._market_values  # the positions summed afresh
+        original(self, progress)
+
+    def looks(ctx: Any) -> None:
+        account = ctx.account()
+        flat = not ctx.get_current_data()[1]
+        seen.append(((account["long_market_value"], account["short_market_value"]), ctx.state["fresh"](), flat))
+
+    def churns(ctx: Any) -> None:  # buys and sells inside one tick, reading the account after each
+        ctx.submit_order([{"ticker": t, "quantity": 3, "side": "buy", "order_type": "market"} for t in TRIO])
+        looks(ctx)
+        _, positions = ctx.get_current_data()
+        ctx.submit_order([{"ticker": p["ticker"], "quantity": p["quantity"], "side": "sell", "order_type": "market"}
+                          for p in positions[:2]])  # fmt: skip
+        looks(ctx)
+        ctx.submit_order([{"ticker": p["ticker"], "quantity": p["quantity"], "side": "sell", "order_type": "market"}
+                          for p in ctx.get_current_data()[1]])  # fmt: skip
+        looks(ctx)
+
+    monkeypatch.setattr(replayer.Replayer, "run", run)
+    replay(churns, TRIO, **DAY, frequency="5m", eos_behavior="hold", progress=False)
+    assert len(seen) > 60
+    assert [(kept, fresh) for kept, fresh, _ in seen if kept != pytest.approx(fresh, rel=1e-12, abs=1e-9)] == []
+    flat = [kept for kept, _, is_flat in seen if is_flat]
+    assert flat and set(flat) == {(0.0, 0.0)}  # exactly: no float dust left behind by the sells
 
 
 def test_sweep_on_a_dask_cluster_gives_the_same_grid() -> None:
