@@ -19,7 +19,6 @@ import numpy as np
 from .errors import ConfigurationError
 from .orders import action_from_client_order_id
 from .performance import performance
-from .recorder import submission_row, trade_update_row
 from .replay_records import ACCEPTED, EVENT
 from .tradelog import COLUMNS, csv_text, load_trade_log
 
@@ -76,6 +75,8 @@ class ReplayResult:
             file.write(self.trade_log_csv)
 
     def _rows(self) -> Iterator[dict[str, Any]]:
+        from .recorder import submission_row  # the live recorder's own rows (imported when a log is made)
+
         orders = self._broker.orders
         for record in self._records:
             row = _event_row(record, orders) if record[0] == EVENT else submission_row(_submission(record))
@@ -267,6 +268,8 @@ def _event_row(record: tuple[Any, ...], orders: dict[str, Any]) -> dict[str, Any
             "filled_avg_price": filled_notional / filled_qty if filled_qty else None,
         },
     }
+    from .recorder import trade_update_row
+
     fill = (fill_qty, fill_price) if fill_qty is not None else None
     parent = orders.get(order.parent_id) if order.parent_id else None
     return trade_update_row(data, fill, parent.client_order_id if parent is not None else None)

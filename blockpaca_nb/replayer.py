@@ -39,10 +39,9 @@ from .history import DEFAULT_SPREAD_BPS, Tape, frame_tape, sim_tape
 from .lineup import strategy_name
 from .orders import Order, liquidation_orders, new_client_order_id, parse_block, strategy_from_client_order_id
 from .replay_records import Records
-from .sim.broker import ApiError, Broker, SimOrder
+from .sim.broker import PROFILES, ApiError, Broker, SimOrder
 from .sim.calendar import EASTERN, session_on
 from .sim.hours import MarketHours
-from .sim.process import PROFILES
 from .sim.universe import profile
 from .strategy import Context, Strategy, StrategyError, parse_duration
 from .tickers import normalize_tickers

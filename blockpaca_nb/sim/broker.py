@@ -42,6 +42,12 @@ PRICES_NEEDED: Mapping[str, tuple[str, ...]] = {
     "stop": ("stop_price",),
     "stop_limit": ("stop_price", "limit_price"),
 }
+# Each profile's numbers for the rules that have one (see docs/simulator-rules.md): `paper` plays by
+# Alpaca paper's rules, `frictionless` keeps the instant, always-kind broker for benchmarks.
+PROFILES: dict[str, dict[str, float]] = {
+    "paper": {"cancel_latency_ms": 150.0, "partial_fill_rate": 0.1},
+    "frictionless": {"cancel_latency_ms": 0.0, "partial_fill_rate": 0.0},
+}
 # Orders still working at the broker: matched, holding shares or buying power, listed as `open`.
 OPEN_STATUSES = frozenset(
     {"new", "partially_filled", "pending_new", "accepted", "held", "pending_replace", "pending_cancel"}

@@ -28,19 +28,13 @@ from .. import event_loop
 from ..errors import ConfigurationError
 from ..tickers import normalize_tickers
 from . import simclock
-from .broker import TRIGGERED_EVENTS
+from .broker import PROFILES, TRIGGERED_EVENTS
 from .calendar import MARKET_HOURS_VALUES
 from .data import DATA_PLANS
 from .server import FAULT_FIELDS, SimConfig
 from .universe import UNIVERSE
 
 START_TIMEOUT_S = 30.0
-# Each profile's numbers for the rules that have one (see docs/simulator-rules.md): `paper` plays by
-# Alpaca paper's rules, `frictionless` keeps the instant, always-kind broker for benchmarks.
-PROFILES: dict[str, dict[str, float]] = {
-    "paper": {"cancel_latency_ms": 150.0, "partial_fill_rate": 0.1},
-    "frictionless": {"cancel_latency_ms": 0.0, "partial_fill_rate": 0.0},
-}
 
 
 def _validated(**values: Any) -> dict[str, Any]:
