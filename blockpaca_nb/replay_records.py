@@ -17,6 +17,7 @@ from typing import Any
 ACCEPTED, REFUSED, EVENT = 0, 1, 2  # record kinds
 NUMBERS = 6  # per record: time, filled_qty, filled_notional, fill_qty, fill_price, position_qty
 NAN = math.nan
+NOTHING = (NAN,) * NUMBERS  # a submission's numbers until it is taken (then its time)
 
 
 class Names:
@@ -58,7 +59,7 @@ class Records:
         self.refs.append(None)
         self.events.append(0)
         self.statuses.append(0)
-        self.numbers.extend((NAN,) * NUMBERS)
+        self.numbers.extend(NOTHING)
         return len(self.kinds) - 1
 
     def accepted(self, slot: int, order: Any, when: float) -> None:
@@ -70,23 +71,23 @@ class Records:
         self.kinds[slot], self.refs[slot] = REFUSED, (kind, order, client_order_id, reason)
         self.numbers[slot * NUMBERS] = when
 
-    def event(self, name: str, order: Any, fill: float | None, price: float | None, position: float | None) -> None:
+    def event(self, name: str, order: Any) -> None:
+        """A broker event without a fill (new, canceled, ...)."""
+        self._event(name, order)
+        self.numbers.extend((order.updated_at, order.filled_qty, order.filled_notional, NAN, NAN, NAN))
+
+    def fill_event(self, name: str, order: Any, fill: float, price: float, position: float) -> None:
+        """A fill or partial fill: its size and price, and the position after it."""
+        self._event(name, order)
+        self.numbers.extend((order.updated_at, order.filled_qty, order.filled_notional, fill, price, position))
+
+    def _event(self, name: str, order: Any) -> None:
         codes = self.names._codes  # the two look-ups inline: a busy year has millions of events
         code, status = codes.get(name), codes.get(order.status)
         self.kinds.append(EVENT)
         self.refs.append(order)
         self.events.append(self.names.code(name) if code is None else code)
         self.statuses.append(self.names.code(order.status) if status is None else status)
-        self.numbers.extend(
-            (
-                order.updated_at,
-                order.filled_qty,
-                order.filled_notional,
-                NAN if fill is None else fill,
-                NAN if price is None else price,
-                NAN if position is None else position,
-            )
-        )
 
     def fill(self, tick: int, symbol: int, position: float, cash: float, fee: float) -> None:
         self.fill_ticks.append(tick)

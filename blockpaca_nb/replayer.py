@@ -280,10 +280,10 @@ class Replayer:
     def _on_event(self, event: str, order: Any, extra: Mapping[str, Any]) -> None:
         fill = extra.get("qty") if extra else None
         if fill is None:
-            self.records.event(event, order, None, None, None)
+            self.records.event(event, order)
             return
         position, price = float(extra["position_qty"] or 0.0), extra["price"]  # a fill's extra has both
-        self.records.event(event, order, fill, price, position)
+        self.records.fill_event(event, order, fill, price, position)
         costs = self._charge(order, float(fill), float(price or 0.0)) if self._costs_charged else 0.0
         self.records.fill(self.i, self.market.index[order.symbol], position, self.broker.cash, costs)
         if self.books is not None:
