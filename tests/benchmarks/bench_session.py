@@ -16,7 +16,8 @@ once. Measured, by the simulator's own clock (each order's ``created_at``, taken
 * strategy return → the last acceptance in the trade log (the recorder's row, seen by the kernel);
 * CPU per order, summed over every process of the session (kernel, workers, recorder, feed; the
   simulator is the broker and not counted), from the return until the kernel saw every fill, with
-  the same processes' idle CPU over as long a quiet spell taken off;
+  the same processes' idle CPU over as long a quiet spell taken off; by process, and the kernel's
+  by thread (from /proc: the strategy's, the events', the execution supervisor's, the dashboard's);
 
 and, in the same run against the same simulator, the same for an **ideal client**: one asyncio loop,
 aiohttp, all requests at once over connections opened beforehand (its CPU: that loop's thread time).
@@ -161,6 +162,22 @@ class CpuMeter:
                 name = "kernel" if process.pid == self.me.pid else known.get(process.pid) or _child_name(process)
                 names[name] = names.get(name, 0.0) + after[process.pid] - before.get(process.pid, 0.0)
         return names
+
+
+def thread_times() -> dict[str, float]:
+    """CPU seconds of each of this process's (the kernel's) threads, by thread name, from /proc."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        name = names.get(int(tid), "other")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def process_names(session: Session) -> dict[int, str]:
@@ -376,14 +393,14 @@ def time_session_block(
     meter.refresh()
     idle_rate = meter.idle_rate()
     accepted, fills = len(rows.accepted), rows.fills
-    cpu0 = meter.sample()
+    cpu0, threads0 = meter.sample(), thread_times()
     returned = firing.fire(count)
     # the kernel's polls are this benchmark's own CPU, counted as the session's: a poll every 20 ms (the
     # figures are the times the rows arrived, taken as they arrive, not when a poll sees them)
     wait_for(lambda: len(rows.accepted) >= accepted + count, 60, "acceptances in the trade log", every=0.02)
     last_log = rows.accepted[-1]
     wait_for(lambda: rows.fills >= fills + count, 60, "every fill in the kernel", every=0.02)
-    cpu1 = meter.sample()
+    cpu1, threads1 = meter.sample(), thread_times()
     window = time.time() - returned
     at_broker = arrivals(sim, known)
     assert len(at_broker) == count, f"{len(at_broker)} orders at the broker, sent {count}"
@@ -393,7 +410,9 @@ def time_session_block(
     out["log"].append(last_log - returned)
     out["cpu_raw"].append(raw / count)
     out["cpu"].append(max(0.0, raw - idle_rate * window) / count)
-    by_process.append(meter.by_name(cpu0, cpu1, process_names(session)))
+    spent = meter.by_name(cpu0, cpu1, process_names(session))
+    spent.update({f"kernel/{name}": seconds - threads0.get(name, 0.0) for name, seconds in threads1.items()})
+    by_process.append(spent)
 
 
 def time_ideal_block(
@@ -430,10 +449,15 @@ def report_blocks(
     total, ideal = sum(out["cpu"]) / n, sum(out["i_cpu"]) / n  # a process's CPU is read in 10 ms steps:
     print(f"  over all {n} blocks together: {total * 1e6:.0f} µs against {ideal * 1e6:.0f} µs per order,"
           f" {total / ideal:.1f}× (a block's figure is read in whole 10 ms steps of each process's CPU)")  # fmt: skip
-    names = sorted({name for sample in by_process for name in sample})
+    names = sorted({name for sample in by_process for name in sample if "/" not in name})
     medians = {name: statistics.median(s.get(name, 0.0) for s in by_process) / count * 1e6 for name in names}
     shown = ", ".join(f"{name} {value:.0f}" for name, value in sorted(medians.items(), key=lambda kv: -kv[1]))
     print(f"CPU per order by process (µs, median, idle not taken off): {shown}")
+    kernel = {name for sample in by_process for name in sample if name.startswith("kernel/")}
+    threads = {name: sum(s.get(name, 0.0) for s in by_process) / (n * count) * 1e6 for name in kernel}
+    shown = ", ".join(f"{name[7:]} {value:.0f}" for name, value in sorted(threads.items(), key=lambda kv: -kv[1])
+                      if value)  # fmt: skip
+    print(f"  the kernel's threads (µs per order, all blocks together, idle not taken off): {shown}")
 
 
 # ------------------------------------------------------------------ block of 500 over the limit
