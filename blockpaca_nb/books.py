@@ -380,6 +380,14 @@ class Books:
                 pnl[name] = now - book.day_start_pnl
             return pnl
 
+    def start_day(self, marks: Mapping[str, float], day: str) -> None:
+        """What `today` sets on a book's first look on a new day, and nothing else (cheap on the
+        same day): a daily-loss limit set later in the day still counts from the day's start."""
+        with self._lock:
+            for book in self._books.values():
+                if book.day != day:
+                    book.day, book.day_start_pnl = day, book.pnl(marks)
+
     def sample(self, marks: Mapping[str, float], now: float | None = None) -> None:
         with self._lock:
             self._sample(marks, now)

@@ -390,21 +390,30 @@ class RiskDesk:
         """The daily-loss limits crossed now and not reported before: (strategy or None for the
         session, what happened, the new state: "reduce_only" or "halted")."""
         found: list[tuple[str | None, str, str]] = []
-        today = trading_day()
-        pnl = self.books.today(marks, today)
         with self.lock:
-            gates = list(self.gates.items())
+            gates = [(name, gate) for name, gate in self.gates.items() if _watches_loss(gate)]
+        session = self.session if self.session is not None and _watches_loss(self.session) else None
+        today = trading_day()
+        if not gates and session is None:  # no daily-loss limit left to watch: every fill asks, no P&L to work out
+            self.books.start_day(marks, today)
+            return found
+        pnl = self.books.today(marks, today)
         for name, gate in gates:
-            why = "" if gate.breached else gate.loss_breach(pnl.get(name, 0.0))
+            why = gate.loss_breach(pnl.get(name, 0.0))
             if why:
                 gate.breached = why
                 found.append((name, why, _state_after(gate.limits)))
-        if self.session is not None and not self.session.breached:
-            why = self.session.loss_breach(sum(pnl.values()))
+        if session is not None:
+            why = session.loss_breach(sum(pnl.values()))
             if why:
-                self.session.breached = why
-                found.append((None, why, _state_after(self.session.limits)))
+                session.breached = why
+                found.append((None, why, _state_after(session.limits)))
         return found
+
+
+def _watches_loss(gate: RiskGate) -> bool:
+    """A daily-loss limit set and not yet crossed today."""
+    return gate.limits.max_daily_loss is not None and not gate.breached
 
 
 def _usages(

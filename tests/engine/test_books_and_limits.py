@@ -195,6 +195,27 @@ def test_a_crossed_loss_limit_holds_whatever_the_state() -> None:
     assert desk.loss_breaches({"AAA": 99.0})  # still past it: breached again at once
 
 
+def test_a_daily_loss_limit_set_later_in_the_day_counts_from_the_days_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no daily-loss limit to watch, a fill works out no P&L; but a new day's starting point is
+    still taken at its first look, so a limit set later that day counts the whole day's loss."""
+    from blockpaca_nb import books as books_module
+    from blockpaca_nb import risk
+
+    day = ["2026-12-03"]
+    monkeypatch.setattr(books_module, "trading_day", lambda: day[0])
+    monkeypatch.setattr(risk, "trading_day", lambda: day[0])
+    books = Books()
+    books.apply(fill("AAA", "buy", 10, 100.0, "alpha"), ended=True)
+    desk = RiskDesk(books)
+    assert desk.loss_breaches({"AAA": 99.0}) == []  # the first day ends 10 down
+    day[0] = "2026-12-04"
+    assert desk.loss_breaches({"AAA": 99.0}) == []  # the next day starts here: −10 overall
+    assert desk.loss_breaches({"AAA": 98.5}) == []  # −5 today, nothing to watch yet
+    desk.set("alpha", Limits(max_daily_loss=8, on_breach="halt"), None)
+    assert desk.loss_breaches({"AAA": 98.5}) == []  # −5 today: within 8
+    assert desk.loss_breaches({"AAA": 98.1})  # −9 since the day's start (not −4 since the limit was set)
+
+
 def test_session_limits_refuse_every_strategy_once_the_session_is_halted() -> None:
     books = Books()
     books.apply(fill("AAA", "buy", 10, 100.0, "alpha"), ended=True)
