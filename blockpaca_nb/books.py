@@ -372,21 +372,19 @@ class Books:
     def today(self, marks: Mapping[str, float], day: str) -> dict[str, float]:
         """Each book's P&L since ``day`` began (its first look on a new day sets the starting point)."""
         with self._lock:
-            pnl: dict[str, float] = {}
-            for name, book in self._books.items():
-                now = book.pnl(marks)
-                if book.day != day:
-                    book.day, book.day_start_pnl = day, now
-                pnl[name] = now - book.day_start_pnl
-            return pnl
+            self._start_day(marks, day)
+            return {name: book.pnl(marks) - book.day_start_pnl for name, book in self._books.items()}
 
     def start_day(self, marks: Mapping[str, float], day: str) -> None:
         """What `today` sets on a book's first look on a new day, and nothing else (cheap on the
         same day): a daily-loss limit set later in the day still counts from the day's start."""
         with self._lock:
-            for book in self._books.values():
-                if book.day != day:
-                    book.day, book.day_start_pnl = day, book.pnl(marks)
+            self._start_day(marks, day)
+
+    def _start_day(self, marks: Mapping[str, float], day: str) -> None:
+        for book in self._books.values():
+            if book.day != day:
+                book.day, book.day_start_pnl = day, book.pnl(marks)
 
     def sample(self, marks: Mapping[str, float], now: float | None = None) -> None:
         with self._lock:

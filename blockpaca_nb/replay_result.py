@@ -128,8 +128,9 @@ class ReplayResult:
         import pandas as pd
 
         rows = []
+        mids = dict(zip(self.tape.symbols, self.tape.mids_at(max(self.ticks - 1, 0)), strict=True))
         for position in self._broker.positions.values():
-            mid = self.tape.mids_at(max(self.ticks - 1, 0))[self.tape.symbols.index(position.ticker)]
+            mid = mids[position.ticker]
             rows.append(
                 {
                     "ticker": position.ticker,

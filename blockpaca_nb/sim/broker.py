@@ -299,7 +299,6 @@ class Broker:
         self._fills = 0  # fills so far: positions change only with one
         self._parts: dict[str, float] = {}  # each position's value at the quotes of _parts_version
         self._parts_version: object = None
-        self._totals = (0.0, 0.0)  # long and short market value of _parts
 
     # ----------------------------------------------------------------- prices and accounting
     def touch(self, symbol: str) -> tuple[float, float, float, float]:
@@ -322,8 +321,7 @@ class Broker:
         if self._parts_version != version:
             self._parts = {t: p.quantity * self.price(t) for t, p in self.positions.items()}
             self._parts_version = version
-            self._totals = _long_and_short(self._parts.values())
-        return self._totals
+        return _long_and_short(self._parts.values())
 
     def _revalue(self, symbol: str) -> None:
         """After a fill: its symbol's part of the kept values (see market_values)."""
@@ -331,7 +329,6 @@ class Broker:
             return
         position = self.positions.get(symbol)
         self._parts[symbol] = position.quantity * self.price(symbol) if position is not None else 0.0
-        self._totals = _long_and_short(self._parts.values())  # summed afresh: a flat account's are 0 exactly
 
     def _market_values(self) -> tuple[float, float]:
         price = self.price
