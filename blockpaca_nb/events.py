@@ -43,7 +43,7 @@ class Outcome(TypedDict, total=False):
     """The final result of one ticket, before the ticket's fields and times are added."""
 
     kind: Literal["accepted", "rejected", "failed"]
-    order: dict[str, Any]  # accepted: the broker's order JSON
+    order: dict[str, Any]  # accepted: the broker's order JSON, the fields the log uses (worker.LOGGED_ORDER_FIELDS)
     looked_up: bool  # accepted: found by client order id after an uncertain attempt
     status: int | None  # rejected: the HTTP status
     code: int | None  # rejected: Alpaca's error code, e.g. 40310000

@@ -62,6 +62,7 @@ CATCH_UP_MARGIN_S = 5.0  # how far before the known gap a catch-up starts lookin
 PAGE_SIZE = 500  # Alpaca's largest page of orders
 READY_TIMEOUT_S = 30.0
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.25, 10.0
+BURST_WINDOW_S = 0.005  # a block's order changes come spread over milliseconds: one write per window, not per change
 # How far along an order is, by status (the filled quantity counts first). Waiting (accepted after
 # hours, a held bracket exit) and pending_new come before new; done_for_day after the pending changes.
 _RANK = {
@@ -515,7 +516,7 @@ class TradeUpdates:
         self.since = since  # from when changes may have been missed; None: nothing yet (a new session)
         self.listening = threading.Event()
         self.last_heard = 0.0  # when the stream last proved alive (a message, or listening began)
-        self.in_burst = False  # rows held until the loop next waits (see _record_in_burst)
+        self.in_burst = False  # rows held for a burst (see _record_in_burst)
         own_calls = BrokerCalls(connection, self.calls.limiter)  # the inbox thread's, not shared
         recorder.look_up = lambda order_id: self.look_up(order_id, own_calls)
 
@@ -542,7 +543,8 @@ class TradeUpdates:
     async def _session(self) -> None:
         import websockets
 
-        async with websockets.connect(self.connection.endpoints.trading_stream, open_timeout=10) as ws:
+        url = self.connection.endpoints.trading_stream  # uncompressed: small messages, inflating each cost CPU
+        async with websockets.connect(url, open_timeout=10, compression=None) as ws:
             creds = self.connection.credentials
             await ws.send(
                 json.dumps(
@@ -565,12 +567,12 @@ class TradeUpdates:
                     self._record_in_burst(message.get("data") or {})
 
     def _record_in_burst(self, data: Mapping[str, Any]) -> None:
-        """Record a stream message. Messages that arrive together are one burst: their rows leave in
-        one write and one message, when the loop next waits for the network."""
+        """Record a stream message. Messages that arrive within ``BURST_WINDOW_S`` of the first are
+        one burst: their rows leave in one write and one message to the kernel."""
         if not self.in_burst:
             self.in_burst = True
             self.recorder.hold()
-            asyncio.get_running_loop().call_soon(self._end_burst)
+            asyncio.get_running_loop().call_later(BURST_WINDOW_S, self._end_burst)
         self.record(data)
 
     def _end_burst(self) -> None:

@@ -8,8 +8,11 @@ hands them out) and reports every outcome on its own one-way pipe.
 **Per batch, not per order.** Between the strategy's return and the sockets every per-order step
 costs CPU on a machine whose two cores the kernel, the recorder, the feed and the broker share. So
 a batch takes its in-flight permits and its places in the rate limiter's line in one go (one lock
-round trip, :meth:`RateLimiter.seat_many`), and the reports of one loop iteration leave as one
-pipe message (a list), not one message per report.
+round trip, :meth:`RateLimiter.seat_many`), and reports leave as one pipe message (a list), not
+one message per report: ``submitting`` reports at the end of the loop iteration that made them,
+final results gathered for up to ``RESULTS_WINDOW_S`` (a block's answers come back spread over a
+few milliseconds; one message each woke the pool, the recorder's sender and the recorder in turn).
+An accepted result carries only the parts of the broker's order the trade log uses.
 
 **Why not alpaca-py's TradingClient for submits.** It is synchronous (``requests``): one order per
 thread at a time. On a 429 or 504 it sleeps a fixed 3 s, up to three times, ignoring the broker's
@@ -62,6 +65,10 @@ NOT_SENT = "not sent: the execution pool was stopped first"
 IN_FLIGHT_AT_STOP = "the pool stopped before the broker answered; it may still have accepted the order"
 STOP = "stop"  # the pool's last message to a worker
 WITHDRAWN = "not sent: withdrawn by {action} before it was sent"
+RESULTS_WINDOW_S = 0.005
+"""How long a final result may wait for others to leave with it (see the module docstring)."""
+LOGGED_ORDER_FIELDS = ("id", "client_order_id", "order_class", "legs", "submitted_at", "created_at")
+"""What the recorder reads of an accepted order's JSON (its ids, its exits, when it was submitted)."""
 QUEUED_HOLD_S = 5.0
 """How long one announcement of the places waiting for an in-flight permit holds (renewed 20 times
 as often): longer than any pause a busy machine gives a worker."""
@@ -196,6 +203,12 @@ def _decode(raw: bytes) -> Any:
         return {"message": raw[:200].decode("utf-8", "replace")}
 
 
+def _accepted(order: dict[str, Any], attempts: int, *, looked_up: bool) -> Outcome:
+    """An accepted ticket's result; of the broker's order JSON, what the trade log uses."""
+    logged = {key: order[key] for key in LOGGED_ORDER_FIELDS if key in order}
+    return {"kind": "accepted", "order": logged, "attempts": attempts, "looked_up": looked_up}
+
+
 def _same_order(found: dict[str, Any], order: Order) -> bool:
     """Whether a looked-up order is ours and not another order that happens to share its id."""
     kind = found.get("type") or found.get("order_type")
@@ -265,7 +278,8 @@ class _Submitter:
         self.withdrawn: dict[int, str] = {}  # seq -> why it will not be sent
         self.in_flight = asyncio.Semaphore(settings.max_in_flight)
         self.stopping = False
-        self.reports: list[dict[str, Any]] = []  # this loop iteration's, sent together
+        self.reports: list[dict[str, Any]] = []  # sent together (see _emit)
+        self.flush_soon = self.flush_later = False  # a flush is scheduled: at once / after the window
         self.queued: dict[int, int] = {}  # seq -> place, of tickets waiting for an in-flight permit
         self.holding: asyncio.Task[None] | None = None
 
@@ -383,7 +397,7 @@ class _Submitter:
             else:
                 self.unsent.pop(ticket.seq, None)
                 started, sent = time.time(), True
-                self._emit({"kind": "submitting", **fields, "time": started})
+                self._emit({"kind": "submitting", **fields, "time": started}, soon=True)
                 outcome = await self._send_order(ticket, place)
         except asyncio.CancelledError:
             outcome = failed(IN_FLIGHT_AT_STOP, None) if sent else failed(self.withdrawn.pop(ticket.seq, NOT_SENT), 0)
@@ -395,15 +409,22 @@ class _Submitter:
         job.reported = True
         self._emit({**outcome, **fields, "time": now, "latency_ms": round((now - started) * 1000, 3)})
 
-    def _emit(self, event: dict[str, Any]) -> None:
-        """Every result leaves the worker here, scrubbed: a reason may quote a server that quoted
-        the request back, or an aiohttp error that quoted a header. The reports of one loop
-        iteration leave together, as one list, at its end."""
+    def _emit(self, event: dict[str, Any], soon: bool = False) -> None:
+        """Every report leaves the worker here, scrubbed: a reason may quote a server that quoted
+        the request back, or an aiohttp error that quoted a header. ``soon``: it leaves at the end
+        of this loop iteration (a ``submitting``: the pool must learn at once that a ticket may be
+        at the broker); else within ``RESULTS_WINDOW_S``, with whatever else is waiting by then."""
         self.reports.append({**event, "reason": scrub_text(event["reason"])} if event.get("reason") else event)
-        if len(self.reports) == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
+        loop = asyncio.get_running_loop()
+        if soon and not self.flush_soon:
+            self.flush_soon = True
+            loop.call_soon(self._flush)
+        elif not self.flush_later:
+            self.flush_later = True
+            loop.call_later(RESULTS_WINDOW_S, self._flush)
 
     def _flush(self) -> None:
+        self.flush_soon = self.flush_later = False
         if not self.reports:
             return
         reports, self.reports = self.reports, []
@@ -444,13 +465,13 @@ class _Submitter:
         the refusal may be of the retry (say "insufficient qty" for the shares the first copy holds)."""
         verdict = answer.verdict()
         if verdict == "accepted":
-            return {"kind": "accepted", "order": answer.payload, "attempts": attempts, "looked_up": False}
+            return _accepted(answer.payload, attempts, looked_up=False)
         if verdict == "duplicate":
             return await self._already_there(ticket, place, attempts, answer)
         if maybe_taken:
             found = await self._look_up(ticket, place, not_found_is_final=True)
             if found.order is not None and _same_order(found.order, ticket.order):
-                return {"kind": "accepted", "order": found.order, "attempts": attempts, "looked_up": True}
+                return _accepted(found.order, attempts, looked_up=True)
             if not found.known:  # the first copy may be at the broker: not a rejection we can vouch for
                 why = f"{answer.message}; an earlier attempt may have got through; look-up failed: {found.reason}"
                 return failed(why, attempts)
@@ -464,7 +485,7 @@ class _Submitter:
             return failed(why, attempts)
         if not _same_order(found.order, ticket.order):
             return self._rejected(answer, attempts, "client_order_id already used by a different order")
-        return {"kind": "accepted", "order": found.order, "attempts": attempts, "looked_up": True}
+        return _accepted(found.order, attempts, looked_up=True)
 
     async def _after_retries(
         self, ticket: Ticket, place: int, attempts: int, reason: str, maybe_taken: bool
@@ -474,7 +495,7 @@ class _Submitter:
             return failed(f"gave up after {attempts} attempts; last: {reason}", attempts)
         found = await self._look_up(ticket, place, not_found_is_final=True)
         if found.order is not None and _same_order(found.order, ticket.order):
-            return {"kind": "accepted", "order": found.order, "attempts": attempts, "looked_up": True}
+            return _accepted(found.order, attempts, looked_up=True)
         where = "not at the broker" if found.known else f"look-up failed: {found.reason}"
         return failed(f"gave up after {attempts} attempts; last: {reason}; {where}", attempts)
 

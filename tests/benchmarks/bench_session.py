@@ -449,10 +449,10 @@ def report_blocks(
     total, ideal = sum(out["cpu"]) / n, sum(out["i_cpu"]) / n  # a process's CPU is read in 10 ms steps:
     print(f"  over all {n} blocks together: {total * 1e6:.0f} µs against {ideal * 1e6:.0f} µs per order,"
           f" {total / ideal:.1f}× (a block's figure is read in whole 10 ms steps of each process's CPU)")  # fmt: skip
-    names = sorted({name for sample in by_process for name in sample if "/" not in name})
-    medians = {name: statistics.median(s.get(name, 0.0) for s in by_process) / count * 1e6 for name in names}
-    shown = ", ".join(f"{name} {value:.0f}" for name, value in sorted(medians.items(), key=lambda kv: -kv[1]))
-    print(f"CPU per order by process (µs, median, idle not taken off): {shown}")
+    names = {name for sample in by_process for name in sample if "/" not in name}
+    totals = {name: sum(s.get(name, 0.0) for s in by_process) / (n * count) * 1e6 for name in names}
+    shown = ", ".join(f"{name} {value:.0f}" for name, value in sorted(totals.items(), key=lambda kv: -kv[1]))
+    print(f"CPU per order by process (µs, all blocks together, idle not taken off): {shown}")
     kernel = {name for sample in by_process for name in sample if name.startswith("kernel/")}
     threads = {name: sum(s.get(name, 0.0) for s in by_process) / (n * count) * 1e6 for name in kernel}
     shown = ", ".join(f"{name[7:]} {value:.0f}" for name, value in sorted(threads.items(), key=lambda kv: -kv[1])

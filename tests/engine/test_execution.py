@@ -28,7 +28,7 @@ from blockpaca_nb.execution import ExecutionPool
 from blockpaca_nb.orders import ACTION_RESULTS, Order
 from blockpaca_nb.ratelimit import SPAWN, RateLimiter
 from blockpaca_nb.sim import Simulator
-from blockpaca_nb.worker import NOT_SENT, Ticket
+from blockpaca_nb.worker import LOGGED_ORDER_FIELDS, NOT_SENT, Ticket
 
 TICKERS = ["AAPL", "MSFT", "TSLA"]
 TERMINAL = ("accepted", "rejected", "failed")
@@ -187,6 +187,7 @@ def test_a_block_of_200_orders_is_accepted_exactly_once(sim: Simulator, shared_p
     assert_accepted_exactly_once(sim, collector, tickets)
     assert [t.seq for t in tickets] == sorted(t.seq for t in tickets)
     assert len({t.client_order_id for t in tickets}) == 200
+    by_client_id = {order["client_order_id"]: order for order in sim.orders()}
     for ticket in tickets:
         assert CLIENT_ORDER_ID.match(ticket.client_order_id), ticket.client_order_id
         assert ticket.client_order_id.split("-")[1] == str(ticket.worker)
@@ -196,7 +197,9 @@ def test_a_block_of_200_orders_is_accepted_exactly_once(sim: Simulator, shared_p
             assert event["client_order_id"] == ticket.client_order_id
             assert event["ticker"] == ticket.order.ticker and event["action"] == ticket.order.action
             assert event["worker"] == ticket.worker and event["time"] > 0
-        assert accepted["latency_ms"] >= 0 and accepted["order"]["symbol"] == ticket.order.ticker
+        at_broker = by_client_id[ticket.client_order_id]
+        assert accepted["latency_ms"] >= 0 and accepted["order"]["id"] == at_broker["id"]
+        assert set(accepted["order"]) <= set(LOGGED_ORDER_FIELDS)  # what the log uses, not the whole JSON
     assert Counter(t.worker for t in tickets) == {0: 100, 1: 100}  # least-loaded dispatch
     assert sum(worker["sent"] for worker in pool.health()) >= 200
     assert all(worker["in_flight"] == 0 for worker in pool.health())
