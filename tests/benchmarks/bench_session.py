@@ -54,7 +54,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -298,21 +298,31 @@ class Team:
 
 
 class Rows:
-    """The kernel's view of the trade log: when each accepted row and each fill reached it."""
+    """The kernel's view of the trade log: when each accepted row and each fill reached it. A block's
+    end is waited for on a condition the rows signal, not by polling: a poll's CPU would be counted
+    as the session's (the kernel's main thread)."""
 
     def __init__(self, session: Session) -> None:
         self.accepted: list[float] = []
         self.fills = 0
+        self.changed = threading.Condition()
         original = session._on_row
 
         def on_row(row: dict[str, Any]) -> None:
             original(row)
-            if row.get("kind") == "accepted":
-                self.accepted.append(time.time())
-            elif row.get("event") == "fill":
-                self.fills += 1
+            with self.changed:
+                if row.get("kind") == "accepted":
+                    self.accepted.append(time.time())
+                elif row.get("event") == "fill":
+                    self.fills += 1
+                self.changed.notify_all()
 
         session._on_row = on_row  # type: ignore[method-assign]
+
+    def wait(self, done: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+        with self.changed:
+            if not self.changed.wait_for(done, timeout):
+                raise TimeoutError(f"no {what} within {timeout:g} s")
 
 
 def started_session(
@@ -370,7 +380,7 @@ def run_blocks(args: argparse.Namespace, sim: Simulator, folder: str, count: int
         arrivals(sim, known)
         for _ in range(args.repeats):
             time_session_block(session, firing, rows, sim, known, meter, count, out, by_process)
-            time_ideal_block(ideal, sim, known, count, out)
+            time_ideal_block(ideal, sim, known, count, out, rows)
     finally:
         ideal.close()
         dashboard.pump.stop()
@@ -395,11 +405,9 @@ def time_session_block(
     accepted, fills = len(rows.accepted), rows.fills
     cpu0, threads0 = meter.sample(), thread_times()
     returned = firing.fire(count)
-    # the kernel's polls are this benchmark's own CPU, counted as the session's: a poll every 20 ms (the
-    # figures are the times the rows arrived, taken as they arrive, not when a poll sees them)
-    wait_for(lambda: len(rows.accepted) >= accepted + count, 60, "acceptances in the trade log", every=0.02)
+    rows.wait(lambda: len(rows.accepted) >= accepted + count, "acceptances in the trade log")
     last_log = rows.accepted[-1]
-    wait_for(lambda: rows.fills >= fills + count, 60, "every fill in the kernel", every=0.02)
+    rows.wait(lambda: rows.fills >= fills + count, "every fill in the kernel")
     cpu1, threads1 = meter.sample(), thread_times()
     window = time.time() - returned
     at_broker = arrivals(sim, known)
@@ -416,12 +424,22 @@ def time_session_block(
 
 
 def time_ideal_block(
-    ideal: IdealClient, sim: Simulator, known: set[str], count: int, out: dict[str, list[float]]
+    ideal: IdealClient,
+    sim: Simulator,
+    known: set[str],
+    count: int,
+    out: dict[str, list[float]],
+    rows: Rows | None = None,
 ) -> None:
+    """``rows``: a session on the same account, whose recorder streams the ideal client's orders too;
+    their fills are waited for, so the session's next idle measure is idle."""
     time.sleep(0.3)
+    fills = rows.fills if rows else 0
     started, cpu = ideal.block(count)
     at_broker = arrivals(sim, known)
     assert len(at_broker) == count
+    if rows:
+        rows.wait(lambda: rows.fills >= fills + count, "the ideal block's fills in the session")
     out["i_first"].append(at_broker[0] - started)
     out["i_last"].append(at_broker[-1] - started)
     out["i_cpu"].append(cpu / count)
