@@ -19,6 +19,8 @@ from typing import Any
 from .. import event_loop
 from .server import SimConfig
 
+LISTEN_BACKLOG = 1024  # connections waiting to be accepted (the kernel caps it at net.core.somaxconn)
+
 
 def _serve() -> None:
     """Child entry point: read the config from stdin, serve until stdin closes (or the parent dies)."""
@@ -44,7 +46,9 @@ async def _serve_async(config: SimConfig) -> None:
 
     runner = web.AppRunner(build_app(config), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    # A block's first orders open their connections all at once (hundreds): with aiohttp's backlog of
+    # 128 the rest of the SYNs were dropped and retried a second later, which Alpaca's servers never do.
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True, backlog=LISTEN_BACKLOG)
     try:
         await site.start()
     except OSError as err:

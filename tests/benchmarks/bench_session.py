@@ -223,7 +223,10 @@ class IdealClient:
 
     async def _open(self) -> aiohttp.ClientSession:
         headers = {"APCA-API-KEY-ID": self.sim.api_key, "APCA-API-SECRET-KEY": self.sim.secret_key}
-        return aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0))
+        # connections kept however long the benchmark pauses (aiohttp closes idle ones after 15 s: 200
+        # connecting at once then overflow the listen backlog, and a dropped SYN waits a second)
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=3600)
+        return aiohttp.ClientSession(headers=headers, connector=connector)
 
     async def _post(self, order: Order) -> None:
         body = json.dumps(order.to_alpaca(new_client_order_id(order.action, 9))).encode()
