@@ -43,7 +43,7 @@ class Outcome(TypedDict, total=False):
     """The final result of one ticket, before the ticket's fields and times are added."""
 
     kind: Literal["accepted", "rejected", "failed"]
-    order: dict[str, Any]  # accepted: the broker's order JSON, the fields the log uses (worker.LOGGED_ORDER_FIELDS)
+    order: dict[str, Any]  # accepted: the parts of the broker's order JSON the log uses (LOGGED_ORDER_FIELDS)
     looked_up: bool  # accepted: found by client order id after an uncertain attempt
     status: int | None  # rejected: the HTTP status
     code: int | None  # rejected: Alpaca's error code, e.g. 40310000
@@ -88,6 +88,17 @@ class ReconcileError(ErrorEvent):
 def reconcile_error(ticker: str, expected: float, broker: float, session: float, reason: str) -> ReconcileError:
     event = error_event("reconcile", reason)
     return {**event, "ticker": ticker, "expected": expected, "broker": broker, "session": session}  # type: ignore[typeddict-item]
+
+
+LOGGED_ORDER_FIELDS = ("id", "client_order_id", "order_class", "legs", "submitted_at", "created_at")
+"""What the recorder reads of an accepted order's JSON (its ids, its exits, when it was submitted):
+all an accepted result carries of it across two pipes."""
+
+
+def accepted(order: dict[str, Any], attempts: int, *, looked_up: bool) -> Outcome:
+    """A ticket the broker took (``looked_up``: found by client order id after an uncertain attempt)."""
+    logged = {key: order[key] for key in LOGGED_ORDER_FIELDS if key in order}
+    return {"kind": "accepted", "order": logged, "attempts": attempts, "looked_up": looked_up}
 
 
 def failed(reason: str, attempts: int | None) -> Outcome:

@@ -130,7 +130,8 @@ class ExecutionPool:
     go out in one round trip even when one worker holds them all.
 
     ``results`` receives plain dicts: for each ticket ``submitting`` (right before its first
-    attempt) and then exactly one of ``accepted`` (with the broker's order JSON), ``rejected``
+    attempt) and then exactly one of ``accepted`` (with the parts of the broker's order JSON the trade
+    log uses, ``events.LOGGED_ORDER_FIELDS``), ``rejected``
     (status, code, reason) or ``failed`` (reason, attempts). See the module docstring.
     """
 

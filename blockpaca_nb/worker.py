@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import event_loop, retry
 from .errors import ConfigurationError
-from .events import Outcome, TicketFields, failed
+from .events import Outcome, TicketFields, accepted, failed
 from .orders import Order, strategy_from_client_order_id
 from .processes import child_setup, configure_child_logging
 from .ratelimit import GRANTED, RateLimiter, per_window
@@ -66,9 +66,8 @@ IN_FLIGHT_AT_STOP = "the pool stopped before the broker answered; it may still h
 STOP = "stop"  # the pool's last message to a worker
 WITHDRAWN = "not sent: withdrawn by {action} before it was sent"
 RESULTS_WINDOW_S = 0.005
-"""How long a final result may wait for others to leave with it (see the module docstring)."""
-LOGGED_ORDER_FIELDS = ("id", "client_order_id", "order_class", "legs", "submitted_at", "created_at")
-"""What the recorder reads of an accepted order's JSON (its ids, its exits, when it was submitted)."""
+"""How long a report not needed at once (a final result) may wait for others to leave with it (see
+the module docstring)."""
 QUEUED_HOLD_S = 5.0
 """How long one announcement of the places waiting for an in-flight permit holds (renewed 20 times
 as often): longer than any pause a busy machine gives a worker."""
@@ -203,12 +202,6 @@ def _decode(raw: bytes) -> Any:
         return {"message": raw[:200].decode("utf-8", "replace")}
 
 
-def _accepted(order: dict[str, Any], attempts: int, *, looked_up: bool) -> Outcome:
-    """An accepted ticket's result; of the broker's order JSON, what the trade log uses."""
-    logged = {key: order[key] for key in LOGGED_ORDER_FIELDS if key in order}
-    return {"kind": "accepted", "order": logged, "attempts": attempts, "looked_up": looked_up}
-
-
 def _same_order(found: dict[str, Any], order: Order) -> bool:
     """Whether a looked-up order is ours and not another order that happens to share its id."""
     kind = found.get("type") or found.get("order_type")
@@ -279,7 +272,8 @@ class _Submitter:
         self.in_flight = asyncio.Semaphore(settings.max_in_flight)
         self.stopping = False
         self.reports: list[dict[str, Any]] = []  # sent together (see _emit)
-        self.flush_soon = self.flush_later = False  # a flush is scheduled: at once / after the window
+        self.flush_soon = False  # a flush is scheduled for the end of this loop iteration
+        self.flush_later: asyncio.TimerHandle | None = None  # one at the end of the window
         self.queued: dict[int, int] = {}  # seq -> place, of tickets waiting for an in-flight permit
         self.holding: asyncio.Task[None] | None = None
 
@@ -288,7 +282,7 @@ class _Submitter:
         incoming: asyncio.Queue[Any] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         threading.Thread(target=_read_inbox, args=(inbox, loop, incoming), daemon=True, name="inbox").start()
-        self._emit({"kind": "ready", "worker": self.number})
+        self._emit({"kind": "ready", "worker": self.number}, soon=True)
         try:
             while (message := await incoming.get()) != STOP:
                 if isinstance(message, Withdraw):
@@ -297,8 +291,8 @@ class _Submitter:
                 await self._take(message)
             await self._wind_down()
         finally:
+            self._flush()  # the last results, before anything here can fail
             await self.session.close()
-            self._flush()
 
     def _open_session(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -416,15 +410,19 @@ class _Submitter:
         at the broker); else within ``RESULTS_WINDOW_S``, with whatever else is waiting by then."""
         self.reports.append({**event, "reason": scrub_text(event["reason"])} if event.get("reason") else event)
         loop = asyncio.get_running_loop()
-        if soon and not self.flush_soon:
-            self.flush_soon = True
-            loop.call_soon(self._flush)
-        elif not self.flush_later:
-            self.flush_later = True
-            loop.call_later(RESULTS_WINDOW_S, self._flush)
+        if soon:
+            if not self.flush_soon:
+                self.flush_soon = True
+                loop.call_soon(self._flush)
+        elif self.flush_later is None:
+            self.flush_later = loop.call_later(RESULTS_WINDOW_S, self._flush)
 
     def _flush(self) -> None:
-        self.flush_soon = self.flush_later = False
+        """Send every waiting report now; a flush scheduled for later is no longer needed."""
+        self.flush_soon = False
+        if self.flush_later is not None:
+            self.flush_later.cancel()
+            self.flush_later = None
         if not self.reports:
             return
         reports, self.reports = self.reports, []
@@ -465,13 +463,13 @@ class _Submitter:
         the refusal may be of the retry (say "insufficient qty" for the shares the first copy holds)."""
         verdict = answer.verdict()
         if verdict == "accepted":
-            return _accepted(answer.payload, attempts, looked_up=False)
+            return accepted(answer.payload, attempts, looked_up=False)
         if verdict == "duplicate":
             return await self._already_there(ticket, place, attempts, answer)
         if maybe_taken:
             found = await self._look_up(ticket, place, not_found_is_final=True)
             if found.order is not None and _same_order(found.order, ticket.order):
-                return _accepted(found.order, attempts, looked_up=True)
+                return accepted(found.order, attempts, looked_up=True)
             if not found.known:  # the first copy may be at the broker: not a rejection we can vouch for
                 why = f"{answer.message}; an earlier attempt may have got through; look-up failed: {found.reason}"
                 return failed(why, attempts)
@@ -485,7 +483,7 @@ class _Submitter:
             return failed(why, attempts)
         if not _same_order(found.order, ticket.order):
             return self._rejected(answer, attempts, "client_order_id already used by a different order")
-        return _accepted(found.order, attempts, looked_up=True)
+        return accepted(found.order, attempts, looked_up=True)
 
     async def _after_retries(
         self, ticket: Ticket, place: int, attempts: int, reason: str, maybe_taken: bool
@@ -495,7 +493,7 @@ class _Submitter:
             return failed(f"gave up after {attempts} attempts; last: {reason}", attempts)
         found = await self._look_up(ticket, place, not_found_is_final=True)
         if found.order is not None and _same_order(found.order, ticket.order):
-            return _accepted(found.order, attempts, looked_up=True)
+            return accepted(found.order, attempts, looked_up=True)
         where = "not at the broker" if found.known else f"look-up failed: {found.reason}"
         return failed(f"gave up after {attempts} attempts; last: {reason}; {where}", attempts)
 

@@ -7,6 +7,7 @@ Invariant 1 (no order sent twice, none lost) is checked against the simulator's 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -22,13 +23,17 @@ import psutil
 import pytest
 from waiting import wait_for
 
+from blockpaca_nb import worker
 from blockpaca_nb.broker import Connection, Credentials, Endpoints
 from blockpaca_nb.errors import BlockpacaError, ConfigurationError
+from blockpaca_nb.events import LOGGED_ORDER_FIELDS
+from blockpaca_nb.events import accepted as accepted_result
 from blockpaca_nb.execution import ExecutionPool
-from blockpaca_nb.orders import ACTION_RESULTS, Order
+from blockpaca_nb.orders import ACTION_RESULTS, Order, new_client_order_id
 from blockpaca_nb.ratelimit import SPAWN, RateLimiter
+from blockpaca_nb.recorder import legs_of, submission_row
 from blockpaca_nb.sim import Simulator
-from blockpaca_nb.worker import LOGGED_ORDER_FIELDS, NOT_SENT, Ticket
+from blockpaca_nb.worker import NOT_SENT, Ticket
 
 TICKERS = ["AAPL", "MSFT", "TSLA"]
 TERMINAL = ("accepted", "rejected", "failed")
@@ -148,6 +153,18 @@ def throttled_sim() -> Iterator[Simulator]:
     ).start()
     yield sim
     sim.stop()
+
+
+def post_order(sim: Simulator, body: dict[str, Any]) -> dict[str, Any]:
+    """POST an order as a worker does; the broker's order JSON."""
+    request = urllib.request.Request(
+        f"{sim.urls['trading']}/v2/orders",
+        data=json.dumps(body).encode(),
+        headers={"APCA-API-KEY-ID": sim.api_key, "APCA-API-SECRET-KEY": sim.secret_key},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
 
 
 def another_client_calls(sim: Simulator, count: int) -> None:
@@ -427,3 +444,52 @@ def test_orders_waiting_for_an_in_flight_permit_keep_their_place_in_line() -> No
     late = [i for i in range(1, len(first_try)) if first_try[i] + 0.05 < max(first_try[:i])]
     assert not late, f"orders {late} got their first try after a later-submitted order: {first_try}"
     assert max_in_any_window(limiter.grants(), 3.0) <= 8
+
+
+def test_an_accepted_result_keeps_all_the_trade_log_reads_of_the_order(sim: Simulator) -> None:
+    """A worker sends the recorder only part of the broker's order JSON: the submission row and the
+    exits it names come out as from the whole order (a bracket: the richest one)."""
+    entry = Order("AAPL", "buy", "limit", "buy_long", quantity=1, limit_price=1.0,
+                  order_class="bracket", take_profit=2.0, stop_loss=0.5)  # fmt: skip
+    whole = post_order(sim, entry.to_alpaca(new_client_order_id("buy_long", 0)))
+    assert len(whole["legs"]) == 2
+    kept = accepted_result(whole, 1, looked_up=False)["order"]
+    assert set(kept) < set(whole)
+    result = {"kind": "accepted", "client_order_id": whole["client_order_id"], "ticker": "AAPL", "side": "buy",
+              "action": "buy_long", "order_type": "limit", "qty": 1.0, "limit_price": 1.0, "time": 1.0}  # fmt: skip
+    assert submission_row({**result, "order": kept}) == submission_row({**result, "order": whole})
+    assert legs_of(kept) == legs_of(whole) and len(legs_of(whole)) == 2
+
+
+def test_a_workers_reports_leave_in_few_messages_and_submittings_at_once(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``submitting`` reports leave at the end of the loop iteration that made them (the pool must
+    know at once a ticket may be at the broker); final results made within the window leave together
+    (the window is stretched to a second here, so a busy machine cannot split them)."""
+    monkeypatch.setattr(worker, "RESULTS_WINDOW_S", 1.0)
+    sent: list[list[dict[str, Any]]] = []
+
+    async def emit_a_block() -> None:
+        second = asyncio.Event()
+
+        class Outbox:
+            def send(self, reports: list[dict[str, Any]]) -> None:
+                sent.append(reports)
+                if len(sent) == 2:
+                    second.set()
+
+        submitter = worker._Submitter(0, connect(sim), RateLimiter(100), Outbox(), worker.Settings(1, 10, 5.0))
+        for seq in (1, 2):
+            submitter._emit({"kind": "submitting", "seq": seq}, soon=True)
+        await asyncio.sleep(0)
+        assert [[r["kind"] for r in reports] for reports in sent] == [["submitting", "submitting"]]
+        for seq in (1, 2):
+            submitter._emit({"kind": "accepted", "seq": seq})
+            await asyncio.sleep(0)  # the next result comes in a later loop iteration
+        assert len(sent) == 1  # held for the window
+        await asyncio.wait_for(second.wait(), 10)
+
+    asyncio.run(emit_a_block())
+    kinds = [[r["kind"] for r in reports] for reports in sent]
+    assert kinds == [["submitting", "submitting"], ["accepted", "accepted"]]
