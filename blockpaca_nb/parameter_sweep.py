@@ -31,14 +31,15 @@ if TYPE_CHECKING:
 __all__ = ["SweepGrid", "sweep"]
 
 STAT_COLUMNS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "volatility", "exposure",
-                "turnover", "trades", "win_rate", "final_equity")  # fmt: skip
+                "turnover", "trades", "win_rate", "final_equity", "refused", "errors")  # fmt: skip
 # What a grid may be sorted by, and whether more is better (max_drawdown is negative: nearer 0 is better).
 SORT_HIGHER_IS_BETTER = {"sharpe": True, "sortino": True, "total_return": True, "cagr": True,
                          "final_equity": True, "win_rate": True, "max_drawdown": True, "volatility": False}  # fmt: skip
 
 
 class SweepGrid(pd.DataFrame):
-    """One row per parameter set, its statistics as columns, best first; `plot()` draws a heatmap."""
+    """One row per parameter set, its statistics as columns, best first — a set whose strategy raised
+    (its ``errors`` column) after every set that did not, whatever its figures; `plot()` draws a heatmap."""
 
     _metadata: ClassVar[list[str]] = ["parameters", "sort_by", "parameter_sets"]
 
@@ -88,11 +89,21 @@ def sweep(
     finally:
         if owned:
             pool.shutdown(wait=True, cancel_futures=True)
-    frame = pd.DataFrame(rows).sort_values(sort_by, ascending=not SORT_HIGHER_IS_BETTER[sort_by], na_position="last")
+    frame = _best_first(pd.DataFrame(rows), sort_by)
     result = SweepGrid(frame.reset_index(drop=True))
     result.parameters, result.sort_by = names, sort_by
     result.parameter_sets = [sets[i] for i in frame.index]
     return result
+
+
+def _best_first(frame: pd.DataFrame, sort_by: str) -> pd.DataFrame:
+    """Sorted by ``sort_by``, the sets whose strategy raised last: a strategy failing on every tick
+    trades nothing, and its zero volatility and drawdown must not make it the best."""
+    failed = frame["errors"] > 0
+    ranked = frame.assign(_failed=failed).sort_values(
+        ["_failed", sort_by], ascending=[True, not SORT_HIGHER_IS_BETTER[sort_by]], na_position="last"
+    )
+    return frame.loc[ranked.index]
 
 
 def _combinations(grid: Mapping[str, Iterable[Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -28,8 +28,9 @@ def _two_directions(ticker: str, side: str) -> str:
 
 def _held_shares(ticker: str, side: str) -> str:
     return (
-        f"open orders (or cancels not yet confirmed) hold {ticker}'s shares; wait until they are canceled"
-        f" or filled, then {side} what is left, or send a smaller order"
+        f"this {side} is larger than the {ticker} shares free to trade: the position is smaller, or open orders"
+        f" (or cancels not yet confirmed) hold some of it; {side} at most what is left, or wait until those"
+        " orders are canceled or filled"
     )
 
 

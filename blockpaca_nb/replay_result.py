@@ -19,7 +19,7 @@ import numpy as np
 from .errors import ConfigurationError
 from .orders import action_from_client_order_id
 from .performance import performance
-from .replay_records import ACCEPTED, EVENT
+from .replay_records import ACCEPTED, EVENT, REFUSED
 from .tradelog import COLUMNS, csv_text, load_trade_log
 
 if TYPE_CHECKING:
@@ -56,8 +56,11 @@ class ReplayResult:
         stopped = ", interrupted" if self.interrupted else ""
         return (
             f"<ReplayResult {self.name}: {self.ticks} ticks of {len(self.tape.symbols)} symbols in "
-            f"{self.elapsed:.2f} s{stopped}; final equity {self.equity.iloc[-1]:,.2f}>"
+            f"{self.elapsed:.2f} s{stopped}; final equity {self.equity.iloc[-1]:,.2f}{self._errors_said()}>"
         )
+
+    def _errors_said(self) -> str:
+        return f"; {self.error_count:,} errors (r.errors)" if self.error_count else ""
 
     # ----------------------------------------------------------------- the trade log
     @cached_property
@@ -196,11 +199,16 @@ class ReplayResult:
     @cached_property
     def stats(self) -> pd.Series:
         """Total return, CAGR, volatility, Sharpe, Sortino, max drawdown and its dates, exposure,
-        turnover, trades, win rate, average holding time (performance.py says how each is computed)."""
+        turnover, trades, win rate, average holding time (performance.py says how each is computed);
+        then ``refused`` (orders refused by validation or by the broker) and ``errors`` (the strategy's
+        exceptions): figures of a strategy that failed describe something else than it meant."""
         gross = np.abs(self._position_values).sum(axis=1)
         orders = self._records.count(ACCEPTED)
         fees = math.fsum(self._records.fill_fees)
-        return performance(self.equity, self.starting_cash, self.fills, gross, orders, fees)
+        figures = performance(self.equity, self.starting_cash, self.fills, gross, orders, fees)
+        figures["refused"] = refused = self._records.count(REFUSED)
+        figures["errors"] = self.error_count - refused
+        return figures
 
     # ----------------------------------------------------------------- plots
     def plot(self) -> go.Figure:

@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -38,6 +38,7 @@ from .fees import REGULATORY, FeeSchedule
 from .history import DEFAULT_SPREAD_BPS, Tape, frame_tape, sim_tape
 from .lineup import strategy_name
 from .orders import Order, liquidation_orders, new_client_order_id, parse_block, strategy_from_client_order_id
+from .refusals import with_advice
 from .replay_records import Records
 from .sim.broker import PROFILES, ApiError, Broker, SimOrder
 from .sim.calendar import EASTERN, session_on
@@ -56,7 +57,7 @@ __all__ = ["replay"]
 EOD_MARGIN_S = 30.0  # as live: a session that runs until "EOD" ends 30 s before the close
 EOS_BEHAVIORS = ("liquidate", "hold", "custom")
 MARKET_HOURS = ("nyse", "always")
-ERRORS_KEPT = 1000  # a strategy failing on every tick of a year keeps its first errors, counts the rest
+ERRORS_KEPT = 1000  # a strategy failing (or refused) on every tick of a year keeps its first errors, counts the rest
 PROGRESS_EVERY = 2048  # ticks between progress-bar updates (and garbage-collector freezes)
 INFINITY = float("inf")
 LIQUIDATION_ROUNDS = 1000  # matches of a liquidation at the last quotes before giving up on being flat
@@ -234,9 +235,14 @@ class Replayer:
         self.pnl_samples.append((t, pnl))
 
     def _strategy_error(self, name: str, t: float, message: str) -> None:
+        self._error(lambda: StrategyError(name, t, message, traceback.format_exc()))
+
+    def _error(self, make: Callable[[], Any]) -> None:
+        """What live puts in ``s.errors`` (a strategy's exception, an order refused by validation or
+        by the broker): counted, and the first ``ERRORS_KEPT`` made and kept."""
         self.error_count += 1
         if len(self.errors) < ERRORS_KEPT:
-            self.errors.append(StrategyError(name, t, message, traceback.format_exc()))
+            self.errors.append(make())
 
     def _run_commands(self, t: float) -> bool:
         """blockpaca's command queue: an EOS action a strategy asked for ends the session now."""
@@ -256,7 +262,7 @@ class Replayer:
         """The live path: validate, then submit each valid order to the broker at `t`."""
         valid, problems = parse_block(orders, self.tickers)
         for problem in problems:
-            self.errors.append(problem)
+            self._error(lambda problem=problem: problem)  # type: ignore[misc]
             self.records.refused(self.records.reserve(), "validation_error", None, "", t, str(problem))
         return [self._send(order, t, strategy) for order in valid]
 
@@ -267,7 +273,9 @@ class Replayer:
         try:
             self.records.accepted(slot, self._to_broker(order, cid, t), t)
         except ApiError as err:
-            self.records.refused(slot, "rejected", order, cid, t, err.message)
+            message = err.message
+            self.records.refused(slot, "rejected", order, cid, t, message)
+            self._error(lambda: broker_refusal(order, cid, strategy, message, t))
         return cid
 
     def _to_broker(self, order: Order, cid: str, t: float) -> Any:
@@ -438,6 +446,23 @@ class Replayer:
         from .replay_result import bars_frame
 
         return bars_frame(self.tape, symbols, timeframe, limit, self.now)
+
+
+def broker_refusal(order: Order, cid: str, strategy: str, message: str, t: float) -> dict[str, Any]:
+    """A broker's refusal as ``r.errors`` holds it: the keys live's ``s.errors`` rows share."""
+    return {
+        "kind": "rejected",
+        "client_order_id": cid,
+        "ticker": order.ticker,
+        "side": order.side,
+        "action": order.action,
+        "order_type": order.order_type,
+        "qty": order.quantity,
+        "limit_price": order.limit_price,
+        "reason": with_advice(message, order.ticker, order.side),
+        "strategy": strategy,
+        "time": t,
+    }
 
 
 def typed_order(broker: Broker, order: Order, cid: str, t: float) -> SimOrder:

@@ -202,6 +202,13 @@ def _long_and_short(values: Iterable[float]) -> tuple[float, float]:
     return long_mv, short_mv
 
 
+def _shrink_to_what_is_left(sibling: SimOrder, left: float) -> None:
+    """One exit partly filled: the other may close only what is still held (an exit pair never closes
+    more than its entry opened, so never turns a long into a short); Alpaca adjusts the sibling so."""
+    if sibling.is_open and sibling.remaining > left:
+        sibling.qty = _clean(sibling.filled_qty + left)
+
+
 def _clean(x: float) -> float:
     """Round away float dust from fractional share arithmetic (whole numbers, the most, as they are)."""
     return x + 0.0 if x % 1 == 0 else round(x, 9) + 0.0
@@ -711,6 +718,8 @@ class Broker:
         done = order.remaining <= 1e-9
         if done:
             order.filled_at = now
+        elif order.sibling is not None:
+            _shrink_to_what_is_left(order.sibling, order.remaining)
         self._transition(
             order,
             "filled" if done else pending or "partially_filled",

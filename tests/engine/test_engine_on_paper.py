@@ -197,6 +197,7 @@ def test_advice_for_alpacas_refusals() -> None:
     assert "open buy order for AAPL" in advice("potential wash trade detected. use complex orders", "AAPL", "sell")
     held = "insufficient qty available for order (requested: 10, available: 0)"
     assert with_advice(held, "AAPL", "sell").startswith(held + " — ")
+    assert "the position is smaller" in advice(held, "AAPL", "sell")  # not only orders hold shares
     assert "whole shares" in advice("fractional orders cannot be sold short", "AAPL", "sell")
     assert "cannot be sold short at this broker" in advice("asset AEP cannot be sold short", "AEP", "sell")
     assert with_advice("something new", "AAPL", "buy") == "something new"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,20 @@ def test_validation_errors_are_the_live_ones() -> None:
     rows = r.trade_log[r.trade_log["type"] == "validation"]
     assert len(rows) >= 6 and rows["reason"].iloc[0] == str(live[0])
     assert r.orders.empty  # nothing invalid reached the broker
+    assert r.error_count == len(rows) == len(r.errors)  # each counted, as each is a row
+
+
+def test_a_broker_refusal_is_in_errors_as_live() -> None:
+    """An order the broker refuses is a rejected row in the trade log and an entry of ``r.errors``
+    (live: ``s.errors``), with the same reason and advice; all are counted, the first kept."""
+    too_big = [{"ticker": "AAPL", "quantity": 1_000_000, "side": "buy", "order_type": "market"}]
+    r = replay(lambda ctx: too_big, ["AAPL"], **DAY, frequency="1h", progress=False)
+    rejected = r.trade_log[r.trade_log["status"] == "rejected"]
+    assert len(rejected) >= 6 and r.error_count == len(rejected) == len(r.errors)
+    first = r.errors[0]
+    assert first["kind"] == "rejected" and first["ticker"] == "AAPL" and first["qty"] == 1_000_000
+    assert first["reason"] == rejected["reason"].iloc[0]
+    assert "insufficient buying power" in first["reason"] and "send a smaller quantity" in first["reason"]
 
 
 SIMPLE_ORDERS = [
@@ -614,6 +629,24 @@ def test_sweep_sorts_volatility_lowest_first_and_refuses_a_statistic_as_paramete
         sweep(lambda trades: momentum, {"trades": [1]}, tickers=["AAPL"], **DAY, progress=False)
 
 
+def test_a_sweeps_set_whose_strategy_raised_is_flagged_and_never_best() -> None:
+    """A strategy raising on every tick trades nothing: zero volatility and drawdown, the "best" by
+    either, yet a failure. It is counted in ``errors`` and sorted after every set that ran."""
+
+    def make(lookback: int, size: int) -> Any:
+        if size > 3:
+            return lambda ctx: 1 / 0
+        return make_momentum(lookback, size)
+
+    with ThreadPoolExecutor(2) as pool:
+        grid = sweep(make, {"lookback": [2], "size": [1, 5]}, tickers=["AAPL"], **WEEK,
+                     sort_by="max_drawdown", executor=pool, progress=False)  # fmt: skip
+    assert grid.best == {"lookback": 2, "size": 1}
+    assert grid["errors"].iloc[0] == 0 and grid["errors"].iloc[1] > 0
+    assert grid["max_drawdown"].iloc[1] == 0.0 > grid["max_drawdown"].iloc[0]  # it would have come first
+    assert (grid["refused"] == 0).all()
+
+
 def test_a_side_offered_for_zero_shares_never_fills_and_the_liquidation_ends_cleanly() -> None:
     times = pd.date_range("2026-11-03 14:30", periods=8, freq="1s", tz="UTC")
     bids = [100.0] * 6 + [0.0, 0.0]
@@ -701,3 +734,33 @@ def test_best_follows_the_rows_after_a_new_sort() -> None:
     grid = sweep(make_momentum, {"lookback": [2, 10], "size": [1, 5]}, tickers=["AAPL"], **WEEK, progress=False)
     again = grid.sort_values("volatility")
     assert again.best == {"lookback": int(again["lookback"].iloc[0]), "size": int(again["size"].iloc[0])}
+
+
+def test_a_bracket_exit_partly_filled_shrinks_its_sibling_so_no_pair_sells_more_than_its_entry() -> None:
+    """The paper profile fills some marketable orders in part first: a take profit that sold 8 of 10
+    leaves its stop loss only 2 to sell (it once sold all 10, turning the position short)."""
+    minutes = pd.date_range("2026-11-02 09:30", "2026-11-02 15:59", freq="1min", tz="America/New_York")
+    cycle = [100.0, 100.0, 101.0, 90.0, 100.0]  # entry, entry, take profit touched, through the stop, back
+    prices = [cycle[k % len(cycle)] for k in range(len(minutes))]
+    bars = pd.DataFrame({"symbol": "XYZ", "timestamp": minutes, "open": prices, "high": prices, "low": prices,
+                         "close": prices, "volume": 1e6})  # fmt: skip
+
+    def bracket_when_flat(ctx: Any) -> Any:
+        quotes, positions = ctx.get_current_data()
+        if not positions and 99.9 < quotes["XYZ"]["bid"] < 100.1:
+            return [{"ticker": "XYZ", "quantity": 10, "side": "buy", "order_type": "market",
+                     "take_profit": 100.5, "stop_loss": 95.0}]  # fmt: skip
+        return None
+
+    r = replay(bracket_when_flat, ["XYZ"], data=bars, progress=False, eos_behavior="hold")
+    log = r.trade_log
+    fills = log[log["fill_qty"] > 0]
+    exits = fills[fills["reason"].str.contains("exit of", na=False)]
+    partly = exits[(exits["event"] == "partial_fill") & exits["reason"].str.startswith("take-profit")]
+    assert len(partly), "no take profit filled in part: the case is not exercised"
+    signed = np.where(fills["side"] == "buy", 1.0, -1.0) * fills["fill_qty"]
+    assert signed.cumsum().min() >= 0  # never short
+    entry_of = exits["reason"].str.extract(r"exit of (\S+)")[0].str.rstrip(";")
+    sold = exits.groupby(entry_of)["fill_qty"].sum()
+    bought = fills[fills["side"] == "buy"].groupby("client_order_id")["fill_qty"].sum()
+    assert (sold <= bought.reindex(sold.index)).all(), (sold - bought.reindex(sold.index)).max()
