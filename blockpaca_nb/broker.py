@@ -228,10 +228,13 @@ def _is_live(endpoints: Endpoints) -> bool:
 
 def _simulator(simulator: Simulator | Mapping[str, Any] | None, tickers: list[str]) -> Simulator:
     from .sim import Simulator
+    from .sim.universe import check_in_universe
 
     if simulator is None or isinstance(simulator, Mapping):
         options = dict(simulator or {})
-        options.setdefault("symbols", tickers)
+        if "symbols" not in options:
+            check_in_universe(tickers, f"To simulate a made-up symbol, name it: simulator={{'symbols': {tickers!r}}}.")
+            options["symbols"] = tickers
         if len(tickers) > FREE_PLAN_STREAM_SYMBOLS:  # the free plan's stream would refuse them all
             options.setdefault("data_plan", "sip")
         sim = Simulator(**options)

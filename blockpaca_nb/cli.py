@@ -215,8 +215,18 @@ def _run_lab(command: list[str], checkout: Path, port: int, token: str) -> int:
             print(f"\nJupyterLab is ready. Open the quickstart notebook at:\n\n    {url}\n", flush=True)
         return lab.wait()
     except KeyboardInterrupt:
-        lab.terminate()
-        return lab.wait()
+        return _stop_lab(lab)
+
+
+def _stop_lab(lab: subprocess.Popen[bytes]) -> int:
+    """Ctrl-C: JupyterLab got it too (one process group) and shuts its kernels down; wait for it.
+    A second Ctrl-C (its banner says "twice to skip confirmation") only hurries it, quietly."""
+    lab.terminate()
+    while True:
+        try:
+            return lab.wait()
+        except KeyboardInterrupt:
+            lab.terminate()
 
 
 def _answers(lab: subprocess.Popen[bytes], port: int, timeout: float = 300.0) -> bool:

@@ -48,6 +48,8 @@ class OrderValidationError(BlockpacaError, ValueError):
 
     ``problem`` replaces the default "got <value>" part when the value alone does not
     explain the trouble (a missing key, a key that is not used by this order type).
+    ``given``: the order's ticker, side, action and order_type as the strategy wrote them (text
+    only), so its row in the trade log says which order it was.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class OrderValidationError(BlockpacaError, ValueError):
         self.allowed = allowed
         self.index = index
         self.problem = problem
+        self.given: dict[str, str] = {}
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -78,7 +81,7 @@ class OrderValidationError(BlockpacaError, ValueError):
         return f"{where}: {what}{tail}"
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.field, self.value, self.allowed, self.index, self.problem))
+        return (type(self), (self.field, self.value, self.allowed, self.index, self.problem), {"given": self.given})
 
 
 class BrokerError(BlockpacaError):

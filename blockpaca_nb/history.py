@@ -178,6 +178,8 @@ def _check_sim_range(start: date, end: date, first: date, today: date, sessions:
         raise ConfigurationError(f"start={start} is before the simulator's history; allowed: {allowed}")
     if end >= today:
         raise ConfigurationError(f"end={end} is not in the past; allowed: {allowed}")
+    if start > end:
+        raise ConfigurationError(f"start={start} is after end={end}; allowed: start on or before end")
     if not sessions:
         raise ConfigurationError(f"no trading session between start={start} and end={end}; allowed: {allowed}")
 

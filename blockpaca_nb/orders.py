@@ -323,8 +323,22 @@ def parse_orders(
         try:
             orders.append(validate_order(raw, lookup, index))
         except OrderValidationError as error:
-            errors.append(error)
+            errors.append(_noting_given(error, raw, lookup))
     return orders, errors
+
+
+def _noting_given(error: OrderValidationError, raw: object, tickers: Collection[str] | None) -> OrderValidationError:
+    """``error`` with the naming fields of the order it refused, each only when it is one of the
+    values allowed there (a ticker of the session, buy/sell, an action, an order type): whatever
+    else a strategy wrote — a secret pasted by mistake — never reaches a row or the dashboard."""
+    allowed: dict[str, Collection[str]] = {"ticker": tickers or (), "side": SIDES, "action": ACTION_RESULTS,
+                                           "order_type": ORDER_TYPES}  # fmt: skip
+    try:
+        values = {key: raw.get(key) for key in allowed} if isinstance(raw, Mapping) else {}
+    except Exception:  # a strange mapping: the row just names no order
+        values = {}
+    error.given = {key: value for key, value in values.items() if isinstance(value, str) and value in allowed[key]}
+    return error
 
 
 def new_client_order_id(action: str, worker: int, strategy: str = "", serial: str | None = None) -> str:
@@ -537,7 +551,7 @@ def parse_block(orders: object, tickers: Sequence[str]) -> tuple[list[Order], li
         try:
             valid.append(validate_order(raw, known, index))
         except OrderValidationError as problem:
-            problems.append(problem)
+            problems.append(_noting_given(problem, raw, known))
         except Exception as err:
             problems.append(_unreadable(_culprit(raw), index, err))
     return valid, problems

@@ -411,12 +411,26 @@ class Recorder:
             self.forward(item if ack is None else {**item, "ack": ack})
             return
         self.legs.update(legs_of(item.get("order") or {}))
-        row = submission_row(item)
+        row = self._as_known(submission_row(item))
         if self.logged and _row_key(row) in self.logged:
             self.forward({**row, "ack": ack})
         else:
             self.record(row, ack)
         self._expect(row, item.get("order") or {})
+
+    def _as_known(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A worker's answer often comes after the stream told of the order's fills (the answer
+        crosses two pipes, the stream one socket): its row then gives the order's status and
+        cumulative fill as the log knows them, so an order's last row says how much of it was
+        executed, at what price (blockpaca's meaning of executed_qty / executed_price)."""
+        with self.lock:
+            known = self.ledger.orders.get(str(row.get("order_id") or ""))
+        if known is None:
+            return row
+        status = known.status
+        raw_status = f"OrderStatus.{status.upper()}"
+        return {**row, "status": status, "raw_status": raw_status, "executed_qty": known.filled_qty,
+                "executed_price": known.avg_price}  # fmt: skip
 
     def _expect(self, row: Mapping[str, Any], order: Mapping[str, Any]) -> None:
         """A worker's answer names an order the broker took: catch-up looks for it until it is final.

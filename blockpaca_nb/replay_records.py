@@ -67,7 +67,8 @@ class Records:
         self.numbers[slot * NUMBERS] = when
 
     def refused(self, slot: int, kind: str, order: Any, client_order_id: str, when: float, reason: str) -> None:
-        """A validation error or a broker's refusal (`order` the validated Order, None for the former)."""
+        """A validation error or a broker's refusal (`order`: the fields the strategy gave, a dict, for
+        the former; the validated Order for the latter)."""
         self.kinds[slot], self.refs[slot] = REFUSED, (kind, order, client_order_id, reason)
         self.numbers[slot * NUMBERS] = when
 

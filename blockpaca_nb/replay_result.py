@@ -245,8 +245,8 @@ def _submission(record: tuple[Any, ...]) -> dict[str, Any]:
             "latency_ms": 0.0,
         }
     what, order, cid, reason = ref
-    if order is None:
-        return {"kind": what, "reason": reason, "time": when}
+    if isinstance(order, dict):  # refused by validation: what the strategy named
+        return {"kind": what, "reason": reason, "time": when, **order}
     fields = _ticket(cid, order.ticker, order.side, order.order_type, order.quantity, order.limit_price)
     return {"kind": what, "reason": reason, **fields, "time": when, "latency_ms": 0.0}
 

@@ -43,7 +43,7 @@ from .replay_records import Records
 from .sim.broker import PROFILES, ApiError, Broker, SimOrder
 from .sim.calendar import EASTERN, session_on
 from .sim.hours import MarketHours
-from .sim.universe import profile
+from .sim.universe import check_in_universe, profile
 from .strategy import Context, Strategy, StrategyError, parse_duration
 from .tickers import normalize_tickers
 
@@ -263,7 +263,7 @@ class Replayer:
         valid, problems = parse_block(orders, self.tickers)
         for problem in problems:
             self._error(lambda problem=problem: problem)  # type: ignore[misc]
-            self.records.refused(self.records.reserve(), "validation_error", None, "", t, str(problem))
+            self.records.refused(self.records.reserve(), "validation_error", problem.given, "", t, str(problem))
         return [self._send(order, t, strategy) for order in valid]
 
     def _send(self, order: Order, t: float, strategy: str) -> str:
@@ -695,6 +695,7 @@ class Source:
 
         data = self.data
         if isinstance(data, str) and data == "sim":
+            check_in_universe(symbols, "A made-up symbol replays from its own bars or quotes: data=a DataFrame.")
             first, last = _date("start", start), _date("end", end)
             return sim_tapes.get(self.sim_key(symbols, first, last))
         if isinstance(data, str) and data == "alpaca":
@@ -703,8 +704,9 @@ class Source:
             return _clip(frame_tape(data, symbols, self.spread_bps or DEFAULT_SPREAD_BPS), start, end)
         if isinstance(data, str | bytes) or hasattr(data, "__fspath__"):
             return _clip(frame_tape(_read_quote_file(data), symbols), start, end)
+        shown = repr(data) if data is None or isinstance(data, int | float) else type(data).__name__
         raise ConfigurationError(
-            f"data={type(data).__name__} is not valid; allowed: 'sim', 'alpaca', a DataFrame, or a quote file's path"
+            f"data={shown} is not valid; allowed: 'sim', 'alpaca', a DataFrame, or a quote file's path"
         )
 
     def sim_key(self, symbols: Sequence[str], start: date, end: date) -> SimTapeKey:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import io
 import math
 import os
 import queue
@@ -59,7 +60,7 @@ from .scrub import ScrubbedDeque, scrub_error, scrub_text, scrubbed_logger
 from .statuses import ENDED_SESSION_STATES, EOS_ACTIONS, SENDING_STATES, SESSION_STATES, WAITING_STATUSES
 from .strategy import Context, Strategy, StrategyError, parse_duration
 from .supervision import Supervisor
-from .tradelog import COLUMNS, load_trade_log
+from .tradelog import csv_text, load_trade_log
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -358,8 +359,10 @@ class Session:
         return [slot.name for slot in self._lineup.active()]
 
     def strategy_state(self, name: str) -> str:
-        """running, paused, reduce_only (a limit was crossed) or halted."""
-        return self._lineup.require(name).state
+        """running, inactive (registered, not called: see activate), paused, reduce_only (a limit was
+        crossed) or halted — what the dashboard's strategies panel shows."""
+        slot = self._lineup.require(name)
+        return _shown_state(slot.state, slot.name in self.active_strategies)
 
     def strategy_rows(self) -> list[dict[str, Any]]:
         """One row per strategy (and the session's own orders, once it sent any), for the dashboard:
@@ -375,7 +378,7 @@ class Session:
             usage, limit = self._risk.usage(slot.name, marks)
             every = slot.every or self.frequency
             counts = self.books.summary(slot.name) or (0, 0)
-            state = slot.state if role != "off" or slot.state != "running" else "inactive"
+            state = _shown_state(slot.state, role != "off")
             rows.append(_strategy_row(slot.name, role, every, state, slot.state_reason, counts))
             rows[-1].update(pnl=pnl.get(slot.name, 0.0), usage=usage, limit=limit)
         own = self.books.summary(SESSION_BOOK)
@@ -728,7 +731,7 @@ class Session:
     def _validation_error(self, problem: OrderValidationError) -> None:
         self.errors.append(problem)
         if self._inbox is not None:
-            self._inbox.put({"kind": "validation_error", "reason": str(problem), "time": time.time()})
+            self._inbox.put({"kind": "validation_error", "reason": str(problem), "time": time.time(), **problem.given})
 
     def _refused(self, order: Order, reason: str, strategy: str) -> None:
         """An order a limit (or its strategy's state) kept in the kernel: a rejection row, an error."""
@@ -1273,11 +1276,11 @@ class Session:
 
     @property
     def trade_log(self) -> pd.DataFrame:
+        """The trade log as `load_trade_log` reads it: the CSV's columns, typed, then ``time`` (the
+        timestamp as a UTC datetime); the same columns before the first row is written."""
         if self.trade_log_file.exists():
             return load_trade_log(self.trade_log_file)
-        import pandas as pd
-
-        return pd.DataFrame(columns=list(COLUMNS))
+        return load_trade_log(io.StringIO(csv_text([])))
 
     @property
     def dashboard(self) -> Any:
@@ -1332,6 +1335,11 @@ def _fees_paid(target: broker_mod.Target) -> FeeSchedule | None:
     (Alpaca paper charges none), or the simulator's when it was asked to charge them."""
     charged = target.mode == "live" or bool(getattr(target.simulator, "regulatory_fees", False))
     return REGULATORY if charged else None
+
+
+def _shown_state(state: str, active: bool) -> str:
+    """A strategy's state as users read it: a running one nobody calls is "inactive"."""
+    return "inactive" if state == "running" and not active else state
 
 
 def _error(where: str, err: BaseException) -> ErrorEvent:

@@ -11,10 +11,14 @@ the same (symbol, seed) gives the same market in every process and on every mach
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+
+from ..errors import ConfigurationError
 
 __all__ = ["ETFS", "EXCHANGES", "KNOWN_PRICES", "UNIVERSE", "Profile", "profile"]
 
@@ -72,6 +76,26 @@ _LARGE_ETFS: tuple[str, ...] = (
 )
 UNIVERSE: tuple[str, ...] = tuple(sorted({*_STOCKS, *_LARGE_ETFS}))
 _UNIVERSE_SET: frozenset[str] = frozenset(UNIVERSE)
+
+
+def _close_to(ticker: str) -> list[str]:
+    """Up to three listed symbols like ``ticker``, those of its length first (a typo swaps letters)."""
+    close = difflib.get_close_matches(ticker, UNIVERSE, n=8)
+    return sorted(close, key=lambda symbol: len(symbol) != len(ticker))[:3]
+
+
+def check_in_universe(tickers: Sequence[str], anyway: str) -> None:
+    """Refuse tickers the simulator does not list (a typo: "APPL"), as Alpaca would refuse them,
+    rather than invent prices for them; ``anyway`` says how to simulate a made-up symbol on purpose."""
+    unknown = [ticker for ticker in tickers if ticker not in _UNIVERSE_SET]
+    if not unknown:
+        return
+    said = [f"{ticker}: {' or '.join(close)}" for ticker in unknown if (close := _close_to(ticker))]
+    meant = f"; close ones: {'; '.join(said)}" if said else ""
+    raise ConfigurationError(
+        f"tickers {unknown} are not in the simulator's universe ({len(UNIVERSE)} U.S. stocks and ETFs,"
+        f" blockpaca_nb.sim.universe.UNIVERSE){meant}. {anyway}"
+    )
 
 # Universe members listed on NASDAQ; every other universe member is treated as NYSE-listed.
 _NASDAQ_LISTED: frozenset[str] = frozenset(

@@ -22,6 +22,7 @@ from waiting import wait_for
 from blockpaca_nb import BrokerError, ConfigurationError, Session, Simulator
 from blockpaca_nb.preflight import data_plan_warning
 from blockpaca_nb.refusals import advice, with_advice
+from blockpaca_nb.sim.universe import UNIVERSE
 from blockpaca_nb.ui.views import describe_error
 
 Sims = Callable[..., Simulator]
@@ -229,7 +230,7 @@ def test_an_order_accepted_after_hours_waits_for_the_open(
 # ------------------------------------------------------------------ data plans
 
 
-FORTY = [f"{a}{b}" for a in "ABCDEFGH" for b in "XYZQR"]  # 40 made-up tickers with drawn profiles
+FORTY = list(UNIVERSE[100:140])  # 40 of the simulator's listed symbols (a keyless session refuses others)
 
 
 def test_more_tickers_than_a_free_data_plan_streams(tmp_path: Path, make_sim: Sims, running: list[Session]) -> None:

@@ -110,6 +110,7 @@ def test_validation_errors_are_the_live_ones() -> None:
     assert [str(e) for e in r.errors[:1]] == [str(live[0])]
     rows = r.trade_log[r.trade_log["type"] == "validation"]
     assert len(rows) >= 6 and rows["reason"].iloc[0] == str(live[0])
+    assert (rows["ticker"] == "AAPL").all() and (rows["side"] == "buy").all()  # which order, as live
     assert r.orders.empty  # nothing invalid reached the broker
     assert r.error_count == len(rows) == len(r.errors)  # each counted, as each is a row
 
@@ -320,6 +321,8 @@ def _spread(symbol: str) -> float:
         ({**DAY, "frequency": "soon"}, "frequency="),
         ({**DAY, "eos_behavior": "sell"}, "eos_behavior="),
         ({**DAY, "data": 42}, "data="),
+        ({"start": DAY["start"], "end": DAY["end"], "data": None}, "data=None"),
+        ({"start": "2026-11-06", "end": "2026-11-02", "as_of": AS_OF}, "start=2026-11-06 is after end"),
         ({**DAY, "slippage_bps": -1}, "slippage_bps="),
         ({**DAY, "market_hours": "lse"}, "market_hours="),
     ],
@@ -328,6 +331,12 @@ def test_bad_arguments_name_the_field_and_what_is_allowed(arguments: dict[str, A
     with pytest.raises(ConfigurationError, match=field) as caught:
         replay(momentum, ["AAPL"], progress=False, **arguments)
     assert "allowed" in str(caught.value)
+
+
+def test_a_ticker_the_simulator_does_not_list_is_refused_with_the_close_ones() -> None:
+    with pytest.raises(ConfigurationError, match=r"\['APPL'\] are not in the simulator's universe") as caught:
+        replay(momentum, ["APPL"], **DAY, progress=False)
+    assert "AAPL" in str(caught.value) and "data=a DataFrame" in str(caught.value)
 
 
 def test_round_trips_count_flat_to_flat_and_flips() -> None:

@@ -131,6 +131,7 @@ def test_bad_orders_and_exceptions_are_reported_and_the_loop_goes_on(sim: Simula
         session.stop(wait=True)
     row = session.trade_log.query("type == 'validation'").iloc[0]
     assert row["status"] == "rejected" and "quantity" in row["reason"]
+    assert (row["ticker"], row["side"], row["order_type"]) == ("AAPL", "buy", "market")  # which order it was
 
 
 def test_broker_rejection_is_logged_with_its_reason(sim: Simulator, tmp_path: Path) -> None:
@@ -176,6 +177,7 @@ def test_configuration_errors_name_the_field(tmp_path: Path) -> None:
         ({"mode": "demo"}, "mode"),
         ({"max_retries": -1}, "max_retries"),
         ({"simulator": {"symbols": ["AAPL"]}, "tickers": ["AAPL", "ZZZZ"]}, "tickers"),
+        ({"tickers": ["APPL", "MSFT"]}, "tickers \\['APPL'\\] are not in the simulator's universe.*AAPL"),
     ]
     for overrides, needle in cases:
         options: dict[str, Any] = {"tickers": ["AAPL"], "trade_log_path": tmp_path, **overrides}

@@ -104,6 +104,7 @@ def test_strategies_alongside_tick_on_their_own_clocks_and_a_stuck_one_delays_no
         assert calls["stuck"] == 1  # its later ticks were skipped, not queued behind it
         wait_for(lambda: any("still running" in str(getattr(e, "message", "")) for e in session.errors), 10)
         session.deactivate("fast")
+        assert session.strategy_state("fast") == "inactive" and session.strategy_state("stuck") == "running"
         seen = calls["fast"]
         release.set()
         wait_for(lambda: calls["stuck"] >= 3, 30, "the stuck strategy to tick again once released")

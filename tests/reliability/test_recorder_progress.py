@@ -77,6 +77,25 @@ def test_a_new_recorder_reads_back_the_log_and_logs_nothing_twice(tmp_path: Path
     assert submission_row(accepted)["timestamp"] == 1700000000.123456
 
 
+def test_an_answer_after_the_fill_says_what_the_order_executed(tmp_path: Path) -> None:
+    """The stream often tells of a fill before the worker's answer arrives (two pipes against one
+    socket): the answer's row, then the order's last, gives its status and cumulative fill as known,
+    so a blockpaca script reading each order's last row sees it executed."""
+    path = tmp_path / "log.csv"
+    recorder = Recorder(path, Sink())
+    recorder.report(update("new", "new", 0))
+    recorder.report(update("fill", "filled", 10, 100.5, qty=10, price=100.5))
+    recorder.take(accepted_answer("o-1", "2024-01-02T15:00:00Z", 1704207600.5), ack=1)
+    recorder.take(accepted_answer("o-2", "2024-01-02T15:00:01Z", 1704207601.5), ack=2)  # nothing heard yet
+    log = load_trade_log(path)
+    last = log.groupby("order_id").last()
+    assert list(log["type"]) == ["execution", "execution", "submission", "submission"]
+    assert (last.loc["o-1", "status"], last.loc["o-1", "executed_qty"], last.loc["o-1", "executed_price"]) == (
+        "filled", 10.0, 100.5)  # fmt: skip
+    assert last.loc["o-1", "raw_status"] == "OrderStatus.FILLED" and last.loc["o-1", "event"] == "accepted"
+    assert (last.loc["o-2", "status"], last.loc["o-2", "executed_qty"]) == ("accepted", 0.0)
+
+
 def accepted_answer(order_id: str, submitted_at: str, at: float) -> dict[str, Any]:
     order = {"id": order_id, "client_order_id": "buy_long-1-0badcafe", "status": "accepted",
              "submitted_at": submitted_at, "filled_qty": "0"}
