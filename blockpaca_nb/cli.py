@@ -220,13 +220,13 @@ def _run_lab(command: list[str], checkout: Path, port: int, token: str) -> int:
 
 def _stop_lab(lab: subprocess.Popen[bytes]) -> int:
     """Ctrl-C: JupyterLab got it too (one process group) and shuts its kernels down; wait for it.
-    A second Ctrl-C (its banner says "twice to skip confirmation") only hurries it, quietly."""
+    A second Ctrl-C (its banner says "twice to skip confirmation") ends it at once, quietly."""
     lab.terminate()
-    while True:
-        try:
-            return lab.wait()
-        except KeyboardInterrupt:
-            lab.terminate()
+    try:
+        return lab.wait()
+    except KeyboardInterrupt:
+        lab.kill()
+        return lab.wait()
 
 
 def _answers(lab: subprocess.Popen[bytes], port: int, timeout: float = 300.0) -> bool:

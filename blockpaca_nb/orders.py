@@ -337,7 +337,7 @@ def _noting_given(error: OrderValidationError, raw: object, tickers: Collection[
         values = {key: raw.get(key) for key in allowed} if isinstance(raw, Mapping) else {}
     except Exception:  # a strange mapping: the row just names no order
         values = {}
-    error.given = {key: value for key, value in values.items() if isinstance(value, str) and value in allowed[key]}
+    error.given = {key: value for key, value in values.items() if type(value) is str and value in allowed[key]}
     return error
 
 

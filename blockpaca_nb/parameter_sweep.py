@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from .errors import ConfigurationError
+from .errors import BlockpacaError, ConfigurationError
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -31,15 +31,16 @@ if TYPE_CHECKING:
 __all__ = ["SweepGrid", "sweep"]
 
 STAT_COLUMNS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "volatility", "exposure",
-                "turnover", "trades", "win_rate", "final_equity", "refused", "errors")  # fmt: skip
+                "turnover", "trades", "win_rate", "final_equity", "orders", "refused", "errors")  # fmt: skip
 # What a grid may be sorted by, and whether more is better (max_drawdown is negative: nearer 0 is better).
 SORT_HIGHER_IS_BETTER = {"sharpe": True, "sortino": True, "total_return": True, "cagr": True,
                          "final_equity": True, "win_rate": True, "max_drawdown": True, "volatility": False}  # fmt: skip
 
 
 class SweepGrid(pd.DataFrame):
-    """One row per parameter set, its statistics as columns, best first — a set whose strategy raised
-    (its ``errors`` column) after every set that did not, whatever its figures; `plot()` draws a heatmap."""
+    """One row per parameter set, its statistics as columns, best first — a failed set (its strategy
+    raised, or the broker or validation refused every order it sent) after every set that ran,
+    whatever its figures; `plot()` draws a heatmap."""
 
     _metadata: ClassVar[list[str]] = ["parameters", "sort_by", "parameter_sets"]
 
@@ -50,7 +51,12 @@ class SweepGrid(pd.DataFrame):
     @property
     def best(self) -> dict[str, Any]:
         """The parameters of the first row (the best by `sort_by`, unless re-sorted or filtered since),
-        exactly as given, ready for `make_strategy(**best)`."""
+        exactly as given, ready for `make_strategy(**best)`; an error when even that set failed."""
+        if bool(_failed(self).iloc[0]):
+            raise BlockpacaError(
+                "every parameter set failed (its strategy raised, or all its orders were refused): see the"
+                " grid's errors and refused columns, and replay() one set to read r.errors"
+            )
         return dict(self.parameter_sets[self.index[0]])  # a row's label is its place in the sweep's order
 
     def plot(self, x: str | None = None, y: str | None = None, value: str | None = None) -> go.Figure:  # type: ignore[override]
@@ -96,11 +102,15 @@ def sweep(
     return result
 
 
+def _failed(frame: pd.DataFrame) -> pd.Series:
+    """The sets that did not run as meant: the strategy raised, or every order it sent was refused."""
+    return (frame["errors"] > 0) | ((frame["orders"] == 0) & (frame["refused"] > 0))
+
+
 def _best_first(frame: pd.DataFrame, sort_by: str) -> pd.DataFrame:
-    """Sorted by ``sort_by``, the sets whose strategy raised last: a strategy failing on every tick
-    trades nothing, and its zero volatility and drawdown must not make it the best."""
-    failed = frame["errors"] > 0
-    ranked = frame.assign(_failed=failed).sort_values(
+    """Sorted by ``sort_by``, failed sets last: a strategy failing on every tick (or refused every
+    order) trades nothing, and its zero volatility and drawdown must not make it the best."""
+    ranked = frame.assign(_failed=_failed(frame)).sort_values(
         ["_failed", sort_by], ascending=[True, not SORT_HIGHER_IS_BETTER[sort_by]], na_position="last"
     )
     return frame.loc[ranked.index]

@@ -423,8 +423,11 @@ class Recorder:
         crosses two pipes, the stream one socket): its row then gives the order's status and
         cumulative fill as the log knows them, so an order's last row says how much of it was
         executed, at what price (blockpaca's meaning of executed_qty / executed_price)."""
+        order_id = str(row.get("order_id") or "")
+        if row.get("kind") != "accepted" or not order_id:
+            return row
         with self.lock:
-            known = self.ledger.orders.get(str(row.get("order_id") or ""))
+            known = self.ledger.orders.get(order_id)
         if known is None:
             return row
         status = known.status

@@ -87,7 +87,7 @@ class Session:
     Parameters
     ----------
     tickers:
-        The symbols to stream quotes for and trade: a list ("AAPL", "BRK.B"), or one string
+        The symbols to stream quotes for and trade: a list ("AAPL", "MSFT"), or one string
         ("AAPL" or "AAPL,MSFT"). Upper-cased; repeats dropped.
     api_key, secret_key:
         Alpaca keys. Default: the variables ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY``; with none

@@ -202,11 +202,10 @@ def _long_and_short(values: Iterable[float]) -> tuple[float, float]:
     return long_mv, short_mv
 
 
-def _shrink_to_what_is_left(sibling: SimOrder, left: float) -> None:
-    """One exit partly filled: the other may close only what is still held (an exit pair never closes
-    more than its entry opened, so never turns a long into a short); Alpaca adjusts the sibling so."""
-    if sibling.is_open and sibling.remaining > left:
-        sibling.qty = _clean(sibling.filled_qty + left)
+def _shrunk(order: SimOrder, filled: float) -> bool:
+    """Take ``filled`` off what ``order`` may still trade; False when nothing is left to it."""
+    order.qty = max(order.filled_qty, _clean((order.qty or 0.0) - filled))
+    return order.remaining > 1e-9
 
 
 def _clean(x: float) -> float:
@@ -719,7 +718,7 @@ class Broker:
         if done:
             order.filled_at = now
         elif order.sibling is not None:
-            _shrink_to_what_is_left(order.sibling, order.remaining)
+            self._shrink_sibling(order.sibling, qty, now)
         self._transition(
             order,
             "filled" if done else pending or "partially_filled",
@@ -732,6 +731,17 @@ class Broker:
         )
         if done and pending:
             self._change_lost(order, pending, now)
+
+    def _shrink_sibling(self, sibling: SimOrder, filled: float, now: float) -> None:
+        """One exit filled in part: its sibling (and a replacement waiting to take its place) may
+        close only what is still held — an exit pair never closes more than its entry opened, so
+        never turns a long into a short. Alpaca documents one-cancels-other but not this case;
+        brokers' OCO orders reduce the sibling so. A sibling left nothing is canceled."""
+        replacement = self.replacements.get(sibling.id)
+        if replacement is not None:
+            _shrunk(replacement, filled)
+        if sibling.is_open and not _shrunk(sibling, filled):
+            self._cancel(sibling, now)
 
     def _change_lost(self, order: SimOrder, pending: str, now: float) -> None:
         """The order filled before its cancel or replace took effect: Alpaca rejects the change."""

@@ -87,14 +87,14 @@ def _close_to(ticker: str) -> list[str]:
 def check_in_universe(tickers: Sequence[str], anyway: str) -> None:
     """Refuse tickers the simulator does not list (a typo: "APPL"), as Alpaca would refuse them,
     rather than invent prices for them; ``anyway`` says how to simulate a made-up symbol on purpose."""
-    unknown = [ticker for ticker in tickers if ticker not in _UNIVERSE_SET]
+    unknown = [ticker for ticker in tickers if ticker not in _UNIVERSE_SET and ticker not in ETFS]
     if not unknown:
         return
     said = [f"{ticker}: {' or '.join(close)}" for ticker in unknown if (close := _close_to(ticker))]
     meant = f"; close ones: {'; '.join(said)}" if said else ""
     raise ConfigurationError(
         f"tickers {unknown} are not in the simulator's universe ({len(UNIVERSE)} U.S. stocks and ETFs,"
-        f" blockpaca_nb.sim.universe.UNIVERSE){meant}. {anyway}"
+        f" blockpaca_nb.sim.universe.UNIVERSE, and the ETFs of its ETFS){meant}. {anyway}"
     )
 
 # Universe members listed on NASDAQ; every other universe member is treated as NYSE-listed.

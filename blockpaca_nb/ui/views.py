@@ -229,14 +229,18 @@ STREAM_RANKS = {"pending_new": 2, "accepted": 2, "new": 3, "partial_fill": 4, "p
 STATUS_RANKS = {"pending_new": 2, "accepted": 2, "new": 3, "partially_filled": 4, "pending_cancel": 5}
 """For a change recovered through REST: the stage its status says."""
 ENDED_RANK = 6  # filled, canceled, expired, rejected, replaced, done_for_day …: the last word
+ANSWER_STATUSES = frozenset({"", "accepted", "rejected", "failed", "submitting"})
+"""A worker's answer's own statuses (else it carries the order's, learnt from the stream first)."""
 
 
 def lifecycle_rank(row: Mapping[str, Any]) -> int:
     """Where a trade-update row stands in its order's lifecycle (see the ranks above)."""
-    kind = row.get("type")
-    if kind in ("validation", "submission"):
-        return REFUSED_RANK if kind == "validation" else ANSWERED_RANK
-    event, status = str(row.get("event") or ""), str(row.get("status") or "")
+    kind, status = row.get("type"), str(row.get("status") or "")
+    if kind == "validation":
+        return REFUSED_RANK
+    if kind == "submission":  # an answer logged after the stream's rows carries the state they reached
+        return ANSWERED_RANK if status in ANSWER_STATUSES else STATUS_RANKS.get(status) or ENDED_RANK
+    event = str(row.get("event") or "")
     return STREAM_RANKS.get(event) or STATUS_RANKS.get(status) or ENDED_RANK
 
 

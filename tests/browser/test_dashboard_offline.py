@@ -21,11 +21,14 @@ from blockpaca_nb.ui import Dashboard
 from blockpaca_nb.ui.chart import ChartPanel, History
 from blockpaca_nb.ui.tables import RowDiff
 from blockpaca_nb.ui.views import (
+    ANSWERED_RANK,
+    ENDED_RANK,
     AccountEstimate,
     DequeFollower,
     LifecycleKeys,
     QuoteView,
     describe_error,
+    lifecycle_rank,
     position_rows,
     trade_row,
 )
@@ -345,6 +348,16 @@ def test_trade_panel_keys_put_each_orders_events_in_lifecycle_order() -> None:
     events.append(order_event("A", "accepted", kind="submission"))  # said twice (a restarted recorder)
     again = shown(dict(keys.keyed(follower.look(events)[0])))
     assert again[-2:] == [("A", "accepted"), ("A", "accepted")]
+
+
+def test_an_answer_carrying_the_orders_fill_is_ranked_by_it() -> None:
+    """A worker's answer logged after the stream's fill carries the order's status (filled): it is the
+    latest word on the order, not its first stage."""
+    answer = {"type": "submission", "event": "accepted", "status": "filled"}
+    assert lifecycle_rank(answer) == ENDED_RANK
+    assert lifecycle_rank({**answer, "status": "accepted"}) == ANSWERED_RANK
+    new = {"type": "execution", "event": "new", "status": "new"}
+    assert lifecycle_rank({**answer, "status": "partially_filled"}) > lifecycle_rank(new) > ANSWERED_RANK
 
 
 def test_dashboard_sends_trade_rows_in_lifecycle_order(fake: FakeSession) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blockpaca_nb import ConfigurationError, replay, sweep
+from blockpaca_nb import BlockpacaError, ConfigurationError, replay, sweep
 from blockpaca_nb.examples import momentum
 from blockpaca_nb.performance import round_trips
 
@@ -643,17 +643,23 @@ def test_a_sweeps_set_whose_strategy_raised_is_flagged_and_never_best() -> None:
     either, yet a failure. It is counted in ``errors`` and sorted after every set that ran."""
 
     def make(lookback: int, size: int) -> Any:
-        if size > 3:
+        if size == 5:
             return lambda ctx: 1 / 0
         return make_momentum(lookback, size)
 
-    with ThreadPoolExecutor(2) as pool:
-        grid = sweep(make, {"lookback": [2], "size": [1, 5]}, tickers=["AAPL"], **WEEK,
+    with ThreadPoolExecutor(2) as pool:  # size 10**7: the broker refuses every order (buying power)
+        grid = sweep(make, {"lookback": [2], "size": [1, 5, 10**7]}, tickers=["AAPL"], **WEEK,
                      sort_by="max_drawdown", executor=pool, progress=False)  # fmt: skip
+        failing = sweep(make, {"lookback": [2], "size": [5, 10**7]}, tickers=["AAPL"], **WEEK,
+                        executor=pool, progress=False)  # fmt: skip
     assert grid.best == {"lookback": 2, "size": 1}
-    assert grid["errors"].iloc[0] == 0 and grid["errors"].iloc[1] > 0
-    assert grid["max_drawdown"].iloc[1] == 0.0 > grid["max_drawdown"].iloc[0]  # it would have come first
-    assert (grid["refused"] == 0).all()
+    assert list(grid["size"]) == [1, 5, 10**7] or list(grid["size"]) == [1, 10**7, 5]
+    raised, refused = grid.set_index("size").loc[5], grid.set_index("size").loc[10**7]
+    assert raised["errors"] > 0 and raised["refused"] == 0
+    assert refused["orders"] == 0 and refused["refused"] > 0 and refused["errors"] == 0
+    assert raised["max_drawdown"] == refused["max_drawdown"] == 0.0 > grid["max_drawdown"].iloc[0]  # "better"
+    with pytest.raises(BlockpacaError, match="every parameter set failed"):
+        _ = failing.best
 
 
 def test_a_side_offered_for_zero_shares_never_fills_and_the_liquidation_ends_cleanly() -> None:

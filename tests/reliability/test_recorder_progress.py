@@ -87,7 +87,11 @@ def test_an_answer_after_the_fill_says_what_the_order_executed(tmp_path: Path) -
     recorder.report(update("fill", "filled", 10, 100.5, qty=10, price=100.5))
     recorder.take(accepted_answer("o-1", "2024-01-02T15:00:00Z", 1704207600.5), ack=1)
     recorder.take(accepted_answer("o-2", "2024-01-02T15:00:01Z", 1704207601.5), ack=2)  # nothing heard yet
+    recorder.report(update("new", "new", 0, order_id=""))  # a change naming no order ...
+    recorder.take({**accepted_answer("", "", 1704207602.5), "kind": "rejected", "reason": "no"}, ack=3)
     log = load_trade_log(path)
+    assert log.iloc[-1]["status"] == "rejected" and log.iloc[-1]["executed_qty"] == 0.0  # ... lends it nothing
+    log = log[log["order_id"] != ""]
     last = log.groupby("order_id").last()
     assert list(log["type"]) == ["execution", "execution", "submission", "submission"]
     assert (last.loc["o-1", "status"], last.loc["o-1", "executed_qty"], last.loc["o-1", "executed_price"]) == (

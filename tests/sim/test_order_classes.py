@@ -181,3 +181,40 @@ def test_complex_orders_are_checked_like_alpaca(make_sim: Factory) -> None:
         assert answer.status_code == 422 and answer.json()["code"] == 40010001, answer.text
         assert words in answer.json()["message"]
     assert sim.orders() == []
+
+
+def _broker_with_a_bracket(cancel_latency_ms: float) -> tuple[Any, Any, Any, Any]:
+    """An in-process broker (as replay runs it) that bought 10 AAPL with exits at 105 / 95."""
+    from blockpaca_nb.sim.broker import Broker
+    from blockpaca_nb.sim.hours import MarketHours
+    from blockpaca_nb.sim.market import Market
+
+    market = Market(("AAPL",), 1, 1.0)
+    rules = {"cancel_latency_ms": cancel_latency_ms, "partial_fill_rate": 0.0}
+    broker = Broker(market, 1_000_000, lambda *_: None, MarketHours("always"), rules=rules)
+    _quote(market, 100.0, 1e6)
+    entry = broker.submit({"symbol": "AAPL", "qty": 10, "side": "buy", "type": "market", "time_in_force": "day",
+                           "order_class": "bracket", "take_profit": {"limit_price": 105},
+                           "stop_loss": {"stop_price": 95}}, now=1000.0)  # fmt: skip
+    take, stop = entry.legs
+    return market, broker, take, stop
+
+
+def _quote(market: Any, bid: float, bid_size: float) -> None:
+    market.bid[0], market.ask[0], market.bid_size[0], market.ask_size[0] = bid, bid + 0.01, bid_size, 1e6
+
+
+def test_an_exit_filled_in_part_shrinks_its_sibling_and_a_replacement_waiting_for_it() -> None:
+    """The take profit sells 8 of 10 while the stop loss is being replaced: the stop (and its
+    replacement) may then sell only the 2 still held — never turning the position short."""
+    market, broker, take, stop = _broker_with_a_bracket(cancel_latency_ms=150)
+    replacement = broker.replace(stop.id, {"stop_price": 96}, now=1000.0)
+    _quote(market, 105.0, 8)  # only 8 shares bid at the take profit's price
+    broker.on_market(1000.05)
+    assert take.filled_qty == 8 and broker.held("AAPL") == 2
+    assert stop.remaining == replacement.remaining == 2
+    broker.run_due(1000.2)  # the replace takes effect
+    _quote(market, 95.5, 1e6)  # through the new stop
+    broker.on_market(1000.3)
+    assert broker.held("AAPL") == 0 and replacement.status == "filled" and replacement.filled_qty == 2
+    assert take.status == "canceled"
