@@ -101,6 +101,23 @@ def accepted(order: dict[str, Any], attempts: int, *, looked_up: bool) -> Outcom
     return {"kind": "accepted", "order": logged, "attempts": attempts, "looked_up": looked_up}
 
 
+def order_refused(kind: str, order: Any, reason: str, strategy: str, when: float) -> dict[str, Any]:
+    """An order kept from the broker by a limit (``limit_refused``) or refused by it in replay
+    (``rejected``), as ``s.errors`` / ``r.errors`` hold it; ``order`` a validated Order."""
+    return {
+        "kind": kind,
+        "ticker": order.ticker,
+        "side": order.side,
+        "action": order.action,
+        "order_type": order.order_type,
+        "qty": order.quantity,
+        "limit_price": order.limit_price,
+        "reason": reason,
+        "strategy": strategy,
+        "time": when,
+    }
+
+
 def failed(reason: str, attempts: int | None) -> Outcome:
     """A ticket given up: never sent (``attempts`` 0), or no usable answer after its attempts."""
     return {"kind": "failed", "reason": reason, "attempts": attempts}

@@ -34,6 +34,7 @@ import numpy as np
 
 from .books import CONTROL_TAG, SESSION_BOOK, Books
 from .errors import ConfigurationError
+from .events import order_refused
 from .fees import REGULATORY, FeeSchedule
 from .history import DEFAULT_SPREAD_BPS, Tape, frame_tape, sim_tape
 from .lineup import strategy_name
@@ -450,19 +451,8 @@ class Replayer:
 
 def broker_refusal(order: Order, cid: str, strategy: str, message: str, t: float) -> dict[str, Any]:
     """A broker's refusal as ``r.errors`` holds it: the keys live's ``s.errors`` rows share."""
-    return {
-        "kind": "rejected",
-        "client_order_id": cid,
-        "ticker": order.ticker,
-        "side": order.side,
-        "action": order.action,
-        "order_type": order.order_type,
-        "qty": order.quantity,
-        "limit_price": order.limit_price,
-        "reason": with_advice(message, order.ticker, order.side),
-        "strategy": strategy,
-        "time": t,
-    }
+    reason = with_advice(message, order.ticker, order.side)
+    return {**order_refused("rejected", order, reason, strategy, t), "client_order_id": cid}
 
 
 def typed_order(broker: Broker, order: Order, cid: str, t: float) -> SimOrder:

@@ -40,7 +40,7 @@ from .broker_calls import BrokerCalls
 from .config import SessionConfig, eos_action
 from .control import Liquidation, check_scope, refuse_while
 from .errors import BlockpacaError, BrokerError, ConfigurationError, OrderValidationError
-from .events import ErrorEvent, error_event
+from .events import ErrorEvent, error_event, order_refused
 from .execution import ExecutionPool
 from .feed import start_feed
 from .fees import REGULATORY, FeeSchedule
@@ -735,18 +735,7 @@ class Session:
 
     def _refused(self, order: Order, reason: str, strategy: str) -> None:
         """An order a limit (or its strategy's state) kept in the kernel: a rejection row, an error."""
-        row = {
-            "kind": "limit_refused",
-            "ticker": order.ticker,
-            "side": order.side,
-            "action": order.action,
-            "order_type": order.order_type,
-            "qty": order.quantity,
-            "limit_price": order.limit_price,
-            "reason": reason,
-            "strategy": strategy,
-            "time": time.time(),
-        }
+        row = order_refused("limit_refused", order, reason, strategy, time.time())
         self.errors.append(row)
         if self._inbox is not None:
             self._inbox.put(row)
