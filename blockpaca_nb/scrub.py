@@ -35,6 +35,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
 
+from .snapshots import snapshot
+
 T = TypeVar("T")
 
 MASK = "***"
@@ -97,12 +99,13 @@ def scrub_value(value: T) -> T:
 
 class ScrubbedDeque(deque[T]):
     """A deque whose items are scrubbed as they come in (``s.errors``): whoever appends, and from
-    whatever thread, no item in it ever quotes a secret. Iterating it walks a snapshot, so a notebook
+    whatever thread, no item in it ever quotes a secret. Iterating it walks a copy (made again if a
+    writer got in: see snapshots.py), so a notebook
     reading ``s.errors`` while the session's threads append never meets "deque mutated during
     iteration"."""
 
     def __iter__(self) -> Iterator[T]:
-        return iter(list(super().__iter__()))  # copied in one C call: no thread can append midway
+        return iter(snapshot(lambda: list(deque.__iter__(self))))
 
     def append(self, item: T) -> None:
         super().append(scrub_value(item))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..scrub import scrub_text
+from ..snapshots import snapshot
 from ..statuses import PROBLEM_STATUSES
 from .tables import Row, clean
 
@@ -211,13 +212,8 @@ class DequeFollower:
 
 
 def _copy(source: Iterable[Any]) -> list[Any]:
-    """A list copy of a deque that another thread may be appending to (retried if it moved)."""
-    for _ in range(5):
-        try:
-            return list(source)
-        except RuntimeError:  # "deque mutated during iteration": try again
-            continue
-    return []
+    """A list copy of a deque (or a dict's items) that another thread may be changing."""
+    return snapshot(lambda: list(source))
 
 
 # An order's stages, in the order they happen: the trade panel shows an order's events in this order
