@@ -173,7 +173,7 @@ def _open_lab(args: argparse.Namespace) -> int:
     port, token = args.port or _free_port(), secrets.token_urlsafe(24)
     command = lab_command(checkout, port, as_root)
     if args.dry_run:
-        print("would run:", " ".join(command), f"(in {checkout})")
+        print("would run:", " ".join(command), f"(in {checkout}, with JUPYTER_TOKEN set to the URL's token)")
         print("and open:", lab_url(port, token))
         return 0
     print("starting JupyterLab on", checkout / QUICKSTART, flush=True)

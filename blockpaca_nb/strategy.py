@@ -20,7 +20,7 @@ from .scrub import scrub_text
 Strategy = Callable[["Context"], Any]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-DURATION_HELP = 'a number of seconds or a string like "500ms", "10s", "1m", "15m", "1h", "2h"'
+DURATION_HELP = 'a number of seconds, or a number and a unit ms, s, m, h or d ("500ms", "10s", "15m", "2h")'
 
 
 def parse_duration(value: object, field: str, *, allow_eod: bool = False) -> float | str:
