@@ -450,9 +450,10 @@ class Replayer:
 
 
 def broker_refusal(order: Order, cid: str, strategy: str, message: str, t: float) -> dict[str, Any]:
-    """A broker's refusal as ``r.errors`` holds it: the keys live's ``s.errors`` rows share."""
+    """A broker's refusal as ``r.errors`` holds it: the keys live's ``s.errors`` rows for it share
+    (``timestamp`` as theirs, ``time`` as a limit's refusal's)."""
     reason = with_advice(message, order.ticker, order.side)
-    return {**order_refused("rejected", order, reason, strategy, t), "client_order_id": cid}
+    return {**order_refused("rejected", order, reason, strategy, t), "client_order_id": cid, "timestamp": t}
 
 
 def typed_order(broker: Broker, order: Order, cid: str, t: float) -> SimOrder:
