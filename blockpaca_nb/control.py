@@ -33,6 +33,7 @@ from .statuses import ENDED_ORDER_STATUSES
 
 LIQUIDATION_SCOPES = ("session", "account")
 CONFIRM_POLL_S = 0.25  # between looks at the broker's open orders while cancels settle
+HEAR_POLL_S = 0.01  # between looks at the session's own view while an order's end is on its way
 ROUND_PATIENCE_S = 10.0  # how long one round waits for its orders before looking again
 MAX_PAUSE_S = 10.0  # the longest pause between rounds that made no progress
 _FLAT = 1e-9
@@ -115,10 +116,13 @@ class Liquidation:
         return False
 
     def _round(self) -> bool:
-        """Cancel, confirm, re-read, close, wait. True when there was nothing left to do."""
+        """Cancel, confirm, hear how every order ended, re-read, close, wait. True when there was
+        nothing left to do."""
         cancelled = self._cancel_open_orders()
         if cancelled:
             self._await_cancels(cancelled)
+        if self.scope != "account":  # the account's positions are the broker's word: nothing to hear
+            self._await_heard()
         keep = {} if self.scope == "account" else self.keep()
         closing = to_close(self._wanted(), self._account_positions(), self._pending(), keep)
         if not closing and not self._open_sent():
@@ -164,6 +168,31 @@ class Liquidation:
                 return
             self.say(f"liquidating: waiting for the broker to confirm {len(still)} cancels")
             self._nap(CONFIRM_POLL_S)
+
+    def _await_heard(self) -> None:
+        """Until the session has heard how each of its orders in scope ended. The broker fills an
+        order a moment before its fill reaches the session through the trade stream (the recorder,
+        then the kernel); a liquidation pressed in that moment read the session's positions without
+        it, found nothing to close and ended — leaving the fill open at the broker."""
+        deadline = time.monotonic() + ROUND_PATIENCE_S
+        while not self.halted() and time.monotonic() < deadline:
+            unheard = self._unheard()
+            if not unheard:
+                return
+            self.say(f"liquidating: waiting to hear how {len(unheard)} orders ended")
+            self._nap(HEAR_POLL_S)
+
+    def _unheard(self) -> list[str]:
+        """The session's orders in scope (not this liquidation's) whose end it has not heard. After
+        the cancels are confirmed the broker holds none of them open: each is on its way."""
+        ours = set(self.sent)
+        return [
+            cid
+            for cid in self.ledger.owned()
+            if cid not in ours
+            and self.status_of(cid) not in ENDED_ORDER_STATUSES
+            and (not self.strategy or self.strategy_of(cid) == self.strategy)
+        ]
 
     def _account_positions(self) -> dict[str, float]:
         positions = self.rest(lambda c: c.get_all_positions())

@@ -48,6 +48,11 @@ class Ledger:
     def owns(self, client_order_id: object) -> bool:
         return isinstance(client_order_id, str) and client_order_id in self._owned
 
+    def owned(self) -> list[str]:
+        """Every client order id the session claimed (a copy)."""
+        with self._lock:
+            return list(self._owned)
+
     def apply(self, row: Mapping[str, Any], marks: Mapping[str, float] | None = None) -> bool:
         """Move the session's position, and its strategy's book, by the fill in ``row`` if the order
         is the session's (``marks``: prices to record the books' P&L at, when given)."""

@@ -4,6 +4,7 @@ they begin. Every session here trades on its own real simulator through the real
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -55,6 +56,39 @@ def buying_once(qty: int = 3, ticker: str = "AAPL", orders: int = 1) -> Any:
         return [order] * orders
 
     return strategy
+
+
+def test_a_liquidation_pressed_before_the_session_heard_a_fill_still_closes_it(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The broker fills an order a moment before the fill reaches the session (the trade stream, the
+    recorder, the kernel). Pressed in that moment, a liquidation read the session's positions without
+    it, found nothing to close and ended, leaving the position open at the broker. Here the moment is
+    stretched: the session hears the fill 3 s late."""
+    session = make_session(sim, tmp_path, frequency="1m")
+    session.strategy(buying_once(3))
+    hear = session._on_row
+    late: list[threading.Timer] = []
+
+    def hear_fills_late(row: dict[str, Any]) -> None:
+        if row.get("event") == "fill" and not row.get("client_order_id", "").startswith("liquidate-"):
+            late.append(threading.Timer(3.0, hear, (row,)))
+            late[-1].start()
+            return
+        hear(row)
+
+    session._on_row = hear_fills_late  # type: ignore[method-assign]
+    started(session)
+    try:
+        wait_for(lambda: held(sim, "AAPL") == 3, what="the strategy's fill at the broker")
+        assert session.positions.empty  # the premise: the session has not heard it yet
+        session.liquidate()
+        wait_for(lambda: held(sim, "AAPL") == 0, timeout=30, what="flat at the broker")
+    finally:
+        for timer in late:
+            timer.join()
+        session.stop(wait=True)
+    assert [(o["qty"], o["status"]) for o in broker_orders(sim, "liquidate-")] == [("3", "filled")]
 
 
 def test_liquidate_acts_at_once_whatever_the_tick_rate(sim: Simulator, tmp_path: Path) -> None:
