@@ -161,26 +161,20 @@ class Liquidation:
 
     def _await_cancels(self, cancelled: set[str]) -> None:
         """Until the broker no longer lists those orders as open (cancel confirmed, or filled)."""
-        deadline = time.monotonic() + ROUND_PATIENCE_S
-        while not self.halted() and time.monotonic() < deadline:
-            still = [o for o in self._open_orders() if o.client_order_id in cancelled]
-            if not still:
-                return
-            self.say(f"liquidating: waiting for the broker to confirm {len(still)} cancels")
-            self._nap(CONFIRM_POLL_S)
+        self._patiently(
+            lambda: [o for o in self._open_orders() if o.client_order_id in cancelled],
+            lambda still: f"liquidating: waiting for the broker to confirm {len(still)} cancels",
+            CONFIRM_POLL_S,
+        )
 
     def _await_heard(self) -> None:
         """Until the session has heard how each of its orders in scope ended. The broker fills an
         order a moment before its fill reaches the session through the trade stream (the recorder,
         then the kernel); a liquidation pressed in that moment read the session's positions without
         it, found nothing to close and ended — leaving the fill open at the broker."""
-        deadline = time.monotonic() + ROUND_PATIENCE_S
-        while not self.halted() and time.monotonic() < deadline:
-            unheard = self._unheard()
-            if not unheard:
-                return
-            self.say(f"liquidating: waiting to hear how {len(unheard)} orders ended")
-            self._nap(HEAR_POLL_S)
+        self._patiently(
+            self._unheard, lambda unheard: f"liquidating: waiting to hear how {len(unheard)} orders ended", HEAR_POLL_S
+        )
 
     def _unheard(self) -> list[str]:
         """The session's orders in scope (not this liquidation's) whose end it has not heard. After
@@ -223,13 +217,22 @@ class Liquidation:
     def _await_sent(self) -> None:
         """Wait for this round's orders to end (filled, rejected, ...), or until the round's patience
         runs out (e.g. accepted after hours: they stay open until the market opens)."""
+        self._patiently(
+            self._open_sent,
+            lambda waiting: f"liquidating: {len(waiting)} orders{self._why_waiting(waiting)}",
+            CONFIRM_POLL_S,
+        )
+
+    def _patiently(self, left: Callable[[], list[Any]], saying: Callable[[list[Any]], str], poll_s: float) -> None:
+        """Look what is ``left`` every ``poll_s`` (saying what it waits for) until nothing is, the
+        round's patience runs out, or the user halts the liquidation."""
         deadline = time.monotonic() + ROUND_PATIENCE_S
         while not self.halted() and time.monotonic() < deadline:
-            waiting = self._open_sent()
-            if not waiting:
+            items = left()
+            if not items:
                 return
-            self.say(f"liquidating: {len(waiting)} orders{self._why_waiting(waiting)}")
-            self._nap(CONFIRM_POLL_S)
+            self.say(saying(items))
+            self._nap(poll_s)
 
     def _why_waiting(self, waiting: list[str]) -> str:
         statuses = {self.status_of(cid) for cid in waiting}
