@@ -127,6 +127,11 @@ def _epoch(value: Any) -> float:
 # =============================================================================== rows
 
 
+def raw_status(status: str) -> str:
+    """blockpaca's raw_status column: the broker's enum text, ``OrderStatus.FILLED``."""
+    return f"OrderStatus.{status.upper()}"
+
+
 def trade_update_row(
     data: Mapping[str, Any], fill: tuple[float, float] | None = None, leg_of: str | None = None
 ) -> dict[str, Any]:
@@ -155,7 +160,7 @@ def trade_update_row(
         side=order.get("side") or "",
         action=action,
         timestamp=_epoch(data.get("timestamp")),
-        raw_status=f"OrderStatus.{status.upper()}",
+        raw_status=raw_status(status),
         event=str(data.get("event") or ""),
         order_id=order.get("id") or "",
         order_type=order.get("type") or order.get("order_type") or "",
@@ -218,7 +223,7 @@ def submission_row(result: Mapping[str, Any]) -> dict[str, Any]:
         side=str(result.get("side") or ""),
         action=str(result.get("action") or ""),
         timestamp=float(result.get("time") or time.time()),
-        raw_status=f"OrderStatus.{status.upper()}" if kind in ("accepted", "rejected") else "",
+        raw_status=raw_status(status) if kind in ("accepted", "rejected") else "",
         event=kind,
         order_id=str(order.get("id") or ""),
         order_type=str(result.get("order_type") or ""),
@@ -430,10 +435,8 @@ class Recorder:
             known = self.ledger.orders.get(order_id)
         if known is None:
             return row
-        status = known.status
-        raw_status = f"OrderStatus.{status.upper()}"
-        return {**row, "status": status, "raw_status": raw_status, "executed_qty": known.filled_qty,
-                "executed_price": known.avg_price}  # fmt: skip
+        return {**row, "status": known.status, "raw_status": raw_status(known.status),
+                "executed_qty": known.filled_qty, "executed_price": known.avg_price}  # fmt: skip
 
     def _expect(self, row: Mapping[str, Any], order: Mapping[str, Any]) -> None:
         """A worker's answer names an order the broker took: catch-up looks for it until it is final.
