@@ -356,20 +356,20 @@ def new_client_order_id(action: str, worker: int, strategy: str = "", serial: st
 
 def action_from_client_order_id(client_order_id: object) -> str | None:
     """Return the action encoded in one of our client order ids, or None if it is not ours."""
-    parts = _split_client_order_id(client_order_id)
+    parts = client_order_id_parts(client_order_id)
     return None if parts is None else parts[0]
 
 
 def worker_from_client_order_id(client_order_id: object) -> int | None:
     """Return the number of the execution worker that submitted the order, or None if not ours."""
-    parts = _split_client_order_id(client_order_id)
+    parts = client_order_id_parts(client_order_id)
     return None if parts is None else parts[1]
 
 
 def strategy_from_client_order_id(client_order_id: object) -> str:
     """Return the strategy that sent one of our orders ("" for the session's own: a liquidation, an
     order from a cell, one of blockpaca's)."""
-    parts = _split_client_order_id(client_order_id)
+    parts = client_order_id_parts(client_order_id)
     return "" if parts is None else parts[2]
 
 
@@ -390,7 +390,8 @@ def liquidation_orders(positions: Iterable[Mapping[str, object]]) -> list[Order]
     return orders
 
 
-def _split_client_order_id(client_order_id: object) -> tuple[str, int, str] | None:
+def client_order_id_parts(client_order_id: object) -> tuple[str, int, str] | None:
+    """The action, worker and strategy one of our client order ids carries (None if not ours)."""
     if not isinstance(client_order_id, str):
         return None
     return _split_text(client_order_id)

@@ -47,7 +47,7 @@ from . import event_loop
 from .broker import Connection
 from .broker_calls import BrokerCalls
 from .errors import BlockpacaError, BrokerError
-from .orders import action_from_client_order_id, strategy_from_client_order_id, worker_from_client_order_id
+from .orders import client_order_id_parts, strategy_from_client_order_id
 from .processes import SpawnProcess, configure_child_logging, start_child
 from .ratelimit import RateLimiter
 from .refusals import with_advice
@@ -141,40 +141,54 @@ def trade_update_row(
     recovered through REST has none). ``leg_of``: the client order id of the order this one is an
     exit of (Alpaca names a leg with an id of its own)."""
     order = data.get("order") or {}
-    cid = order.get("client_order_id") or ""
     status = order.get("status") or ""
-    action = action_from_client_order_id(cid) or (_exit_action(order) if leg_of else "")
-    note = _EVENT_NOTES.get(str(data.get("event")), "")
-    if leg_of:
-        note = "; ".join(filter(None, [f"{_leg_name(order)} of {leg_of}", note]))
-    if fill is None and data.get("event") in ("fill", "partial_fill"):
+    event = str(data.get("event") or "")
+    if fill is None and event in ("fill", "partial_fill"):
         fill = ((_number(data.get("qty")) or 0.0), (_number(data.get("price")) or 0.0))
     filled, average = _number(order.get("filled_qty")), _number(order.get("filled_avg_price"))
     row = TradeLogRow(
         type="execution",
-        client_order_id=cid,
-        ticker=order.get("symbol") or "",
         executed_price=average or 0.0,
         executed_qty=filled or 0.0,
         status=status,
-        side=order.get("side") or "",
-        action=action,
         timestamp=_epoch(data.get("timestamp")),
         raw_status=raw_status(status),
-        event=str(data.get("event") or ""),
-        order_id=order.get("id") or "",
-        order_type=order.get("type") or order.get("order_type") or "",
-        qty=_number(order.get("qty")),
-        limit_price=_number(order.get("limit_price")),
+        event=event,
         filled_qty=filled,
         filled_avg_price=average,
-        reason=scrub_text(str(data.get("reason") or note)),
-        worker=worker_from_client_order_id(cid),
+        reason=scrub_text(str(data.get("reason") or event_note(event, order, leg_of))),
         fill_qty=fill[0] if fill and fill[0] > 0 else None,
         fill_price=fill[1] if fill and fill[0] > 0 else None,
-        strategy=strategy_from_client_order_id(leg_of or cid),
+        **order_columns(order, leg_of),
     )
     return {"kind": "trade_update", "position_qty": _number(data.get("position_qty")), "leg_of": leg_of, **vars(row)}
+
+
+def order_columns(order: Mapping[str, Any], leg_of: str | None = None) -> dict[str, Any]:
+    """The columns of an order's execution rows that are the same for each of its events."""
+    cid = order.get("client_order_id") or ""
+    action, worker, strategy = client_order_id_parts(cid) or ("", None, "")
+    return {
+        "client_order_id": cid,
+        "ticker": order.get("symbol") or "",
+        "side": order.get("side") or "",
+        "action": action or (_exit_action(order) if leg_of else ""),
+        "order_id": order.get("id") or "",
+        "order_type": order.get("type") or order.get("order_type") or "",
+        "qty": _number(order.get("qty")),
+        "limit_price": _number(order.get("limit_price")),
+        "worker": worker,
+        "strategy": strategy_from_client_order_id(leg_of) if leg_of else strategy,
+    }
+
+
+def event_note(event: str, order: Mapping[str, Any], leg_of: str | None = None) -> str:
+    """What an execution row's reason says when the broker gave none: the event explained, and for
+    an exit, which one and of which entry ("take-profit exit of buy_long-0-…")."""
+    note = _EVENT_NOTES.get(event, "")
+    if leg_of:
+        note = "; ".join(filter(None, [f"{_leg_name(order)} of {leg_of}", note]))
+    return note
 
 
 def _exit_action(leg: Mapping[str, Any]) -> str:

@@ -14,8 +14,11 @@ from array import array
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 ACCEPTED, REFUSED, EVENT = 0, 1, 2  # record kinds
 NUMBERS = 6  # per record: time, filled_qty, filled_notional, fill_qty, fill_price, position_qty
+TIME, FILLED_QTY, FILLED_NOTIONAL, FILL_QTY, FILL_PRICE, POSITION_QTY = range(NUMBERS)  # their places
 NAN = math.nan
 NOTHING = (NAN,) * NUMBERS  # a submission's numbers until it is taken (then its time)
 
@@ -107,6 +110,11 @@ class Records:
             event = names[self.events[k]] if kind == EVENT else ""
             status = names[self.statuses[k]] if kind == EVENT else ""
             yield (kind, self.refs[k], event, status, *values)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The kinds (one per record) and the numbers (a row of NUMBERS per record) as numpy arrays."""
+        kinds = np.frombuffer(bytes(self.kinds), dtype=np.uint8)
+        return kinds, np.frombuffer(self.numbers.tobytes(), dtype=float).reshape(-1, NUMBERS)
 
     def count(self, kind: int) -> int:
         return self.kinds.count(kind)

@@ -1,14 +1,14 @@
 """What a replay leaves: its trade log, equity curve, positions, orders, state and statistics.
 
-The replay loop keeps only compact records (the broker's events as tuples, a mark per fill); the
-tables a user reads are built from them here, once, when first asked for. The trade log is made by
-the live recorder's own row functions and written by the live CSV format, so a replay's log reads,
-plots and analyses exactly like a session's.
+The replay loop keeps only compact records (replay_records.py: the broker's events in columns, a
+mark per fill); the tables a user reads are built from them here, once, when first asked for. The
+trade log's CSV text is made by the live recorder's own row functions and written by the live CSV
+format, so a replay's log reads, plots and analyses exactly like a session's; its DataFrame is made
+by columns (replay_trade_log.py), and a test holds it equal to reading that text.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Iterator, Sequence
 from functools import cached_property
@@ -19,8 +19,8 @@ import numpy as np
 from .errors import ConfigurationError
 from .orders import action_from_client_order_id
 from .performance import performance
-from .replay_records import ACCEPTED, EVENT, REFUSED
-from .tradelog import COLUMNS, csv_text, load_trade_log
+from .replay_records import ACCEPTED, EVENT, FILL_PRICE, FILL_QTY, REFUSED, TIME
+from .tradelog import COLUMNS, csv_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,7 +71,9 @@ class ReplayResult:
     @cached_property
     def trade_log(self) -> pd.DataFrame:
         """The trade log as `load_trade_log` reads a session's (blockpaca's ten columns first)."""
-        return load_trade_log(io.StringIO(self.trade_log_csv))
+        from .replay_trade_log import trade_log_frame
+
+        return trade_log_frame(self._records, self._broker.orders, _submission)
 
     def save_trade_log(self, path: str) -> None:
         with open(path, "w", encoding="utf-8", newline="") as file:
@@ -82,7 +84,8 @@ class ReplayResult:
 
         orders = self._broker.orders
         for record in self._records:
-            row = _event_row(record, orders) if record[0] == EVENT else submission_row(_submission(record))
+            kind, ref, when = record[0], record[1], record[4]
+            row = _event_row(record, orders) if kind == EVENT else submission_row(_submission(kind, ref, when))
             yield {column: row[column] for column in COLUMNS}
 
     # ----------------------------------------------------------------- equity, positions, orders
@@ -187,12 +190,12 @@ class ReplayResult:
         ``regulatory_fees=True``, regulatory fees)."""
         import pandas as pd
 
-        rows = [
-            (record[4], record[1].symbol, record[7] if record[1].side == "buy" else -record[7], record[8])
-            for record in self._records
-            if record[0] == EVENT and record[7] is not None
-        ]
-        frame = pd.DataFrame(rows, columns=["time", "symbol", "qty", "price"])
+        kinds, numbers = self._records.arrays()
+        rows = np.flatnonzero((kinds == EVENT) & ~np.isnan(numbers[:, FILL_QTY]))
+        orders = [self._records.refs[k] for k in rows.tolist()]
+        sign = np.array([1.0 if order.side == "buy" else -1.0 for order in orders])
+        frame = pd.DataFrame({"time": numbers[rows, TIME], "symbol": [order.symbol for order in orders],
+                              "qty": sign * numbers[rows, FILL_QTY], "price": numbers[rows, FILL_PRICE]})  # fmt: skip
         frame["fee"] = np.asarray(self._records.fill_fees)  # one mark per fill, in the same order
         return frame
 
@@ -232,9 +235,8 @@ def _carried(ticks: np.ndarray, values: np.ndarray, n: int, before: float) -> np
     return np.where(latest >= 0, values[np.maximum(latest, 0)], before)
 
 
-def _submission(record: tuple[Any, ...]) -> dict[str, Any]:
+def _submission(kind: int, ref: Any, when: float) -> dict[str, Any]:
     """A submission record as the execution worker's result for it (what the recorder logs)."""
-    kind, ref, when = record[0], record[1], record[4]
     if kind == ACCEPTED:  # the broker's order holds what the worker's result would say
         return {
             "kind": "accepted",

@@ -81,6 +81,12 @@ FLOAT_COLUMNS: tuple[str, ...] = (
     "fill_price",
 )
 _INT_COLUMNS: tuple[str, ...] = ("worker",)
+COLUMN_TYPES: Mapping[str, str] = {
+    **dict.fromkeys(COLUMNS, "str"),
+    **dict.fromkeys(FLOAT_COLUMNS, "float64"),
+    **dict.fromkeys(_INT_COLUMNS, "Int64"),
+}
+"""Each column's pandas type in a loaded trade log (text "" when empty, numbers NaN or <NA>)."""
 _HEADER = ",".join(COLUMNS)
 _HEADER_BEFORE_STRATEGIES = ",".join(COLUMNS[:-1])  # the layout of logs written before `strategy`
 _MISSING_MARKS = ["", "nan", "NaN", "None"]
@@ -233,7 +239,7 @@ class TradeLogWriter:
         buffer = self._buffer
         buffer.seek(0)
         buffer.truncate()
-        self._csv.writerow(list(map(_cell, values)))
+        self._csv.writerow(list(map(cell, values)))
         return buffer.getvalue()
 
     def _append(self, text: str) -> None:
@@ -256,7 +262,7 @@ def csv_text(rows: Iterable[TradeLogRow | Mapping[str, object]]) -> str:
     (replay's trade log, which never touches a file unless saved)."""
     buffer = io.StringIO()
     buffer.write(_HEADER + "\n")
-    csv.writer(buffer, lineterminator="\n").writerows(list(map(_cell, _values(row))) for row in rows)
+    csv.writer(buffer, lineterminator="\n").writerows(list(map(cell, _values(row))) for row in rows)
     return buffer.getvalue()
 
 
@@ -273,27 +279,20 @@ def load_trade_log(path_or_buffer: str | os.PathLike[str] | IO[str]) -> pandas.D
     try:
         frame = pd.read_csv(
             path_or_buffer,
-            dtype=_column_types(),
+            dtype=dict(COLUMN_TYPES),
             keep_default_na=False,
             na_values={column: _MISSING_MARKS for column in FLOAT_COLUMNS + _INT_COLUMNS},
         )
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame({column: [] for column in COLUMNS})
-    return _complete(frame)
+    return typed_trade_log(frame)
 
 
-def _column_types() -> dict[str, str]:
-    types = dict.fromkeys(COLUMNS, "str")
-    types.update(dict.fromkeys(FLOAT_COLUMNS, "float64"))
-    types.update(dict.fromkeys(_INT_COLUMNS, "Int64"))
-    return types
-
-
-def _complete(frame: pandas.DataFrame) -> pandas.DataFrame:
+def typed_trade_log(frame: pandas.DataFrame) -> pandas.DataFrame:
     """Add missing columns with their types, order them, and append ``time``."""
     import pandas as pd
 
-    types = _column_types()
+    types = COLUMN_TYPES
     for column in COLUMNS:
         if column not in frame.columns:
             frame[column] = pd.Series("" if types[column] == "str" else None, index=frame.index)
@@ -364,7 +363,7 @@ def _row_from_mapping(row: Mapping[str, object]) -> TradeLogRow:
     return TradeLogRow(**row)  # type: ignore[arg-type]
 
 
-def _cell(value: object) -> object:
+def cell(value: object) -> object:
     """Return a CSV cell: None is empty, text stays on one line."""
     if value is None:
         return ""

@@ -12,7 +12,8 @@ calls, every order through the simulator's broker rules, and the records. Lines:
    when it falls: an order on most ticks of most symbols) over 1 month and over `--months` months of
    1-minute ticks for 10 symbols: seconds, ticks/s, symbol-bars/s, µs per tick (the two must agree
    within 20 %: cost linear in length), and the peak RSS of a fresh process that runs the long replay
-   (target ≤ 300 MB); then the same for a strategy that trades a few times a day, and for the two
+   (target ≤ 300 MB); what a user reads next (`r.stats`, `r.trade_log`): its time, and the peak RSS
+   with it; then the same for a strategy that trades a few times a day, and for the two
    side by side, each with its own book (its cost must be linear in length too);
 2. backtrader on the same minute bars with the same logic, over 1 month (its rate does not depend on
    the length): bars/s, and replay's rate over it (target ≥ 10×);
@@ -51,10 +52,11 @@ def span(months: int) -> tuple[dt.date, dt.date]:
     return end - dt.timedelta(days=round(months * 30.44)) + dt.timedelta(days=1), end
 
 
-def timed_replay(months: int, light: bool = False, several: bool = False) -> dict[str, float]:
+def timed_replay(months: int, light: bool = False, several: bool = False, read: bool = False) -> dict[str, float]:
     """The quickstart's momentum (an order on most ticks of most symbols), or with `light` a strategy
     that reads every quote every minute and trades on a 30-minute move of 50 bps (a few orders a day),
-    or with `several` the two side by side, each with its own book."""
+    or with `several` the two side by side, each with its own book. With `read`, then what a user
+    reads next is timed too: `r.stats`, then `r.trade_log`."""
     from blockpaca_nb import replay
     from blockpaca_nb.examples import momentum
 
@@ -65,7 +67,17 @@ def timed_replay(months: int, light: bool = False, several: bool = False) -> dic
     began = time.perf_counter()
     result = replay(fn, SYMBOLS, start=start, end=end, progress=False)
     seconds = time.perf_counter() - began
+    read_at = time.perf_counter()
+    stats_seconds = log_seconds = rows = 0.0
+    if read:
+        assert len(result.stats)
+        log_at = time.perf_counter()
+        rows, log_seconds = len(result.trade_log), time.perf_counter() - log_at
+        stats_seconds = log_at - read_at
     return {
+        "stats_seconds": stats_seconds,
+        "log_seconds": log_seconds,
+        "rows": rows,
         "seconds": seconds,
         "ticks": result.ticks,
         "orders": float(result.stats["orders"]),
@@ -74,12 +86,12 @@ def timed_replay(months: int, light: bool = False, several: bool = False) -> dic
     }
 
 
-def child_rss(months: int, light: bool = False) -> float:
+def child_rss(months: int, light: bool = False, read: bool = False) -> float:
     """Peak RSS (MB) of a fresh interpreter running the replay. Read from /proc (VmHWM): getrusage's
     ru_maxrss survives exec, so a child of this big process would report this process's peak."""
     code = (
         "import sys; sys.path.insert(0, 'tests/benchmarks'); import bench_replay as b;"
-        f" b.timed_replay({months}, {light}); print(b.peak_rss_mb())"
+        f" b.timed_replay({months}, {light}, read={read}); print(b.peak_rss_mb())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -179,7 +191,7 @@ def main() -> None:
     parser.add_argument("--no-sweep", action="store_true")
     args = parser.parse_args()
     timed_replay(1)  # imports and caches warm, as in a notebook's second cell
-    short, long = timed_replay(1), timed_replay(args.months)
+    short, long = timed_replay(1), timed_replay(args.months, read=True)
     print(f"replay, momentum, {len(SYMBOLS)} symbols, 1-minute ticks (the whole replay() call):")
     for label, run in (("1 month", short), (f"{args.months} months", long)):
         print(
@@ -192,6 +204,10 @@ def main() -> None:
           f"{args.months} months vs 1 month: {drift:+.0%} (target within ±20 %)")  # fmt: skip
     print(f"  peak RSS of a fresh process replaying {args.months} months: {child_rss(args.months):.0f} MB"
           f" (target ≤ {TARGET_RSS_MB:g} MB; this process: {_rss():.0f} MB)")  # fmt: skip
+    print(f"  then what a user reads next: r.stats {long['stats_seconds']:.2f} s,"
+          f" r.trade_log {long['log_seconds']:.2f} s"
+          f" ({long['rows']:,.0f} rows); peak RSS of a fresh process replaying and reading both:"
+          f" {child_rss(args.months, read=True):.0f} MB")  # fmt: skip
     light = timed_replay(args.months, light=True)
     print(f"  a strategy that trades a few times a day, {args.months} months: {light['seconds']:.2f} s,"
           f" {light['orders']:.0f} orders, {light['us_per_tick']:.0f} µs/tick, {light['bars_per_s']:.0f} symbol-bars/s;"

@@ -754,20 +754,7 @@ def test_best_follows_the_rows_after_a_new_sort() -> None:
 def test_a_bracket_exit_partly_filled_shrinks_its_sibling_so_no_pair_sells_more_than_its_entry() -> None:
     """The paper profile fills some marketable orders in part first: a take profit that sold 8 of 10
     leaves its stop loss only 2 to sell (it once sold all 10, turning the position short)."""
-    minutes = pd.date_range("2026-11-02 09:30", "2026-11-02 15:59", freq="1min", tz="America/New_York")
-    cycle = [100.0, 100.0, 101.0, 90.0, 100.0]  # entry, entry, take profit touched, through the stop, back
-    prices = [cycle[k % len(cycle)] for k in range(len(minutes))]
-    bars = pd.DataFrame({"symbol": "XYZ", "timestamp": minutes, "open": prices, "high": prices, "low": prices,
-                         "close": prices, "volume": 1e6})  # fmt: skip
-
-    def bracket_when_flat(ctx: Any) -> Any:
-        quotes, positions = ctx.get_current_data()
-        if not positions and 99.9 < quotes["XYZ"]["bid"] < 100.1:
-            return [{"ticker": "XYZ", "quantity": 10, "side": "buy", "order_type": "market",
-                     "take_profit": 100.5, "stop_loss": 95.0}]  # fmt: skip
-        return None
-
-    r = replay(bracket_when_flat, ["XYZ"], data=bars, progress=False, eos_behavior="hold")
+    r = replay(bracket_when_flat, ["XYZ"], data=bracket_bars(), progress=False, eos_behavior="hold")
     log = r.trade_log
     fills = log[log["fill_qty"] > 0]
     exits = fills[fills["reason"].str.contains("exit of", na=False)]
@@ -779,3 +766,62 @@ def test_a_bracket_exit_partly_filled_shrinks_its_sibling_so_no_pair_sells_more_
     sold = exits.groupby(entry_of)["fill_qty"].sum()
     bought = fills[fills["side"] == "buy"].groupby("client_order_id")["fill_qty"].sum()
     assert (sold <= bought.reindex(sold.index)).all(), (sold - bought.reindex(sold.index)).max()
+
+
+def bracket_bars() -> pd.DataFrame:
+    """A day of XYZ minutes cycling through a bracket's life: entry, entry, take profit touched,
+    through the stop, back."""
+    minutes = pd.date_range("2026-11-02 09:30", "2026-11-02 15:59", freq="1min", tz="America/New_York")
+    cycle = [100.0, 100.0, 101.0, 90.0, 100.0]
+    prices = [cycle[k % len(cycle)] for k in range(len(minutes))]
+    return pd.DataFrame({"symbol": "XYZ", "timestamp": minutes, "open": prices, "high": prices, "low": prices,
+                         "close": prices, "volume": 1e6})  # fmt: skip
+
+
+def bracket_when_flat(ctx: Any) -> Any:
+    quotes, positions = ctx.get_current_data()
+    if not positions and 99.9 < quotes["XYZ"]["bid"] < 100.1:
+        return [{"ticker": "XYZ", "quantity": 10, "side": "buy", "order_type": "market",
+                 "take_profit": 100.5, "stop_loss": 95.0}]  # fmt: skip
+    return None
+
+
+def mixed_orders(ctx: Any) -> list[dict[str, Any]]:
+    """Every few ticks something else: an invalid order, one too big, a notional buy, one after the close."""
+    step = ctx.state["step"] = ctx.state.get("step", 0) + 1
+    after_close = at(ctx).time() >= dt.time(16, 0)
+    orders = {
+        1: {"ticker": "AAPL", "quantity": -3, "side": "buy", "order_type": "market"},
+        2: {"ticker": "MSFT", "quantity": 1_000_000, "side": "buy", "order_type": "market"},
+        3: {"ticker": "MSFT", "notional": 100.5, "side": "buy", "order_type": "market"},
+        4: {"ticker": "AAPL", "quantity": 1, "side": "buy", "order_type": "limit", "limit_price": 1.0},
+    }
+    order = orders.get(step % 7) or (orders[3] if after_close and step % 5 == 0 else None)
+    return [order] if order else []
+
+
+REPLAYS_WITH_EVERY_KIND_OF_ROW = {  # each: the replay, and what its log must hold for the case to be exercised
+    "several strategies, refusals, notional, after the close, EOD": (lambda: replay(
+        {"momentum": momentum, "mixed": mixed_orders}, ["AAPL", "MSFT"], start="2026-11-03", end="2026-11-04",
+        as_of=AS_OF, run_seconds="EOD", progress=False),
+        {"validation_error", "rejected", "accepted", "new", "fill", "canceled", "pending_new"}),
+    "bracket exits filled in part": (lambda: replay(
+        bracket_when_flat, ["XYZ"], data=bracket_bars(), progress=False, eos_behavior="liquidate"),
+        {"partial_fill", "fill", "canceled"}),
+    "nothing sent": (lambda: replay(lambda ctx: None, ["AAPL"], **DAY, frequency="1h", progress=False), set()),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "events"), REPLAYS_WITH_EVERY_KIND_OF_ROW.values(),
+                         ids=REPLAYS_WITH_EVERY_KIND_OF_ROW)  # fmt: skip
+def test_the_trade_log_frame_is_what_reading_the_logs_csv_gives(make: Any, events: set[str]) -> None:
+    """`r.trade_log` is made column by column (a busy year's took 45 s as CSV written and read back);
+    the CSV (`trade_log_csv`, by the live recorder's row functions) stays the reference it must equal."""
+    import io
+
+    from blockpaca_nb.tradelog import load_trade_log
+
+    r = make()
+    from_csv = load_trade_log(io.StringIO(r.trade_log_csv))
+    assert events <= set(from_csv["event"]), events - set(from_csv["event"])
+    pd.testing.assert_frame_equal(r.trade_log, from_csv, check_exact=False, rtol=1e-12)

@@ -288,7 +288,8 @@ def test_every_line_is_what_the_csv_module_writes_whatever_the_cells(tmp_path: p
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from blockpaca_nb.tradelog import COLUMNS, TradeLogWriter, _cell
+    from blockpaca_nb.tradelog import COLUMNS, TradeLogWriter
+    from blockpaca_nb.tradelog import cell as csv_cell
 
     cell = st.one_of(
         st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
@@ -298,7 +299,7 @@ def test_every_line_is_what_the_csv_module_writes_whatever_the_cells(tmp_path: p
 
     def expected(values: list[object]) -> str:
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(list(map(_cell, values)))
+        csv.writer(buffer, lineterminator="\n").writerow(list(map(csv_cell, values)))
         return buffer.getvalue()
 
     with TradeLogWriter(tmp_path / "lines.csv") as writer:
