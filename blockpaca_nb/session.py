@@ -47,6 +47,7 @@ from .fees import REGULATORY, FeeSchedule
 from .ledger import Ledger
 from .lineup import Lineup, Slot, strategy_name
 from .orders import Order, parse_block, strategy_from_client_order_id
+from .portfolio import Position
 from .preflight import PROBE_TIMEOUT, Plan, account_dict, check_broker, data_plan_warning
 from .processes import SpawnProcess, sigint_blocked, start_janitor, stop_child, stop_janitor
 from .quote_recording import recording_path, to_parquet
@@ -1254,14 +1255,13 @@ class Session:
     @property
     def account_positions(self) -> pd.DataFrame:
         """Every position of the account as the broker reported it at the last look (at start, then
-        every 30 s): the session's, other sessions' and holdings from before."""
+        every 30 s): the session's, other sessions' and holdings from before; the columns of
+        :attr:`positions`."""
         import pandas as pd
 
-        rows = [
-            {"ticker": p["symbol"], "quantity": float(p["qty"]), "bought_at": float(p["avg_entry_price"])}
-            for p in self.account_positions_seen
-        ]
-        return pd.DataFrame(rows, columns=["ticker", "quantity", "bought_at"])
+        rows = [Position(p["symbol"], float(p["qty"]), float(p["avg_entry_price"])).as_blockpaca()
+                for p in self.account_positions_seen]  # fmt: skip
+        return pd.DataFrame(rows, columns=["ticker", "quantity", "bought_at", "cost_basis"])
 
     @property
     def trade_log(self) -> pd.DataFrame:

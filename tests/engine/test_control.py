@@ -172,6 +172,9 @@ def test_liquidation_leaves_what_the_session_does_not_own(sim: Simulator, tmp_pa
         wait_for(lambda: session.get_current_data()[1], what="the session's own position")
         assert [(p["ticker"], p["quantity"]) for p in session.get_current_data()[1]] == [("TSLA", 3.0)]
         assert list(session.account_positions["quantity"]) == [4.0]  # the account, as seen at start
+        assert list(session.account_positions.columns) == list(session.positions.columns)
+        bought_at = session.account_positions["bought_at"].iloc[0]
+        assert session.account_positions["cost_basis"].iloc[0] == pytest.approx(4 * bought_at)
         session.liquidate()
         wait_for(lambda: session.status == "paused", what="the liquidation to end")
         assert session.activity == "" and session.positions.empty and held(sim, "TSLA") == 4  # the rest kept
