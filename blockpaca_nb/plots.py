@@ -327,9 +327,9 @@ def _portfolio_pnl(pnl: pd.DataFrame, limit: int) -> list[dict[str, object]]:
 
 
 def _strategy_pnl(pnl: pd.DataFrame, limit: int) -> list[dict[str, object]]:
-    """Each strategy's total P&L, once the log has two (by the name its orders' ids end with; the
-    session's own orders, a liquidation's, are "session"): the same accounting per strategy."""
-    strategies = pnl["client_order_id"].astype(str).str.split("-", n=3).str[3].fillna("").replace("", "session")
+    """Each strategy's total P&L, once the log has two (by its `strategy` column; the session's own
+    orders, a liquidation's, are "session"): the same accounting per strategy."""
+    strategies = pnl["strategy"].replace("", "session")
     names = sorted(set(strategies))
     if len(names) < 2:
         return []
@@ -342,6 +342,7 @@ def _strategy_pnl(pnl: pd.DataFrame, limit: int) -> list[dict[str, object]]:
             "price": pnl["price"].to_numpy(),
             "client_order_id": pnl["client_order_id"].to_numpy(),
             "action": pnl["action"].to_numpy(),
+            "strategy": strategies.to_numpy(),
         }
     )
     each = account_for(fills)

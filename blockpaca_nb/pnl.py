@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .order_stats import order_codes
-from .orders import ACTIONS_BY_SIDE
+from .orders import ACTIONS_BY_SIDE, strategy_from_client_order_id
 from .tradelog_frame import as_text, number_column, read_source, row_indices, text_column, ticker_rows, wanted_tickers
 
 PNL_COLUMNS: tuple[str, ...] = (
@@ -83,7 +83,16 @@ def fills_of(frame: pd.DataFrame, keep: np.ndarray | None) -> pd.DataFrame:
             "action": as_text(text_column(frame, "action", rows)),
         }
     )
+    fills["strategy"] = _strategies(frame, rows, fills["client_order_id"].to_numpy())
     return fills.sort_values("timestamp", kind="stable", ignore_index=True)
+
+
+def _strategies(frame: pd.DataFrame, rows: np.ndarray, client_order_ids: np.ndarray) -> np.ndarray:
+    """The strategy each fill's order belongs to: the log's `strategy` column (a bracket's exit has
+    an id of the broker's, its entry's strategy is in the column), else what our client id says."""
+    if "strategy" in frame.columns:
+        return as_text(text_column(frame, "strategy", rows))
+    return np.array([strategy_from_client_order_id(cid) for cid in client_order_ids], dtype=object)
 
 
 def fill_columns(frame: pd.DataFrame, execution: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -242,6 +251,7 @@ def _pnl_table(fills: pd.DataFrame, state: dict[str, np.ndarray]) -> pd.DataFram
             "avg_cost": state["avg_cost"],
             "client_order_id": fills["client_order_id"].to_numpy(),
             "action": fills["action"].to_numpy(),
+            "strategy": fills["strategy"].to_numpy(),
             "ms": micros / 1e3,
             "realized_step": state["realized_step"],
             "unrealized_step": state["unrealized_step"],

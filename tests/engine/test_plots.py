@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 import pytest
 
 from blockpaca_nb.errors import ConfigurationError
+from blockpaca_nb.orders import strategy_from_client_order_id
 from blockpaca_nb.plots import PNL_COLUMNS, decimate, plot_trade_log, pnl_frame
 from blockpaca_nb.tradelog import COLUMNS, TradeLogRow, TradeLogWriter, load_trade_log
 
@@ -35,8 +36,10 @@ def fill(ticker: str, side: str, qty: float, price: float, at: float, cid: str =
     """A fill event as the recorder writes it: ``qty`` at ``price`` in the fill columns, and the order's
     cumulative total in blockpaca's ``executed_*`` (the same for a first fill; ``extra`` overrides any column)."""
     action = "buy_long" if side == "buy" else "sell_long"
+    cid = cid or f"{action}-1-{next(_ORDER_NUMBERS):08x}"
     columns: dict[str, object] = {
-        "client_order_id": cid or f"{action}-1-{next(_ORDER_NUMBERS):08x}",
+        "client_order_id": cid,
+        "strategy": strategy_from_client_order_id(cid),  # as the recorder names it (an exit: its entry's)
         "ticker": ticker,
         "executed_price": price,
         "executed_qty": qty,
@@ -291,10 +294,27 @@ def test_pnl_is_split_by_strategy_once_the_log_has_two(tmp_path: pathlib.Path) -
     ]
     figure = plot_trade_log(write_log(tmp_path / "log.csv", rows))
     assert list(trace(figure, "momentum P&L").y) == pytest.approx([0, 30])
+    assert sorted(t.name for t in figure.data if t.name.endswith(" P&L") and t.line.dash == "dash") == [
+        "mean_rev P&L", "momentum P&L", "session P&L"]  # fmt: skip
     assert list(trace(figure, "mean_rev P&L").y) == pytest.approx([0])
     assert list(trace(figure, "session P&L").y) == pytest.approx([0])
     alone = plot_trade_log(write_log(tmp_path / "alone.csv", [rows[0], rows[2]]))
     assert not [t.name for t in alone.data if t.name == "momentum P&L"]
+
+
+def test_a_bracket_exit_counts_for_its_entrys_strategy(tmp_path: pathlib.Path) -> None:
+    """An exit has an id of the broker's (a UUID), not one of ours: its strategy is the log's column,
+    its entry's. It once made a "strategy" of its own, named after the id's last parts."""
+    rows = [
+        fill("AAA", "buy", 10, 100.0, 1, cid="buy_long-1-0000000a-momentum"),
+        fill("AAA", "sell", 10, 104.0, 2, cid="6f1c2d3e-0000-4000-8000-000000000005", action="sell_long",
+             strategy="momentum"),
+        fill("BBB", "buy", 1, 50.0, 3, cid="buy_long-1-0000000b-mean_rev"),
+    ]  # fmt: skip
+    figure = plot_trade_log(write_log(tmp_path / "log.csv", rows))
+    lines = sorted(t.name for t in figure.data if t.name.endswith(" P&L") and t.line.dash == "dash")
+    assert lines == ["mean_rev P&L", "momentum P&L"]
+    assert list(trace(figure, "momentum P&L").y) == pytest.approx([0, 40])
 
 
 def test_status_counts_each_order_once_by_final_status(tmp_path: pathlib.Path) -> None:
