@@ -49,7 +49,8 @@ class OrderValidationError(BlockpacaError, ValueError):
     ``problem`` replaces the default "got <value>" part when the value alone does not
     explain the trouble (a missing key, a key that is not used by this order type).
     ``given``: the order's ticker, side, action and order_type as the strategy wrote them (text
-    only), so its row in the trade log says which order it was.
+    only), so its row in the trade log says which order it was; ``strategy`` the strategy that
+    returned it ("" for the session's own: an order from a cell, a custom end of session).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class OrderValidationError(BlockpacaError, ValueError):
         self.index = index
         self.problem = problem
         self.given: dict[str, str] = {}
+        self.strategy = ""
         super().__init__(self._message())
 
     def _message(self) -> str:

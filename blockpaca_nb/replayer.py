@@ -263,8 +263,10 @@ class Replayer:
         """The live path: validate, then submit each valid order to the broker at `t`."""
         valid, problems = parse_block(orders, self.tickers)
         for problem in problems:
+            problem.strategy = strategy
             self._error(lambda problem=problem: problem)  # type: ignore[misc]
-            self.records.refused(self.records.reserve(), "validation_error", problem.given, "", t, str(problem))
+            given = {**problem.given, "strategy": strategy}
+            self.records.refused(self.records.reserve(), "validation_error", given, "", t, str(problem))
         return [self._send(order, t, strategy) for order in valid]
 
     def _send(self, order: Order, t: float, strategy: str) -> str:

@@ -691,7 +691,7 @@ class Session:
         refuse_while(self._control)
         valid, problems = parse_block(orders, self.tickers)
         for problem in problems:
-            self._validation_error(problem)
+            self._validation_error(problem, strategy)
         slot = self._lineup.slots.get(strategy) if strategy else None
         if slot is not None and slot.state not in SENDING_STATES:
             why = f"strategy {strategy} is {slot.state}: {slot.state_reason or 'its orders are refused'}"
@@ -729,10 +729,12 @@ class Session:
             tickets = self._pool.submit(orders, urgent=urgent, claim=claim, strategy=strategy)
         return [t.client_order_id for t in tickets]
 
-    def _validation_error(self, problem: OrderValidationError) -> None:
+    def _validation_error(self, problem: OrderValidationError, strategy: str = "") -> None:
+        problem.strategy = strategy
         self.errors.append(problem)
         if self._inbox is not None:
-            self._inbox.put({"kind": "validation_error", "reason": str(problem), "time": time.time(), **problem.given})
+            row = {"kind": "validation_error", "reason": str(problem), "time": time.time(), "strategy": strategy}
+            self._inbox.put({**row, **problem.given})
 
     def _refused(self, order: Order, reason: str, strategy: str) -> None:
         """An order a limit (or its strategy's state) kept in the kernel: a rejection row, an error."""

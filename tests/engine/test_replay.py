@@ -111,6 +111,7 @@ def test_validation_errors_are_the_live_ones() -> None:
     rows = r.trade_log[r.trade_log["type"] == "validation"]
     assert len(rows) >= 6 and rows["reason"].iloc[0] == str(live[0])
     assert (rows["ticker"] == "AAPL").all() and (rows["side"] == "buy").all()  # which order, as live
+    assert (rows["strategy"] == "lambda").all() and r.errors[0].strategy == "lambda"  # and whose
     assert r.orders.empty  # nothing invalid reached the broker
     assert r.error_count == len(rows) == len(r.errors)  # each counted, as each is a row
 

@@ -17,7 +17,7 @@ from engine_helpers import TICKERS
 from engine_helpers import make_session as session_on
 from waiting import wait_for
 
-from blockpaca_nb import ConfigurationError, Session, Simulator, load_trade_log
+from blockpaca_nb import ConfigurationError, OrderValidationError, Session, Simulator, load_trade_log
 from blockpaca_nb.tradelog import BLOCKPACA_COLUMNS
 
 
@@ -132,6 +132,8 @@ def test_bad_orders_and_exceptions_are_reported_and_the_loop_goes_on(sim: Simula
     row = session.trade_log.query("type == 'validation'").iloc[0]
     assert row["status"] == "rejected" and "quantity" in row["reason"]
     assert (row["ticker"], row["side"], row["order_type"]) == ("AAPL", "buy", "market")  # which order it was
+    assert row["strategy"] == "clumsy"  # and which strategy sent it
+    assert [e.strategy for e in session.errors if isinstance(e, OrderValidationError)] == ["clumsy"]
 
 
 def test_broker_rejection_is_logged_with_its_reason(sim: Simulator, tmp_path: Path) -> None:
