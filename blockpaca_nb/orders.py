@@ -360,12 +360,6 @@ def action_from_client_order_id(client_order_id: object) -> str | None:
     return None if parts is None else parts[0]
 
 
-def worker_from_client_order_id(client_order_id: object) -> int | None:
-    """Return the number of the execution worker that submitted the order, or None if not ours."""
-    parts = client_order_id_parts(client_order_id)
-    return None if parts is None else parts[1]
-
-
 def strategy_from_client_order_id(client_order_id: object) -> str:
     """Return the strategy that sent one of our orders ("" for the session's own: a liquidation, an
     order from a cell, one of blockpaca's)."""
@@ -397,7 +391,7 @@ def client_order_id_parts(client_order_id: object) -> tuple[str, int, str] | Non
     return _split_text(client_order_id)
 
 
-@functools.lru_cache(maxsize=4096)  # each of an order's trade-log rows reads its id three times
+@functools.lru_cache(maxsize=4096)  # each of an order's trade-log rows, and its dashboard line, read its id
 def _split_text(client_order_id: str) -> tuple[str, int, str] | None:
     parts = client_order_id.split("-", 3)
     if len(parts) < 3:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-ACCEPTED, REFUSED, EVENT = 0, 1, 2  # record kinds
+ACCEPTED, REFUSED, EVENT, UNUSED = 0, 1, 2, 3  # record kinds (unused: a place a submission never took)
 NUMBERS = 6  # per record: time, filled_qty, filled_notional, fill_qty, fill_price, position_qty
 TIME, FILLED_QTY, FILLED_NOTIONAL, FILL_QTY, FILL_PRICE, POSITION_QTY = range(NUMBERS)  # their places
 NAN = math.nan
@@ -48,6 +48,7 @@ class Records:
         self.statuses = bytearray()  # the order's status after the event (events only)
         self.numbers = array("d")
         self.names = Names()
+        self.qtys: dict[int, float | None] = {}  # an exit's ordered qty at each of its events (it can shrink)
         # per fill: the tick, the symbol's column, the position after, cash after, the fee it paid
         self.fill_ticks, self.fill_symbols = array("l"), array("l")
         self.fill_positions, self.fill_cash, self.fill_fees = array("d"), array("d"), array("d")
@@ -68,6 +69,10 @@ class Records:
     def accepted(self, slot: int, order: Any, when: float) -> None:
         self.kinds[slot], self.refs[slot] = ACCEPTED, order
         self.numbers[slot * NUMBERS] = when
+
+    def unused(self, slot: int) -> None:
+        """A reserved place the submission never took (interrupted before the broker had it)."""
+        self.kinds[slot] = UNUSED
 
     def refused(self, slot: int, kind: str, order: Any, client_order_id: str, when: float, reason: str) -> None:
         """A validation error or a broker's refusal (`order`: the fields the strategy gave, a dict, for
@@ -92,6 +97,12 @@ class Records:
         self.refs.append(order)
         self.events.append(self.names.code(name) if code is None else code)
         self.statuses.append(self.names.code(order.status) if status is None else status)
+        if order.sibling is not None:  # a partial fill of its sibling may shrink it later: keep it as now
+            self.qtys[len(self.kinds) - 1] = order.shown_qty
+
+    def qty_at(self, k: int, order: Any) -> float | None:
+        """The ordered quantity record `k` saw (an exit's, as it then was)."""
+        return self.qtys.get(k, order.shown_qty)
 
     def fill(self, tick: int, symbol: int, position: float, cash: float, fee: float) -> None:
         self.fill_ticks.append(tick)
@@ -114,7 +125,7 @@ class Records:
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """The kinds (one per record) and the numbers (a row of NUMBERS per record) as numpy arrays."""
         kinds = np.frombuffer(bytes(self.kinds), dtype=np.uint8)
-        return kinds, np.frombuffer(self.numbers.tobytes(), dtype=float).reshape(-1, NUMBERS)
+        return kinds, np.frombuffer(self.numbers.tobytes(), dtype=float).reshape(-1, NUMBERS)  # a copy: safe
 
     def count(self, kind: int) -> int:
         return self.kinds.count(kind)

@@ -19,7 +19,7 @@ import numpy as np
 from .errors import ConfigurationError
 from .orders import action_from_client_order_id
 from .performance import performance
-from .replay_records import ACCEPTED, EVENT, FILL_PRICE, FILL_QTY, REFUSED, TIME
+from .replay_records import ACCEPTED, EVENT, FILL_PRICE, FILL_QTY, REFUSED, TIME, UNUSED
 from .tradelog import COLUMNS, csv_text
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class ReplayResult:
         """The trade log as `load_trade_log` reads a session's (blockpaca's ten columns first)."""
         from .replay_trade_log import trade_log_frame
 
-        return trade_log_frame(self._records, self._broker.orders, _submission)
+        return trade_log_frame(self._records, self._broker.orders, _refused_result)
 
     def save_trade_log(self, path: str) -> None:
         with open(path, "w", encoding="utf-8", newline="") as file:
@@ -82,10 +82,15 @@ class ReplayResult:
     def _rows(self) -> Iterator[dict[str, Any]]:
         from .recorder import submission_row  # the live recorder's own rows (imported when a log is made)
 
-        orders = self._broker.orders
-        for record in self._records:
+        orders, records = self._broker.orders, self._records
+        for k, record in enumerate(records):
             kind, ref, when = record[0], record[1], record[4]
-            row = _event_row(record, orders) if kind == EVENT else submission_row(_submission(kind, ref, when))
+            if kind == UNUSED:
+                continue
+            if kind == EVENT:
+                row = _event_row(record, records.qty_at(k, ref), orders)
+            else:
+                row = submission_row(_accepted_result(ref, when) if kind == ACCEPTED else _refused_result(ref, when))
             yield {column: row[column] for column in COLUMNS}
 
     # ----------------------------------------------------------------- equity, positions, orders
@@ -235,18 +240,21 @@ def _carried(ticks: np.ndarray, values: np.ndarray, n: int, before: float) -> np
     return np.where(latest >= 0, values[np.maximum(latest, 0)], before)
 
 
-def _submission(kind: int, ref: Any, when: float) -> dict[str, Any]:
-    """A submission record as the execution worker's result for it (what the recorder logs)."""
-    if kind == ACCEPTED:  # the broker's order holds what the worker's result would say
-        return {
-            "kind": "accepted",
-            "order": {"id": ref.id},
-            **_ticket(ref.client_order_id, ref.symbol, ref.side, ref.type,
-                      None if ref.notional is not None else ref.qty, ref.limit_price),  # as the order was sent
-            "time": when,
-            "latency_ms": 0.0,
-        }
-    what, order, cid, reason = ref
+def _accepted_result(order: Any, when: float) -> dict[str, Any]:
+    """An accepted submission as the execution worker's result for it (what the recorder logs): the
+    broker's order holds what the result would say, its ticket as sent."""
+    return {
+        "kind": "accepted",
+        "order": {"id": order.id},
+        **_ticket(order.client_order_id, order.symbol, order.side, order.type, order.shown_qty, order.limit_price),
+        "time": when,
+        "latency_ms": 0.0,
+    }
+
+
+def _refused_result(details: tuple[str, Any, str, str], when: float) -> dict[str, Any]:
+    """A refused submission (by the validation or the broker) as the recorder is handed it."""
+    what, order, cid, reason = details
     if isinstance(order, dict):  # refused by validation: what the strategy named
         return {"kind": what, "reason": reason, "time": when, **order}
     fields = _ticket(cid, order.ticker, order.side, order.order_type, order.quantity, order.limit_price)
@@ -259,28 +267,16 @@ def _ticket(cid: str, ticker: str, side: str, order_type: str, qty: Any, limit: 
             "order_type": order_type, "qty": qty, "limit_price": limit}  # fmt: skip
 
 
-def _event_row(record: tuple[Any, ...], orders: dict[str, Any]) -> dict[str, Any]:
-    """A broker event, as the recorder turns the stream's message for it into a row."""
-    _, order, event, status, updated, filled_qty, filled_notional, fill_qty, fill_price, position_qty = record
-    data = {
-        "event": event,
-        "timestamp": updated,
-        "position_qty": position_qty,
-        "order": {
-            "id": order.id,
-            "client_order_id": order.client_order_id,
-            "symbol": order.symbol,
-            "side": order.side,
-            "type": order.type,
-            "qty": order.qty,
-            "limit_price": order.limit_price,
-            "status": status,
-            "filled_qty": filled_qty,
-            "filled_avg_price": filled_notional / filled_qty if filled_qty else None,
-        },
-    }
+def _event_row(record: tuple[Any, ...], qty: float | None, orders: dict[str, Any]) -> dict[str, Any]:
+    """A broker event, as the recorder turns the stream's message for it into a row (`qty`: the
+    order's quantity when it happened)."""
     from .recorder import trade_update_row
+    from .replay_trade_log import order_fields
 
+    _, order, event, status, updated, filled_qty, filled_notional, fill_qty, fill_price, position_qty = record
+    fields = {**order_fields(order), "qty": qty, "status": status, "filled_qty": filled_qty,
+              "filled_avg_price": filled_notional / filled_qty if filled_qty else None}  # fmt: skip
+    data = {"event": event, "timestamp": updated, "position_qty": position_qty, "order": fields}
     fill = (fill_qty, fill_price) if fill_qty is not None else None
     parent = orders.get(order.parent_id) if order.parent_id else None
     return trade_update_row(data, fill, parent.client_order_id if parent is not None else None)

@@ -279,6 +279,13 @@ class Replayer:
             message = err.message
             self.records.refused(slot, "rejected", order, cid, t, message)
             self._error(lambda: broker_refusal(order, cid, strategy, message, t))
+        except KeyboardInterrupt:  # the cell interrupted inside the broker: the row says what it holds
+            taken = self.broker.by_client_id.get(cid)
+            if taken is None:
+                self.records.unused(slot)
+            else:
+                self.records.accepted(slot, taken, t)
+            raise
         return cid
 
     def _to_broker(self, order: Order, cid: str, t: float) -> Any:

@@ -281,11 +281,20 @@ def load_trade_log(path_or_buffer: str | os.PathLike[str] | IO[str]) -> pandas.D
             path_or_buffer,
             dtype=dict(COLUMN_TYPES),
             keep_default_na=False,
+            **_exact_floats(),
             na_values={column: _MISSING_MARKS for column in FLOAT_COLUMNS + _INT_COLUMNS},
         )
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame({column: [] for column in COLUMNS})
     return typed_trade_log(frame)
+
+
+def _exact_floats() -> dict[str, str]:
+    """Each number as written: pandas 2's default parser may miss by an ulp (pandas 3's is exact and
+    deprecates the option)."""
+    import pandas as pd
+
+    return {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 
 def typed_trade_log(frame: pandas.DataFrame) -> pandas.DataFrame:

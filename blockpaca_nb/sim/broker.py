@@ -143,6 +143,12 @@ class SimOrder:
         return self.status in OPEN_STATUSES
 
     @property
+    def shown_qty(self) -> float | None:
+        """The quantity Alpaca shows for the order: none for a notional one (the shares it buys are
+        worked out at the quote; its fills say how many)."""
+        return self.qty if self.notional is None else None
+
+    @property
     def remaining(self) -> float:
         return max(0.0, (self.qty or 0.0) - self.filled_qty)
 

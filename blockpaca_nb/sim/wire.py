@@ -61,7 +61,7 @@ def order_json(order: SimOrder) -> dict[str, Any]:
         "symbol": order.symbol,
         "asset_class": "us_equity",
         "notional": num(order.notional),
-        "qty": num(order.qty) if order.notional is None else None,
+        "qty": num(order.shown_qty),
         "filled_qty": num(order.filled_qty),
         "filled_avg_price": num(order.filled_avg_price),
         "order_class": "" if order.order_class == "simple" else order.order_class,

@@ -26,12 +26,12 @@ from blockpaca_nb.orders import (
     TIME_IN_FORCE,
     Order,
     action_from_client_order_id,
+    client_order_id_parts,
     liquidation_orders,
     new_client_order_id,
     parse_orders,
     strategy_from_client_order_id,
     validate_order,
-    worker_from_client_order_id,
 )
 
 TICKERS = ("AAPL", "TSLA", "NVDA")
@@ -393,7 +393,7 @@ def test_client_order_id_format_is_blockpacas() -> None:
 def test_action_and_worker_round_trip_through_the_client_order_id(action: str) -> None:
     cid = new_client_order_id(action, 12)
     assert action_from_client_order_id(cid) == action
-    assert worker_from_client_order_id(cid) == 12
+    assert client_order_id_parts(cid) == (action, 12, "")
 
 
 def test_a_strategys_orders_carry_its_name_last_where_blockpacas_readers_do_not_look() -> None:
@@ -401,7 +401,7 @@ def test_a_strategys_orders_carry_its_name_last_where_blockpacas_readers_do_not_
     assert re.fullmatch(r"short_sell-3-[0-9a-f]{8}-mean_reversion_2", cid)
     assert cid.split("-")[:2] == ["short_sell", "3"]  # how a blockpaca log reader takes action and worker
     assert action_from_client_order_id(cid) == "short_sell"
-    assert worker_from_client_order_id(cid) == 3
+    assert client_order_id_parts(cid) == ("short_sell", 3, "mean_reversion_2")
     assert strategy_from_client_order_id(cid) == "mean_reversion_2"
     assert strategy_from_client_order_id(new_client_order_id("liquidate", 0)) == ""  # the session's own
     assert len(cid) <= 128  # Alpaca's limit, with the longest name a strategy may have
@@ -418,7 +418,7 @@ def test_ids_that_are_not_ours_name_no_strategy(cid: str) -> None:
 
 def test_blockpaca_logged_id_is_understood() -> None:
     assert action_from_client_order_id("buy_long-7-2304b6b1") == "buy_long"
-    assert worker_from_client_order_id("buy_long-7-2304b6b1") == 7
+    assert client_order_id_parts("buy_long-7-2304b6b1") == ("buy_long", 7, "")
 
 
 @pytest.mark.parametrize(
@@ -440,7 +440,7 @@ def test_blockpaca_logged_id_is_understood() -> None:
 )
 def test_foreign_client_order_ids_are_not_ours(cid: object) -> None:
     assert action_from_client_order_id(cid) is None
-    assert worker_from_client_order_id(cid) is None
+    assert client_order_id_parts(cid) is None
 
 
 # -- liquidation ----------------------------------------------------------------------------

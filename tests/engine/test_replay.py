@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from blockpaca_nb import BlockpacaError, ConfigurationError, replay, sweep
 from blockpaca_nb.examples import momentum
 from blockpaca_nb.performance import round_trips
+from blockpaca_nb.tradelog import load_trade_log
 
 pytestmark = pytest.mark.newest_python  # CI: on 3.13 beside the 3.11 suite (replay is version-agnostic)
 
@@ -261,6 +263,64 @@ def test_interrupting_returns_what_was_done_so_far() -> None:
     with pytest.raises(Abandoned):
         replay(abandons, ["AAPL"], **DAY, progress=False)
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["before the broker held it", "after"])
+def test_an_interrupt_inside_the_broker_leaves_a_readable_log_of_what_it_holds(
+    monkeypatch: pytest.MonkeyPatch, held: bool
+) -> None:
+    """Ctrl-C lands inside the broker most often (most of an order's time is spent there): the place
+    reserved for that submission's row once made both trade logs unreadable (TypeError)."""
+    from blockpaca_nb.sim.broker import Broker
+
+    take, calls = Broker.take, [0]
+
+    def interrupted(self: Broker, order: Any, legs: Any, now: float) -> Any:
+        calls[0] += 1
+        if calls[0] == 3 and not held:
+            raise KeyboardInterrupt
+        taken = take(self, order, legs, now)
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return taken
+
+    monkeypatch.setattr(Broker, "take", interrupted)
+    r = replay(lambda ctx: [{"ticker": "AAPL", "quantity": 1, "side": "buy", "order_type": "market"}], ["AAPL"],
+               **DAY, eos_behavior="hold", progress=False)  # fmt: skip
+    assert r.interrupted
+    log = r.trade_log
+    assert (log["event"] == "accepted").sum() == len(r.orders) == (3 if held else 2)  # a row per order it holds
+    pd.testing.assert_frame_equal(log, load_trade_log(io.StringIO(r.trade_log_csv)), check_exact=True)
+
+
+def test_an_exits_rows_say_the_quantity_it_had_then() -> None:
+    """A take profit filled in part shrinks its stop loss: the stop's rows before that say what it
+    was ordered for then (as a live session's stream said), not what it was left at the end."""
+    minutes = pd.date_range("2026-09-01 13:30", periods=6, freq="1min", tz="UTC")
+    bid = [99.9, 99.9, 101.0, 100.0, 100.0, 100.0]  # the take profit (100.5) touched at 13:32, for 40 shares
+    quotes = pd.DataFrame({"symbol": "XYZ", "timestamp": minutes, "bid": bid, "ask": [b + 0.1 for b in bid],
+                           "bid_size": [1000, 1000, 40, 1000, 1000, 1000], "ask_size": 1000})  # fmt: skip
+
+    def entry(ctx: Any) -> Any:
+        if not ctx.state.get("sent"):
+            ctx.state["sent"] = True
+            return [{"ticker": "XYZ", "quantity": 100, "side": "buy", "order_type": "market",
+                     "take_profit": 100.5, "stop_loss": 95}]  # fmt: skip
+        return None
+
+    r = replay(entry, ["XYZ"], data=quotes, progress=False, eos_behavior="hold")
+    log = r.trade_log
+    stop = log[log["reason"].str.startswith("stop-loss exit")]
+    assert len(stop) and (stop["qty"] == 100).all()  # its events all came before the shrink (it once said 60)
+    assert r.orders.set_index("type").loc["stop", "qty"] == 60  # 40 of the 100 sold by the take profit
+    pd.testing.assert_frame_equal(log, load_trade_log(io.StringIO(r.trade_log_csv)), check_exact=True)
+
+
+def test_a_notional_orders_rows_show_no_quantity_as_alpacas_stream_does() -> None:
+    buys = lambda ctx: [{"ticker": "AAPL", "notional": 100.5, "side": "buy", "order_type": "market"}]  # noqa: E731
+    r = replay(buys, ["AAPL"], **DAY, frequency="1h", eos_behavior="hold", progress=False)
+    rows = r.trade_log[r.trade_log["type"] != "validation"]
+    assert rows["qty"].isna().all() and (rows["fill_qty"] > 0).any()
 
 
 def test_a_replay_sets_aside_what_it_keeps_from_the_garbage_collector_only_while_it_runs() -> None:
@@ -818,11 +878,7 @@ REPLAYS_WITH_EVERY_KIND_OF_ROW = {  # each: the replay, and what its log must ho
 def test_the_trade_log_frame_is_what_reading_the_logs_csv_gives(make: Any, events: set[str]) -> None:
     """`r.trade_log` is made column by column (a busy year's took 45 s as CSV written and read back);
     the CSV (`trade_log_csv`, by the live recorder's row functions) stays the reference it must equal."""
-    import io
-
-    from blockpaca_nb.tradelog import load_trade_log
-
     r = make()
     from_csv = load_trade_log(io.StringIO(r.trade_log_csv))
     assert events <= set(from_csv["event"]), events - set(from_csv["event"])
-    pd.testing.assert_frame_equal(r.trade_log, from_csv, check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(r.trade_log, from_csv, check_exact=True)
