@@ -37,7 +37,7 @@ from .fees import FeeSchedule
 SESSION_BOOK = "session"  # the book of the session's own orders from cells (no strategy's name can be this)
 CONTROL_TAG = "session"  # what a session liquidation's (and the kill switch's) orders carry in their ids
 HISTORY_POINTS = 20_000
-BOOK_COLUMNS = ("strategy", "ticker", "quantity", "avg_price", "realized_pl", "unrealized_pl")  # Books.rows()
+BOOK_COLUMNS = ("strategy", "ticker", "quantity", "avg_price", "realized_pl", "unrealized_pl", "fees")  # Books.rows()
 _NEW_YORK = ZoneInfo("America/New_York")
 
 
@@ -60,6 +60,7 @@ class Book:
     cash: float = 0.0
     realized_by: dict[str, float] = field(default_factory=dict)  # realised P&L per ticker
     fees: float = 0.0
+    fees_by: dict[str, float] = field(default_factory=dict)  # fees (commissions, regulatory) per ticker
     fills: int = 0
     orders: int = 0  # orders sent
     day_start_pnl: float = 0.0  # the P&L when today began (the daily-loss limit counts from here)
@@ -97,6 +98,12 @@ class Book:
 
     def unrealized(self, marks: Mapping[str, float]) -> float:
         return sum(h.quantity * (marks.get(t, h.avg_price) - h.avg_price) for t, h in self.holdings.items())
+
+    def pay(self, ticker: str, fee: float) -> None:
+        """A fee for a fill of ``ticker``: out of the book's cash and its P&L."""
+        self.fees += fee
+        self.fees_by[ticker] = self.fees_by.get(ticker, 0.0) + fee
+        self.cash -= fee
 
     def pnl(self, marks: Mapping[str, float]) -> float:
         """Realised + unrealised − fees."""
@@ -228,7 +235,7 @@ class Books:
                 book = self._book_for(strategy)
                 book.fill(ticker, signed, float(price))
                 moved = [(book, signed)]
-            self._charge_fees(moved, side, float(quantity), float(price))
+            self._charge_fees(moved, ticker, side, float(quantity), float(price))
             if marks is not None:
                 self._sample(marks)
 
@@ -262,23 +269,21 @@ class Books:
             left = round(left - take, 9)
         return moved
 
-    def _charge_fees(self, moved: list[tuple[Book, float]], side: str, quantity: float, price: float) -> None:
+    def _charge_fees(
+        self, moved: list[tuple[Book, float]], ticker: str, side: str, quantity: float, price: float
+    ) -> None:
         """A fill's regulatory fees, out of the books it moved, each by its share of the shares (the
         share of a position held outside the session is the account's, no book's)."""
         if self.fee_schedule is None or not quantity:
             return
         fee = self.fee_schedule.on_fill(side, quantity, price)
         for book, shares in moved:
-            share = fee * abs(shares) / quantity
-            book.fees += share
-            book.cash -= share
+            book.pay(ticker, fee * abs(shares) / quantity)
 
-    def charge(self, name: str, fee: float) -> None:
-        """A fee (a commission) the book ``name`` paid: out of its cash and its P&L."""
+    def charge(self, name: str, ticker: str, fee: float) -> None:
+        """A fee (a commission) the book ``name`` paid for a fill of ``ticker``: out of its cash and its P&L."""
         with self._lock:
-            book = self._book_for(name)
-            book.fees += fee
-            book.cash -= fee
+            self._book_for(name).pay(ticker, fee)
 
     def unforward(self, name: str) -> None:
         """``name`` runs on its own again (alongside): its fills are its own from now on."""
@@ -357,12 +362,11 @@ class Books:
         rows: list[dict[str, Any]] = []
         with self._lock:
             for name, book in self._books.items():
-                for ticker in sorted(set(book.holdings) | set(book.realized_by)):
+                for ticker in sorted(set(book.holdings) | set(book.realized_by) | set(book.fees_by)):
                     h = book.holdings.get(ticker) or Holding()
                     unrealized = h.quantity * (marks.get(ticker, h.avg_price) - h.avg_price)
-                    rows.append(
-                        _row(name, ticker, h.quantity, h.avg_price, book.realized_by.get(ticker, 0.0), unrealized)
-                    )
+                    paid = (book.realized_by.get(ticker, 0.0), unrealized, book.fees_by.get(ticker, 0.0))
+                    rows.append(_row(name, ticker, h.quantity, h.avg_price, *paid))
         return rows
 
     def pnl(self, marks: Mapping[str, float]) -> dict[str, float]:
@@ -408,7 +412,9 @@ class BookView:
     equity: float | None
 
 
-def _row(strategy: str, ticker: str, quantity: float, avg: float, realized: float, unrealized: float) -> dict[str, Any]:
+def _row(
+    strategy: str, ticker: str, quantity: float, avg: float, realized: float, unrealized: float, fees: float
+) -> dict[str, Any]:
     return {
         "strategy": strategy,
         "ticker": ticker,
@@ -416,6 +422,7 @@ def _row(strategy: str, ticker: str, quantity: float, avg: float, realized: floa
         "avg_price": round(avg, 6),
         "realized_pl": round(realized, 6),
         "unrealized_pl": round(unrealized, 6),
+        "fees": round(fees, 6),
     }
 
 

@@ -319,7 +319,7 @@ class Replayer:
         assert self.books is not None
         self.books.apply(row, ended=not order.is_open)
         if commission:
-            self.books.charge(SESSION_BOOK if strategy in ("", CONTROL_TAG) else strategy, commission)
+            self.books.charge(SESSION_BOOK if strategy in ("", CONTROL_TAG) else strategy, order.symbol, commission)
 
     def _charge(self, order: Any, qty: float, price: float) -> float:
         """Commission and regulatory fees, taken from cash at each fill; what was taken."""
@@ -451,8 +451,11 @@ class Replayer:
             "currency": "USD",
         }
 
-    def bars(self, symbols: str | Sequence[str], timeframe: str = "1Day", limit: int = 100) -> pd.DataFrame:
-        """Bars complete at the replayed moment, never later ones (no look-ahead)."""
+    def bars(
+        self, symbols: str | Sequence[str], timeframe: str = "1Day", limit: int = 100, feed: str = "iex"
+    ) -> pd.DataFrame:
+        """Bars complete at the replayed moment, never later ones (no look-ahead); from the replay's
+        own history, whichever `feed` (checked as live) is named."""
         from .replay_result import bars_frame
 
         return bars_frame(self.tape, symbols, timeframe, limit, self.now)

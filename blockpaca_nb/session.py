@@ -59,7 +59,7 @@ from .recorder_link import RecorderLink
 from .risk import Limits, RiskDesk
 from .scrub import ScrubbedDeque, scrub_error, scrub_text, scrubbed_logger
 from .statuses import ENDED_SESSION_STATES, EOS_ACTIONS, SENDING_STATES, SESSION_STATES, WAITING_STATUSES
-from .strategy import Context, Strategy, StrategyError, parse_duration
+from .strategy import Context, Strategy, StrategyError, check_feed, parse_duration
 from .supervision import Supervisor
 from .tradelog import csv_text, load_trade_log
 
@@ -797,8 +797,7 @@ class Session:
         if not isinstance(limit, int) or limit < 1:
             raise ConfigurationError(f"limit={limit!r} is not valid; allowed: an integer >= 1")
         feeds = {"iex": DataFeed.IEX, "sip": DataFeed.SIP}
-        if feed not in feeds:
-            raise ConfigurationError(f"feed={feed!r} is not valid; allowed: 'iex' (any data plan), 'sip' (paid plan)")
+        feed = check_feed(feed)
         symbols = [symbols] if isinstance(symbols, str) else list(symbols)
         tf, days_per_bar = frames[timeframe]
         start = datetime.now(UTC) - timedelta(days=limit * days_per_bar * 1.5 + 7)

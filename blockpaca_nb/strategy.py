@@ -23,6 +23,17 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 DURATION_HELP = 'a number of seconds, or a number and a unit ms, s, m, h or d ("500ms", "10s", "15m", "2h")'
 
 
+BAR_FEEDS = {"iex": "any data plan", "sip": "a paid plan"}  # Alpaca's stock bar feeds
+
+
+def check_feed(feed: object) -> str:
+    """A bar feed Alpaca serves, else a ConfigurationError naming those it does."""
+    if not isinstance(feed, str) or feed not in BAR_FEEDS:
+        allowed = ", ".join(f"{name!r} ({plan})" for name, plan in BAR_FEEDS.items())
+        raise ConfigurationError(f"feed={feed!r} is not valid; allowed: {allowed}")
+    return str(feed)
+
+
 def parse_duration(value: object, field: str, *, allow_eod: bool = False) -> float | str:
     """Seconds from a number or "10s"/"1m"/"2h"; "EOD" stays "EOD" where allowed."""
     if allow_eod and isinstance(value, str) and value.strip().upper() == "EOD":
@@ -90,9 +101,10 @@ class Context(dict[str, Any]):
         """The time of this call, epoch seconds: the wall clock live, the replayed moment in replay."""
         return self._clock()
 
-    def bars(self, symbols: str | Sequence[str], timeframe: str = "1Day", limit: int = 100) -> Any:
-        """Historical bars as a DataFrame indexed by (symbol, timestamp): the last `limit` per symbol."""
-        return self._bars(symbols, timeframe, limit)
+    def bars(self, symbols: str | Sequence[str], timeframe: str = "1Day", limit: int = 100, feed: str = "iex") -> Any:
+        """Historical bars as a DataFrame indexed by (symbol, timestamp): the last `limit` per symbol.
+        `feed`: "iex" (every data plan) or "sip" (a paid one); a replay reads its own history."""
+        return self._bars(symbols, timeframe, limit, check_feed(feed))
 
     def account(self) -> dict[str, Any]:
         """The broker's account (cash, equity, buying power …) as a dict of numbers."""

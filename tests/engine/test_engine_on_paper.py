@@ -260,8 +260,12 @@ def test_bars_ask_for_the_feed_a_free_plan_serves(tmp_path: Path, make_sim: Sims
     assert len(session.context.bars("AAPL", "1Day", limit=3)) == 3
     with pytest.raises(BrokerError, match="recent SIP data"):  # the free plan refuses recent SIP
         session.bars("AAPL", "1Min", limit=5, feed="sip")
+    with pytest.raises(BrokerError, match="recent SIP data"):  # the context passes the feed on
+        session.context.bars("AAPL", "1Min", limit=5, feed="sip")
     with pytest.raises(ConfigurationError, match="feed='bogus'"):
         session.bars("AAPL", feed="bogus")
+    with pytest.raises(ConfigurationError, match=r"feed='bogus' is not valid; allowed: 'iex' \(any data plan\)"):
+        session.context.bars("AAPL", feed="bogus")
 
 
 # ------------------------------------------------------------------ orders with exits

@@ -88,6 +88,19 @@ def test_bars_stop_at_the_replayed_moment_no_look_ahead() -> None:
     assert sum(bar_start + 60 == now for now, bar_start, _, _ in seen) == len(seen) - 1  # all but the open
 
 
+def test_bars_take_the_live_feed_argument() -> None:
+    """A strategy written live names a feed; replay reads its own history whichever it names, and
+    refuses one Alpaca has not, as live does."""
+
+    def reads(ctx: Any) -> None:
+        ctx.state["rows"] = len(ctx.bars("AAPL", "1Min", 5, feed="sip")) + len(ctx.bars("AAPL", "1Min", 5, "iex"))
+        ctx.bars("AAPL", "1Min", 5, feed="bogus")
+
+    r = replay(reads, ["AAPL"], **DAY, frequency="1h", progress=False)
+    assert r.state["rows"] == 10
+    assert "feed='bogus' is not valid; allowed: 'iex' (any data plan), 'sip' (a paid plan)" in r.errors[0].message
+
+
 def test_daily_bars_include_only_today_so_far() -> None:
     highs: list[tuple[float, float]] = []
 
@@ -764,6 +777,11 @@ def test_commissions_land_in_the_books_that_paid_them() -> None:
                    commission_per_order=5.0, progress=False)  # fmt: skip
         assert r.pnl_by_strategy.iloc[-1].sum() == pytest.approx(r.stats["final_equity"] - 100_000)
         assert r.stats["fees"] == pytest.approx(10.0 if eos == "hold" else 20.0)
+        books = r.positions_by_strategy  # its rows add up to the same P&L: each row's fees beside it
+        assert (books["realized_pl"] + books["unrealized_pl"] - books["fees"]).sum() == pytest.approx(
+            r.stats["final_equity"] - 100_000)  # fmt: skip
+        assert books.groupby("strategy")["fees"].sum().to_dict() == {"a": 5.0, "b": 5.0, **(
+            {} if eos == "hold" else {"session": 10.0})}  # fmt: skip
 
 
 def test_regulatory_fees_are_charged_like_a_live_accounts_and_land_in_the_books() -> None:
@@ -786,6 +804,8 @@ def test_regulatory_fees_are_charged_like_a_live_accounts_and_land_in_the_books(
     assert due > 0.5 and r.stats["fees"] == pytest.approx(due) and plain.stats["fees"] == 0
     assert plain.stats["final_equity"] - r.stats["final_equity"] == pytest.approx(due)
     assert r.pnl_by_strategy.iloc[-1].sum() == pytest.approx(r.stats["final_equity"] - 100_000)
+    books = r.positions_by_strategy
+    assert books["fees"].sum() == pytest.approx(due) and (books["fees"] > 0).all()
     with pytest.raises(ConfigurationError, match=r"regulatory_fees='yes' is not valid; allowed: True or False, or a"):
         replay(momentum, ["AAPL"], **DAY, regulatory_fees="yes", progress=False)
 
