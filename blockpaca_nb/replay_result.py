@@ -10,7 +10,7 @@ by columns (replay_trade_log.py), and a test holds it equal to reading that text
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from .replayer import Replayer
 
 NEW_YORK = "America/New_York"
-BAR_TIMEFRAMES = {"1Min": None, "1Hour": "1h", "1Day": "1D"}
 
 
 class ReplayResult:
@@ -280,40 +279,3 @@ def _event_row(record: tuple[Any, ...], qty: float | None, orders: dict[str, Any
     fill = (fill_qty, fill_price) if fill_qty is not None else None
     parent = orders.get(order.parent_id) if order.parent_id else None
     return trade_update_row(data, fill, parent.client_order_id if parent is not None else None)
-
-
-# =============================================================================== ctx.bars() in a replay
-
-
-def bars_frame(tape: Tape, symbols: str | Sequence[str], timeframe: str, limit: int, now: float) -> pd.DataFrame:
-    """The last `limit` bars per symbol that were complete at `now`, indexed by (symbol, timestamp)
-    as alpaca-py's `.df`; hour and day bars are made of the minute bars (today's so far)."""
-    import pandas as pd
-
-    if timeframe not in BAR_TIMEFRAMES:
-        raise ConfigurationError(f"timeframe={timeframe!r} is not valid; allowed: {', '.join(BAR_TIMEFRAMES)}")
-    if not isinstance(limit, int) or limit < 1:
-        raise ConfigurationError(f"limit={limit!r} is not valid; allowed: an integer >= 1")
-    wanted = [symbols] if isinstance(symbols, str) else list(symbols)
-    unknown = [s for s in wanted if s not in tape.symbols]
-    if unknown:
-        raise ConfigurationError(f"symbols {unknown} are not in this replay; allowed: {', '.join(tape.symbols)}")
-    done = int(np.searchsorted(tape.bar_end, now, side="right"))
-    span = limit * {"1Min": 1, "1Hour": 60, "1Day": 390}[timeframe]
-    window = slice(max(0, done - span), done)
-    index = pd.to_datetime(tape.bar_end[window] - 60, unit="s", utc=True)
-    frames = {}
-    for symbol in wanted:
-        j = tape.symbols.index(symbol)
-        frame = pd.DataFrame({f: v[window, j] for f, v in tape.bars.items()}, index=index)
-        frames[symbol] = _resampled(frame, BAR_TIMEFRAMES[timeframe]).tail(limit)
-    return pd.concat(frames, names=["symbol", "timestamp"])
-
-
-def _resampled(frame: pd.DataFrame, rule: str | None) -> pd.DataFrame:
-    if rule is None or frame.empty:
-        return frame
-    local = frame.tz_convert(NEW_YORK)
-    agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
-    out = local.resample(rule).agg(agg).dropna(subset=["close"])
-    return out.tz_convert("UTC")

@@ -45,12 +45,13 @@ from .sim.broker import PROFILES, ApiError, Broker, SimOrder
 from .sim.calendar import EASTERN, session_on
 from .sim.hours import MarketHours
 from .sim.universe import check_in_universe, profile
-from .strategy import Context, Strategy, StrategyError, parse_duration
+from .strategy import Context, Strategy, StrategyError, check_feed, parse_duration
 from .tickers import normalize_tickers
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .replay_bars import ReplayBars
     from .replay_result import ReplayResult
 
 __all__ = ["replay"]
@@ -116,6 +117,7 @@ class Replayer:
     ) -> None:
         self.strategies = list(strategies)
         self.tape, self.every, self.costs = tape, every, costs
+        self._bars: ReplayBars | None = None  # ctx.bars(): made at the first call (most strategies make none)
         self._costs_charged = bool(costs.commission_per_share or costs.commission_per_order or costs.regulatory_fees)
         self.name = ", ".join(name for name, _ in self.strategies)
         self.tickers = list(tape.symbols)
@@ -456,9 +458,12 @@ class Replayer:
     ) -> pd.DataFrame:
         """Bars complete at the replayed moment, never later ones (no look-ahead); from the replay's
         own history, whichever `feed` (checked as live) is named."""
-        from .replay_result import bars_frame
+        check_feed(feed)
+        if self._bars is None:
+            from .replay_bars import ReplayBars
 
-        return bars_frame(self.tape, symbols, timeframe, limit, self.now)
+            self._bars = ReplayBars(self.tape)
+        return self._bars.frame(symbols, timeframe, limit, self.now)
 
 
 def broker_refusal(order: Order, cid: str, strategy: str, message: str, t: float) -> dict[str, Any]:

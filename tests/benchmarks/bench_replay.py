@@ -14,7 +14,8 @@ calls, every order through the simulator's broker rules, and the records. Lines:
    within 20 %: cost linear in length), and the peak RSS of a fresh process that runs the long replay
    (target ≤ 300 MB); what a user reads next (`r.stats`, `r.trade_log`): its time, and the peak RSS
    with it; then the same for a strategy that trades a few times a day, and for the two
-   side by side, each with its own book (its cost must be linear in length too);
+   side by side, each with its own book (its cost must be linear in length too); and a strategy that
+   reads 20 daily bars at every minute (what `ctx.bars()` costs);
 2. backtrader on the same minute bars with the same logic, over 1 month (its rate does not depend on
    the length): bars/s, and replay's rate over it (target ≥ 10×);
 3. sweep() of 16 parameter sets over `--months` months on a local process pool against the same 16
@@ -95,6 +96,26 @@ def child_rss(months: int, light: bool = False, read: bool = False) -> float:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def bars_reader(months: int) -> dict[str, float]:
+    """A strategy that reads 20 daily bars of 3 symbols at every minute's tick (a moving average's
+    input): what `ctx.bars()` costs in a replay."""
+    from blockpaca_nb import replay
+
+    spent = {"seconds": 0.0, "calls": 0.0}
+
+    def reads_daily_bars(ctx: Any) -> None:
+        began = time.perf_counter()
+        ctx.bars(SYMBOLS[:3], "1Day", 20)
+        spent["seconds"] += time.perf_counter() - began
+        spent["calls"] += 1
+
+    start, end = span(months)
+    began = time.perf_counter()
+    replay(reads_daily_bars, SYMBOLS[:3], start=start, end=end, progress=False)
+    seconds = time.perf_counter() - began
+    return {"seconds": seconds, "calls": spent["calls"], "ms_per_call": spent["seconds"] / spent["calls"] * 1e3}
 
 
 # =============================================================================== backtrader
@@ -216,6 +237,9 @@ def main() -> None:
     print(f"  two strategies side by side (the two above, a book each), {args.months} months: {year['seconds']:.2f} s,"
           f" {year['us_per_tick']:.0f} µs/tick; vs 1 month: {year['us_per_tick'] / one['us_per_tick'] - 1:+.0%}"
           " (linear in length too)")  # fmt: skip
+    reader = bars_reader(1)
+    print(f"  a strategy reading 20 daily bars of 3 symbols at every minute, 1 month: {reader['seconds']:.2f} s"
+          f" ({reader['calls']:.0f} ctx.bars() calls, {reader['ms_per_call']:.2f} ms each)")  # fmt: skip
     if not args.no_backtrader:
         bt_run = backtrader_rate(1)
         if bt_run is None:

@@ -116,6 +116,30 @@ def test_daily_bars_include_only_today_so_far() -> None:
     assert highs and all(day == pytest.approx(minute) for day, minute in highs)
 
 
+@pytest.mark.parametrize("timeframe", ["1Hour", "1Day"])
+def test_hour_and_day_bars_are_the_minutes_complete_at_the_moment_resampled(timeframe: str) -> None:
+    """Hour and day bars are rolled up once for the whole tape (resampling at each call cost 8 ms,
+    13 minutes over a year of minutes); at any moment they must be what resampling the minute bars
+    complete then gives — today's so far, no later minute."""
+    from blockpaca_nb.history import sim_tape
+    from blockpaca_nb.replay_bars import ReplayBars
+
+    tape = sim_tape(["AAPL", "MSFT"], dt.date(2026, 11, 2), dt.date(2026, 11, 6), 0, as_of=dt.date(2026, 12, 1))
+    bars, rule = ReplayBars(tape), {"1Hour": "1h", "1Day": "1D"}[timeframe]
+    moments = tape.bar_end[[0, 5, 59, 60, 61, 389, 390, 391, 800, 1500, -1]] + np.array([0, 1, 0, 30] * 2 + [0, 0, 59])
+    for now in moments:
+        got = bars.frame(["AAPL", "MSFT"], timeframe, 3, float(now))
+        complete = tape.bar_end <= now
+        for j, symbol in enumerate(tape.symbols):
+            minutes = pd.DataFrame({f: v[complete, j] for f, v in tape.bars.items()},
+                                   index=pd.to_datetime(tape.bar_end[complete] - 60, unit="s", utc=True))  # fmt: skip
+            agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+            expected = minutes.tz_convert(NEW_YORK).resample(rule).agg(agg).dropna(subset=["close"]).tail(3)
+            mine = got.xs(symbol, level="symbol")
+            assert list(mine.index) == list(expected.index.tz_convert("UTC")), (symbol, now)
+            np.testing.assert_allclose(mine.to_numpy(), expected.to_numpy(), rtol=1e-12)
+
+
 def test_validation_errors_are_the_live_ones() -> None:
     from blockpaca_nb.orders import parse_block
 
