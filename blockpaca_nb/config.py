@@ -22,7 +22,7 @@ from . import tradelog
 from .errors import ConfigurationError
 from .running import REPLACE_CHOICES
 from .statuses import EOS_ACTIONS
-from .strategy import Strategy, parse_duration
+from .strategy import Strategy, check_takes_context, parse_duration
 from .tickers import normalize_tickers
 
 MAX_ORDERS_PER_MINUTE = 1_000_000
@@ -116,10 +116,8 @@ def eos_action(name: str, value: object) -> str:
 
 
 def _custom_action(eos_behavior: object, action: object) -> Callable[..., Any] | None:
-    if action is not None and not callable(action):
-        raise ConfigurationError(
-            f"custom_shutdown_action={action!r} is not valid; allowed: None or a callable taking the context"
-        )
+    if action is not None:
+        check_takes_context(action, "custom_shutdown_action")
     if eos_behavior == "custom" and action is None:
         raise ConfigurationError('eos_behavior="custom" needs custom_shutdown_action, a callable taking the context')
     return action  # type: ignore[return-value]

@@ -10,6 +10,7 @@ deterministic replay.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import multiprocessing
@@ -85,6 +86,7 @@ def sweep(
         raise ConfigurationError(f"sort_by={sort_by!r} is not valid; allowed: {', '.join(SORT_HIGHER_IS_BETTER)}")
     if not callable(make_strategy):
         raise ConfigurationError(f"make_strategy={make_strategy!r} is not valid; allowed: a function of the parameters")
+    _check_parameters(make_strategy, names)
     sets = [dict(zip(names, combo, strict=True)) for combo in combos]
     arguments = _pinned(replay_arguments)
     payloads = [_payload(make_strategy, params, arguments) for params in sets]
@@ -114,6 +116,20 @@ def _best_first(frame: pd.DataFrame, sort_by: str) -> pd.DataFrame:
         ["_failed", sort_by], ascending=[True, not SORT_HIGHER_IS_BETTER[sort_by]], na_position="last"
     )
     return frame.loc[ranked.index]
+
+
+def _check_parameters(make_strategy: Callable[..., Strategy], names: list[str]) -> None:
+    """The grid's names must be what make_strategy takes (a misspelt one failed in every worker)."""
+    try:
+        signature = inspect.signature(make_strategy)
+    except (TypeError, ValueError):  # a callable Python cannot look into: the workers will tell
+        return
+    try:
+        signature.bind(**dict.fromkeys(names))
+    except TypeError as err:
+        raise ConfigurationError(
+            f"grid {names} does not fit make_strategy{signature} ({err}); allowed: the parameters it takes"
+        ) from None
 
 
 def _combinations(grid: Mapping[str, Iterable[Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:

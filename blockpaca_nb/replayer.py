@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import inspect
+import math
 import numbers
 import queue
 import threading
@@ -45,7 +46,7 @@ from .sim.broker import PROFILES, ApiError, Broker, SimOrder
 from .sim.calendar import EASTERN, session_on
 from .sim.hours import MarketHours
 from .sim.universe import check_in_universe, profile
-from .strategy import Context, Strategy, StrategyError, check_feed, parse_duration
+from .strategy import Context, Strategy, StrategyError, check_feed, check_takes_context, parse_duration
 from .tickers import normalize_tickers
 
 if TYPE_CHECKING:
@@ -580,7 +581,7 @@ def replay(
         strategies,
         tape,
         every=every,
-        starting_cash=_non_negative("starting_cash", starting_cash),
+        starting_cash=_non_negative("starting_cash", starting_cash, above_zero=True),  # returns are of it
         seed=source.seed,
         market_hours=source.market_hours,
         eos_behavior=eos_behavior,
@@ -609,6 +610,8 @@ def _regulatory(charged: object) -> FeeSchedule | None:
 def _check_session_end(eos_behavior: object, custom: object, run_seconds: object) -> None:
     if eos_behavior not in EOS_BEHAVIORS:
         raise ConfigurationError(f"eos_behavior={eos_behavior!r} is not valid; allowed: {', '.join(EOS_BEHAVIORS)}")
+    if custom is not None:
+        check_takes_context(custom, "custom_shutdown_action")
     if eos_behavior == "custom" and not callable(custom):
         raise ConfigurationError(
             'eos_behavior="custom" needs custom_shutdown_action; allowed: a function of the context returning orders'
@@ -622,6 +625,7 @@ def _strategies(
 ) -> list[tuple[str, Strategy]]:
     """(name, function) pairs, named as live (a function's name, letters, digits and '_'), unique."""
     if callable(fn):
+        check_takes_context(fn, "fn")
         return [(strategy_name(fn, name), fn)]
     if not isinstance(fn, Mapping | Sequence) or isinstance(fn, str):
         raise ConfigurationError(
@@ -634,6 +638,8 @@ def _strategies(
         raise ConfigurationError(
             f"fn={fn!r} is not valid; allowed: a strategy function, a list of them, or a dict name -> function"
         )
+    for _, f in pairs:
+        check_takes_context(f, "fn")
     named = [(strategy_name(f, given), f) for given, f in pairs]
     names = [n for n, _ in named]
     if len(set(names)) != len(names):
@@ -641,10 +647,11 @@ def _strategies(
     return named
 
 
-def _non_negative(field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigurationError(f"{field}={value!r} is not valid; allowed: a number >= 0")
-    return float(value)
+def _non_negative(field: str, value: object, *, above_zero: bool = False) -> float:
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    if not (number > 0 if above_zero else number >= 0) or not math.isfinite(number):
+        raise ConfigurationError(f"{field}={value!r} is not valid; allowed: a number {'>' if above_zero else '>='} 0")
+    return float(number)
 
 
 ALPACA_OPTIONS = ("api_key", "secret_key", "feed", "cache_dir", "urls")

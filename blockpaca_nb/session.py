@@ -59,7 +59,7 @@ from .recorder_link import RecorderLink
 from .risk import Limits, RiskDesk
 from .scrub import ScrubbedDeque, scrub_error, scrub_text, scrubbed_logger
 from .statuses import ENDED_SESSION_STATES, EOS_ACTIONS, SENDING_STATES, SESSION_STATES, WAITING_STATUSES
-from .strategy import Context, Strategy, StrategyError, check_feed, parse_duration
+from .strategy import Context, Strategy, StrategyError, check_feed, check_takes_context, parse_duration
 from .supervision import Supervisor
 from .tradelog import csv_text, load_trade_log
 
@@ -287,8 +287,7 @@ class Session:
         _check_budget(budget)
 
         def register(f: Strategy) -> Strategy:
-            if not callable(f):
-                raise ConfigurationError(f"strategy must be a callable taking the context; got {type(f).__name__}")
+            check_takes_context(f, "strategy")
             slot = Slot(strategy_name(f, name), f, every=seconds if alongside else None, budget=budget, limits=checked)
             self._register(slot, alongside=alongside, rate=None if alongside else seconds)
             return f
@@ -902,8 +901,9 @@ class Session:
         """Send the orders of `fn(ctx)` (default: custom_shutdown_action) ahead of queued strategy
         orders; strategy orders are refused until resume()."""
         fn = fn or self.custom_shutdown_action
-        if not callable(fn):
+        if fn is None:
             raise ConfigurationError("run_custom_eos needs fn or custom_shutdown_action, a callable taking the context")
+        check_takes_context(fn, "fn")
         self._command("custom", fn)
 
     def pause(self, strategy: str | None = None) -> None:

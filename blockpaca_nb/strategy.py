@@ -7,6 +7,7 @@ The context is blockpaca's dict (`ctx["get_current_data"]()`) and an object
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import time
@@ -21,6 +22,26 @@ Strategy = Callable[["Context"], Any]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 DURATION_HELP = 'a number of seconds, or a number and a unit ms, s, m, h or d ("500ms", "10s", "15m", "2h")'
+
+
+CONTEXT_CALLABLE = "a function of one argument, the context (def strategy(ctx): ...)"
+
+
+def check_takes_context(fn: object, field: str) -> None:
+    """`fn` must be callable with the context alone (more arguments only with defaults): refused
+    here, before it runs, rather than failing at every tick."""
+    if not callable(fn):
+        raise ConfigurationError(f"{field}={fn!r} is not valid; allowed: {CONTEXT_CALLABLE}")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a callable Python cannot look into (a builtin): it will tell when called
+        return
+    try:
+        signature.bind(None)
+    except TypeError:
+        name = getattr(fn, "__name__", type(fn).__name__)
+        shown = ", ".join(str(p.replace(annotation=p.empty)) for p in signature.parameters.values())
+        raise ConfigurationError(f"{field} {name}({shown}) is not valid; allowed: {CONTEXT_CALLABLE}") from None
 
 
 BAR_FEEDS = {"iex": "any data plan", "sip": "a paid plan"}  # Alpaca's stock bar feeds

@@ -423,12 +423,35 @@ def _spread(symbol: str) -> float:
         ({"start": "2026-11-06", "end": "2026-11-02", "as_of": AS_OF}, "start=2026-11-06 is after end"),
         ({**DAY, "slippage_bps": -1}, "slippage_bps="),
         ({**DAY, "market_hours": "lse"}, "market_hours="),
+        ({**DAY, "starting_cash": 0}, r"starting_cash=0 is not valid; allowed: a number > 0"),
+        ({**DAY, "commission_per_share": float("inf")}, "commission_per_share="),
+        ({**DAY, "eos_behavior": "custom", "custom_shutdown_action": lambda ctx, extra: []},
+         r"custom_shutdown_action <lambda>\(ctx, extra\) is not valid; allowed: a function of one argument"),
     ],
 )
 def test_bad_arguments_name_the_field_and_what_is_allowed(arguments: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigurationError, match=field) as caught:
         replay(momentum, ["AAPL"], progress=False, **arguments)
     assert "allowed" in str(caught.value)
+
+
+def test_a_strategy_that_cannot_take_the_context_is_refused_before_it_runs() -> None:
+    """It once failed at every tick (1 172 errors for a week)."""
+
+    def needs_two(ctx: Any, lookback: int) -> None:
+        return None
+
+    def takes_defaults(ctx: Any, lookback: int = 5) -> None:
+        return None
+
+    allowed = r"allowed: a function of one argument, the context"
+    with pytest.raises(ConfigurationError, match=rf"fn needs_two\(ctx, lookback\) is not valid; {allowed}"):
+        replay(needs_two, ["AAPL"], **DAY, progress=False)
+    with pytest.raises(ConfigurationError, match=allowed):
+        replay({"a": takes_defaults, "b": lambda: None}, ["AAPL"], **DAY, progress=False)
+    assert replay(takes_defaults, ["AAPL"], **DAY, frequency="1h", progress=False).error_count == 0
+    with pytest.raises(ConfigurationError, match=r"grid \['lookbak'\] does not fit make_strategy"):
+        sweep(lambda lookback: takes_defaults, {"lookbak": [1, 2]}, tickers=["AAPL"], **DAY, progress=False)
 
 
 def test_a_ticker_the_simulator_does_not_list_is_refused_with_the_close_ones() -> None:

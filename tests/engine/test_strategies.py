@@ -128,6 +128,10 @@ def test_names_limits_and_budgets_are_checked_before_anything_runs(sim: Simulato
         session.strategy(idle, name="my-idea")
     with pytest.raises(ConfigurationError, match=r"limits: unknown limit"):
         make_session(sim, tmp_path, limits={"max_loss": 5})
+    with pytest.raises(ConfigurationError, match=r"strategy <lambda>\(ctx, lookback\) is not valid; allowed: a fu"):
+        session.swap(lambda ctx, lookback: None)  # it failed at every tick
+    with pytest.raises(ConfigurationError, match=r"custom_shutdown_action <lambda>\(\) is not valid"):
+        make_session(sim, tmp_path, eos_behavior="custom", custom_shutdown_action=lambda: [])
     assert session.strategies == []
 
 
