@@ -560,9 +560,9 @@ class Session:
         deadline, not a tick: the thread wakes at `ends_at`). A command wakes it at once and runs
         between ticks; a change of the strategies (a new one, a new rate) makes it look again."""
         while True:
-            version = self._lineup.version
-            due = self._next_reconcile if self._paused.is_set() else self._lineup.next_due(self.frequency)
-            why = self._wait_until(min(due, self._next_reconcile), version)
+            version, paused = self._lineup.version, self._paused.is_set()
+            due = self._next_reconcile if paused else self._lineup.next_due(self.frequency)
+            why = self._wait_until(min(due, self._next_reconcile), version, paused)
             if why == "command":
                 self._run_commands()
             if why in ("stop", "end"):
@@ -576,9 +576,10 @@ class Session:
                     self._tick(slot)
             self.skipped_ticks = sum(slot.skipped + slot.overruns for slot in list(self._lineup.slots.values()))
 
-    def _wait_until(self, due: float, version: int | None = None) -> str:
+    def _wait_until(self, due: float, version: int | None = None, paused: bool | None = None) -> str:
         """Sleep until monotonic time `due`; say why it woke: "due", "stop", "command" (one is
-        queued), "end" (`ends_at` passed) or "changed" (the strategies or their clocks changed)."""
+        queued), "end" (`ends_at` passed) or "changed" (the strategies or their clocks changed, or
+        the session was paused or resumed: a paused one sleeps until its next reconciliation)."""
         while True:
             self._wake.clear()
             if self._stop.is_set():
@@ -588,6 +589,8 @@ class Session:
             if self.ends_at is not None and time.time() >= self.ends_at:
                 return "end"
             if version is not None and self._lineup.version != version:
+                return "changed"
+            if paused is not None and self._paused.is_set() != paused:
                 return "changed"
             now = time.monotonic()
             if now >= due:
@@ -912,6 +915,7 @@ class Session:
             self._set_state(strategy, "paused", "paused by the user")
             return
         self._paused.set()
+        self._wake.set()
         if self.status == "running":
             self.status = "paused"
 
@@ -929,6 +933,7 @@ class Session:
         with self._lock:
             self._control = None
         self._paused.clear()
+        self._wake.set()  # the tick loop slept until its next reconciliation: it ticks at once
         if self.status == "paused":
             self.status = "running"
 

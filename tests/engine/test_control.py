@@ -208,6 +208,34 @@ def test_orders_are_refused_after_a_control_action_until_resume(sim: Simulator, 
     assert len(broker_orders(sim, "buy_long-")) == 1
 
 
+@pytest.mark.parametrize("stopped_by", ["pause", "hold"])
+def test_resume_ticks_again_at_once_not_at_the_next_reconciliation(
+    sim: Simulator, tmp_path: Path, stopped_by: str
+) -> None:
+    """A paused session sleeps until its next reconciliation (every 30 s): resume() must wake it
+    (the first tick came 25-28 s after resume, while the status already said running)."""
+    calls: list[float] = []
+    session = make_session(sim, tmp_path, frequency=1)
+    session.strategy(lambda ctx: calls.append(time.monotonic()))
+    planned: list[bool | None] = []  # what the tick loop's each wait was planned with: paused or not
+    wait_until = session._wait_until
+    session._wait_until = lambda due, version=None, paused=None: planned.append(paused) or wait_until(  # type: ignore[method-assign]
+        due, version, paused
+    )
+    started(session)
+    try:
+        wait_for(lambda: len(calls) >= 2, what="ticks")
+        getattr(session, stopped_by)()
+        wait_for(lambda: planned[-1] is True, what="the tick loop asleep, paused")
+        reconcile_at, resumed = session._next_reconcile, time.monotonic()
+        session.resume()
+        wait_for(lambda: calls[-1] >= resumed, timeout=60, what="a tick after resume")
+        first = next(t for t in calls if t >= resumed)  # (a tick handed over before the pause is earlier)
+        assert first < reconcile_at, f"the tick waited {first - resumed:.1f} s, for the reconciliation"
+    finally:
+        session.stop(wait=True)
+
+
 def test_stop_returns_at_once_and_wait_blocks_until_done(sim: Simulator, tmp_path: Path) -> None:
     session = make_session(sim, tmp_path, max_orders_per_minute=5, rate_window_s=4.0)
     session.strategy(buying_once(1, orders=3))
