@@ -1105,13 +1105,15 @@ class Session:
 
     def _await_answers(self, client_order_ids: list[str]) -> None:
         """Until the broker answered every one of these orders (accepted, rejected, ...), or Hold."""
-        while not self._halt.is_set():
-            waiting = [cid for cid in client_order_ids if cid not in self.orders]
-            if not waiting:
-                return
-            self._say(f"{len(waiting)} orders of the custom action on their way")
-            self._halt.wait(0.05)
-        self._say("")
+        try:
+            while not self._halt.is_set():
+                waiting = [cid for cid in client_order_ids if cid not in self.orders]
+                if not waiting:
+                    return
+                self._say(f"{len(waiting)} orders of the custom action on their way")
+                self._halt.wait(0.05)
+        finally:
+            self._say("")  # answered (or halted): nothing left on its way
 
     def _finish(self, eos: str) -> None:
         """The end: queued commands, then the EOS action at once (strategy orders refused from the
@@ -1179,6 +1181,8 @@ class Session:
         except that ``eos="hold"`` halts a liquidation already running."""
         if eos is not None:
             eos_action("eos", eos)
+        if eos == "custom" and self.custom_shutdown_action is None:
+            raise ConfigurationError('eos="custom" needs custom_shutdown_action, a callable taking the context')
         with self._lock:
             if self.status == "created":
                 self.status = "stopped"

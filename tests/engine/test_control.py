@@ -236,6 +236,24 @@ def test_resume_ticks_again_at_once_not_at_the_next_reconciliation(
         session.stop(wait=True)
 
 
+def test_a_custom_action_sends_its_orders_says_when_they_are_answered_and_is_never_silently_skipped(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    session = make_session(sim, tmp_path)
+    started(session)
+    try:
+        with pytest.raises(ConfigurationError, match=r'eos="custom" needs custom_shutdown_action'):
+            session.stop(eos="custom")  # it once stopped without a word, nothing sent
+        assert session.status == "running"
+        session.run_custom_eos(lambda ctx: [{"ticker": "AAPL", "quantity": 2, "side": "buy", "order_type": "market"}])
+        wait_for(lambda: held(sim, "AAPL") == 2, what="the custom action's order at the broker")
+        wait_for(lambda: session.activity == "", what="the activity cleared once the order was answered")
+        assert session.status == "paused"  # strategy orders refused until resume(), as after any control action
+    finally:
+        session.stop(wait=True, eos="hold")
+    assert [o["status"] for o in broker_orders(sim)] == ["filled"]
+
+
 def test_stop_returns_at_once_and_wait_blocks_until_done(sim: Simulator, tmp_path: Path) -> None:
     session = make_session(sim, tmp_path, max_orders_per_minute=5, rate_window_s=4.0)
     session.strategy(buying_once(1, orders=3))
