@@ -398,7 +398,14 @@ class Broker:
     def submit(self, body: Mapping[str, Any], now: float | None = None) -> SimOrder:
         """An order as Alpaca's JSON body (the server's path): parsed, then `take`n."""
         order = self._parse(body)
-        return self.take(order, complex_orders.build_legs(body, order), now or time.time())
+        return self.take(order, complex_orders.build_legs(body, order, self._base_price(order)), now or time.time())
+
+    def _base_price(self, order: SimOrder) -> float:
+        """What an entry is expected to fill at: its limit (or stop) price, else the quote it meets."""
+        if order.limit_price is not None or order.stop_price is not None:
+            return float(order.limit_price if order.limit_price is not None else order.stop_price)  # type: ignore[arg-type]
+        bid, ask, _, _ = self.touch(order.symbol)
+        return ask if order.side == "buy" else bid
 
     def take(self, order: SimOrder, legs: list[SimOrder], now: float) -> SimOrder:
         """An order already parsed — from a JSON body, or built by replay from a validated order

@@ -43,14 +43,16 @@ def _leg_prices(body: Mapping[str, Any]) -> tuple[float | None, float | None, fl
     )
 
 
-def build_legs(body: Mapping[str, Any], parent: SimOrder) -> list[SimOrder]:
-    """The exits of a bracket / oto / oco order, checked like Alpaca checks them."""
+def build_legs(body: Mapping[str, Any], parent: SimOrder, base_price: float) -> list[SimOrder]:
+    """The exits of a bracket / oto / oco order, checked like Alpaca checks them (`base_price`: what
+    the entry is expected to fill at — its limit or stop price, else the quote it would meet)."""
     if parent.order_class == "simple":
         return []
     take, stop, stop_limit = _leg_prices(body)
     _check_class_shape(parent, take, stop)
     if parent.order_class == "oco":
         return [_leg(parent, parent.side, "stop", stop, stop_limit)] if stop is not None else []
+    _check_base_price(parent.side == "buy", take, stop, base_price)
     exit_side = "sell" if parent.side == "buy" else "buy"
     legs = []
     if take is not None:
@@ -78,6 +80,18 @@ def _check_class_shape(parent: SimOrder, take: float | None, stop: float | None)
             raise broker.invalid("take_profit.limit_price must be above stop_loss.stop_price for an exit that sells")
         if not exit_sells and take >= stop:
             raise broker.invalid("take_profit.limit_price must be below stop_loss.stop_price for an exit that buys")
+
+
+def _check_base_price(exit_sells: bool, take: float | None, stop: float | None, base: float) -> None:
+    """Alpaca's 422s for exits on the wrong side of the entry: a take profit a cent beyond its price
+    at least, a stop loss a cent short of it (else the exit would fill the moment the entry did)."""
+    cent = 0.01 - 1e-9
+    if take is not None and (take - base < cent if exit_sells else base - take < cent):
+        relation = ">= base_price + 0.01" if exit_sells else "<= base_price - 0.01"
+        raise broker.invalid(f"take_profit.limit_price must be {relation} (base_price {base:g})")
+    if stop is not None and (base - stop < cent if exit_sells else stop - base < cent):
+        relation = "<= base_price - 0.01" if exit_sells else ">= base_price + 0.01"
+        raise broker.invalid(f"stop_loss.stop_price must be {relation} (base_price {base:g})")
 
 
 def _leg(parent: SimOrder, side: str, kind: str, stop: float | None, limit: float | None) -> SimOrder:

@@ -276,9 +276,12 @@ def test_a_bracket_order_is_sent_as_alpacas_and_logged_with_its_exits(
 ) -> None:
     sim = make_sim(["AAPL"], seed=21, quotes_per_second=10, partial_fill_rate=0, starting_cash=1e6)
     session = start(running, make_session(sim, tmp_path, ["AAPL"]))
-    bid = touch(sim, "AAPL")[0] * 0.999  # the ask's neighbour: the take profit fills once it is live
+    bid = touch(sim, "AAPL")[0] * 0.999
+    # a buy stop below the market triggers at once and fills at the ask, above its own price (a gap):
+    # the take profit, a cent beyond that price as Alpaca requires, is marketable once it is live
     exits = {"take_profit": round(bid * 0.99, 2), "stop_loss": {"stop_price": round(bid * 0.8, 2)}}
-    entry = send(session, {"ticker": "AAPL", "quantity": 10, "side": "buy", "order_type": "market", **exits})
+    entry = send(session, {"ticker": "AAPL", "quantity": 10, "side": "buy", "order_type": "stop",
+                           "stop_price": round(bid * 0.95, 2), **exits})  # fmt: skip
     held = next(o for o in sim.orders() if o["client_order_id"] == entry)
     assert held["order_class"] == "bracket" and len(held["legs"]) == 2
     take_profit, stop_loss = sorted(held["legs"], key=lambda leg: leg["type"])  # limit, stop

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderClass, OrderStatus, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import (
     GetOrdersRequest,
@@ -13,6 +15,7 @@ from alpaca.trading.requests import (
     MarketOrderRequest,
     ReplaceOrderRequest,
     StopLossRequest,
+    StopOrderRequest,
     TakeProfitRequest,
 )
 from sim_helpers import raw_session, trading_client, wait_for
@@ -64,17 +67,46 @@ def test_bracket_legs_wait_for_the_entry_then_cancel_each_other(make_sim: Factor
 
 
 def test_an_exit_marketable_when_released_still_cancels_its_sibling(make_sim: Factory, trade_updates: Any) -> None:
-    """Both exits go live before either trades: a take profit that fills at once cancels the stop."""
+    """Both exits go live before either trades: a take profit that fills at once cancels the stop.
+    (A buy stop entry triggered beyond its stop price — a gap — fills above its take profit.)"""
     sim = make_sim(**FROZEN)
     client, stream = trading_client(sim), trade_updates(sim)
     ask, _ = ask_of(sim, "AAPL")
-    entry = client.submit_order(bracket("AAPL", 10, round(ask * 0.9, 2), round(ask * 0.5, 2)))
+    gapped = StopOrderRequest(symbol="AAPL", qty=10, side="buy", time_in_force=TimeInForce.GTC,
+                              stop_price=round(ask * 0.8, 2), order_class=OrderClass.BRACKET,
+                              take_profit=TakeProfitRequest(limit_price=round(ask * 0.9, 2)),
+                              stop_loss=StopLossRequest(stop_price=round(ask * 0.5, 2)))  # fmt: skip
+    entry = client.submit_order(gapped)
     assert entry.legs is not None
     take, stop = entry.legs
     stream.wait_event(stop.id, "canceled")
     assert stream.events(stop.id) == ["new", "canceled"]
     assert broker_order(sim, take.id)["status"] == "filled" and broker_order(sim, stop.id)["status"] == "canceled"
     assert sim.positions() == []
+
+
+def test_exits_on_the_wrong_side_of_the_entry_are_refused_as_on_paper(make_sim: Factory) -> None:
+    """Alpaca refuses (422) a take profit not a cent beyond the entry's price and a stop loss not a
+    cent short of it: the entry's limit, else the quote a market entry meets (the base price)."""
+    sim = make_sim(**FROZEN)
+    client = trading_client(sim)
+    ask, _ = ask_of(sim, "AAPL")
+    above, below, far_below = round(ask * 1.1, 2), round(ask * 0.9, 2), round(ask * 0.5, 2)
+    refused = {
+        "take_profit.limit_price must be >= base_price + 0.01": bracket("AAPL", 1, below, far_below),
+        "stop_loss.stop_price must be <= base_price - 0.01": bracket("AAPL", 1, round(ask * 1.5, 2), above),
+        f"take_profit.limit_price must be >= base_price + 0.01 (base_price {below:g})": LimitOrderRequest(
+            symbol="AAPL", qty=1, side="buy", time_in_force="day", limit_price=below, order_class=OrderClass.BRACKET,
+            take_profit=TakeProfitRequest(limit_price=below), stop_loss=StopLossRequest(stop_price=far_below)),
+        "take_profit.limit_price must be <= base_price - 0.01": MarketOrderRequest(
+            symbol="AAPL", qty=1, side="sell", time_in_force="day", order_class=OrderClass.OTO,
+            take_profit=TakeProfitRequest(limit_price=above)),
+    }  # fmt: skip
+    for message, order in refused.items():
+        with pytest.raises(APIError) as caught:
+            client.submit_order(order)
+        assert caught.value.status_code == 422 and message in str(caught.value), str(caught.value)
+    assert sim.orders() == []
 
 
 def test_a_canceled_entry_cancels_its_held_legs(make_sim: Factory, trade_updates: Any) -> None:
