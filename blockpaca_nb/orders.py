@@ -101,6 +101,7 @@ _PRICES_BY_TYPE: Mapping[str, tuple[str, ...]] = {
 }
 _POSITIVE = "a finite number > 0"
 _HEX_DIGITS = frozenset("0123456789abcdef")
+_SYMBOL_SHAPE = re.compile(r"[A-Z][A-Z0-9.]{0,9}")  # what a stock symbol looks like (BRK.B); no key is this short
 STRATEGY_TAG = re.compile(r"[A-Za-z0-9_]{1,48}")
 """What a strategy's name may be: it travels in its orders' client order ids (Alpaca allows 128
 characters; ours use at most 80)."""
@@ -329,15 +330,18 @@ def parse_orders(
 
 def _noting_given(error: OrderValidationError, raw: object, tickers: Collection[str] | None) -> OrderValidationError:
     """``error`` with the naming fields of the order it refused, each only when it is one of the
-    values allowed there (a ticker of the session, buy/sell, an action, an order type): whatever
-    else a strategy wrote — a secret pasted by mistake — never reaches a row or the dashboard."""
-    allowed: dict[str, Collection[str]] = {"ticker": tickers or (), "side": SIDES, "action": ACTION_RESULTS,
-                                           "order_type": ORDER_TYPES}  # fmt: skip
+    values allowed there (buy/sell, an action, an order type) or, for the ticker, shaped like one
+    (``APPL``: a typo is worth seeing): whatever else a strategy wrote — a secret pasted by mistake,
+    longer than any symbol — never reaches a row or the dashboard."""
+    allowed: dict[str, Collection[str]] = {"side": SIDES, "action": ACTION_RESULTS, "order_type": ORDER_TYPES}
     try:
-        values = {key: raw.get(key) for key in allowed} if isinstance(raw, Mapping) else {}
+        values = {key: raw.get(key) for key in ("ticker", *allowed)} if isinstance(raw, Mapping) else {}
     except Exception:  # a strange mapping: the row just names no order
         values = {}
+    ticker = values.pop("ticker", None)
     error.given = {key: value for key, value in values.items() if type(value) is str and value in allowed[key]}
+    if type(ticker) is str and (ticker in (tickers or ()) or _SYMBOL_SHAPE.fullmatch(ticker)):
+        error.given = {"ticker": ticker, **error.given}
     return error
 
 

@@ -29,6 +29,7 @@ from blockpaca_nb.orders import (
     client_order_id_parts,
     liquidation_orders,
     new_client_order_id,
+    parse_block,
     parse_orders,
     strategy_from_client_order_id,
     validate_order,
@@ -494,3 +495,18 @@ def test_long_values_are_shortened_in_messages() -> None:
     message = rejection(market(ticker="X" * 500), TICKERS)
     assert len(message) < 250
     assert "…" in message
+
+
+def test_a_refused_order_names_its_ticker_when_it_looks_like_one_and_nothing_else_it_wrote() -> None:
+    """A typo (APPL) is worth seeing in the row; a secret pasted into the field (longer than any
+    symbol) or a value a field does not allow never reaches it."""
+    _, problems = parse_block([
+        {"ticker": "APPL", "quantity": 1, "side": "buy", "order_type": "market"},
+        {"ticker": "PKABCDEFGHIJ12345678", "quantity": 1, "side": "buy", "order_type": "market"},
+        {"ticker": "AAPL", "quantity": -1, "side": "hodl", "order_type": "market"},
+    ], ["AAPL"])  # fmt: skip
+    assert [p.given for p in problems] == [
+        {"ticker": "APPL", "side": "buy", "order_type": "market"},
+        {"side": "buy", "order_type": "market"},
+        {"ticker": "AAPL", "order_type": "market"},
+    ]
