@@ -226,6 +226,19 @@ def _is_live(endpoints: Endpoints) -> bool:
     return any(urlsplit(url).hostname == live_host for url in (endpoints.trading, endpoints.trading_stream))
 
 
+def _check_simulator_options(options: Mapping[str, Any]) -> None:
+    """A dict of Simulator options names only the options Simulator takes (a misspelt one raised
+    Simulator's TypeError)."""
+    import inspect
+
+    from .sim import Simulator
+
+    known = [name for name in inspect.signature(Simulator.__init__).parameters if name != "self"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigurationError(f"simulator options {unknown} are not valid; allowed: {', '.join(known)}")
+
+
 def _simulator(simulator: Simulator | Mapping[str, Any] | None, tickers: list[str]) -> Simulator:
     from .sim import Simulator
     from .sim.universe import check_in_universe
@@ -237,6 +250,7 @@ def _simulator(simulator: Simulator | Mapping[str, Any] | None, tickers: list[st
             options["symbols"] = tickers
         if len(tickers) > FREE_PLAN_STREAM_SYMBOLS:  # the free plan's stream would refuse them all
             options.setdefault("data_plan", "sip")
+        _check_simulator_options(options)
         sim = Simulator(**options)
     elif isinstance(simulator, Simulator):
         sim = simulator

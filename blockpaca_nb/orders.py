@@ -200,12 +200,23 @@ def validate_order(raw: object, tickers: Collection[str] | None = None, index: i
     order_type = _choice(raw, "order_type", index)
     quantity, notional = _amount(raw, order_type, index)
     time_in_force = _choice(raw, "time_in_force", index, default="day")
+    if quantity is not None and quantity != int(quantity):
+        _check_fraction(quantity, time_in_force, action, index)
     if raw.get("take_profit") is None and raw.get("stop_loss") is None and raw.get("order_class") in (None, "simple"):
         limit_price = _price(raw, "limit_price", order_type, index)
         stop_price = _price(raw, "stop_price", order_type, index)
         return Order(ticker, side, order_type, action, quantity, notional, limit_price, stop_price, time_in_force)
     entry = Order(ticker, side, order_type, action, quantity, notional, time_in_force=time_in_force)
     return _with_exits(raw, entry, index)
+
+
+def _check_fraction(quantity: float, time_in_force: str, action: str, index: int | None) -> None:
+    """Alpaca's rules for a fraction of a share, checked before sending: a day order, never sold short."""
+    if time_in_force != "day":
+        raise OrderValidationError("time_in_force", time_in_force, "'day' for a fractional quantity", index)
+    if action == "short_sell":
+        allowed = "whole shares for a short sale (fractions cannot be sold short)"
+        raise OrderValidationError("quantity", quantity, allowed, index)
 
 
 def _with_exits(raw: Mapping[str, object], order: Order, index: int | None) -> Order:

@@ -285,6 +285,8 @@ class Session:
         seconds = None if every is None else float(parse_duration(every, "every"))
         checked = Limits.from_mapping(limits, "strategy limits")
         _check_budget(budget)
+        if not isinstance(alongside, bool):
+            raise ConfigurationError(f"alongside={alongside!r} is not valid; allowed: True or False")
 
         def register(f: Strategy) -> Strategy:
             check_takes_context(f, "strategy")

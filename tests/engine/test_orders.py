@@ -213,11 +213,11 @@ def test_long_ticker_list_is_truncated_in_the_message() -> None:
 
 def test_valid_orders_are_normalised() -> None:
     order = validate_order(
-        {"ticker": "TSLA", "quantity": 0.5, "side": "Sell", "order_type": "LIMIT", "limit_price": 250,
+        {"ticker": "TSLA", "quantity": 5, "side": "Sell", "order_type": "LIMIT", "limit_price": 250,
          "time_in_force": "GTC", "action": "short_sell"},
         TICKERS,
     )
-    assert order == Order("TSLA", "sell", "limit", "short_sell", quantity=0.5, limit_price=250.0,
+    assert order == Order("TSLA", "sell", "limit", "short_sell", quantity=5.0, limit_price=250.0,
                           time_in_force="gtc")
     assert isinstance(order.limit_price, float)
 
@@ -510,3 +510,13 @@ def test_a_refused_order_names_its_ticker_when_it_looks_like_one_and_nothing_els
         {"side": "buy", "order_type": "market"},
         {"ticker": "AAPL", "order_type": "market"},
     ]
+
+
+def test_a_fraction_of_a_share_is_a_day_order_never_sold_short() -> None:
+    """Alpaca's rules, checked before anything is sent (the broker refused them after the round trip)."""
+    assert validate_order(market(quantity=0.5)).quantity == 0.5
+    with pytest.raises(OrderValidationError, match=r"'time_in_force': got 'gtc'; allowed: 'day' for a fractional"):
+        validate_order(market(quantity=0.5, time_in_force="gtc"))
+    with pytest.raises(OrderValidationError, match=r"'quantity': got 0.5; allowed: whole shares for a short sale"):
+        validate_order(market(quantity=0.5, side="sell", action="short_sell"))
+    assert validate_order(market(quantity=0.5, side="sell")).action == "sell_long"  # selling a fraction held

@@ -170,7 +170,8 @@ def test_a_broker_refusal_is_in_errors_as_live() -> None:
 
 SIMPLE_ORDERS = [
     {"ticker": "AAPL", "quantity": 3, "side": "buy", "order_type": "market"},
-    {"ticker": "AAPL", "quantity": 0.5, "side": "sell", "order_type": "market", "action": "short_sell"},
+    {"ticker": "AAPL", "quantity": 0.5, "side": "sell", "order_type": "market"},
+    {"ticker": "AAPL", "quantity": 2, "side": "sell", "order_type": "market", "action": "short_sell"},
     {"ticker": "MSFT", "notional": 250.5, "side": "buy", "order_type": "market"},
     {"ticker": "MSFT", "quantity": 2, "side": "buy", "order_type": "limit", "limit_price": 101.25,
      "time_in_force": "gtc"},

@@ -179,6 +179,7 @@ def test_configuration_errors_name_the_field(tmp_path: Path) -> None:
         ({"mode": "demo"}, "mode"),
         ({"max_retries": -1}, "max_retries"),
         ({"simulator": {"symbols": ["AAPL"]}, "tickers": ["AAPL", "ZZZZ"]}, "tickers"),
+        ({"simulator": {"sede": 1}}, r"simulator options \['sede'\] are not valid; allowed: symbols, seed, port"),
         ({"tickers": ["APPL", "MSFT"]}, "tickers \\['APPL'\\] are not in the simulator's universe.*AAPL"),
     ]
     for overrides, needle in cases:

@@ -124,6 +124,8 @@ def test_names_limits_and_budgets_are_checked_before_anything_runs(sim: Simulato
         session.strategy(idle, limits={"max_order_notional": -5})
     with pytest.raises(ConfigurationError, match=r"budget=0.*dollars > 0"):
         session.strategy(idle, budget=0)
+    with pytest.raises(ConfigurationError, match=r"alongside='yes' is not valid; allowed: True or False"):
+        session.strategy(idle, alongside="yes")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=r"name='my-idea'.*letters, digits or '_'"):
         session.strategy(idle, name="my-idea")
     with pytest.raises(ConfigurationError, match=r"limits: unknown limit"):
