@@ -105,6 +105,7 @@ class Liquidation:
             try:
                 if self._round():
                     self.say("")
+                    self._say_what_was_gone()
                     return True
                 pause = 0.5
             except BrokerError as err:  # the broker had a bad moment: say so, go round again
@@ -134,6 +135,19 @@ class Liquidation:
             self.closing_orders.update(zip(ids, orders, strict=True))
         self._await_sent()
         return False
+
+    def _say_what_was_gone(self) -> None:
+        """What the session held in scope that the account no longer did (a manual trade closed it):
+        nothing was sent for it. Said, so a position the session still shows is not taken for one
+        left open at the broker."""
+        if self.scope == "account":
+            return
+        gone = {ticker: qty for ticker, qty in self._wanted().items() if abs(qty) > _FLAT}
+        if gone:
+            held = ", ".join(f"{qty:g} {ticker}" for ticker, qty in sorted(gone.items()))
+            whose = f"strategy {self.strategy}'s" if self.strategy else "the session's"
+            self.report(f"liquidation: {whose} {held} no longer at the broker (closed outside the session): "
+                        "nothing to close")  # fmt: skip
 
     # ----------------------------------------------------------------- the broker's view
     def _open_orders(self) -> list[Any]:

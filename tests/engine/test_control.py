@@ -106,6 +106,7 @@ def test_liquidate_acts_at_once_whatever_the_tick_rate(sim: Simulator, tmp_path:
     finally:
         session.stop(wait=True)
     assert [(o["qty"], o["status"]) for o in broker_orders(sim, "liquidate-")] == [("3", "filled")]
+    assert not [e for e in session.errors if "no longer at the broker" in str(e)]  # it closed them itself
 
 
 def test_the_end_is_a_deadline_not_a_tick(sim: Simulator, tmp_path: Path) -> None:

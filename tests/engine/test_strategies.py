@@ -360,6 +360,8 @@ def test_liquidating_a_strategy_never_opens_what_a_manual_trade_already_closed(s
         wait_for(lambda: not session._strategy_liquidations["alone"][0].is_alive(), 30, "the liquidation to end")
         assert held(sim, "AAPL") == 0  # nothing sold short on the strategy's behalf
         assert [o for o in tagged(sim, "alone") if o["side"] == "sell"] == []
+        said = [str(getattr(e, "reason", e)) for e in session.errors]
+        assert any("strategy alone's 10 AAPL no longer at the broker" in text for text in said), said
     finally:
         session.stop(wait=True, timeout=60)
 
