@@ -161,9 +161,10 @@ def resolve(
     if simulator is not None:
         raise ConfigurationError(f"simulator= is only used with mode='sim' (mode is {mode!r})")
     if not (api_key and secret_key):
+        given = "urls= (a broker's endpoints)" if urls and mode == "paper" else f"mode={mode!r}"
         raise ConfigurationError(
-            f"mode={mode!r} needs api_key and secret_key (or APCA_API_KEY_ID / APCA_API_SECRET_KEY);"
-            " without keys use mode='sim'"
+            f"{given} needs api_key and secret_key (or APCA_API_KEY_ID / APCA_API_SECRET_KEY);"
+            " without keys use the simulator: leave urls out, or mode='sim'"
         )
     endpoints = Endpoints.from_mapping(urls) if urls else Endpoints(**ALPACA_ENDPOINTS[mode])
     if mode != "live" and _is_live(endpoints):

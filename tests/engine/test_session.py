@@ -176,6 +176,7 @@ def test_configuration_errors_name_the_field(tmp_path: Path) -> None:
         ({"eos_behavior": "custom"}, "custom_shutdown_action"),
         ({"trade_log_path": tmp_path / "missing"}, "trade_log_path"),
         ({"mode": "live"}, "mode='live' needs api_key"),
+        ({"urls": {"trading": "http://127.0.0.1:9"}}, "urls= .a broker's endpoints. needs api_key and secret_key"),
         ({"mode": "demo"}, "mode"),
         ({"max_retries": -1}, "max_retries"),
         ({"simulator": {"symbols": ["AAPL"]}, "tickers": ["AAPL", "ZZZZ"]}, "tickers"),
