@@ -63,8 +63,8 @@ def to_close(
         after_pending = account.get(ticker, 0.0) - pending.get(ticker, 0.0)
         excess = after_pending - keep.get(ticker, 0.0)  # closing x moves the account by −x
         left = quantity - pending.get(ticker, 0.0)
-        if excess * quantity <= _FLAT or left * quantity <= _FLAT:
-            continue
+        if excess * quantity <= 0 or left * quantity <= 0 or min(abs(excess), abs(left)) <= _FLAT:
+            continue  # nothing of this side left to close (a billionth of a share is nothing, no less)
         amount = math.copysign(min(abs(excess), abs(left)), quantity)
         if after_pending * amount > 0 and abs(amount) > abs(after_pending):
             amount = after_pending  # to zero first; the rest opens the other side next round
@@ -137,12 +137,13 @@ class Liquidation:
         return False
 
     def _say_what_was_gone(self) -> None:
-        """What the session held in scope that the account no longer did (a manual trade closed it):
-        nothing was sent for it. Said, so a position the session still shows is not taken for one
-        left open at the broker."""
+        """What the session held in scope of a symbol the account no longer holds at all (a manual
+        trade closed it): nothing was sent for it. Said, so a position the session still shows is not
+        taken for one left open at the broker."""
         if self.scope == "account":
             return
-        gone = {ticker: qty for ticker, qty in self._wanted().items() if abs(qty) > _FLAT}
+        account = self._account_positions()
+        gone = {t: qty for t, qty in self._wanted().items() if abs(qty) > _FLAT and abs(account.get(t, 0.0)) <= _FLAT}
         if gone:
             held = ", ".join(f"{qty:g} {ticker}" for ticker, qty in sorted(gone.items()))
             whose = f"strategy {self.strategy}'s" if self.strategy else "the session's"

@@ -46,6 +46,7 @@ from decimal import Decimal
 from types import MappingProxyType
 
 from .errors import OrderValidationError, show_value
+from .scrub import scrub_text
 
 SIDES: tuple[str, ...] = ("buy", "sell")
 ORDER_TYPES: tuple[str, ...] = ("market", "limit", "stop", "stop_limit")
@@ -200,8 +201,8 @@ def validate_order(raw: object, tickers: Collection[str] | None = None, index: i
     order_type = _choice(raw, "order_type", index)
     quantity, notional = _amount(raw, order_type, index)
     time_in_force = _choice(raw, "time_in_force", index, default="day")
-    if quantity is not None and quantity != int(quantity):
-        _check_fraction(quantity, time_in_force, action, index)
+    if notional is not None or (quantity is not None and quantity != int(quantity)):
+        _check_fraction(quantity if notional is None else notional, time_in_force, action, index)
     if raw.get("take_profit") is None and raw.get("stop_loss") is None and raw.get("order_class") in (None, "simple"):
         limit_price = _price(raw, "limit_price", order_type, index)
         stop_price = _price(raw, "stop_price", order_type, index)
@@ -210,13 +211,14 @@ def validate_order(raw: object, tickers: Collection[str] | None = None, index: i
     return _with_exits(raw, entry, index)
 
 
-def _check_fraction(quantity: float, time_in_force: str, action: str, index: int | None) -> None:
-    """Alpaca's rules for a fraction of a share, checked before sending: a day order, never sold short."""
+def _check_fraction(amount: float, time_in_force: str, action: str, index: int | None) -> None:
+    """Alpaca's rules for a fraction of a share (a notional order buys or sells one too), checked
+    before sending: a day order, never sold short."""
     if time_in_force != "day":
-        raise OrderValidationError("time_in_force", time_in_force, "'day' for a fractional quantity", index)
+        raise OrderValidationError("time_in_force", time_in_force, "'day' for a fractional or notional order", index)
     if action == "short_sell":
         allowed = "whole shares for a short sale (fractions cannot be sold short)"
-        raise OrderValidationError("quantity", quantity, allowed, index)
+        raise OrderValidationError("quantity", amount, allowed, index)
 
 
 def _with_exits(raw: Mapping[str, object], order: Order, index: int | None) -> Order:
@@ -351,9 +353,14 @@ def _noting_given(error: OrderValidationError, raw: object, tickers: Collection[
         values = {}
     ticker = values.pop("ticker", None)
     error.given = {key: value for key, value in values.items() if type(value) is str and value in allowed[key]}
-    if type(ticker) is str and (ticker in (tickers or ()) or _SYMBOL_SHAPE.fullmatch(ticker)):
+    if type(ticker) is str and (ticker in (tickers or ()) or _symbol_shaped(ticker)):
         error.given = {"ticker": ticker, **error.given}
     return error
+
+
+def _symbol_shaped(text: str) -> bool:
+    """Shaped like a stock symbol, and nothing the scrubber would blank (a secret that short)."""
+    return _SYMBOL_SHAPE.fullmatch(text) is not None and scrub_text(text) == text
 
 
 def new_client_order_id(action: str, worker: int, strategy: str = "", serial: str | None = None) -> str:

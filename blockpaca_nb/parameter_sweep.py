@@ -121,7 +121,7 @@ def _best_first(frame: pd.DataFrame, sort_by: str) -> pd.DataFrame:
 def _check_parameters(make_strategy: Callable[..., Strategy], names: list[str]) -> None:
     """The grid's names must be what make_strategy takes (a misspelt one failed in every worker)."""
     try:
-        signature = inspect.signature(make_strategy)
+        signature = inspect.signature(make_strategy, follow_wrapped=False)
     except (TypeError, ValueError):  # a callable Python cannot look into: the workers will tell
         return
     try:

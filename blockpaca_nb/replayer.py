@@ -90,7 +90,13 @@ class _TapeMarket:
         slip = slippage_bps / 10_000
         self._bid, self._ask = (tape.bid * (1 - slip), tape.ask * (1 + slip)) if slip else (tape.bid, tape.ask)
         self._bid_size, self._ask_size = tape.bid_size, tape.ask_size
+        self._tape = tape
         self.at(0)
+
+    def quoted(self, symbol: str) -> tuple[float, float]:
+        """The symbol's bid and ask as quoted, before the slippage (what Alpaca's rules read)."""
+        i, j = self.quotes_version, self.index[symbol]
+        return float(self._tape.bid[i, j]), float(self._tape.ask[i, j])
 
     def at(self, i: int) -> None:
         self.quotes_version = i  # the broker keeps its market values until the tick changes

@@ -932,6 +932,8 @@ class Session:
             self._risk.forgive(strategy)
             self._set_state(strategy, "running", "")
             return
+        if self.status == "liquidating":
+            raise BlockpacaError("cannot resume: the liquidation is still running (Hold halts it)")
         with self._lock:
             self._control = None
         self._paused.clear()

@@ -32,16 +32,17 @@ def check_takes_context(fn: object, field: str) -> None:
     here, before it runs, rather than failing at every tick."""
     if not callable(fn):
         raise ConfigurationError(f"{field}={fn!r} is not valid; allowed: {CONTEXT_CALLABLE}")
-    try:
-        signature = inspect.signature(fn)
+    try:  # the function called, not the one a decorator wraps (functools.wraps): it may supply more
+        signature = inspect.signature(fn, follow_wrapped=False)
     except (TypeError, ValueError):  # a callable Python cannot look into (a builtin): it will tell when called
         return
     try:
         signature.bind(None)
     except TypeError:
         name = getattr(fn, "__name__", type(fn).__name__)
-        shown = ", ".join(str(p.replace(annotation=p.empty)) for p in signature.parameters.values())
-        raise ConfigurationError(f"{field} {name}({shown}) is not valid; allowed: {CONTEXT_CALLABLE}") from None
+        bare = [p.replace(annotation=p.empty, default=p.default) for p in signature.parameters.values()]
+        shown = signature.replace(parameters=bare, return_annotation=signature.empty)
+        raise ConfigurationError(f"{field} {name}{shown} is not valid; allowed: {CONTEXT_CALLABLE}") from None
 
 
 BAR_FEEDS = {"iex": "any data plan", "sip": "a paid plan"}  # Alpaca's stock bar feeds

@@ -404,7 +404,8 @@ class Broker:
         """What an entry is expected to fill at: its limit (or stop) price, else the quote it meets."""
         if order.limit_price is not None or order.stop_price is not None:
             return float(order.limit_price if order.limit_price is not None else order.stop_price)  # type: ignore[arg-type]
-        bid, ask, _, _ = self.touch(order.symbol)
+        quoted = getattr(self.market, "quoted", None)  # replay's touch is moved by its slippage: not Alpaca's
+        bid, ask = quoted(order.symbol) if quoted is not None else self.touch(order.symbol)[:2]
         return ask if order.side == "buy" else bid
 
     def take(self, order: SimOrder, legs: list[SimOrder], now: float) -> SimOrder:

@@ -140,6 +140,8 @@ def test_reading_books_while_fills_arrive_never_tears() -> None:
         ({"AAA": 10.0}, {"AAA": 6.0}, {"AAA": -4.0}, {"AAA": 6.0}),  # never past zero in one order…
         ({"AAA": 4.0}, {"AAA": 0.0}, {"AAA": -4.0}, {"AAA": 4.0}),  # …the rest in the next round
         ({"AAA": 10.0}, {"AAA": -10.0}, {}, {}),  # the account went the other way: nothing
+        ({"AAA": 3e-5}, {"AAA": 3e-5}, {}, {"AAA": 3e-5}),  # a tiny fraction is closed too (a product of
+        ({"AAA": 1e-10}, {"AAA": 1e-10}, {}, {}),  # two quantities once hid it); below a billionth, nothing
     ],
 )
 def test_a_liquidation_brings_the_account_to_what_it_must_keep_never_further(

@@ -255,6 +255,28 @@ def test_a_custom_action_sends_its_orders_says_when_they_are_answered_and_is_nev
     assert [o["status"] for o in broker_orders(sim)] == ["filled"]
 
 
+def test_resume_is_refused_while_a_liquidation_runs(sim: Simulator, tmp_path: Path) -> None:
+    """Resumed mid-liquidation, the strategies ticked (their orders accepted again) beside it, and the
+    status said paused once it ended."""
+    session = make_session(sim, tmp_path)
+    session.strategy(buying_once(2))
+    started(session)
+    try:
+        wait_for(lambda: held(sim, "AAPL") == 2, what="the strategy's fill")
+        sim.set_faults(error_rate=1.0)  # the broker fails every call: the liquidation goes round again
+        session.liquidate()
+        wait_for(lambda: session.status == "liquidating", what="the liquidation running")
+        with pytest.raises(BlockpacaError, match=r"cannot resume: the liquidation is still running \(Hold halts it\)"):
+            session.resume()
+        sim.set_faults(error_rate=0.0)
+        wait_for(lambda: held(sim, "AAPL") == 0 and session.status == "paused", 60, "the liquidation done")
+        session.resume()
+        assert session.status == "running"
+    finally:
+        session.stop(wait=True, eos="hold")
+    assert [o["status"] for o in broker_orders(sim, "liquidate-")] == ["filled"]
+
+
 def test_stop_returns_at_once_and_wait_blocks_until_done(sim: Simulator, tmp_path: Path) -> None:
     session = make_session(sim, tmp_path, max_orders_per_minute=5, rate_window_s=4.0)
     session.strategy(buying_once(1, orders=3))

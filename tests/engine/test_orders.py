@@ -520,3 +520,5 @@ def test_a_fraction_of_a_share_is_a_day_order_never_sold_short() -> None:
     with pytest.raises(OrderValidationError, match=r"'quantity': got 0.5; allowed: whole shares for a short sale"):
         validate_order(market(quantity=0.5, side="sell", action="short_sell"))
     assert validate_order(market(quantity=0.5, side="sell")).action == "sell_long"  # selling a fraction held
+    with pytest.raises(OrderValidationError, match=r"'time_in_force': got 'gtc'; allowed: 'day' for a fractional or"):
+        validate_order(market(quantity=_DROP, notional=100, time_in_force="gtc"))  # a notional order too

@@ -7,6 +7,7 @@ tests judge by the simulator's orders and positions.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import io
 from concurrent.futures import ThreadPoolExecutor
@@ -451,6 +452,12 @@ def test_a_strategy_that_cannot_take_the_context_is_refused_before_it_runs() -> 
     with pytest.raises(ConfigurationError, match=allowed):
         replay({"a": takes_defaults, "b": lambda: None}, ["AAPL"], **DAY, progress=False)
     assert replay(takes_defaults, ["AAPL"], **DAY, frequency="1h", progress=False).error_count == 0
+
+    @functools.wraps(needs_two)  # a decorator that supplies the rest: what is called takes the context
+    def decorated(ctx: Any) -> None:
+        return needs_two(ctx, 5)
+
+    assert replay(decorated, ["AAPL"], **DAY, frequency="1h", progress=False).error_count == 0
     with pytest.raises(ConfigurationError, match=r"grid \['lookbak'\] does not fit make_strategy"):
         sweep(lambda lookback: takes_defaults, {"lookbak": [1, 2]}, tickers=["AAPL"], **DAY, progress=False)
 
@@ -895,6 +902,8 @@ def test_a_bracket_exit_partly_filled_shrinks_its_sibling_so_no_pair_sells_more_
     sold = exits.groupby(entry_of)["fill_qty"].sum()
     bought = fills[fills["side"] == "buy"].groupby("client_order_id")["fill_qty"].sum()
     assert (sold <= bought.reindex(sold.index)).all(), (sold - bought.reindex(sold.index)).max()
+    slipped = replay(bracket_when_flat, ["XYZ"], data=bracket_bars(), progress=False, slippage_bps=100)
+    assert slipped.stats["orders"] > 0 and slipped.stats["refused"] == 0  # Alpaca's base price: the quote, unslipped
 
 
 def bracket_bars() -> pd.DataFrame:
