@@ -31,6 +31,8 @@ from .ledger import Ledger
 from .orders import Order, liquidation_orders
 from .statuses import ENDED_ORDER_STATUSES
 
+UNTAKEN_OR_ENDED = ENDED_ORDER_STATUSES | {"submitting", None}  # not (yet) the broker's, or over
+
 LIQUIDATION_SCOPES = ("session", "account")
 CONFIRM_POLL_S = 0.25  # between looks at the broker's open orders while cancels settle
 HEAR_POLL_S = 0.01  # between looks at the session's own view while an order's end is on its way
@@ -152,17 +154,20 @@ class Liquidation:
 
     # ----------------------------------------------------------------- the broker's view
     def _open_orders(self) -> list[Any]:
-        from alpaca.trading.enums import QueryOrderStatus
-        from alpaca.trading.requests import GetOrdersRequest
-
-        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500, nested=False)
-        orders = self.rest(lambda c: c.get_orders(request))
+        orders = self._account_open_orders()
         if self.scope == "account":
             return list(orders)
         mine = [o for o in orders if self.ledger.owns(o.client_order_id)]
         if self.strategy:
             return [o for o in mine if self.strategy_of(str(o.client_order_id)) == self.strategy]
         return mine
+
+    def _account_open_orders(self) -> list[Any]:
+        from alpaca.trading.enums import QueryOrderStatus
+        from alpaca.trading.requests import GetOrdersRequest
+
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500, nested=False)
+        return list(self.rest(lambda c: c.get_orders(request)))
 
     def _cancel_open_orders(self) -> set[str]:
         """Ask the broker to cancel every open order in scope except this liquidation's own."""
@@ -187,8 +192,11 @@ class Liquidation:
         order a moment before its fill reaches the session through the trade stream (the recorder,
         then the kernel); a liquidation pressed in that moment read the session's positions without
         it, found nothing to close and ended — leaving the fill open at the broker."""
+        elsewhere = self._ended_elsewhere() if self.strategy else []
         self._patiently(
-            self._unheard, lambda unheard: f"liquidating: waiting to hear how {len(unheard)} orders ended", HEAR_POLL_S
+            lambda: self._unheard() + [cid for cid in elsewhere if self.status_of(cid) not in ENDED_ORDER_STATUSES],
+            lambda unheard: f"liquidating: waiting to hear how {len(unheard)} orders ended",
+            HEAR_POLL_S,
         )
 
     def _unheard(self) -> list[str]:
@@ -202,6 +210,20 @@ class Liquidation:
             and self.status_of(cid) not in ENDED_ORDER_STATUSES
             and (not self.strategy or self.strategy_of(cid) == self.strategy)
         ]
+
+    def _ended_elsewhere(self) -> list[str]:
+        """Other strategies' orders the broker had taken but holds open no more, their end not heard
+        yet. What the other books keep — the account is closed down to it — waits for those fills (a
+        book still counting shares its order just sold left this strategy's shares open)."""
+        taken = [
+            cid
+            for cid in self.ledger.owned()
+            if self.strategy_of(cid) != self.strategy and self.status_of(cid) not in UNTAKEN_OR_ENDED
+        ]
+        if not taken:
+            return []
+        open_now = {str(o.client_order_id) for o in self._account_open_orders()}
+        return [cid for cid in taken if cid not in open_now]
 
     def _account_positions(self) -> dict[str, float]:
         positions = self.rest(lambda c: c.get_all_positions())

@@ -366,6 +366,42 @@ def test_liquidating_a_strategy_never_opens_what_a_manual_trade_already_closed(s
         session.stop(wait=True, timeout=60)
 
 
+def test_liquidating_a_strategy_waits_for_the_other_books_fills_the_session_has_not_heard(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Two books hold 10 AAPL each; the second's sell of its 10 has filled at the broker but reaches
+    the session 3 s late. Its book still counting 10, the account's 10 looked like exactly what the
+    other books keep: the first's liquidation closed nothing and ended, its 10 left open."""
+    session = make_session(sim, tmp_path, "strategies")
+    hear = session._on_row
+    late: list[threading.Timer] = []
+
+    def hear_the_sell_late(row: dict[str, Any]) -> None:
+        if row.get("event") == "fill" and row.get("client_order_id", "").startswith("sell_long-"):
+            late.append(threading.Timer(3.0, hear, (row,)))
+            late[-1].start()
+            return
+        hear(row)
+
+    session._on_row = hear_the_sell_late  # type: ignore[method-assign]
+    started(session, quotes=True)
+    try:
+        session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="first")
+        session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="second")
+        wait_for(lambda: book(session, "first") == book(session, "second") == {"AAPL": 10.0}, 30, "both books")
+        session.submit(market("AAPL", "sell", 10), strategy="second")
+        wait_for(lambda: held(sim, "AAPL") == 10, 30, "the second's sell filled at the broker")
+        assert book(session, "second") == {"AAPL": 10.0}  # the premise: the session has not heard it
+        session.liquidate(strategy="first")
+        wait_for(lambda: held(sim, "AAPL") == 0, 30, "the first's 10 closed at the broker")
+        wait_for(lambda: session.strategy_state("first") == "paused", 30, "the liquidation to end")
+    finally:
+        for timer in late:
+            timer.join()
+        session.stop(wait=True, timeout=60)
+    assert held(sim, "AAPL") == 0 and [float(o["qty"]) for o in tagged(sim, "first") if o["side"] == "sell"] == [10.0]
+
+
 def test_liquidating_a_strategy_cancels_its_brackets_exits_and_works_after_a_hold(
     sim: Simulator, tmp_path: Path
 ) -> None:
