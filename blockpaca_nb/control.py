@@ -31,7 +31,7 @@ from .ledger import Ledger
 from .orders import Order, liquidation_orders
 from .statuses import ENDED_ORDER_STATUSES
 
-UNTAKEN_OR_ENDED = ENDED_ORDER_STATUSES | {"submitting", None}  # not (yet) the broker's, or over
+UNTAKEN = frozenset({"submitting", None})  # the broker has not answered (yet): not its order, as far as known
 
 LIQUIDATION_SCOPES = ("session", "account")
 CONFIRM_POLL_S = 0.25  # between looks at the broker's open orders while cancels settle
@@ -214,16 +214,27 @@ class Liquidation:
     def _ended_elsewhere(self) -> list[str]:
         """Other strategies' orders the broker had taken but holds open no more, their end not heard
         yet. What the other books keep — the account is closed down to it — waits for those fills (a
-        book still counting shares its order just sold left this strategy's shares open)."""
+        book still counting shares its order just sold left this strategy's shares open). Those the
+        broker had not answered yet are waited for first: only then can their state be told."""
+        answering = [cid for cid in self.ledger.owned() if self._elsewhere(cid) and self.status_of(cid) in UNTAKEN]
+        self._patiently(
+            lambda: [cid for cid in answering if self.status_of(cid) in UNTAKEN],
+            lambda waiting: f"liquidating: waiting for the broker's answer to {len(waiting)} other orders",
+            HEAR_POLL_S,
+        )
         taken = [
             cid
             for cid in self.ledger.owned()
-            if self.strategy_of(cid) != self.strategy and self.status_of(cid) not in UNTAKEN_OR_ENDED
+            if self._elsewhere(cid) and self.status_of(cid) not in UNTAKEN | ENDED_ORDER_STATUSES
         ]
         if not taken:
             return []
         open_now = {str(o.client_order_id) for o in self._account_open_orders()}
         return [cid for cid in taken if cid not in open_now]
+
+    def _elsewhere(self, cid: str) -> bool:
+        """One of another strategy's orders (or the session's own), not this liquidation's."""
+        return self.strategy_of(cid) != self.strategy and cid not in self.sent
 
     def _account_positions(self) -> dict[str, float]:
         positions = self.rest(lambda c: c.get_all_positions())

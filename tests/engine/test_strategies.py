@@ -6,7 +6,9 @@ Every session trades on its own real simulator (paper profile) through the real 
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -369,20 +371,26 @@ def test_liquidating_a_strategy_never_opens_what_a_manual_trade_already_closed(s
 def test_liquidating_a_strategy_waits_for_the_other_books_fills_the_session_has_not_heard(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    """Two books hold 10 AAPL each; the second's sell of its 10 has filled at the broker but reaches
-    the session 3 s late. Its book still counting 10, the account's 10 looked like exactly what the
-    other books keep: the first's liquidation closed nothing and ended, its 10 left open."""
+    """Two books hold 10 AAPL each; the second's sell of its 10 has filled at the broker but its rows
+    reach the session 3 s late (in their order, as a slow stream delivers them). Its book still
+    counting 10, the account's 10 looked like exactly what the other books keep: the first's
+    liquidation closed nothing and ended, its 10 left open."""
     session = make_session(sim, tmp_path, "strategies")
-    hear = session._on_row
-    late: list[threading.Timer] = []
+    hear, late = session._on_row, queue.Queue[tuple[float, dict[str, Any]] | None]()
+
+    def hear_late() -> None:
+        while (item := late.get()) is not None:
+            time.sleep(max(0.0, item[0] + 3.0 - time.monotonic()))  # the stream's delay, not a wait for a condition
+            hear(item[1])
 
     def hear_the_sell_late(row: dict[str, Any]) -> None:
-        if row.get("event") == "fill" and row.get("client_order_id", "").startswith("sell_long-"):
-            late.append(threading.Timer(3.0, hear, (row,)))
-            late[-1].start()
+        if row.get("client_order_id", "").startswith("sell_long-"):
+            late.put((time.monotonic(), row))
             return
         hear(row)
 
+    listener = threading.Thread(target=hear_late, daemon=True)
+    listener.start()
     session._on_row = hear_the_sell_late  # type: ignore[method-assign]
     started(session, quotes=True)
     try:
@@ -396,8 +404,8 @@ def test_liquidating_a_strategy_waits_for_the_other_books_fills_the_session_has_
         wait_for(lambda: held(sim, "AAPL") == 0, 30, "the first's 10 closed at the broker")
         wait_for(lambda: session.strategy_state("first") == "paused", 30, "the liquidation to end")
     finally:
-        for timer in late:
-            timer.join()
+        late.put(None)
+        listener.join()
         session.stop(wait=True, timeout=60)
     assert held(sim, "AAPL") == 0 and [float(o["qty"]) for o in tagged(sim, "first") if o["side"] == "sell"] == [10.0]
 
