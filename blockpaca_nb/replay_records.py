@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,12 @@ NUMBERS = 6  # per record: time, filled_qty, filled_notional, fill_qty, fill_pri
 TIME, FILLED_QTY, FILLED_NOTIONAL, FILL_QTY, FILL_PRICE, POSITION_QTY = range(NUMBERS)  # their places
 NAN = math.nan
 NOTHING = (NAN,) * NUMBERS  # a submission's numbers until it is taken (then its time)
+
+
+def entry_of(order: Any, orders: Mapping[str, Any]) -> str | None:
+    """The client order id of the entry an exit belongs to (None for an order that is no exit)."""
+    entry = orders.get(order.parent_id) if order.parent_id else None
+    return entry.client_order_id if entry is not None else None
 
 
 class Names:

@@ -19,7 +19,7 @@ import numpy as np
 from .errors import ConfigurationError
 from .orders import action_from_client_order_id
 from .performance import performance
-from .replay_records import ACCEPTED, EVENT, FILL_PRICE, FILL_QTY, REFUSED, TIME, UNUSED
+from .replay_records import ACCEPTED, EVENT, FILL_PRICE, FILL_QTY, REFUSED, TIME, UNUSED, entry_of
 from .tradelog import COLUMNS, csv_text
 
 if TYPE_CHECKING:
@@ -277,5 +277,4 @@ def _event_row(record: tuple[Any, ...], qty: float | None, orders: dict[str, Any
               "filled_avg_price": filled_notional / filled_qty if filled_qty else None}  # fmt: skip
     data = {"event": event, "timestamp": updated, "position_qty": position_qty, "order": fields}
     fill = (fill_qty, fill_price) if fill_qty is not None else None
-    parent = orders.get(order.parent_id) if order.parent_id else None
-    return trade_update_row(data, fill, parent.client_order_id if parent is not None else None)
+    return trade_update_row(data, fill, entry_of(order, orders))

@@ -28,6 +28,7 @@ from .replay_records import (
     TIME,
     UNUSED,
     Records,
+    entry_of,
 )
 from .scrub import scrub_text
 from .tradelog import COLUMN_TYPES, COLUMNS, FLOAT_COLUMNS, cell, typed_trade_log
@@ -68,6 +69,7 @@ class _Table:
             column: np.full(n, np.nan) if column in FLOAT_COLUMNS else np.full(n, "", dtype=object)
             for column in COLUMNS
         }
+        self.columns["worker"] = np.full(n, None, dtype=object)  # an integer, or none
 
     def put(self, rows: np.ndarray, **values: Any) -> None:
         for column, value in values.items():
@@ -85,10 +87,7 @@ class _Table:
         """The column as the trade log types it, its array let go (a busy year's columns are large)."""
         import pandas as pd
 
-        values = self.columns.pop(column)
-        if column == "worker":  # rows that set no worker (none do today) have none
-            values[values == ""] = None
-        return pd.Series(values, copy=False).astype(COLUMN_TYPES[column])
+        return pd.Series(self.columns.pop(column), copy=False).astype(COLUMN_TYPES[column])
 
 
 class _Orders:
@@ -96,7 +95,7 @@ class _Orders:
 
     def __init__(self, refs: list[Any], orders: Mapping[str, Any]) -> None:
         self.place, self.distinct = _distinct(refs)  # each row's order, as a place in `distinct`
-        self.entries = [_entry_of(order, orders) for order in self.distinct]
+        self.entries = [entry_of(order, orders) for order in self.distinct]
         self.values: dict[str, list[Any]] = {}  # column -> one value per distinct order
         for order, entry in zip(self.distinct, self.entries, strict=True):
             for column, value in order_columns(order_fields(order), entry).items():
@@ -178,12 +177,6 @@ def _distinct(orders: list[Any]) -> tuple[np.ndarray, list[Any]]:
             distinct.append(order)
         place.append(found)
     return np.array(place, dtype=np.intp), distinct
-
-
-def _entry_of(order: Any, orders: Mapping[str, Any]) -> str | None:
-    """The client order id of the entry an exit belongs to (None for an order that is no exit)."""
-    parent = orders.get(order.parent_id) if order.parent_id else None
-    return parent.client_order_id if parent is not None else None
 
 
 def order_fields(order: Any) -> dict[str, Any]:

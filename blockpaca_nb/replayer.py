@@ -41,7 +41,7 @@ from .history import DEFAULT_SPREAD_BPS, Tape, frame_tape, sim_tape
 from .lineup import strategy_name
 from .orders import Order, liquidation_orders, new_client_order_id, parse_block, strategy_from_client_order_id
 from .refusals import with_advice
-from .replay_records import Records
+from .replay_records import Records, entry_of
 from .sim.broker import PROFILES, ApiError, Broker, SimOrder
 from .sim.calendar import EASTERN, session_on
 from .sim.hours import MarketHours
@@ -320,8 +320,7 @@ class Replayer:
         """The fill goes to the book of the strategy that sent the order (a bracket's exit: its entry's),
         and so does its commission; a session liquidation's commission is the session's own. Its
         regulatory fees are the books' as live (see Books: a liquidation's, split by the shares closed)."""
-        parent = self.broker.orders.get(order.parent_id) if order.parent_id else None
-        cid = (parent or order).client_order_id
+        cid = entry_of(order, self.broker.orders) or order.client_order_id
         strategy = strategy_from_client_order_id(cid)
         row = {"fill_qty": qty, "fill_price": price, "side": order.side, "ticker": order.symbol,
                "strategy": strategy, "client_order_id": cid}  # fmt: skip

@@ -126,7 +126,7 @@ class Context(dict[str, Any]):
     def bars(self, symbols: str | Sequence[str], timeframe: str = "1Day", limit: int = 100, feed: str = "iex") -> Any:
         """Historical bars as a DataFrame indexed by (symbol, timestamp): the last `limit` per symbol.
         `feed`: "iex" (every data plan) or "sip" (a paid one); a replay reads its own history."""
-        return self._bars(symbols, timeframe, limit, check_feed(feed))
+        return self._bars(symbols, timeframe, limit, feed)  # checked there: s.bars is called directly too
 
     def account(self) -> dict[str, Any]:
         """The broker's account (cash, equity, buying power …) as a dict of numbers."""
