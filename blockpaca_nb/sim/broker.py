@@ -512,17 +512,16 @@ class Broker:
     def order(self, **fields: Any) -> SimOrder:
         """A new order from typed fields (a parsed body's, or replay's validated order's), given an
         id and checked for its shape as Alpaca checks a body; `take` submits it."""
-        order = SimOrder(id=self.new_id(), **fields)
-        self._check_shape(order)
-        return order
+        return self.check_shape(SimOrder(id=self.new_id(), **fields))
 
-    def _check_shape(self, order: SimOrder) -> None:
-        """Alpaca's 422s for a body whose fields do not fit together."""
+    def check_shape(self, order: SimOrder) -> SimOrder:
+        """Alpaca's 422s for a body whose fields do not fit together; the order, when they do."""
         _check_amount(order)
         _check_prices(order)
         fractional = order.notional is not None or (order.qty is not None and order.qty != int(order.qty))
         if fractional and not self.market.profiles[order.symbol].fractionable:
             raise ApiError(422, 40010001, f"asset {order.symbol} is not fractionable")
+        return order
 
     def _check_funds(self, order: SimOrder, replacing: SimOrder | None = None) -> None:
         """Alpaca's 403s: not enough shares to sell, not shortable, not enough buying power.
