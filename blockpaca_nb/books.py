@@ -218,9 +218,12 @@ class Books:
             self._working[cid] = (book, ticker, left if (left > 0) == (qty > 0) else 0.0)
 
     # ----------------------------------------------------------------- fills
-    def apply(self, row: Mapping[str, Any], *, ended: bool, marks: Mapping[str, float] | None = None) -> None:
+    def apply(
+        self, row: Mapping[str, Any], *, ended: bool, marks: Mapping[str, float] | None = None, commission: float = 0.0
+    ) -> None:
         """Book the fill in a trade-log row of one of the session's orders (rows without one only end
-        or shrink the order's open quantity)."""
+        or shrink the order's open quantity). ``commission``: what the fill cost besides the
+        regulatory fees (replay's commission option), paid as they are, by the books it moved."""
         quantity, price = row.get("fill_qty"), row.get("fill_price")
         with self._lock:
             self._order_moved(row, ended)
@@ -235,7 +238,7 @@ class Books:
                 book = self._book_for(strategy)
                 book.fill(ticker, signed, float(price))
                 moved = [(book, signed)]
-            self._charge_fees(moved, ticker, side, float(quantity), float(price))
+            self._charge_fees(moved, ticker, side, float(quantity), float(price), commission)
             if marks is not None:
                 self._sample(marks)
 
@@ -270,20 +273,16 @@ class Books:
         return moved
 
     def _charge_fees(
-        self, moved: list[tuple[Book, float]], ticker: str, side: str, quantity: float, price: float
+        self, moved: list[tuple[Book, float]], ticker: str, side: str, quantity: float, price: float, commission: float
     ) -> None:
-        """A fill's regulatory fees, out of the books it moved, each by its share of the shares (the
-        share of a position held outside the session is the account's, no book's)."""
-        if self.fee_schedule is None or not quantity:
+        """A fill's regulatory fees and commission, out of the books it moved, each by its share of the
+        shares (a liquidation's, by the shares it closed in each; the share of a position held outside
+        the session is the account's, no book's)."""
+        fee = commission + (self.fee_schedule.on_fill(side, quantity, price) if self.fee_schedule is not None else 0.0)
+        if not fee or not quantity:
             return
-        fee = self.fee_schedule.on_fill(side, quantity, price)
         for book, shares in moved:
             book.pay(ticker, fee * abs(shares) / quantity)
-
-    def charge(self, name: str, ticker: str, fee: float) -> None:
-        """A fee (a commission) the book ``name`` paid for a fill of ``ticker``: out of its cash and its P&L."""
-        with self._lock:
-            self._book_for(name).pay(ticker, fee)
 
     def unforward(self, name: str) -> None:
         """``name`` runs on its own again (alongside): its fills are its own from now on."""

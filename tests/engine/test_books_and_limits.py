@@ -76,6 +76,22 @@ def test_a_liquidations_regulatory_fees_go_to_the_books_it_closes_by_their_share
     assert pnl["alpha"] == pytest.approx(20.0 - alpha.fees) and pnl["beta"] == pytest.approx(60.0 - beta.fees)
 
 
+def test_a_liquidations_commission_goes_to_the_books_it_closes_like_its_fees() -> None:
+    """Replay's commission on a liquidation's fill is paid by the books whose shares it closed, each by
+    its shares, with the regulatory fees (it was the session book's, and the fees the strategies')."""
+    from blockpaca_nb.fees import REGULATORY
+
+    books = Books(REGULATORY)
+    books.apply(fill("AAA", "buy", 10, 100.0, "alpha"), ended=True, commission=1.0)
+    books.apply(fill("AAA", "buy", 30, 100.0, "beta"), ended=True, commission=1.0)
+    books.apply(fill("AAA", "sell", 40, 102.0, CONTROL_TAG, action="liquidate"), ended=True, commission=8.0)
+    sold = REGULATORY.on_fill("sell", 40, 102.0)
+    paid = {name: book.fees for name, book in books._books.items()}
+    assert paid.get(SESSION_BOOK, 0.0) == 0.0  # the liquidation paid through the strategies' books
+    assert paid["alpha"] == pytest.approx(1.0 + REGULATORY.on_fill("buy", 10, 100.0) + (8.0 + sold) / 4)
+    assert paid["beta"] == pytest.approx(1.0 + REGULATORY.on_fill("buy", 30, 100.0) + (8.0 + sold) * 3 / 4)
+
+
 def test_a_fee_schedule_charges_cat_on_whole_shares_and_caps_taf_per_fill() -> None:
     from blockpaca_nb.fees import FeeSchedule
 
