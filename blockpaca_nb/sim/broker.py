@@ -54,6 +54,8 @@ OPEN_STATUSES = frozenset(
 )
 # Orders whose cancel or replace was asked for and has not taken effect yet (they may still fill).
 PENDING_CHANGE = frozenset({"pending_cancel", "pending_replace"})
+# Open orders not yet live at the venue (an order sent after hours waits `accepted`): no replace yet.
+NOT_LIVE_YET = frozenset({"accepted", "pending_new"})
 EVENT_OF_STATUS = {"partially_filled": "partial_fill", "filled": "fill"}  # the stream's event where it differs
 # Order types that execute at any price once live: they could cross any opposite order (wash-trade guard).
 ANY_PRICE_TYPES = frozenset({"market", "stop", "trailing_stop"})
@@ -174,6 +176,22 @@ def _check_changeable(order: SimOrder) -> None:
     """Only a working order can be canceled or replaced, and only once (422 like Alpaca)."""
     if not order.is_open or order.status in PENDING_CHANGE:
         raise ApiError(422, 42210000, f'order is already in "{order.status}" state')
+
+
+def _check_replaceable(order: SimOrder, body: Mapping[str, Any]) -> None:
+    """Alpaca's replace rules beyond an order's being open: not before it is live, never a notional
+    order, and whole shares only — the quantity of a fractional order may not change at all."""
+    if order.status in NOT_LIVE_YET:
+        raise ApiError(422, 42210000, f"cannot replace order in {order.status} status")
+    if order.notional is not None:
+        raise ApiError(422, 42210000, "notional orders cannot be replaced: cancel it and submit a new one")
+    qty = parse_number(body, "qty")
+    if qty is None:
+        return
+    if order.qty is not None and order.qty != int(order.qty) and qty != order.qty:
+        raise ApiError(422, 42210000, "the qty of a fractional order cannot be changed")
+    if qty != int(qty):
+        raise invalid("qty must be a whole number of shares to replace an order")
 
 
 def _same_terms(old: SimOrder, new: SimOrder) -> bool:
@@ -831,6 +849,7 @@ class Broker:
         now = now or time.time()
         old = self.get(order_id)
         _check_changeable(old)
+        _check_replaceable(old, body)
         fields = {
             "symbol": old.symbol,
             "side": old.side,

@@ -16,7 +16,7 @@ from alpaca.common.exceptions import APIError
 from alpaca.data.requests import StockLatestQuoteRequest
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
-from alpaca.trading.requests import GetCalendarRequest, LimitOrderRequest, MarketOrderRequest
+from alpaca.trading.requests import GetCalendarRequest, LimitOrderRequest, MarketOrderRequest, ReplaceOrderRequest
 from sim_helpers import TradeUpdates, data_client, trading_client, wait_for
 
 from blockpaca_nb.errors import ConfigurationError
@@ -105,6 +105,11 @@ def test_after_hours_order_is_accepted_and_fills_at_the_open(
     let_the_market_step(hsim)
     assert held_order(hsim, order.id)["status"] == "accepted"
     assert not [p for p in hsim.positions() if p["symbol"] == "AAPL"]
+    with pytest.raises(APIError) as refused:  # Alpaca: not replaceable before it is live
+        client.replace_order_by_id(order.id, ReplaceOrderRequest(qty=3))
+    assert (refused.value.status_code, refused.value.code) == (422, 42210000)
+    assert refused.value.message == "cannot replace order in accepted status"
+    assert held_order(hsim, order.id)["qty"] == "2" and held_order(hsim, order.id)["status"] == "accepted"
     hsim.set_clock("2026-12-07T09:30:00-05:00")
     wait_for(lambda: held_order(hsim, order.id)["status"] == "filled", 10, what="the fill at the open")
     assert when(held_order(hsim, order.id)["filled_at"]) >= MONDAY_OPEN

@@ -208,6 +208,30 @@ def test_replace_is_asynchronous(make_sim: Factory, trade_updates: Any) -> None:
     )
 
 
+def test_a_notional_order_is_never_replaced_and_a_fractional_ones_qty_never_changes(make_sim: Factory) -> None:
+    """Alpaca's replace rules (docs: PATCH /v2/orders/{id}): notional orders cannot be replaced; only
+    whole shares may be patched, and a fractional order's qty not at all. The broker keeps the order."""
+    sim = make_sim(**FROZEN, partial_fill_rate=0)
+    client, raw = trading_client(sim), raw_session(sim)
+    ask, size = ask_of(sim, "AAPL")
+    notional = client.submit_order(market("AAPL", None, notional=round(ask * (size + 3), 2)))  # more than the touch
+    wait_for(lambda: broker_order(sim, notional.id)["status"] == "partially_filled", what="a partial fill")
+    api_error(lambda: client.replace_order_by_id(notional.id, ReplaceOrderRequest(qty=1)), 422, 42210000,
+              "notional orders cannot be replaced: cancel it and submit a new one")  # fmt: skip
+    fraction = client.submit_order(limit("AAPL", 1.5, "buy", round(ask / 2, 2), tif="day"))
+    api_error(lambda: client.replace_order_by_id(fraction.id, ReplaceOrderRequest(qty=2)), 422, 42210000,
+              "the qty of a fractional order cannot be changed")  # fmt: skip
+    whole = client.submit_order(limit("AAPL", 2, "buy", round(ask / 2, 2), tif="day"))
+    answer = raw.patch(f"{sim.urls['trading']}/v2/orders/{whole.id}", json={"qty": "2.5"})
+    assert (answer.status_code, answer.json()["code"]) == (422, 40010001)
+    assert "whole number of shares" in answer.json()["message"]
+    held = {o["id"]: o for o in sim.orders()}  # nothing replaced: each still open as sent
+    assert [held[str(o.id)]["status"] for o in (fraction, whole)] == ["new", "new"]
+    assert (held[str(fraction.id)]["qty"], held[str(whole.id)]["qty"]) == ("1.5", "2")
+    moved = client.replace_order_by_id(fraction.id, ReplaceOrderRequest(limit_price=round(ask / 3, 2)))
+    assert broker_order(sim, moved.id)["qty"] == "1.5"  # its price may move, its qty stays
+
+
 def test_an_order_that_fills_while_pending_cancel_or_replace(make_sim: Factory, trade_updates: Any) -> None:
     """The cancel (replace) loses the race: `fill`, then `order_cancel_rejected` (`order_replace_rejected`,
     and the replacement is `rejected`)."""
