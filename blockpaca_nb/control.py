@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import BlockpacaError, BrokerError, ConfigurationError
 from .ledger import Ledger
-from .orders import Order, liquidation_orders
+from .orders import MINIMUM_ORDER_VALUE, Order, liquidation_orders
 from .statuses import ENDED_ORDER_STATUSES
 
 UNTAKEN = frozenset({"submitting", None})  # the broker has not answered (yet): not its order, as far as known
@@ -98,6 +98,8 @@ class Liquidation:
     sent: list[str] = field(default_factory=list)  # client order ids of the closing orders
     closing_orders: dict[str, Order] = field(default_factory=dict)
     rounds: int = 0
+    prices: dict[str, float] = field(default_factory=dict)  # the broker's last price of each position
+    too_small: dict[str, float] = field(default_factory=dict)  # left open: worth less than an order may be
 
     def run(self) -> bool:
         """Returns True when nothing in scope is left, False when halted."""
@@ -108,6 +110,7 @@ class Liquidation:
                 if self._round():
                     self.say("")
                     self._say_what_was_gone()
+                    self._say_what_is_too_small()
                     return True
                 pause = 0.5
             except BrokerError as err:  # the broker had a bad moment: say so, go round again
@@ -127,7 +130,7 @@ class Liquidation:
         if self.scope != "account":  # the account's positions are the broker's word: nothing to hear
             self._await_heard()
         keep = {} if self.scope == "account" else self.keep()
-        closing = to_close(self._wanted(), self._account_positions(), self._pending(), keep)
+        closing = self._worth_an_order(to_close(self._wanted(), self._account_positions(), self._pending(), keep))
         if not closing and not self._open_sent():
             return True
         if closing and not self.halted():
@@ -151,6 +154,27 @@ class Liquidation:
             whose = f"strategy {self.strategy}'s" if self.strategy else "the session's"
             self.report(f"liquidation: {whose} {held} no longer at the broker (closed outside the session): "
                         "nothing to close")  # fmt: skip
+
+    def _worth_an_order(self, closing: dict[str, float]) -> dict[str, float]:
+        """What may go as orders: Alpaca refuses one worth less than $1 (a sliver of a share left by
+        fractional trading), so such a remainder is left open and said — sent, it was refused at
+        every round, and the liquidation never ended."""
+        sendable = {}
+        for ticker, quantity in closing.items():
+            price = self.prices.get(ticker)
+            if price is not None and abs(quantity) * price < MINIMUM_ORDER_VALUE:
+                self.too_small[ticker] = quantity
+            else:
+                self.too_small.pop(ticker, None)
+                sendable[ticker] = quantity
+        return sendable
+
+    def _say_what_is_too_small(self) -> None:
+        if not self.too_small:
+            return
+        left = ", ".join(f"{qty:g} {t} (${abs(qty) * self.prices[t]:.2f})" for t, qty in sorted(self.too_small.items()))
+        self.report(f"liquidation: {left} left open: Alpaca takes no order worth less than ${MINIMUM_ORDER_VALUE:g}; "
+                    "closing the whole position (Alpaca's close position, or its dashboard) closes it")  # fmt: skip
 
     # ----------------------------------------------------------------- the broker's view
     def _open_orders(self) -> list[Any]:
@@ -238,6 +262,7 @@ class Liquidation:
 
     def _account_positions(self) -> dict[str, float]:
         positions = self.rest(lambda c: c.get_all_positions())
+        self.prices.update({str(p.symbol): float(p.current_price) for p in positions if p.current_price})
         return {str(p.symbol): float(p.qty) for p in positions if float(p.qty)}
 
     def _wanted(self) -> dict[str, float]:

@@ -48,6 +48,7 @@ from types import MappingProxyType
 from .errors import OrderValidationError, show_value
 from .scrub import scrub_text
 
+MINIMUM_ORDER_VALUE = 1.0  # dollars: Alpaca refuses an order worth less ("cost basis must be >= minimal …")
 SIDES: tuple[str, ...] = ("buy", "sell")
 ORDER_TYPES: tuple[str, ...] = ("market", "limit", "stop", "stop_limit")
 TIME_IN_FORCE: tuple[str, ...] = ("day", "gtc", "ioc", "fok", "opg", "cls")
@@ -512,7 +513,11 @@ def _amount(
     if quantity is not None:
         allowed = "exactly one of 'quantity' or 'notional'"
         raise OrderValidationError("notional", notional, allowed, index, "given together with 'quantity'")
-    return None, _positive(notional, "notional", index)
+    dollars = _positive(notional, "notional", index)
+    if dollars < MINIMUM_ORDER_VALUE:
+        allowed = f"at least {MINIMUM_ORDER_VALUE:g} (dollars: Alpaca takes no order worth less)"
+        raise OrderValidationError("notional", notional, allowed, index)
+    return None, dollars
 
 
 def _price(raw: Mapping[str, object], field: str, order_type: str, index: int | None) -> float | None:

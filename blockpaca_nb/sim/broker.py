@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..fees import FeeSchedule
+from ..orders import MINIMUM_ORDER_VALUE
 from ..portfolio import Position
 from . import complex_orders
 from . import simclock as time  # the simulator's clock: every time.time() here reads simulated time
@@ -413,10 +414,12 @@ class Broker:
         return max(order.limit_price or 0.0, SHORT_PRICE_BUFFER * ask)
 
     # ----------------------------------------------------------------- submitting
-    def submit(self, body: Mapping[str, Any], now: float | None = None) -> SimOrder:
-        """An order as Alpaca's JSON body (the server's path): parsed, then `take`n."""
+    def submit(self, body: Mapping[str, Any], now: float | None = None, *, closing: bool = False) -> SimOrder:
+        """An order as Alpaca's JSON body (the server's path): parsed, then `take`n. ``closing``: the
+        broker's own order closing a position (``DELETE /v2/positions``), which has no minimum."""
         order = self._parse(body)
-        return self.take(order, complex_orders.build_legs(body, order, self._base_price(order)), now or time.time())
+        legs = complex_orders.build_legs(body, order, self._base_price(order))
+        return self.take(order, legs, now or time.time(), closing=closing)
 
     def _base_price(self, order: SimOrder) -> float:
         """What an entry is expected to fill at: its limit (or stop) price, else the quote it meets."""
@@ -426,11 +429,13 @@ class Broker:
         bid, ask = quoted(order.symbol) if quoted is not None else self.touch(order.symbol)[:2]
         return ask if order.side == "buy" else bid
 
-    def take(self, order: SimOrder, legs: list[SimOrder], now: float) -> SimOrder:
+    def take(self, order: SimOrder, legs: list[SimOrder], now: float, *, closing: bool = False) -> SimOrder:
         """An order already parsed — from a JSON body, or built by replay from a validated order
         (a simple one, no legs) — through every rule of the account, then accepted."""
         if order.order_class != "simple" and not legs:
             raise invalid(f"{order.order_class} orders need their exits (take_profit, stop_loss)")
+        if not closing:
+            self._check_minimum(order)
         self.hours.check(order, now)
         self._check_conflicts(order)
         self._check_funds(order)
@@ -441,6 +446,17 @@ class Broker:
             for leg in legs:
                 self._activate(leg, now)
         return order
+
+    def _check_minimum(self, order: SimOrder) -> None:
+        """Alpaca takes no order worth less than $1 — its cost basis: the notional, else the qty at the
+        limit (or stop) price, or at the quote it meets (403, Alpaca's text)."""
+        price = order.limit_price or order.stop_price
+        if price is None and order.notional is None:
+            bid, ask, _, _ = self.touch(order.symbol)
+            price = ask if order.side == "buy" else bid
+        cost = order.notional if order.notional is not None else (order.qty or 0.0) * (price or 0.0)
+        if cost < MINIMUM_ORDER_VALUE:
+            raise ApiError(403, 40310000, "cost basis must be >= minimal amount of order 1")
 
     def _check_unique(self, order: SimOrder) -> None:
         """A client order id is found taken last, after the account's checks, as a unique constraint
@@ -949,7 +965,7 @@ class Broker:
             "type": "market",
             "time_in_force": "day",
         }
-        return self.submit(body)
+        return self.submit(body, closing=True)
 
     def close_all(self, cancel_orders: bool) -> list[tuple[str, int, dict[str, Any] | SimOrder]]:
         """DELETE /v2/positions: with cancel_orders, Alpaca cancels the open orders itself before it

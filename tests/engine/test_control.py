@@ -91,6 +91,37 @@ def test_a_liquidation_pressed_before_the_session_heard_a_fill_still_closes_it(
     assert [(o["qty"], o["status"]) for o in broker_orders(sim, "liquidate-")] == [("3", "filled")]
 
 
+def test_a_liquidation_leaves_a_sliver_worth_under_a_dollar_open_and_says_so(sim: Simulator, tmp_path: Path) -> None:
+    """Alpaca takes no order worth less than $1. A sliver of a share left by fractional trades can
+    only be closed with the whole position; a liquidation that sent it was refused at every round and
+    never ended. Now it ends, sends nothing for it, and says what is left and how to close it."""
+
+    def sliver(ctx: Any) -> Any:
+        ask = ctx.get_current_data()[0]["AAPL"]["ask"]
+        step = ctx.state.setdefault("step", 0)
+        ctx.state["step"] += 1
+        if not ask or step > 1:
+            return []
+        bought = ctx.state.setdefault("bought", round(3 / ask, 6))  # about $3, then all but about $0.40
+        side, qty = ("buy", bought) if step == 0 else ("sell", round(bought - 0.4 / ask, 6))
+        return [{"ticker": "AAPL", "side": side, "order_type": "market", "quantity": qty}]
+
+    session = make_session(sim, tmp_path)
+    session.strategy(sliver)
+    started(session, quotes=True)
+    try:
+        wait_for(lambda: 0 < held(sim, "AAPL") * session.quotes.loc["AAPL", "bid"] < 1, what="a sliver at the broker")
+        wait_for(lambda: not session.positions.empty and session.positions["quantity"].sum() == held(sim, "AAPL"),
+                 what="the session's own sliver")  # fmt: skip
+        left = held(sim, "AAPL")
+        session.liquidate()
+        said = wait_for(lambda: [str(e) for e in session.errors if "left open" in str(e)], 30, "the liquidation's word")
+    finally:
+        session.stop(wait=True)
+    assert f"{left:g} AAPL ($0." in said[0] and "no order worth less than $1" in said[0], said
+    assert held(sim, "AAPL") == left and not broker_orders(sim, "liquidate-")  # nothing sent, nothing refused
+
+
 def test_liquidate_acts_at_once_whatever_the_tick_rate(sim: Simulator, tmp_path: Path) -> None:
     """frequency="1m": the button must not wait for the next tick."""
     session = make_session(sim, tmp_path, frequency="1m")

@@ -156,6 +156,7 @@ INVALID = [
     (market(order_type="limit", limit_price=10, stop_price=9), "stop_price", "a limit order takes no"),
     (market(stop_price=9), "stop_price", "a market order takes no stop_price"),
     (market(quantity=_DROP, notional=0), "notional", "got 0"),
+    (market(quantity=_DROP, notional=0.5), "notional", "at least 1 (dollars: Alpaca takes no order worth less)"),
     (market(notional=500), "notional", "exactly one of 'quantity' or 'notional'"),
     (market(quantity=_DROP, notional=500, order_type="limit", limit_price=1), "notional", "only with"),
     (market(time_in_force="week"), "time_in_force", "'day', 'gtc', 'ioc', 'fok', 'opg', 'cls'"),

@@ -247,9 +247,36 @@ def test_sub_penny_prices_are_refused(client: TradingClient) -> None:
         42210000,
     )
     assert "sub-penny" in err.message
-    below_a_dollar = LimitOrderRequest(symbol="AAPL", qty=1, side="buy", time_in_force="day", limit_price=0.1234)
+    below_a_dollar = LimitOrderRequest(symbol="AAPL", qty=10, side="buy", time_in_force="day", limit_price=0.1234)
     order = client.submit_order(below_a_dollar)  # four decimals are fine under $1
     client.cancel_order_by_id(order.id)
+
+
+def test_no_order_worth_less_than_a_dollar(client: TradingClient, esim: Simulator) -> None:
+    """Alpaca's minimum: an order's cost basis (limit × qty, else the quote it meets × qty, or the
+    notional) of at least $1 — 403 with Alpaca's text. Closing a position (DELETE) has none."""
+
+    def refused(request: Any) -> None:
+        err = api_error(lambda: client.submit_order(request), 403, 40310000)
+        assert err.message == "cost basis must be >= minimal amount of order 1"
+
+    def held() -> float:
+        return sum(float(p["qty"]) for p in esim.positions() if p["symbol"] == "TSLA")
+
+    before = len(esim.orders())
+    refused(LimitOrderRequest(symbol="TSLA", qty=1, side="buy", time_in_force="day", limit_price=0.99))
+    refused(market("TSLA", None, notional=0.99))  # type: ignore[arg-type]
+    refused(market("TSLA", 0.001))  # a thousandth of a share: cents
+    assert len(esim.orders()) == before  # nothing taken
+    client.submit_order(market("TSLA", 0.01))  # worth a few dollars: taken
+    wait_for(lambda: held() == 0.01, what="the fraction bought")
+    client.submit_order(market("TSLA", 0.008, OrderSide.SELL))
+    wait_for(lambda: held() == 0.002, what="the fraction sold")
+    dust = next(p for p in esim.positions() if p["symbol"] == "TSLA")
+    assert float(dust["market_value"]) < 1
+    refused(market("TSLA", 0.002, OrderSide.SELL))  # too little to sell…
+    client.close_position("TSLA")  # …but the position closes
+    wait_for(lambda: held() == 0, what="the dust closed")
 
 
 def test_fractional_orders_on_a_non_fractionable_asset_are_refused(client: TradingClient) -> None:
