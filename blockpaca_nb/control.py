@@ -119,7 +119,26 @@ class Liquidation:
                 self._nap(pause)
                 pause = min(MAX_PAUSE_S, pause * 2)
         self.say("")
+        self._withdraw()
         return False
+
+    def _withdraw(self) -> None:
+        """Halted (Hold, or another action takes over): its closing orders still working at the broker
+        are cancelled — Hold keeps the positions as they are. Left there, one accepted after the close
+        sold the position at the next open, the session long stopped."""
+        mine = set(self.sent)
+        if not mine:
+            return
+        try:
+            working = [o for o in self._account_open_orders() if str(o.client_order_id) in mine]
+        except BrokerError as err:
+            self.report(f"halted: could not look for its orders still working ({err}): see the broker's open orders")
+            return
+        for order in working:
+            with contextlib.suppress(BrokerError):  # filled or cancelled meanwhile (422)
+                self.rest(lambda c, order_id=order.id: c.cancel_order_by_id(order_id))
+        if working:
+            self.report(f"halted: its {len(working)} closing orders still working were cancelled")
 
     def _round(self) -> bool:
         """Cancel, confirm, hear how every order ended, re-read, close, wait. True when there was

@@ -122,6 +122,30 @@ def test_a_liquidation_leaves_a_sliver_worth_under_a_dollar_open_and_says_so(sim
     assert held(sim, "AAPL") == left and not broker_orders(sim, "liquidate-")  # nothing sent, nothing refused
 
 
+def test_hold_cancels_a_halted_liquidations_orders_still_working(tmp_path: Path) -> None:
+    """After the close a liquidation's sell waits `accepted` for the open. Hold halts the liquidation
+    and keeps the positions: its sell is cancelled at the broker (left there, it sold the position at
+    the next open, with the session long stopped)."""
+    with Simulator(symbols=TICKERS, seed=3, quotes_per_second=20, market_hours="nyse",
+                   clock_start="2026-12-04T15:00:00-05:00") as nyse:  # fmt: skip
+        session = make_session(nyse, tmp_path, frequency="1m")
+        session.strategy(buying_once(2))
+        started(session)
+        try:
+            wait_for(lambda: held(nyse, "AAPL") == 2, what="the strategy's fill before the close")
+            nyse.set_clock("2026-12-04T16:05:00-05:00")  # after the close: a market order waits for the open
+            session.liquidate()
+            wait_for(lambda: [o["status"] for o in broker_orders(nyse, "liquidate-")] == ["accepted"],
+                     what="the liquidation's sell waiting for the open")  # fmt: skip
+            session.hold()
+            wait_for(lambda: [o["status"] for o in broker_orders(nyse, "liquidate-")] == ["canceled"], 30,
+                     "the halted liquidation's sell cancelled at the broker")  # fmt: skip
+        finally:
+            session.stop(eos="hold", wait=True)
+        assert held(nyse, "AAPL") == 2  # Hold kept the position
+        assert any("closing orders still working were cancelled" in str(e) for e in session.errors), session.errors
+
+
 def test_liquidate_acts_at_once_whatever_the_tick_rate(sim: Simulator, tmp_path: Path) -> None:
     """frequency="1m": the button must not wait for the next tick."""
     session = make_session(sim, tmp_path, frequency="1m")
