@@ -35,6 +35,11 @@ class ConfigurationError(BlockpacaError, ValueError):
     """
 
 
+class DataWarning(UserWarning):
+    """Data given to ``replay`` that it can use, but not as given: a symbol with no rows on a day the
+    others trade (its last price is carried through it), or starting later (the replay starts there)."""
+
+
 class OrderValidationError(BlockpacaError, ValueError):
     """An order (or a block of orders) a strategy produced was rejected before sending.
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, DataWarning
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -195,6 +195,7 @@ def frame_tape(frame: pd.DataFrame, symbols: Sequence[str], spread_bps: float = 
     missing = sorted(set(symbols) - set(long["symbol"]))
     if missing:
         raise ConfigurationError(f"data has no rows for {', '.join(missing)}; it has: {sorted(set(long['symbol']))}")
+    _warn_of_missing_days(long[long["symbol"].isin(symbols)])
     if {"bid", "ask"} <= set(long.columns):
         return _quote_tape(long, symbols)
     if not set(BAR_FIELDS) - {"volume"} <= set(long.columns):
@@ -202,11 +203,49 @@ def frame_tape(frame: pd.DataFrame, symbols: Sequence[str], spread_bps: float = 
             f"data's columns {sorted(long.columns)} are neither bars nor quotes; allowed: "
             "open, high, low, close[, volume] or bid, ask[, bid_size, ask_size]"
         )
+    _check_one_bar_each(long)
     wide = _wide(long, symbols, [f for f in BAR_FIELDS if f in long.columns])
     start = _epoch_seconds(wide.index)
     _check_minute_bars(start)
     bars = {f: wide[f].to_numpy(float) if f in wide else np.zeros((len(wide), len(symbols))) for f in BAR_FIELDS}
     return tape_from_bars(symbols, start, bars, np.full(len(symbols), float(spread_bps)))
+
+
+def _warn_of_missing_days(long: pd.DataFrame) -> None:
+    """Say which symbols have no rows on a day the data has others': before a symbol's first day the
+    replay cannot start (nothing is filled backwards), after it the last price is carried through
+    the day — orders fill at it. A quiet minute is no gap (minute bars skip minutes with no trade)."""
+    import warnings
+
+    from .sim.calendar import EASTERN
+
+    days = long["timestamp"].dt.tz_convert(EASTERN).dt.normalize()
+    held = {symbol: set(group) for symbol, group in days.groupby(long["symbol"].to_numpy())}
+    every = set(days.unique())
+    for symbol, its in sorted(held.items()):
+        first = min(its)
+        late = sorted(d for d in every if d < first)
+        gaps = sorted(d for d in every - its if d > first)
+        if late:
+            warnings.warn(f"data= has no {symbol} rows before {first:%Y-%m-%d}: the replay starts there "
+                          f"({len(late)} days of the others left out)", DataWarning, stacklevel=4)  # fmt: skip
+        if gaps:
+            shown = ", ".join(f"{d:%Y-%m-%d}" for d in gaps[:5]) + (" …" if len(gaps) > 5 else "")
+            warnings.warn(f"data= has no {symbol} rows on {shown}: its last price is carried through "
+                          f"{'that day' if len(gaps) == 1 else 'those days'}, and orders fill at it",
+                          DataWarning, stacklevel=4)  # fmt: skip
+
+
+def _check_one_bar_each(long: pd.DataFrame) -> None:
+    """One bar per symbol and minute: of two, which one the replay used hung on their order."""
+    twice = long.duplicated(["symbol", "timestamp"], keep=False)
+    if twice.any():
+        first = long[twice].iloc[0]
+        raise ConfigurationError(
+            f"data= has {int(twice.sum())} rows that share a symbol and a time (the first: {first['symbol']} at "
+            f"{first['timestamp']}); allowed: one bar per symbol and minute — "
+            "frame.drop_duplicates(['symbol', 'timestamp'], keep='last') keeps the last of each"
+        )
 
 
 def _check_minute_bars(start: np.ndarray) -> None:
@@ -242,10 +281,25 @@ def _long_form(frame: pd.DataFrame) -> pd.DataFrame:
                 quoted &= np.isfinite(sizes) & (sizes > 0)
                 long[size] = sizes.where(quoted)  # carried forward with its price, never a size of 0
             long[side] = values.where(quoted)
-    stamps = long["timestamp"]
-    numeric = pd.api.types.is_numeric_dtype(stamps)
-    long["timestamp"] = pd.to_datetime(stamps, unit="s", utc=True) if numeric else pd.to_datetime(stamps, utc=True)
+    long["timestamp"] = _utc(long["timestamp"])
     return long
+
+
+def _utc(stamps: pd.Series) -> pd.Series:
+    """Timestamps in UTC: epoch seconds, or times with their zone. Times without one are refused, not
+    guessed: read as UTC, a New York export replayed five hours early, trading before the open."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(stamps):
+        return pd.to_datetime(stamps, unit="s", utc=True)
+    first = stamps.iloc[0]
+    if pd.Timestamp(first).tzinfo is None:
+        raise ConfigurationError(
+            f"data='s timestamps have no time zone (the first: {str(first)[:40]!r}); allowed: times with their zone or"
+            " epoch seconds — say which zone, e.g. frame['timestamp'] = frame['timestamp'].dt.tz_localize("
+            "'America/New_York') (or 'UTC'; alpaca-py's bars are in UTC)"
+        )
+    return pd.to_datetime(stamps, utc=True)
 
 
 def _wide(long: pd.DataFrame, symbols: Sequence[str], fields: list[str]) -> pd.DataFrame:

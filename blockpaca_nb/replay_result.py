@@ -55,8 +55,12 @@ class ReplayResult:
         stopped = ", interrupted" if self.interrupted else ""
         return (
             f"<ReplayResult {self.name}: {self.ticks} ticks of {len(self.tape.symbols)} symbols in "
-            f"{self.elapsed:.2f} s{stopped}; final equity {self.equity.iloc[-1]:,.2f}{self._errors_said()}>"
+            f"{self.elapsed:.2f} s{stopped}; final equity {self._final_equity():,.2f}{self._errors_said()}>"
         )
+
+    def _final_equity(self) -> float:
+        """The last equity (the starting cash when interrupted before the first tick)."""
+        return float(self.equity.iloc[-1]) if len(self.equity) else float(self.starting_cash)
 
     def _errors_said(self) -> str:
         return f"; {self.error_count:,} errors (r.errors)" if self.error_count else ""

@@ -591,9 +591,26 @@ def replay(
         costs=costs,
         simulated=source.simulated,
     )
+    _check_some_tick_in_session(runner, source.market_hours)
     started = time.perf_counter()
     runner.run(progress)
     return ReplayResult(runner, time.perf_counter() - started)
+
+
+def _check_some_tick_in_session(runner: Replayer, market_hours: str) -> None:
+    """The session ends 30 s before the last close: data that all comes after it (quotes recorded
+    after hours) would replay nothing — said now, not as an empty result."""
+    first = float(runner.tape.times[0])
+    if runner.final_eos is not None and first >= runner.final_eos:
+        import pandas as pd
+
+        ends = pd.Timestamp(runner.final_eos, unit="s", tz="UTC").tz_convert(EASTERN)
+        starts = pd.Timestamp(first, unit="s", tz="UTC").tz_convert(EASTERN)
+        raise ConfigurationError(
+            f"data= has no tick before the session ends ({ends:%Y-%m-%d %H:%M:%S} New York, 30 s before the close):"
+            f" its first is {starts:%Y-%m-%d %H:%M:%S}; with market_hours={market_hours!r} nothing would be replayed."
+            " Allowed: data inside NYSE hours, or market_hours='always' for quotes recorded outside them"
+        )
 
 
 def _regulatory(charged: object) -> FeeSchedule | None:

@@ -402,6 +402,44 @@ def test_a_dataframe_of_bars_replays_like_the_simulator_history() -> None:
     assert again.trade_log_csv == r.trade_log_csv
 
 
+def _week_of_bars(symbols: list[str]) -> pd.DataFrame:
+    """The simulator's minute bars of WEEK for ``symbols`` as a long frame (symbol, timestamp in UTC)."""
+    r = replay(momentum, symbols, **WEEK, warm_up_days=0, eos_behavior="hold", progress=False)
+    ends = pd.to_datetime(r.tape.bar_end - 60, unit="s", utc=True)
+    frames = [pd.DataFrame({f: v[:, j] for f, v in r.tape.bars.items()}, index=ends).assign(symbol=s)
+              for j, s in enumerate(symbols)]  # fmt: skip
+    return pd.concat(frames).rename_axis("timestamp").reset_index()
+
+
+def test_data_it_cannot_read_as_given_is_refused_or_said() -> None:
+    """Bars without a time zone (read as UTC they traded five hours early), two bars of one minute
+    (which one counted hung on their order), data all after the session's end (nothing replayed, then
+    a result that could not be shown): refused, naming what to do. A symbol missing a day (its last
+    price carried through it, orders filling there) or starting late (the replay starts with it): said."""
+    from blockpaca_nb.errors import DataWarning
+
+    bars = _week_of_bars(["AAPL", "MSFT"])
+    naive = bars.assign(timestamp=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None))
+    with pytest.raises(ConfigurationError, match=r"no time zone .*tz_localize\('America/New_York'\)"):
+        replay(momentum, ["AAPL", "MSFT"], data=naive, progress=False)
+    with pytest.raises(ConfigurationError, match=r"2 rows that share a symbol and a time .*drop_duplicates"):
+        replay(momentum, ["AAPL", "MSFT"], data=pd.concat([bars, bars.iloc[[7]]]), progress=False)
+    day = bars["timestamp"].dt.tz_convert("America/New_York").dt.date
+    gap = bars[~((bars["symbol"] == "MSFT") & (day == dt.date(2026, 11, 4)))]
+    with pytest.warns(DataWarning, match="no MSFT rows on 2026-11-04: its last price is carried through that day"):
+        replay(momentum, ["AAPL", "MSFT"], data=gap, progress=False)
+    late = bars[~((bars["symbol"] == "MSFT") & (day < dt.date(2026, 11, 4)))]
+    with pytest.warns(DataWarning, match="no MSFT rows before 2026-11-04: the replay starts there"):
+        r = replay(momentum, ["AAPL", "MSFT"], data=late, progress=False)
+    first = pd.Timestamp(r.tape.times[0], unit="s", tz="UTC").tz_convert("America/New_York")
+    assert first.date() == dt.date(2026, 11, 4)
+    evening = bars[bars["timestamp"] >= pd.Timestamp("2026-11-06 20:00", tz="UTC")]  # 15:00 New York on: no session
+    after = evening.assign(timestamp=evening["timestamp"] + pd.Timedelta(hours=1, minutes=1))  # 16:01 on
+    with pytest.raises(ConfigurationError, match=r"no tick before the session ends .* market_hours='always'"):
+        replay(momentum, ["AAPL", "MSFT"], data=after, progress=False)
+    assert "ticks" in repr(replay(momentum, ["AAPL", "MSFT"], data=after, market_hours="always", progress=False))
+
+
 def _spread(symbol: str) -> float:
     from blockpaca_nb.sim.universe import profile
 
