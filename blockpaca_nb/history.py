@@ -322,8 +322,21 @@ def _quote_tape(long: pd.DataFrame, symbols: Sequence[str]) -> Tape:
     sizes = {
         f: wide[f].to_numpy(float) if f in wide else np.full_like(bid, SIZE_FLOOR) for f in ("bid_size", "ask_size")
     }
+    _warn_of_crossed(wide.index, bid, ask, symbols)
     bar_end, bars = _mid_bars(wide.index, (bid + ask) / 2)
     return Tape(tuple(symbols), times, bid, ask, sizes["bid_size"], sizes["ask_size"], bar_end, bars)
+
+
+def _warn_of_crossed(index: pd.DatetimeIndex, bid: np.ndarray, ask: np.ndarray, symbols: Sequence[str]) -> None:
+    """Quotes whose bid is above their ask: a buy fills under the price it could sell at at once."""
+    import warnings
+
+    crossed = bid > ask
+    if crossed.any():
+        i, j = np.argwhere(crossed)[0]
+        warnings.warn(f"data= has {int(crossed.sum())} crossed quotes (bid above ask; the first: {symbols[j]} at "
+                      f"{index[i]}, {bid[i, j]:g} / {ask[i, j]:g}): orders fill at them as given", DataWarning,
+                      stacklevel=5)  # fmt: skip
 
 
 def _mid_bars(index: pd.DatetimeIndex, mid: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -849,7 +849,10 @@ def _clip(tape: Tape, start: str | date | None, end: str | date | None) -> Tape:
 
 
 def _date(field: str, value: str | date | None) -> date:
+    """A whole day: a time of day in it would be dropped without a word (the replay starts at the open)."""
     if isinstance(value, datetime):
+        if value.time() != datetime.min.time():
+            raise ConfigurationError(f"{field}={value!r} is not valid; allowed: a date like '2026-01-02' (whole days)")
         return value.date()
     if isinstance(value, date):
         return value

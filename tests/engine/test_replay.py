@@ -438,6 +438,11 @@ def test_data_it_cannot_read_as_given_is_refused_or_said() -> None:
     with pytest.raises(ConfigurationError, match=r"no tick before the session ends .* market_hours='always'"):
         replay(momentum, ["AAPL", "MSFT"], data=after, progress=False)
     assert "ticks" in repr(replay(momentum, ["AAPL", "MSFT"], data=after, market_hours="always", progress=False))
+    times = pd.date_range("2026-11-03 14:30", periods=60, freq="1s", tz="UTC")
+    quotes = pd.DataFrame({"symbol": "AAPL", "timestamp": times, "bid": 100.0, "ask": 100.02})
+    quotes.loc[30, ["bid", "ask"]] = [101.0, 99.0]
+    with pytest.warns(DataWarning, match=r"1 crossed quotes \(bid above ask; the first: AAPL at 2026-11-03 14:30:30"):
+        replay(momentum, ["AAPL"], data=quotes, progress=False)
 
 
 def _spread(symbol: str) -> float:
@@ -462,6 +467,7 @@ def _spread(symbol: str) -> float:
         ({"start": DAY["start"], "end": DAY["end"], "data": None}, "data=None"),
         ({"start": "2026-11-06", "end": "2026-11-02", "as_of": AS_OF}, "start=2026-11-06 is after end"),
         ({**DAY, "slippage_bps": -1}, "slippage_bps="),
+        ({**DAY, "start": pd.Timestamp("2026-11-03 12:00")}, r"start=Timestamp\('2026-11-03 12:00:00'\) is not valid"),
         ({**DAY, "market_hours": "lse"}, "market_hours="),
         ({**DAY, "starting_cash": 0}, r"starting_cash=0 is not valid; allowed: a number > 0"),
         ({**DAY, "commission_per_share": float("inf")}, "commission_per_share="),
