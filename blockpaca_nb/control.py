@@ -94,16 +94,18 @@ class Liquidation:
     rate_wait: Callable[[], float]  # seconds until the rate limiter frees a slot
     keep: Callable[[], Mapping[str, float]] = dict  # what the account must keep (see to_close)
     strategy_of: Callable[[str], str] = str  # the strategy an order belongs to (exits: their entry's)
+    reason_of: Callable[[str], str | None] = lambda cid: None  # why the broker refused an order
     strategy: str = ""  # close only this strategy's book, with orders that carry its name
     sent: list[str] = field(default_factory=list)  # client order ids of the closing orders
     closing_orders: dict[str, Order] = field(default_factory=dict)
     rounds: int = 0
+    refused: list[str] = field(default_factory=list)  # the last round's closing orders, when the broker refused each
     prices: dict[str, float] = field(default_factory=dict)  # the broker's last price of each position
     too_small: dict[str, float] = field(default_factory=dict)  # left open: worth less than an order may be
 
     def run(self) -> bool:
         """Returns True when nothing in scope is left, False when halted."""
-        pause = 0.5
+        pause = refused_pause = 0.5
         while not self.halted():
             self.rounds += 1
             try:
@@ -112,7 +114,7 @@ class Liquidation:
                     self._say_what_was_gone()
                     self._say_what_is_too_small()
                     return True
-                pause = 0.5
+                pause, refused_pause = 0.5, self._after_refusals(refused_pause)
             except BrokerError as err:  # the broker had a bad moment: say so, go round again
                 self.report(f"liquidation round {self.rounds}: {err}")
                 self.say(f"liquidating: the broker failed ({err}); trying again in {pause:g} s")
@@ -121,6 +123,19 @@ class Liquidation:
         self.say("")
         self._withdraw()
         return False
+
+    def _after_refusals(self, pause: float) -> float:
+        """A round whose every closing order the broker refused — a wash trade against another
+        strategy's resting order, say — goes again after a pause that grows to MAX_PAUSE_S, saying
+        why. Retried at once, four a second, it spent the account's request budget within a minute,
+        and Hold and the kill switch then waited up to 45 s for a slot. The next pause to take."""
+        if not self.refused:
+            return 0.5
+        reasons = sorted({self.reason_of(cid) or "refused" for cid in self.refused})
+        self.say(f"liquidating: the broker refused {len(self.refused)} closing orders ({'; '.join(reasons)});"
+                 f" trying again in {pause:g} s")  # fmt: skip
+        self._nap(pause)
+        return min(MAX_PAUSE_S, pause * 2)
 
     def _withdraw(self) -> None:
         """Halted (Hold, or another action takes over): its closing orders still working at the broker
@@ -152,12 +167,15 @@ class Liquidation:
         closing = self._worth_an_order(to_close(self._wanted(), self._account_positions(), self._pending(), keep))
         if not closing and not self._open_sent():
             return True
+        ids: list[str] = []
         if closing and not self.halted():
             orders = liquidation_orders({"ticker": t, "quantity": q} for t, q in closing.items())
             ids = self.send(orders)
             self.sent += ids
             self.closing_orders.update(zip(ids, orders, strict=True))
         self._await_sent()
+        refused = [cid for cid in ids if self.status_of(cid) == "rejected"]
+        self.refused = refused if ids and len(refused) == len(ids) else []
         return False
 
     def _say_what_was_gone(self) -> None:

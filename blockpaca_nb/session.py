@@ -1044,6 +1044,7 @@ class Session:
             rest=self._control_calls,
             send=lambda orders: self._send(orders, urgent=True, strategy=tag),
             status_of=lambda cid: (self.orders.get(cid) or {}).get("status"),
+            reason_of=lambda cid: (self.orders.get(cid) or {}).get("reason"),
             say=self._say,
             halted=halted,
             report=lambda reason: self.errors.append(error_event(where, reason)),

@@ -430,6 +430,34 @@ def test_liquidating_a_strategy_cancels_its_brackets_exits_and_works_after_a_hol
         session.stop(wait=True, timeout=60)
 
 
+def test_a_strategys_liquidation_the_broker_refuses_backs_off_and_hold_halts_it_at_once(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Another strategy's resting buy makes every sell of this strategy's liquidation a potential wash
+    trade (Alpaca refuses it; the other book's order is not this liquidation's to cancel). Retried at
+    once, four a second, it spent the account's request budget and Hold then waited 30-40 s for a
+    slot. Now each round waits twice as long as the last, saying why, and Hold halts it at once."""
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
+    try:
+        bid = float(session.quotes.loc["AAPL", "bid"])
+        session.strategy(once(market("AAPL", "buy", 10)), alongside=True, name="longer")
+        wait_for(lambda: book(session, "longer") == {"AAPL": 10.0}, 30, "the longer's fill")
+        resting = {**market("AAPL", "buy", 4), "order_type": "limit", "limit_price": round(bid * 0.9, 2),
+                   "time_in_force": "gtc"}  # fmt: skip
+        session.strategy(once(resting), alongside=True, name="bidder")
+        wait_for(lambda: [o["status"] for o in tagged(sim, "bidder")] == ["new"], 30, "the bidder's resting buy")
+        session.liquidate(strategy="longer")
+        wait_for(lambda: "trying again in 4 s" in session.activity, 60, "the fourth refused round")
+        refused = [o for o in session.errors if "wash trade" in str(o.get("reason")) and "-longer" in str(o)]
+        assert len(refused) == 4  # one closing order a round, not four a second
+        assert session.rate_usage[0] < 40  # the request budget (200 a minute) is the account's: kept for others
+        session.hold()
+        wait_for(lambda: session.strategy_state("longer") != "liquidating", 30, "Hold to halt the liquidation")
+    finally:
+        session.stop(eos="hold", wait=True, timeout=60)
+    assert held(sim, "AAPL") == 10 and [o["status"] for o in tagged(sim, "bidder")] == ["new"]  # nothing else touched
+
+
 def test_a_loss_limit_never_restarts_a_strategy_the_user_paused(sim: Simulator, tmp_path: Path) -> None:
     session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
