@@ -368,7 +368,7 @@ class Replayer:
         if self.custom is None:
             return
         try:
-            returned = self.custom(self.contexts[0][2])
+            returned = self.custom(self._custom_context())
         except Exception as err:
             self._strategy_error("custom_shutdown_action", t, f"{type(err).__name__}: {err}")
             return
@@ -403,20 +403,27 @@ class Replayer:
         return t
 
     # ----------------------------------------------------------------- the strategy's context
-    def _context(self, name: str) -> Context:
+    def _context(self, name: str, state: dict[str, Any] | None = None) -> Context:
         return Context(
             get_current_data=lambda: self.current_data(name),
             submit_order=lambda orders: self.submit(orders, self.now, name),
             shm_meta={},
             result_queue=None,
             command_queue=self.commands,
-            state=self.states[name],
+            state=self.states[name] if state is None else state,
             bars=self.bars,
             account=self.account,
             account_positions=self.account_positions,
             strategy=name,
             clock=lambda: self.now,
         )
+
+    def _custom_context(self) -> Context:
+        """The custom action's context, as live: the session's own — the account's positions (every
+        strategy's together), its orders the session's; the first strategy's state."""
+        context = self._context("", state=self.contexts[0][2].state)
+        context["get_current_data"] = lambda: (self.current_data("")[0], self.account_positions())
+        return context
 
     def _marks(self) -> dict[str, float]:
         return dict(zip(self.tickers, self.tape.mids_at(self.i), strict=True))

@@ -1097,16 +1097,32 @@ class Session:
         """The custom action's orders go in the priority lane; wait until the broker answered each."""
         if fn is None:
             return
+        sent: list[str] = []
         try:
-            returned = fn(self.context)
+            returned = fn(self._custom_context(sent))
         except Exception as err:
             name = getattr(fn, "__name__", "custom_shutdown_action")
             self.errors.append(StrategyError(name, time.time(), f"{type(err).__name__}: {err}", traceback.format_exc()))
-            return
-        valid, problems = parse_block(returned, self.tickers)
+            returned = None
+        self._await_answers(sent + self._custom_orders(returned))
+
+    def _custom_context(self, sent: list[str]) -> Context:
+        """The custom action's context: the session's own. Its positions are every strategy's together
+        (what ``s.get_current_data()`` gives: with several strategies, the main one's book alone left
+        the others' positions open), its orders — returned or passed to ``submit_order`` — go as the
+        session's, in the priority lane; its state is the main strategy's."""
+        context = self._context_for(None)
+        context["get_current_data"] = self.get_current_data
+        context["submit_order"] = lambda orders: sent.extend(ids := self._custom_orders(orders)) or ids
+        main = self._lineup.main
+        context.state = self._lineup.slots[main].context_state if main else self._lineup.first_state
+        return context
+
+    def _custom_orders(self, orders: object) -> list[str]:
+        valid, problems = parse_block(orders, self.tickers)
         for problem in problems:
             self._validation_error(problem)
-        self._await_answers(self._send(valid, urgent=True))
+        return self._send(valid, urgent=True)
 
     def _await_answers(self, client_order_ids: list[str]) -> None:
         """Until the broker answered every one of these orders (accepted, rejected, ...), or Hold."""

@@ -883,6 +883,24 @@ def test_commissions_land_in_the_books_that_paid_them() -> None:
         assert books.groupby("strategy")["fees"].sum().to_dict() == {"a": paid, "b": paid}
 
 
+def test_a_custom_end_sees_every_strategys_positions_as_live() -> None:
+    """With several strategies the custom action's context is the session's (it was the first
+    strategy's: its book's 140 shares against the account's 26 were refused, the rest left open)."""
+    def buys(ticker: str, qty: int) -> Any:
+        return lambda ctx: [] if ctx.get_current_data()[1] else [
+            {"ticker": ticker, "quantity": qty, "side": "buy", "order_type": "market"}]  # fmt: skip
+
+    def close_all(ctx: Any) -> list[dict[str, Any]]:
+        return [{"ticker": p["ticker"], "quantity": p["quantity"], "side": "sell", "order_type": "market"}
+                for p in ctx.get_current_data()[1]]  # fmt: skip
+
+    r = replay({"a": buys("AAPL", 3), "b": buys("MSFT", 2)}, ["AAPL", "MSFT"], **DAY, eos_behavior="custom",
+               custom_shutdown_action=close_all, progress=False)  # fmt: skip
+    assert r.positions.empty and not r.errors
+    sells = r.orders[r.orders["side"] == "sell"]
+    assert sorted(zip(sells["symbol"], sells["qty"], strict=True)) == [("AAPL", 3.0), ("MSFT", 2.0)]
+
+
 def test_regulatory_fees_are_charged_like_a_live_accounts_and_land_in_the_books() -> None:
     """``regulatory_fees=True``: each fill pays Alpaca's schedule (sells: REG and TAF; all: CAT), out
     of cash, in ``fills["fee"]`` and in the book of the strategy whose order filled."""

@@ -458,6 +458,35 @@ def test_a_strategys_liquidation_the_broker_refuses_backs_off_and_hold_halts_it_
     assert held(sim, "AAPL") == 10 and [o["status"] for o in tagged(sim, "bidder")] == ["new"]  # nothing else touched
 
 
+def close_what_it_sees(ctx: Any) -> list[dict[str, Any]]:
+    """blockpaca's custom shutdown: close every position ``get_current_data()`` lists."""
+    return [{"ticker": p["ticker"], "quantity": abs(p["quantity"]), "side": "sell" if p["quantity"] > 0 else "buy",
+             "order_type": "market"} for p in ctx.get_current_data()[1]]  # fmt: skip
+
+
+def test_a_custom_end_sees_every_strategys_positions_as_the_sessions(sim: Simulator, tmp_path: Path) -> None:
+    """The custom action is the session's: its context lists the positions of every strategy (it saw
+    the main one's book alone, or with strategies only alongside the empty session book: the
+    others' positions stayed open); its orders, returned or passed to submit_order, are the session's."""
+    session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
+    try:
+        session.strategy(once(market("AAPL", "buy", 5)), name="main_one")
+        session.strategy(once(market("MSFT", "buy", 3)), alongside=True, name="beside")
+        wait_for(lambda: held(sim, "AAPL") == 5 and held(sim, "MSFT") == 3, 30, "both strategies' fills")
+        wait_for(lambda: len(session.positions) == 2, 30, "the session to hear both")
+
+        def through_submit(ctx: Any) -> None:
+            ctx.submit_order(close_what_it_sees(ctx))
+
+        session.run_custom_eos(through_submit)
+        wait_for(lambda: held(sim, "AAPL") == 0 and held(sim, "MSFT") == 0, 30, "the custom action closing both")
+    finally:
+        session.stop(eos="hold", wait=True, timeout=60)
+    closing = [o for o in sim.orders() if o["side"] == "sell"]
+    assert sorted((o["symbol"], o["qty"]) for o in closing) == [("AAPL", "5"), ("MSFT", "3")]
+    assert not [o for o in closing if o["client_order_id"].endswith(("-main_one", "-beside"))]  # the session's
+
+
 def test_a_loss_limit_never_restarts_a_strategy_the_user_paused(sim: Simulator, tmp_path: Path) -> None:
     session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
     try:
