@@ -138,13 +138,15 @@ class Books:
         self.history: deque[tuple[float, str, float]] = deque(maxlen=HISTORY_POINTS)  # (time, book, P&L)
 
     def open(self, name: str, budget: float | None = None) -> Book:
-        """The book of ``name`` (made on first use; a budget given later sets its starting cash once)."""
+        """The book of ``name`` (made on first use) with ``budget``: re-registering a strategy with
+        another moves its cash by the difference (its P&L stays), without one its book has none."""
         with self._lock:
             book = self._books.get(name)
             if book is None:
                 book = self._books[name] = Book(name, budget)
-            elif budget is not None and book.budget is None and not book.fills:
-                book.budget, book.cash = float(budget), float(budget)
+            else:
+                book.cash += float(budget or 0.0) - float(book.budget or 0.0)
+                book.budget = None if budget is None else float(budget)
             return book
 
     def positions_of(self, name: str) -> dict[str, float]:

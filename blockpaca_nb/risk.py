@@ -292,9 +292,11 @@ class RiskDesk:
             gate = self.gates[strategy] = RiskGate(f"strategy {strategy}", limits)
             if old is not None:
                 gate._sent, gate.breached = old._sent, old.breached
-        if budget is not None:
+        if budget is None:
+            self.budgets.pop(strategy, None)  # re-registered without one: none (limits are replaced so too)
+        else:
             self.budgets[strategy] = budget
-            self.books.open(strategy, budget)
+        self.books.open(strategy, budget)
 
     def forgive(self, strategy: str) -> None:
         """The user resumed a strategy a limit stopped: its daily-loss limit is watched afresh."""
