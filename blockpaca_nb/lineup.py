@@ -112,6 +112,9 @@ class Lineup:
         """``name`` becomes the main strategy; returns the one it replaces (None if none or itself)."""
         self.require(name)
         before, self.main = self.main, name
+        previous = self.slots.get(before) if before not in (None, name) else None
+        if previous is not None:  # it takes over the main strategy's ctx.state (one that ran alongside too)
+            self.slots[name].context_state = previous.context_state
         if name in self.alongside:
             self.alongside.remove(name)
         self.version += 1

@@ -198,6 +198,7 @@ def test_a_swap_hands_the_positions_over_and_a_strategy_sees_its_own(sim: Simula
     try:
 
         def accumulate(ctx: Any) -> Any:
+            ctx.state["lineage"] = "main"
             return once(market("MSFT", "buy", 5))(ctx)
 
         session.strategy(accumulate)
@@ -215,6 +216,8 @@ def test_a_swap_hands_the_positions_over_and_a_strategy_sees_its_own(sim: Simula
         assert sorted((p["ticker"], p["quantity"]) for p in seen["net"]) == [("AAPL", 2.0), ("MSFT", 5.0)]
         assert book(session, "accumulate") == {} and book(session, "unwind") == {"MSFT": 5.0}
         assert session.active_strategies == ["unwind", "other"]
+        session.select("other")  # one that ran alongside becomes the main one: it takes over the main's state
+        assert session.active_strategy == "other" and session.state.get("lineage") == "main"
     finally:
         session.stop(wait=True, timeout=60)
 
