@@ -181,11 +181,13 @@ class ReplayResult:
 
     @property
     def orders(self) -> pd.DataFrame:
-        """Every order the broker took, with its final status."""
+        """Every order the broker took, with its terms (a stop's price, the time in force, the order
+        class) and its final status."""
         import pandas as pd
 
-        columns = ["id", "client_order_id", "symbol", "side", "type", "qty", "limit_price", "status",
-                   "filled_qty", "filled_avg_price", "created_at", "filled_at"]  # fmt: skip
+        columns = ["id", "client_order_id", "symbol", "side", "type", "qty", "notional", "limit_price", "stop_price",
+                   "time_in_force", "order_class", "status", "filled_qty", "filled_avg_price", "created_at",
+                   "filled_at"]  # fmt: skip
         rows = [[getattr(o, c) for c in columns] for o in self._broker.orders.values()]
         frame = pd.DataFrame(rows, columns=columns)
         for column in ("created_at", "filled_at"):

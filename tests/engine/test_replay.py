@@ -352,6 +352,8 @@ def test_an_exits_rows_say_the_quantity_it_had_then() -> None:
     stop = log[log["reason"].str.startswith("stop-loss exit")]
     assert len(stop) and (stop["qty"] == 100).all()  # its events all came before the shrink (it once said 60)
     assert r.orders.set_index("type").loc["stop", "qty"] == 60  # 40 of the 100 sold by the take profit
+    terms = r.orders.set_index("type").loc["stop", ["stop_price", "time_in_force", "order_class"]]
+    assert tuple(terms) == (95.0, "day", "bracket")  # its terms, as Alpaca's order shows them
     pd.testing.assert_frame_equal(log, load_trade_log(io.StringIO(r.trade_log_csv)), check_exact=True)
 
 
