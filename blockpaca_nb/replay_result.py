@@ -138,7 +138,9 @@ class ReplayResult:
 
     @property
     def positions(self) -> pd.DataFrame:
-        """What the account held when the replay ended."""
+        """What the account held when the replay ended: a live session's `s.positions` columns
+        (ticker, quantity, bought_at, cost_basis), then avg_price (= bought_at), market value and
+        unrealised P&L at the last mid."""
         import pandas as pd
 
         rows = []
@@ -147,14 +149,14 @@ class ReplayResult:
             mid = mids[position.ticker]
             rows.append(
                 {
-                    "ticker": position.ticker,
-                    "quantity": position.quantity,
+                    **position.as_blockpaca(),
                     "avg_price": position.bought_at,
                     "market_value": position.quantity * mid,
                     "unrealized_pl": position.quantity * (mid - position.bought_at),
                 }
             )
-        return pd.DataFrame(rows, columns=["ticker", "quantity", "avg_price", "market_value", "unrealized_pl"])
+        columns = ["ticker", "quantity", "bought_at", "cost_basis", "avg_price", "market_value", "unrealized_pl"]
+        return pd.DataFrame(rows, columns=columns)
 
     @property
     def positions_by_strategy(self) -> pd.DataFrame:

@@ -270,6 +270,9 @@ def buy_once_a_day() -> Any:
 def test_hold_keeps_what_the_strategy_bought_and_stats_add_up() -> None:
     r = replay(buy_once(10), ["AAPL"], **DAY, eos_behavior="hold", progress=False)
     assert r.positions.set_index("ticker")["quantity"].to_dict() == {"AAPL": 10}
+    row = r.positions.iloc[0]  # a live session's s.positions columns first, so analysis code carries over
+    assert list(r.positions.columns[:4]) == ["ticker", "quantity", "bought_at", "cost_basis"]
+    assert row["cost_basis"] == pytest.approx(10 * row["bought_at"]) and row["bought_at"] == row["avg_price"]
     price = r.fills["price"].iloc[0]
     last_mid = float(r.tape.mid[r.ticks - 1, 0])
     assert r.stats["final_equity"] == pytest.approx(100_000 - 10 * price + 10 * last_mid)
