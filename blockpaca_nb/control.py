@@ -95,13 +95,17 @@ class Liquidation:
     keep: Callable[[], Mapping[str, float]] = dict  # what the account must keep (see to_close)
     strategy_of: Callable[[str], str] = str  # the strategy an order belongs to (exits: their entry's)
     reason_of: Callable[[str], str | None] = lambda cid: None  # why the broker refused an order
+    withdraw: Callable[[], None] = lambda: None  # its closing orders still waiting for a rate-limit slot: not sent
     strategy: str = ""  # close only this strategy's book, with orders that carry its name
     sent: list[str] = field(default_factory=list)  # client order ids of the closing orders
     closing_orders: dict[str, Order] = field(default_factory=dict)
     rounds: int = 0
     refused: list[str] = field(default_factory=list)  # the last round's closing orders, when the broker refused each
     prices: dict[str, float] = field(default_factory=dict)  # the broker's last price of each position
+    account: dict[str, float] = field(default_factory=dict)  # the account's positions when last read
     too_small: dict[str, float] = field(default_factory=dict)  # left open: worth less than an order may be
+    below_minimum: set[str] = field(default_factory=set)  # tickers whose closing order the broker found too small
+    closed_whole: set[str] = field(default_factory=set)  # (scope "account") slivers closed as whole positions
 
     def run(self) -> bool:
         """Returns True when nothing in scope is left, False when halted."""
@@ -121,7 +125,8 @@ class Liquidation:
                 self._nap(pause)
                 pause = min(MAX_PAUSE_S, pause * 2)
         self.say("")
-        self._withdraw()
+        self.withdraw()
+        self._cancel_working()
         return False
 
     def _after_refusals(self, pause: float) -> float:
@@ -137,10 +142,10 @@ class Liquidation:
         self._nap(pause)
         return min(MAX_PAUSE_S, pause * 2)
 
-    def _withdraw(self) -> None:
+    def _cancel_working(self) -> None:
         """Halted (Hold, or another action takes over): its closing orders still working at the broker
         are cancelled — Hold keeps the positions as they are. Left there, one accepted after the close
-        sold the position at the next open, the session long stopped."""
+        sold the position at the next open, the session long stopped. Says what it could not cancel."""
         mine = set(self.sent)
         if not mine:
             return
@@ -149,11 +154,25 @@ class Liquidation:
         except BrokerError as err:
             self.report(f"halted: could not look for its orders still working ({err}): see the broker's open orders")
             return
+        failed = []
         for order in working:
-            with contextlib.suppress(BrokerError):  # filled or cancelled meanwhile (422)
+            try:
                 self.rest(lambda c, order_id=order.id: c.cancel_order_by_id(order_id))
-        if working:
-            self.report(f"halted: its {len(working)} closing orders still working were cancelled")
+            except BrokerError as err:  # filled meanwhile (422), or the broker failed: looked at below
+                failed.append((order, err))
+        left = [f"{o.client_order_id} ({err})" for o, err in failed if self._still_open(str(o.client_order_id))]
+        if len(working) > len(left):
+            done = len(working) - len(left)
+            self.report(f"halted: its {done} closing orders still working were cancelled (or had ended)")
+        if left:
+            self.report(f"halted: {len(left)} closing orders could not be cancelled, may still fill: {', '.join(left)}")
+
+    def _still_open(self, client_order_id: str) -> bool:
+        """Whether the broker still lists the order as open (yes, when it cannot be asked)."""
+        try:
+            return client_order_id in {str(o.client_order_id) for o in self._account_open_orders()}
+        except BrokerError:
+            return True
 
     def _round(self) -> bool:
         """Cancel, confirm, hear how every order ended, re-read, close, wait. True when there was
@@ -164,7 +183,8 @@ class Liquidation:
         if self.scope != "account":  # the account's positions are the broker's word: nothing to hear
             self._await_heard()
         keep = {} if self.scope == "account" else self.keep()
-        closing = self._worth_an_order(to_close(self._wanted(), self._account_positions(), self._pending(), keep))
+        self.account = self._account_positions()
+        closing = self._worth_an_order(to_close(self._wanted(), self.account, self._pending(), keep))
         if not closing and not self._open_sent():
             return True
         ids: list[str] = []
@@ -174,9 +194,18 @@ class Liquidation:
             self.sent += ids
             self.closing_orders.update(zip(ids, orders, strict=True))
         self._await_sent()
-        refused = [cid for cid in ids if self.status_of(cid) == "rejected"]
-        self.refused = refused if ids and len(refused) == len(ids) else []
+        self._note_refusals(ids)
         return False
+
+    def _note_refusals(self, ids: list[str]) -> None:
+        """A closing order refused as too small marks its ticker so (left open from now on, no pause);
+        when the broker refused (or the workers gave up on) every other order of the round, the next
+        round waits (see _after_refusals)."""
+        ended = [cid for cid in ids if self.status_of(cid) in ("rejected", "failed")]
+        small = [cid for cid in ended if "minimal amount of order" in (self.reason_of(cid) or "")]
+        self.below_minimum.update(self.closing_orders[cid].ticker for cid in small)
+        others = [cid for cid in ended if cid not in small]
+        self.refused = others if others and len(ended) == len(ids) else []
 
     def _say_what_was_gone(self) -> None:
         """What the session held in scope of a symbol the account no longer holds at all (a manual
@@ -194,24 +223,38 @@ class Liquidation:
 
     def _worth_an_order(self, closing: dict[str, float]) -> dict[str, float]:
         """What may go as orders: Alpaca refuses one worth less than $1 (a sliver of a share left by
-        fractional trading), so such a remainder is left open and said — sent, it was refused at
-        every round, and the liquidation never ended."""
+        fractional trading; valued at the position's price, or found so by a refusal). Sent, it was
+        refused at every round and the liquidation never ended. Flattening the account closes such a
+        sliver as a whole position (no minimum); any other scope leaves it open and says so."""
         sendable = {}
         for ticker, quantity in closing.items():
             price = self.prices.get(ticker)
-            if price is not None and abs(quantity) * price < MINIMUM_ORDER_VALUE:
-                self.too_small[ticker] = quantity
-            else:
+            if ticker not in self.below_minimum and (price is None or abs(quantity) * price >= MINIMUM_ORDER_VALUE):
                 self.too_small.pop(ticker, None)
                 sendable[ticker] = quantity
+            elif self.scope == "account":
+                self._close_whole(ticker)
+            else:
+                self.too_small[ticker] = quantity
         return sendable
 
+    def _close_whole(self, ticker: str) -> None:
+        """Alpaca's close position (``DELETE /v2/positions/{symbol}``), once: the account's whole
+        position; its order (the broker names it) is waited for as this liquidation's own."""
+        if ticker not in self.closed_whole:
+            self.closed_whole.add(ticker)
+            order = self.rest(lambda c: c.close_position(ticker))
+            self.sent.append(str(order.client_order_id))
+
     def _say_what_is_too_small(self) -> None:
-        if not self.too_small:
-            return
-        left = ", ".join(f"{qty:g} {t} (${abs(qty) * self.prices[t]:.2f})" for t, qty in sorted(self.too_small.items()))
-        self.report(f"liquidation: {left} left open: Alpaca takes no order worth less than ${MINIMUM_ORDER_VALUE:g}; "
-                    "closing the whole position (Alpaca's close position, or its dashboard) closes it")  # fmt: skip
+        for ticker, qty in sorted(self.too_small.items()):
+            held = self.account.get(ticker, 0.0)
+            value = f" (${abs(qty) * self.prices[ticker]:.2f})" if ticker in self.prices else ""
+            how = ("closing the whole position (Alpaca's close position, or its dashboard) closes it"
+                   if abs(held) <= abs(qty) + _FLAT else
+                   f"the account holds {held:g} {ticker}: it closes only with the rest of them")  # fmt: skip
+            self.report(f"liquidation: {qty:g} {ticker}{value} left open: Alpaca takes no order worth less than "
+                        f"${MINIMUM_ORDER_VALUE:g}; {how}")  # fmt: skip
 
     # ----------------------------------------------------------------- the broker's view
     def _open_orders(self) -> list[Any]:

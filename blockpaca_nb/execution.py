@@ -292,15 +292,15 @@ class ExecutionPool:
             self._dispatch(tracked)
         return [item.ticket for item in tracked]
 
-    def withdraw_unsent(self, action: str, strategy: str = "") -> None:
+    def withdraw_unsent(self, action: str, strategy: str = "", *, urgent: bool = False) -> None:
         """A control action began: every ordinary ticket not yet sent ends as failed ("not sent:
         withdrawn by {action}"), each with its trade-log row; urgent tickets and those already on the
-        wire go on. With ``strategy``, only that strategy's tickets (its liquidation began). Returns
-        at once."""
+        wire go on. With ``strategy``, only that strategy's tickets (its liquidation began), and with
+        ``urgent`` its priority-lane ones too (its liquidation was halted). Returns at once."""
         if strategy:
             with self._lock:
                 for slot in self._slots:
-                    slot.outgoing.put(Withdraw(action, strategy))
+                    slot.outgoing.put(Withdraw(action, strategy, urgent))
             return
         with self._lock:
             self._withdrawn_upto = next(self._seq)  # tickets numbered below this were withdrawn

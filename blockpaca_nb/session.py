@@ -1045,6 +1045,7 @@ class Session:
             send=lambda orders: self._send(orders, urgent=True, strategy=tag),
             status_of=lambda cid: (self.orders.get(cid) or {}).get("status"),
             reason_of=lambda cid: (self.orders.get(cid) or {}).get("reason"),
+            withdraw=lambda: self._pool.withdraw_unsent(f"{where} halted", tag, urgent=True) if self._pool else None,
             say=self._say,
             halted=halted,
             report=lambda reason: self.errors.append(error_event(where, reason)),

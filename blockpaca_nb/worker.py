@@ -77,10 +77,11 @@ as often): longer than any pause a busy machine gives a worker."""
 class Withdraw:
     """The pool's message to a worker: drop every ordinary ticket not yet sent (a control action
     began), or only those of one strategy; tickets in the priority lane and those already on the
-    wire go on."""
+    wire go on — unless ``urgent``: a halted liquidation's own, still waiting for a slot, go too."""
 
     action: str
     strategy: str = ""
+    urgent: bool = False
 
 
 _DUPLICATE_ID = "client_order_id must be unique"
@@ -286,7 +287,7 @@ class _Submitter:
         try:
             while (message := await incoming.get()) != STOP:
                 if isinstance(message, Withdraw):
-                    self._withdraw(message.action, message.strategy)
+                    self._withdraw(message.action, message.strategy, message.urgent)
                     continue
                 await self._take(message)
             await self._wind_down()
@@ -356,11 +357,11 @@ class _Submitter:
             reason = self.withdrawn.pop(job.ticket.seq, NOT_SENT)
             self._emit({**failed(reason, 0), **ticket_fields(job.ticket), "time": time.time(), "latency_ms": 0.0})
 
-    def _withdraw(self, action: str, strategy: str = "") -> None:
+    def _withdraw(self, action: str, strategy: str = "", urgent: bool = False) -> None:
         """A control action began: ordinary tickets still waiting for a slot end unsent (only the
-        strategy's, when one is named)."""
+        strategy's, when one is named; with ``urgent``, its priority-lane tickets too)."""
         for seq, (task, place, sender) in list(self.unsent.items()):
-            if place >= 0 and (not strategy or sender == strategy):
+            if (place >= 0 or urgent) and (not strategy or sender == strategy):
                 self.withdrawn[seq] = WITHDRAWN.format(action=action)
                 task.cancel()
 

@@ -166,6 +166,32 @@ def test_a_liquidation_brings_the_account_to_what_it_must_keep_never_further(
     assert to_close(wanted, account, {}, keep) == expected
 
 
+def test_a_closing_order_refused_as_too_small_leaves_its_sliver_open_and_others_pause_the_next_round() -> None:
+    """The position's price (a mid, or the last trade) may value a sliver at $1.0001 while the sell
+    meets the bid at $0.9998: the broker's refusal ("minimal amount of order") marks the ticker, the
+    next rounds leave it open (it was refused every round and the liquidation never ended) and it
+    is no reason to pause; a round whose every order was refused for another reason pauses the next."""
+    from blockpaca_nb.control import Liquidation
+
+    answers: dict[str, tuple[str, str]] = {}
+    liquidation = Liquidation(
+        scope="session", ledger=None, rest=lambda call: None, send=lambda orders: [], say=print,  # type: ignore[arg-type]
+        status_of=lambda cid: answers[cid][0], reason_of=lambda cid: answers[cid][1], halted=lambda: False,
+        report=print, rate_wait=lambda: 0.0,
+    )  # fmt: skip
+    liquidation.prices = {"AAA": 100.01, "BBB": 50.0}
+    liquidation.closing_orders = {"a": sell("AAA", 0.010_001), "b": sell("BBB", 10)}
+    answers.update(a=("rejected", "cost basis must be >= minimal amount of order 1"), b=("filled", ""))
+    assert liquidation._worth_an_order({"AAA": 0.010_001, "BBB": 10.0}) == {"AAA": 0.010_001, "BBB": 10.0}
+    liquidation._note_refusals(["a", "b"])
+    assert liquidation.below_minimum == {"AAA"} and liquidation.refused == []
+    assert liquidation._worth_an_order({"AAA": 0.010_001}) == {} and liquidation.too_small == {"AAA": 0.010_001}
+    liquidation.closing_orders["c"] = sell("BBB", 10)
+    answers["c"] = ("rejected", "potential wash trade detected. use complex orders")
+    liquidation._note_refusals(["c"])
+    assert liquidation.refused == ["c"]  # every order of the round refused: the next one waits
+
+
 # ----------------------------------------------------------------------------- limits
 
 

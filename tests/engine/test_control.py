@@ -116,10 +116,15 @@ def test_a_liquidation_leaves_a_sliver_worth_under_a_dollar_open_and_says_so(sim
         left = held(sim, "AAPL")
         session.liquidate()
         said = wait_for(lambda: [str(e) for e in session.errors if "left open" in str(e)], 30, "the liquidation's word")
+        assert held(sim, "AAPL") == left and not broker_orders(sim, "liquidate-")  # nothing sent, nothing refused
+        assert f"{left:g} AAPL ($0." in said[0] and "no order worth less than $1" in said[0], said
+        assert "closing the whole position" in said[0]  # the account holds the sliver alone: that closes it
+        session.resume()
+        session.liquidate(scope="account")  # Flatten account: the sliver goes as a whole position (no minimum)
+        wait_for(lambda: held(sim, "AAPL") == 0, 30, "the account flat")
+        wait_for(lambda: session.status != "liquidating", 30, "the flatten to end")
     finally:
         session.stop(wait=True)
-    assert f"{left:g} AAPL ($0." in said[0] and "no order worth less than $1" in said[0], said
-    assert held(sim, "AAPL") == left and not broker_orders(sim, "liquidate-")  # nothing sent, nothing refused
 
 
 def test_hold_cancels_a_halted_liquidations_orders_still_working(tmp_path: Path) -> None:
