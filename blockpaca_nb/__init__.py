@@ -17,6 +17,7 @@ from .errors import (
     BlockpacaError,
     BrokerError,
     ConfigurationError,
+    DataWarning,
     OrderValidationError,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "BlockpacaError",
     "BrokerError",
     "ConfigurationError",
+    "DataWarning",
     "OrderValidationError",
     "Session",
     "Simulator",

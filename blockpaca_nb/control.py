@@ -41,6 +41,16 @@ MAX_PAUSE_S = 10.0  # the longest pause between rounds that made no progress
 _FLAT = 1e-9
 
 
+def sliver_note(ticker: str, quantity: float, value: float | None, held: float | None) -> str:
+    """What a liquidation says of a sliver it left open (worth ``value``; the account holds ``held``)."""
+    worth = "" if value is None else f" (${value:.2f})"
+    how = ("closing the whole position (Alpaca's close position, or its dashboard) closes it"
+           if held is None or abs(held) <= abs(quantity) + _FLAT else
+           f"the account holds {held:g} {ticker}: it closes only with the rest of them")  # fmt: skip
+    return (f"liquidation: {quantity:g} {ticker}{worth} left open: Alpaca takes no order worth less than "
+            f"${MINIMUM_ORDER_VALUE:g}; {how}")  # fmt: skip
+
+
 def check_scope(scope: object) -> str:
     if scope not in LIQUIDATION_SCOPES:
         raise ConfigurationError(f"scope={scope!r} is not valid; allowed: {', '.join(map(repr, LIQUIDATION_SCOPES))}")
@@ -137,7 +147,8 @@ class Liquidation:
         if not self.refused:
             return 0.5
         reasons = sorted({self.reason_of(cid) or "refused" for cid in self.refused})
-        self.say(f"liquidating: the broker refused {len(self.refused)} closing orders ({'; '.join(reasons)});"
+        whose = f" {self.strategy}" if self.strategy else ""
+        self.say(f"liquidating{whose}: the broker refused {len(self.refused)} closing orders ({'; '.join(reasons)});"
                  f" trying again in {pause:g} s")  # fmt: skip
         self._nap(pause)
         return min(MAX_PAUSE_S, pause * 2)
@@ -248,13 +259,8 @@ class Liquidation:
 
     def _say_what_is_too_small(self) -> None:
         for ticker, qty in sorted(self.too_small.items()):
-            held = self.account.get(ticker, 0.0)
-            value = f" (${abs(qty) * self.prices[ticker]:.2f})" if ticker in self.prices else ""
-            how = ("closing the whole position (Alpaca's close position, or its dashboard) closes it"
-                   if abs(held) <= abs(qty) + _FLAT else
-                   f"the account holds {held:g} {ticker}: it closes only with the rest of them")  # fmt: skip
-            self.report(f"liquidation: {qty:g} {ticker}{value} left open: Alpaca takes no order worth less than "
-                        f"${MINIMUM_ORDER_VALUE:g}; {how}")  # fmt: skip
+            price = self.prices.get(ticker)
+            self.report(sliver_note(ticker, qty, None if price is None else abs(qty) * price, self.account.get(ticker)))
 
     # ----------------------------------------------------------------- the broker's view
     def _open_orders(self) -> list[Any]:

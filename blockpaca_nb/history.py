@@ -187,16 +187,24 @@ def _check_sim_range(start: date, end: date, first: date, today: date, sessions:
 # =============================================================================== DataFrames
 
 
-def frame_tape(frame: pd.DataFrame, symbols: Sequence[str], spread_bps: float = DEFAULT_SPREAD_BPS) -> Tape:
+Window = tuple[date | None, date | None]  # the days replayed (New York), either end open
+
+
+def frame_tape(
+    frame: pd.DataFrame, symbols: Sequence[str], spread_bps: float = DEFAULT_SPREAD_BPS, window: Window = (None, None)
+) -> Tape:
     """A tape from bars (open, high, low, close, volume) or quotes (bid, ask, bid_size, ask_size),
     one row per symbol and time: a (symbol, timestamp) index as alpaca-py's `.df` gives, or
-    `symbol` and `timestamp` columns. Bars are minute bars stamped with their start."""
+    `symbol` and `timestamp` columns. Bars are minute bars stamped with their start. What it cannot
+    use as given is said (a DataWarning) for the days of ``window``, the ones replayed."""
     long = _long_form(frame)
     missing = sorted(set(symbols) - set(long["symbol"]))
     if missing:
         raise ConfigurationError(f"data has no rows for {', '.join(missing)}; it has: {sorted(set(long['symbol']))}")
-    _warn_of_missing_days(long[long["symbol"].isin(symbols)])
+    replayed = _within(long[long["symbol"].isin(symbols)], window)
+    _warn_of_missing_days(replayed)
     if {"bid", "ask"} <= set(long.columns):
+        _warn_of_crossed(replayed)
         return _quote_tape(long, symbols)
     if not set(BAR_FIELDS) - {"volume"} <= set(long.columns):
         raise ConfigurationError(
@@ -211,17 +219,30 @@ def frame_tape(frame: pd.DataFrame, symbols: Sequence[str], spread_bps: float = 
     return tape_from_bars(symbols, start, bars, np.full(len(symbols), float(spread_bps)))
 
 
+def _within(long: pd.DataFrame, window: Window) -> pd.DataFrame:
+    """The rows of the days in ``window`` (New York dates, both included), with their day."""
+    import pandas as pd
+
+    from .sim.calendar import EASTERN
+
+    days = long["timestamp"].dt.tz_convert(EASTERN).dt.normalize()
+    keep = np.ones(len(long), dtype=bool)
+    if window[0] is not None:
+        keep &= (days >= pd.Timestamp(window[0], tz=EASTERN)).to_numpy()
+    if window[1] is not None:
+        keep &= (days <= pd.Timestamp(window[1], tz=EASTERN)).to_numpy()
+    return long.assign(day=days)[keep]
+
+
 def _warn_of_missing_days(long: pd.DataFrame) -> None:
     """Say which symbols have no rows on a day the data has others': before a symbol's first day the
     replay cannot start (nothing is filled backwards), after it the last price is carried through
     the day — orders fill at it. A quiet minute is no gap (minute bars skip minutes with no trade)."""
     import warnings
 
-    from .sim.calendar import EASTERN
-
-    days = long["timestamp"].dt.tz_convert(EASTERN).dt.normalize()
-    held = {symbol: set(group) for symbol, group in days.groupby(long["symbol"].to_numpy())}
-    every = set(days.unique())
+    pairs = long[["symbol", "day"]].drop_duplicates()  # one row per symbol and day: millions of quotes are few days
+    held = {symbol: set(group) for symbol, group in pairs["day"].groupby(pairs["symbol"].to_numpy())}
+    every = set(pairs["day"].unique())
     for symbol, its in sorted(held.items()):
         first = min(its)
         late = sorted(d for d in every if d < first)
@@ -292,8 +313,15 @@ def _utc(stamps: pd.Series) -> pd.Series:
 
     if pd.api.types.is_numeric_dtype(stamps):
         return pd.to_datetime(stamps, unit="s", utc=True)
-    first = stamps.iloc[0]
-    if pd.Timestamp(first).tzinfo is None:
+    if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        return stamps.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(stamps):
+        zoned = np.zeros(len(stamps), dtype=bool)
+    else:  # text or datetime objects, perhaps some with a zone and some without
+        zoned = stamps.astype(str).str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).to_numpy()
+    naive = ~zoned & stamps.notna().to_numpy()
+    if naive.any():
+        first = stamps[naive].iloc[0]
         raise ConfigurationError(
             f"data='s timestamps have no time zone (the first: {str(first)[:40]!r}); allowed: times with their zone or"
             " epoch seconds — say which zone, e.g. frame['timestamp'] = frame['timestamp'].dt.tz_localize("
@@ -322,21 +350,20 @@ def _quote_tape(long: pd.DataFrame, symbols: Sequence[str]) -> Tape:
     sizes = {
         f: wide[f].to_numpy(float) if f in wide else np.full_like(bid, SIZE_FLOOR) for f in ("bid_size", "ask_size")
     }
-    _warn_of_crossed(wide.index, bid, ask, symbols)
     bar_end, bars = _mid_bars(wide.index, (bid + ask) / 2)
     return Tape(tuple(symbols), times, bid, ask, sizes["bid_size"], sizes["ask_size"], bar_end, bars)
 
 
-def _warn_of_crossed(index: pd.DatetimeIndex, bid: np.ndarray, ask: np.ndarray, symbols: Sequence[str]) -> None:
+def _warn_of_crossed(long: pd.DataFrame) -> None:
     """Quotes whose bid is above their ask: a buy fills under the price it could sell at at once."""
     import warnings
 
-    crossed = bid > ask
-    if crossed.any():
-        i, j = np.argwhere(crossed)[0]
-        warnings.warn(f"data= has {int(crossed.sum())} crossed quotes (bid above ask; the first: {symbols[j]} at "
-                      f"{index[i]}, {bid[i, j]:g} / {ask[i, j]:g}): orders fill at them as given", DataWarning,
-                      stacklevel=5)  # fmt: skip
+    crossed = long[(long["bid"] > long["ask"]).to_numpy()]
+    if len(crossed):
+        first = crossed.iloc[0]
+        warnings.warn(f"data= has {len(crossed)} crossed quotes (bid above ask; the first: {first['symbol']} at "
+                      f"{first['timestamp']}, {first['bid']:g} / {first['ask']:g}): orders fill at them as given",
+                      DataWarning, stacklevel=4)  # fmt: skip
 
 
 def _mid_bars(index: pd.DatetimeIndex, mid: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:

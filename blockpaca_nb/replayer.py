@@ -34,12 +34,20 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .books import CONTROL_TAG, SESSION_BOOK, Books
+from .control import sliver_note
 from .errors import ConfigurationError
-from .events import order_refused
+from .events import error_event, order_refused
 from .fees import REGULATORY, FeeSchedule
 from .history import DEFAULT_SPREAD_BPS, Tape, frame_tape, sim_tape
 from .lineup import strategy_name
-from .orders import Order, liquidation_orders, new_client_order_id, parse_block, strategy_from_client_order_id
+from .orders import (
+    MINIMUM_ORDER_VALUE,
+    Order,
+    liquidation_orders,
+    new_client_order_id,
+    parse_block,
+    strategy_from_client_order_id,
+)
 from .refusals import with_advice
 from .replay_records import Records, entry_of
 from .sim.broker import PROFILES, ApiError, Broker, SimOrder
@@ -358,11 +366,23 @@ class Replayer:
         self.broker.cancel_all(t)
         t = self._settle(t)
         for order in liquidation_orders(p.as_blockpaca() for p in self.broker.positions.values()):
+            if not self._worth_an_order(order, t):
+                continue
             self._send(order, t, CONTROL_TAG)  # as live: the session's liquidation closes the books holding
         self._until_flat(self._settle(t))
         if self.books is not None:
             self.books.settle_flat(self._marks())
             self._sample_pnl(t)
+
+    def _worth_an_order(self, order: Order, t: float) -> bool:
+        """As live: a position worth less than Alpaca's $1 minimum order is left open, and said."""
+        closing = typed_order(self.broker, order, "", t)
+        value = self.broker.cost_basis(closing)
+        if value >= MINIMUM_ORDER_VALUE:
+            return True
+        qty = float(order.quantity or 0.0) * (1 if order.side == "sell" else -1)
+        self._error(lambda: error_event("liquidate", sliver_note(order.ticker, qty, value, None)) | {"time": t})
+        return False
 
     def _custom(self, t: float) -> None:
         if self.custom is None:
@@ -605,19 +625,25 @@ def replay(
 
 
 def _check_some_tick_in_session(runner: Replayer, market_hours: str) -> None:
-    """The session ends 30 s before the last close: data that all comes after it (quotes recorded
-    after hours) would replay nothing — said now, not as an empty result."""
-    first = float(runner.tape.times[0])
-    if runner.final_eos is not None and first >= runner.final_eos:
-        import pandas as pd
+    """Data with no tick in NYSE regular hours before the session's end (30 s before the last close)
+    — quotes recorded after hours, or before the open — would replay nothing, or orders that wait
+    `accepted` to the end: said now, not as an empty result."""
+    if market_hours == "always":
+        return
+    end = runner.final_eos if runner.final_eos is not None else INFINITY
+    for t in runner.tape.times.tolist():
+        if t >= end:
+            break
+        if runner.hours.phase(t) == "regular":
+            return
+    import pandas as pd
 
-        ends = pd.Timestamp(runner.final_eos, unit="s", tz="UTC").tz_convert(EASTERN)
-        starts = pd.Timestamp(first, unit="s", tz="UTC").tz_convert(EASTERN)
-        raise ConfigurationError(
-            f"data= has no tick before the session ends ({ends:%Y-%m-%d %H:%M:%S} New York, 30 s before the close):"
-            f" its first is {starts:%Y-%m-%d %H:%M:%S}; with market_hours={market_hours!r} nothing would be replayed."
-            " Allowed: data inside NYSE hours, or market_hours='always' for quotes recorded outside them"
-        )
+    first, last = (pd.Timestamp(float(t), unit="s", tz="UTC").tz_convert(EASTERN) for t in runner.tape.times[[0, -1]])
+    raise ConfigurationError(
+        f"data= has no tick in NYSE regular hours before the session's end (30 s before the close): it runs from "
+        f"{first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S} New York; with market_hours={market_hours!r} nothing"
+        " would trade. Allowed: data inside NYSE hours, or market_hours='always' for quotes recorded outside them"
+    )
 
 
 def _regulatory(charged: object) -> FeeSchedule | None:
@@ -740,10 +766,11 @@ class Source:
             return sim_tapes.get(self.sim_key(symbols, first, last))
         if isinstance(data, str) and data == "alpaca":
             return self._alpaca(symbols, _date("start", start), _date("end", end))
+        window = (None if start is None else _date("start", start), None if end is None else _date("end", end))
         if isinstance(data, pd.DataFrame):
-            return _clip(frame_tape(data, symbols, self.spread_bps or DEFAULT_SPREAD_BPS), start, end)
+            return _clip(frame_tape(data, symbols, self.spread_bps or DEFAULT_SPREAD_BPS, window), start, end)
         if isinstance(data, str | bytes) or hasattr(data, "__fspath__"):
-            return _clip(frame_tape(_read_quote_file(data), symbols), start, end)
+            return _clip(frame_tape(_read_quote_file(data), symbols, window=window), start, end)
         shown = repr(data) if data is None or isinstance(data, int | float) else type(data).__name__
         raise ConfigurationError(
             f"data={shown} is not valid; allowed: 'sim', 'alpaca', a DataFrame, or a quote file's path"
@@ -763,7 +790,7 @@ class Source:
             raise ConfigurationError(f"end={end} is not in the past; allowed: dates before {today} (days cached whole)")
         first = start - timedelta(days=self.warm_up_days)
         frame = alpaca_bars(symbols, first, end, **self.alpaca)
-        return _clip(frame_tape(frame, symbols, self.spread_bps or DEFAULT_SPREAD_BPS), start, end)
+        return _clip(frame_tape(frame, symbols, self.spread_bps or DEFAULT_SPREAD_BPS, (start, end)), start, end)
 
 
 class SimTapeKey(NamedTuple):

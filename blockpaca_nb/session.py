@@ -297,8 +297,7 @@ class Session:
         return register(fn) if fn is not None else register
 
     def _register(self, slot: Slot, *, alongside: bool, rate: float | None = None) -> None:
-        self._risk.set(slot.name, slot.limits, slot.budget)  # before self._lock: submit takes them the other way
-        self.books.open(slot.name, slot.budget)
+        self._risk.set(slot.name, slot.limits, slot.budget)  # and its book; before self._lock (submit: the other way)
         if alongside:
             self.books.unforward(slot.name)  # a former main strategy's fills are its own again
         with self._lock:
@@ -1112,11 +1111,14 @@ class Session:
         (what ``s.get_current_data()`` gives: with several strategies, the main one's book alone left
         the others' positions open), its orders — returned or passed to ``submit_order`` — go as the
         session's, in the priority lane; its state is the main strategy's."""
+        def submit_order(orders: object) -> list[str]:
+            ids = self._custom_orders(orders)
+            sent.extend(ids)
+            return ids
+
         context = self._context_for(None)
-        context["get_current_data"] = self.get_current_data
-        context["submit_order"] = lambda orders: sent.extend(ids := self._custom_orders(orders)) or ids
-        main = self._lineup.main
-        context.state = self._lineup.slots[main].context_state if main else self._lineup.first_state
+        context["get_current_data"], context["submit_order"] = self.get_current_data, submit_order
+        context.state = self.state
         return context
 
     def _custom_orders(self, orders: object) -> list[str]:

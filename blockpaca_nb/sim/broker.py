@@ -187,9 +187,9 @@ def _check_replaceable(order: SimOrder, body: Mapping[str, Any]) -> None:
     if order.notional is not None:
         raise ApiError(422, 42210000, "notional orders cannot be replaced: cancel it and submit a new one")
     qty = parse_number(body, "qty")
-    if qty is None:
+    if qty is None or qty == order.qty:  # its own qty again (with a new price, say): no change
         return
-    if order.qty is not None and order.qty != int(order.qty) and qty != order.qty:
+    if order.qty is not None and order.qty != int(order.qty):
         raise ApiError(422, 42210000, "the qty of a fractional order cannot be changed")
     if qty != int(qty):
         raise invalid("qty must be a whole number of shares to replace an order")
@@ -448,15 +448,20 @@ class Broker:
         return order
 
     def _check_minimum(self, order: SimOrder) -> None:
-        """Alpaca takes no order worth less than $1 — its cost basis: the notional, else the qty at the
-        limit (or stop) price, or at the quote it meets (403, Alpaca's text)."""
+        """Alpaca takes no order worth less than $1 (403, Alpaca's text)."""
+        if self.cost_basis(order) < MINIMUM_ORDER_VALUE:
+            raise ApiError(403, 40310000, "cost basis must be >= minimal amount of order 1")
+
+    def cost_basis(self, order: SimOrder) -> float:
+        """What Alpaca values an order at for its minimum: the notional, else the qty at the limit (or
+        stop) price, or at the quote it meets (a sell the bid, a buy the ask)."""
+        if order.notional is not None:
+            return order.notional
         price = order.limit_price or order.stop_price
-        if price is None and order.notional is None:
+        if price is None:
             bid, ask, _, _ = self.touch(order.symbol)
             price = ask if order.side == "buy" else bid
-        cost = order.notional if order.notional is not None else (order.qty or 0.0) * (price or 0.0)
-        if cost < MINIMUM_ORDER_VALUE:
-            raise ApiError(403, 40310000, "cost basis must be >= minimal amount of order 1")
+        return (order.qty or 0.0) * price
 
     def _check_unique(self, order: SimOrder) -> None:
         """A client order id is found taken last, after the account's checks, as a unique constraint
@@ -887,6 +892,7 @@ class Broker:
         new = self._parse(fields)
         if _same_terms(old, new):
             raise ApiError(403, 40310000, "order parameters are not changed")
+        self._check_minimum(new)
         self._check_conflicts(new, replacing=old)
         self._check_funds(new, replacing=old)
         self._check_unique(new)

@@ -21,6 +21,7 @@ PUBLIC = [
     "BlockpacaError",
     "BrokerError",
     "ConfigurationError",
+    "DataWarning",
     "OrderValidationError",
     "Session",
     "Simulator",

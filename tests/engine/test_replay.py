@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import gc
 import io
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -440,14 +441,21 @@ def test_data_it_cannot_read_as_given_is_refused_or_said() -> None:
     assert first.date() == dt.date(2026, 11, 4)
     evening = bars[bars["timestamp"] >= pd.Timestamp("2026-11-06 20:00", tz="UTC")]  # 15:00 New York on: no session
     after = evening.assign(timestamp=evening["timestamp"] + pd.Timedelta(hours=1, minutes=1))  # 16:01 on
-    with pytest.raises(ConfigurationError, match=r"no tick before the session ends .* market_hours='always'"):
+    with pytest.raises(ConfigurationError, match=r"no tick in NYSE regular hours .* market_hours='always'"):
         replay(momentum, ["AAPL", "MSFT"], data=after, progress=False)
+    before = evening.assign(timestamp=evening["timestamp"] - pd.Timedelta(hours=7))  # 08:00 on: before the open
+    with pytest.raises(ConfigurationError, match=r"no tick in NYSE regular hours .* from 2026-11-06 08:00:00"):
+        replay(momentum, ["AAPL", "MSFT"], data=before, progress=False)
     assert "ticks" in repr(replay(momentum, ["AAPL", "MSFT"], data=after, market_hours="always", progress=False))
     times = pd.date_range("2026-11-03 14:30", periods=60, freq="1s", tz="UTC")
     quotes = pd.DataFrame({"symbol": "AAPL", "timestamp": times, "bid": 100.0, "ask": 100.02})
     quotes.loc[30, ["bid", "ask"]] = [101.0, 99.0]
+    others = quotes.assign(symbol="MSFT", bid=50.0, ask=50.01, timestamp=times + pd.Timedelta(milliseconds=500))
     with pytest.warns(DataWarning, match=r"1 crossed quotes \(bid above ask; the first: AAPL at 2026-11-03 14:30:30"):
-        replay(momentum, ["AAPL"], data=quotes, progress=False)
+        replay(momentum, ["AAPL", "MSFT"], data=pd.concat([quotes, others]), progress=False)  # one, however many follow
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # what is missing before start is not what is replayed
+        replay(momentum, ["AAPL", "MSFT"], data=gap, start="2026-11-05", end="2026-11-06", progress=False)
 
 
 def _spread(symbol: str) -> float:
@@ -904,6 +912,22 @@ def test_a_custom_end_sees_every_strategys_positions_as_live() -> None:
     assert r.positions.empty and not r.errors
     sells = r.orders[r.orders["side"] == "sell"]
     assert sorted(zip(sells["symbol"], sells["qty"], strict=True)) == [("AAPL", 3.0), ("MSFT", 2.0)]
+
+
+def test_the_end_of_session_liquidation_leaves_a_sliver_under_a_dollar_open_and_says_so_as_live() -> None:
+    def sliver(ctx: Any) -> Any:
+        ask = ctx.get_current_data()[0]["AAPL"]["ask"]
+        step = ctx.state["step"] = ctx.state.get("step", 0) + 1
+        bought = ctx.state.setdefault("bought", round(3 / ask, 6))  # about $3, then all but about $0.40
+        orders = {1: ("buy", bought), 2: ("sell", round(bought - 0.4 / ask, 6))}
+        return [{"ticker": "AAPL", "side": orders[step][0], "order_type": "market", "quantity": orders[step][1]}] \
+            if step in orders else []  # fmt: skip
+
+    r = replay(sliver, ["AAPL"], **DAY, progress=False)
+    assert len(r.orders) == 2 and list(r.positions["ticker"]) == ["AAPL"]  # nothing sent for it, nothing refused
+    assert 0 < r.positions["market_value"].iloc[0] < 1
+    said = [e["reason"] for e in r.errors if isinstance(e, dict) and e.get("where") == "liquidate"]
+    assert len(said) == 1 and "left open: Alpaca takes no order worth less than $1" in said[0]
 
 
 def test_regulatory_fees_are_charged_like_a_live_accounts_and_land_in_the_books() -> None:

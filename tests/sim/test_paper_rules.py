@@ -230,6 +230,12 @@ def test_a_notional_order_is_never_replaced_and_a_fractional_ones_qty_never_chan
     assert (held[str(fraction.id)]["qty"], held[str(whole.id)]["qty"]) == ("1.5", "2")
     moved = client.replace_order_by_id(fraction.id, ReplaceOrderRequest(limit_price=round(ask / 3, 2)))
     assert broker_order(sim, moved.id)["qty"] == "1.5"  # its price may move, its qty stays
+    wait_for(lambda: broker_order(sim, moved.id)["status"] == "new", what="the replacement live")  # not pending_new
+    orders = f"{sim.urls['trading']}/v2/orders"
+    again = raw.patch(f"{orders}/{moved.id}", json={"qty": "1.5", "limit_price": round(ask / 4, 2)})
+    assert again.status_code == 200 and again.json()["qty"] == "1.5"  # its own qty again, with a new price: taken
+    cheap = raw.patch(f"{orders}/{whole.id}", json={"qty": "1", "limit_price": "0.5"})
+    assert (cheap.status_code, cheap.json()["message"]) == (403, "cost basis must be >= minimal amount of order 1")
 
 
 def test_an_order_that_fills_while_pending_cancel_or_replace(make_sim: Factory, trade_updates: Any) -> None:
