@@ -870,7 +870,8 @@ class Session:
             return
         if self.status in ("created", "liquidating", "stopping", *ENDED_SESSION_STATES):
             raise BlockpacaError(f"cannot liquidate {strategy}: the session is {self.status}")
-        refuse_while(self._control)  # the session's own control action owns the positions now
+        if self._control != "hold":  # after Hold a strategy's book may still be closed: nothing else runs
+            refuse_while(self._control)  # the session's own control action owns the positions now
         self._lineup.require(strategy)
         self._halt_strategy_liquidations(strategy, wait_s=2.0)  # a second press replaces the first
         self._set_state(strategy, "liquidating", "liquidated by the user")

@@ -232,7 +232,10 @@ class Controls:
             self.strategy.value = active
         _set(self.strategy, "disabled", names == [NO_STRATEGY])
         if tuple(names) != tuple(self.target.options):
-            self.target.options = names  # the user's pick stays when it is still there
+            picked = self.target.value
+            self.target.options = names  # (a Dropdown resets to the first option here)
+            if picked in names:
+                self.target.value = picked  # the user's pick stays: "Liquidate it" acts on it, on no other
         for button in (self.pause_one, self.resume_one, self.liquidate_one):
             _set(button, "disabled", names == [NO_STRATEGY] or session.status not in ACTIVE)
 

@@ -514,6 +514,12 @@ def test_kill_and_one_strategys_buttons_call_the_session(fake: FakeSession) -> N
     c.liquidate_one.click()
     c.kill.click()
     assert fake.calls == ["pause beta", "resume beta", "liquidate strategy beta", "kill"]
+    fake.strategies.append("gamma")  # a cell registers another strategy: the pick stays (the Dropdown reset it to
+    refresh_on_a_thread(dashboard)  # the first, and "Liquidate it" closed alpha's book instead of beta's)
+    assert list(c.target.options) == ["alpha", "beta", "gamma"] and c.target.value == "beta"
+    fake.calls = []
+    c.liquidate_one.click()
+    assert fake.calls == ["liquidate strategy beta"]
     fake.mode, fake.calls = "live", []
     c.kill.click()  # on a live account the kill switch asks first
     assert fake.calls == []

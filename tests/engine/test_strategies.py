@@ -421,7 +421,7 @@ def test_liquidating_a_strategy_waits_for_the_other_books_fills_the_session_has_
     assert held(sim, "AAPL") == 0 and [float(o["qty"]) for o in tagged(sim, "first") if o["side"] == "sell"] == [10.0]
 
 
-def test_liquidating_a_strategy_cancels_its_brackets_exits_and_works_after_a_hold(
+def test_liquidating_a_strategy_cancels_its_brackets_exits_and_works_while_the_session_is_held(
     sim: Simulator, tmp_path: Path
 ) -> None:
     session = started(make_session(sim, tmp_path, "strategies"), quotes=True)
@@ -432,11 +432,14 @@ def test_liquidating_a_strategy_cancels_its_brackets_exits_and_works_after_a_hol
         wait_for(lambda: book(session, "bracketed") == {"AAPL": 10.0}, 30, "the entry filled")
         wait_for(lambda: len([o for o in sim.orders() if o["status"] in ("new", "held")]) == 2, 30, "the exits")
         session.hold()
-        session.resume()
-        session.liquidate(strategy="bracketed")
+        wait_for(lambda: session.status == "paused", 30, "the hold in force")
+        session.liquidate(strategy="bracketed")  # no resume first: that would let every strategy trade again
         wait_for(lambda: held(sim, "AAPL") == 0, 30, "the strategy's position closed")
         wait_for(lambda: book(session, "bracketed") == {}, 30, "its book flat")
         assert not [o for o in sim.orders() if o["status"] in ("new", "held", "accepted", "pending_cancel")]
+        assert session.status == "paused"  # still held: strategy orders refused until resume()
+        with pytest.raises(BlockpacaError, match="hold"):
+            session.submit([market("AAPL", "buy", 1)], strategy="bracketed")
     finally:
         session.stop(wait=True, timeout=60)
 
