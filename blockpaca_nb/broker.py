@@ -128,6 +128,7 @@ class Target:
     mode: str
     connection: Connection | None  # None in sim mode until the simulator serves
     simulator: Simulator | None = None
+    own_simulator: bool = False  # made for the session (no keys, or simulator options), not passed in
 
     def connect(self) -> Connection:
         """The live connection; in sim mode this starts the simulator (blocking: call off the kernel)."""
@@ -157,7 +158,8 @@ def resolve(
     if mode == "sim":
         if urls:
             raise ConfigurationError("urls= cannot be combined with mode='sim'; pass simulator= instead")
-        return Target("sim", None, _simulator(simulator, tickers))
+        own = simulator is None or isinstance(simulator, Mapping)
+        return Target("sim", None, _simulator(simulator, tickers), own_simulator=own)
     if simulator is not None:
         raise ConfigurationError(f"simulator= is only used with mode='sim' (mode is {mode!r})")
     if not (api_key and secret_key):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import BlockpacaError
@@ -29,18 +30,20 @@ _running: dict[str, weakref.ref[Any]] = {}
 _lock = threading.Lock()
 
 
-def account_key(target: Target, started_here: bool) -> str:
-    """A name for the account a session trades on (no secret in it)."""
+def account_key(target: Target) -> str:
+    """A name for the account a session trades on (no secret in it): every session's own simulator is
+    one account (re-running the cell replaces the last session), a Simulator passed in is its own."""
     if target.mode == "sim":
-        return "sim:embedded" if started_here else f"sim:{id(target.simulator)}"
+        return "sim:embedded" if target.own_simulator else f"sim:{id(target.simulator)}"
     assert target.connection is not None
     key_id = target.connection.credentials.api_key.encode()
     return f"{target.mode}:{hashlib.sha256(key_id).hexdigest()[:12]}"
 
 
-def take_over(key: str, session: Any, replace: bool | str) -> Any:
-    """Register `session` as the account's live one; return the session it replaces (already told
-    to stop), or None. Raises BlockpacaError when `replace` is False and another one runs."""
+def take_over(key: str, session: Any, replace: bool | str, hand_over: Callable[[Any], None] | None = None) -> Any:
+    """Register `session` as the account's live one; return the session it replaces (handed to
+    `hand_over`, then told to stop), or None. Raises BlockpacaError when `replace` is False and
+    another one runs."""
     with _lock:
         previous = _running.get(key)
         old = previous() if previous is not None else None
@@ -53,6 +56,8 @@ def take_over(key: str, session: Any, replace: bool | str) -> Any:
             )
         _running[key] = weakref.ref(session)
     if old is not None:
+        if hand_over is not None:
+            hand_over(old)
         old.stop(eos="hold" if replace is True else str(replace))
     return old
 

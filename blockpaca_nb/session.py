@@ -254,7 +254,8 @@ class Session:
         self._threads: list[threading.Thread] = []
         self._recorder_ready = threading.Event()
         self._recorder_problem: str | None = None
-        self._started_simulator = False
+        self._started_simulator = False  # this session stops the simulator at its end (it started it, or took it over)
+        self._adopted_simulator = False
         self._stop_eos: str | None = None
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         self.overruns = 0
@@ -398,14 +399,19 @@ class Session:
                 raise BlockpacaError(f"this session is {self.status}; create a new Session to trade again")
             if self.status != "created":
                 return self  # already started
-            own_simulator = self._target.simulator is not None and not self._target.simulator.running
-            self._account = running.account_key(self._target, own_simulator)
-            self._replaced = running.take_over(self._account, self, self.config.replace_running)
+            self._account = running.account_key(self._target)
+            self._replaced = running.take_over(self._account, self, self.config.replace_running, self._adopt_simulator)
             self.status = "starting"
         if self._replaced is not None:
             print(self._replacement_notice(self._replaced))
         self._spawn_thread(self._start_and_run, "blockpaca-session")
         return self
+
+    def _adopt_simulator(self, old: Session) -> None:
+        """Replacing a session on the same Simulator (its cell re-run), this one stops it at the end:
+        the old one, which started it, would have stopped it under this one's feet."""
+        if old._target.simulator is self._target.simulator and old._started_simulator:
+            old._started_simulator, self._adopted_simulator = False, True
 
     def _replacement_notice(self, old: Session) -> str:
         how = "hold" if self.config.replace_running is True else str(self.config.replace_running)
@@ -451,7 +457,8 @@ class Session:
         log.error("session failed: %s (in the %s)", self.failure, where)
 
     def _bring_up(self) -> None:
-        self._started_simulator = self._target.simulator is not None and not self._target.simulator.running
+        running_now = self._target.simulator is None or self._target.simulator.running
+        self._started_simulator = self._adopted_simulator or not running_now
         with sigint_blocked():  # the simulator process must not die of an early Interrupt either
             self._connection = connection = self._target.connect()
         self._limiter = RateLimiter(self.max_orders_per_minute or 200, self.config.rate_window_s)

@@ -367,6 +367,34 @@ def test_a_failing_session_thread_still_runs_the_eos_action(sim: Simulator, tmp_
     assert [o["status"] for o in broker_orders(sim, "liquidate-")] == ["filled"]
 
 
+def test_re_running_a_session_on_a_simulator_it_started_replaces_it_and_keeps_the_simulator(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """A notebook makes `sim = Simulator(...)` in one cell and the Session on it in the next; the
+    first session starts the simulator. Re-running the Session cell replaced nothing (the account
+    was named differently once the simulator ran): the old session traded on out of sight and held
+    the data plan's one connection, so the new one never had a quote. Now it is replaced, and the
+    simulator — which the old one would have stopped under the new one's feet — is the new one's."""
+    simulator = Simulator(symbols=TICKERS, seed=3, quotes_per_second=20)
+    first = make_session(simulator, tmp_path, trade_log_name="first")
+    first.strategy(buying_once(2))
+    started(first)
+    second = None
+    try:
+        wait_for(lambda: held(simulator, "AAPL") == 2 and not first.positions.empty, what="the first session's fill")
+        second = make_session(simulator, tmp_path, trade_log_name="second")
+        started(second, quotes=True)  # the old feed gave up the data plan's one connection
+        assert first.wait(30), "the first session was not stopped"
+        assert "stopped the running session 'first' (hold)" in capsys.readouterr().out
+        assert simulator.running and held(simulator, "AAPL") == 2  # hold: kept, on the simulator still running
+    finally:
+        if second is not None:
+            second.stop(wait=True)
+        first.stop(wait=True)
+    assert not simulator.running  # the session that took it over stopped it at its end
+    simulator.stop()
+
+
 def test_a_new_session_stops_the_running_one(sim: Simulator, tmp_path: Path, capsys: Any) -> None:
     first = make_session(sim, tmp_path, trade_log_name="first")
     first.strategy(buying_once(2))
