@@ -44,6 +44,7 @@ class Controls:
         self.last_action = ""
         self._wake = wake
         self._confirmed_action: Callable[[], Any] = lambda: None
+        self._asked = ""  # what the open question's "Yes" does
         self._pump_thread: int | None = None
         self._build()
 
@@ -139,7 +140,9 @@ class Controls:
 
     # ------------------------------------------------------------------ handlers (any thread)
     def _call(self, what: str, method: Callable[[], Any]) -> None:
-        """Call a non-blocking session method; a failure becomes a notice, never an exception."""
+        """Call a non-blocking session method; a failure becomes a notice, never an exception. A
+        question still open is withdrawn: its "Yes" must not act after another action was taken."""
+        self.confirming = False
         try:
             method()
         except Exception as err:
@@ -155,14 +158,16 @@ class Controls:
     def request_liquidate(self) -> None:
         """Liquidate the session at once, or, on a live account, ask first."""
         if self.session.mode == "live":
-            self._ask("<b>LIVE account:</b> close this session's positions with market orders?", self.session.liquidate)
+            question = "<b>LIVE account:</b> close this session's positions with market orders?"
+            self._ask(question, "liquidate", "Yes, liquidate", self.session.liquidate)
             return
         self._call("liquidate", self.session.liquidate)
 
     def request_kill(self) -> None:
         """The kill switch at once, or, on a live account, ask first."""
         if self.session.mode == "live":
-            self._ask("<b>LIVE account:</b> halt every strategy and close this session's positions?", self.session.kill)
+            question = "<b>LIVE account:</b> halt every strategy and close this session's positions?"
+            self._ask(question, "kill", "Yes, kill", self.session.kill)
             return
         self._call("kill", self.session.kill)
 
@@ -181,20 +186,24 @@ class Controls:
             "<b>Flatten the whole account?</b> Cancels every open order and closes every position,"
             " including ones this session did not open."
         )
-        self._ask(question, lambda: self.session.liquidate(scope="account"))
+        flatten = lambda: self.session.liquidate(scope="account")  # noqa: E731
+        self._ask(question, "flatten account", "Yes, flatten the account", flatten)
 
-    def _ask(self, question: str, action: Callable[[], Any]) -> None:
-        self.question.value = question
-        self._confirmed_action = action
+    def _ask(self, question: str, what: str, yes: str, action: Callable[[], Any]) -> None:
+        """Ask before ``action`` (named ``what``; ``yes``: the button that does it)."""
+        self.question.value, self.yes.description = question, yes
+        self._confirmed_action, self._asked = action, what
         self.confirming = True
         self._wake()
 
     def _confirmed(self, yes: bool) -> None:
+        if not self.confirming:  # withdrawn meanwhile (another action was taken)
+            return
         self.confirming = False
         if yes:
-            self._call("liquidate", self._confirmed_action)
+            self._call(self._asked, self._confirmed_action)
         else:
-            self.last_action = "liquidation cancelled"
+            self.last_action = f"{self._asked} cancelled"
             self._wake()
 
     def _on_strategy(self, change: dict[str, Any]) -> None:

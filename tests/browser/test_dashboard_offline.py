@@ -415,11 +415,18 @@ def test_flatten_account_always_asks_first(fake: FakeSession) -> None:
     dashboard.refresh()
     assert dashboard.controls.confirm_bar.layout.display == "flex"
     assert "whole account" in dashboard.controls.question.value
+    assert dashboard.controls.yes.description == "Yes, flatten the account"
     dashboard.controls.no.click()
-    assert fake.calls == []
+    assert fake.calls == [] and dashboard.controls.last_action == "flatten account cancelled"
     dashboard.controls.flatten.click()
     dashboard.controls.yes.click()
     assert fake.calls == ["liquidate account"]
+    dashboard.controls.flatten.click()  # asked again, then Liquidate pressed instead: the question is withdrawn
+    dashboard.controls.liquidate.click()
+    dashboard.controls.yes.click()  # a "Yes" still on the page flattens nothing
+    assert fake.calls == ["liquidate account", "liquidate"]
+    dashboard.refresh()
+    assert dashboard.controls.confirm_bar.layout.display == "none"
 
 
 def test_sim_liquidate_and_hold_go_straight_through(fake: FakeSession) -> None:
