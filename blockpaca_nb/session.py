@@ -1030,7 +1030,8 @@ class Session:
             self._reconciler.start([])
             self._outside_at_start = {}
             for name, ticker, quantity in self.books.close_all(self._marks()):
-                self._say(f"{name}'s {quantity:g} {ticker} were closed outside the session: closed at the mid")
+                note = f"{name}'s {quantity:g} {ticker} were closed outside the session: closed at the mid"
+                self.errors.append(error_event("liquidate", note))
         else:
             self._settle_books()
         if self.status == "liquidating":
@@ -1095,8 +1096,9 @@ class Session:
     def _settle_books(self) -> None:
         """The session is flat; books that still hold opposite positions in a symbol (one strategy
         long, another short: the account holds nothing) are closed against each other."""
-        for name, ticker, quantity, price in self.books.settle_flat(self._marks()):
-            self._say(f"settled {quantity:g} {ticker} of {name} inside the session at {price:.2f}")
+        for name, ticker, quantity, price in self.books.settle_flat(self._marks()):  # said once, in s.errors: the
+            self.errors.append(error_event("liquidate", f"settled {quantity:g} {ticker} of {name} inside the session"
+                                           f" at {price:.2f}"))  # fmt: skip  # activity is what runs now
 
     def _say(self, text: str) -> None:
         self.activity = text

@@ -183,6 +183,9 @@ def opposite_strategies_then_kill(sim: Simulator, tmp_path: Path, lot: int) -> S
         wait_for(lambda: held(sim, "AAPL") == 0, 30, "the kill switch to flatten the session")
         wait_for(lambda: not book(session, "longer") and not book(session, "shorter"), 10, "every book flat")
         assert all(session.strategy_state(name) == "halted" for name in ("longer", "shorter"))
+        wait_for(lambda: session.status != "liquidating", 30, "the kill's liquidation to end")
+        settled = [e for e in session.errors if "inside the session at" in str(e)]
+        assert len(settled) == 2 and session.activity == ""  # said once in s.errors; the activity: what runs now
         frame = session.positions_by_strategy
         fees = sum(session.books.book(name).fees for name in ("longer", "shorter"))  # type: ignore[union-attr]
         made = Decimal(str(round(frame["realized_pl"].sum() - fees, 6)))
