@@ -183,6 +183,14 @@ class Lineup:
             due.append(slot)
         return due
 
+    def restart_clocks(self, name: str | None = None) -> None:
+        """Every strategy's clock (or ``name``'s) after a pause: a tick due meanwhile is due now — the
+        time paused is no tick skipped (those count a strategy too busy for its clock)."""
+        now = time.monotonic()
+        for slot in self.slots.values():
+            if (name is None or slot.name == name) and slot.next_due is not None and slot.next_due < now:
+                slot.next_due = now
+
     def shut(self) -> None:
         for slot in self.slots.values():
             slot.shut()

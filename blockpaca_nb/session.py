@@ -937,12 +937,14 @@ class Session:
             if liquidation is not None and liquidation[0].is_alive():
                 raise BlockpacaError(f"cannot resume {strategy}: its liquidation is still running (Hold halts it)")
             self._risk.forgive(strategy)
+            self._lineup.restart_clocks(strategy)
             self._set_state(strategy, "running", "")
             return
         if self.status == "liquidating":
             raise BlockpacaError("cannot resume: the liquidation is still running (Hold halts it)")
         with self._lock:
             self._control = None
+            self._lineup.restart_clocks()
         self._paused.clear()
         self._wake.set()  # the tick loop slept until its next reconciliation: it ticks at once
         if self.status == "paused":

@@ -315,6 +315,32 @@ def test_a_custom_action_sends_its_orders_says_when_they_are_answered_and_is_nev
     assert [o["status"] for o in broker_orders(sim)] == ["filled"]
 
 
+def test_the_time_paused_is_no_tick_skipped(sim: Simulator, tmp_path: Path) -> None:
+    """Skipped ticks count a strategy too busy for its clock; 4 s paused on a 0.25 s clock counted 15."""
+    calls: list[float] = []
+    session = make_session(sim, tmp_path, frequency=0.25)
+    session.strategy(lambda ctx: calls.append(time.monotonic()))
+    started(session)
+    try:
+        wait_for(lambda: len(calls) >= 2, what="ticks")
+        session.pause("lambda")
+        paused_at = time.monotonic()
+        wait_for(lambda: time.monotonic() - paused_at > 4, what="4 s paused")
+        skipped = session.skipped_ticks
+        session.resume("lambda")
+        wait_for(lambda: len([c for c in calls if c > paused_at + 4]) >= 3, what="ticks after resume")
+        assert session.skipped_ticks - skipped < 8  # (16 before; a busy machine may still skip a few)
+        session.pause()  # the session's own Pause
+        paused_at = time.monotonic()
+        wait_for(lambda: time.monotonic() - paused_at > 4, what="4 s paused")
+        skipped = session.skipped_ticks
+        session.resume()
+        wait_for(lambda: len([c for c in calls if c > paused_at + 4]) >= 3, what="ticks after resume")
+        assert session.skipped_ticks - skipped < 8
+    finally:
+        session.stop(wait=True)
+
+
 def test_resume_is_refused_while_a_liquidation_runs(sim: Simulator, tmp_path: Path) -> None:
     """Resumed mid-liquidation, the strategies ticked (their orders accepted again) beside it, and the
     status said paused once it ended."""
