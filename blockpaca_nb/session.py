@@ -381,7 +381,10 @@ class Session:
             every = slot.every or self.frequency
             counts = self.books.summary(slot.name) or (0, 0)
             state = _shown_state(slot.state, role != "off")
-            rows.append(_strategy_row(slot.name, role, every, state, slot.state_reason, counts))
+            reason = slot.state_reason
+            if state == "running" and self.status in ("paused", "liquidating", "stopping"):
+                state, reason = "paused", f"the session is {self.status}"  # it does not tick, whatever its own state
+            rows.append(_strategy_row(slot.name, role, every, state, reason, counts))
             rows[-1].update(pnl=pnl.get(slot.name, 0.0), usage=usage, limit=limit)
         own = self.books.summary(SESSION_BOOK)
         if own is not None and own[0]:

@@ -332,6 +332,8 @@ def test_the_time_paused_is_no_tick_skipped(sim: Simulator, tmp_path: Path) -> N
         assert session.skipped_ticks - skipped < 8  # (16 before; a busy machine may still skip a few)
         session.pause()  # the session's own Pause
         paused_at = time.monotonic()
+        row = next(r for r in session.strategy_rows() if r["name"] == "lambda")  # the dashboard's strategies panel
+        assert (row["state"], row["reason"]) == ("paused", "the session is paused")  # it said running
         wait_for(lambda: time.monotonic() - paused_at > 4, what="4 s paused")
         skipped = session.skipped_ticks
         session.resume()
