@@ -400,7 +400,9 @@ class AccountEstimate:
     """Live equity and cash between the broker's account refreshes (the engine refreshes every 30 s).
 
     cash = the broker's cash at its last refresh − the net cost of the fills since;
-    equity = cash + every position marked to its mid. The fills come from the session's orders
+    equity = cash + every session position marked to its mid + what the account held outside the
+    session, as the broker valued it at its last refresh (its equity − its cash − the session's
+    positions then: left out, a position kept from before showed as a loss). The fills come from the session's orders
     (cumulative filled quantity and average price per client order id), so none is missed between
     two looks; only the orders named as changed are read again, except on a full look (the first,
     after events may have been missed, and at every broker refresh), so a long session with many
@@ -414,6 +416,8 @@ class AccountEstimate:
         self._costs: dict[str, float] = {}
         self.flow = 0.0
         self.start_equity = math.nan
+        self._outside = 0.0  # the value of what the account holds outside the session (see the class)
+        self._outside_due = False  # a refresh came: value it at the next equity()
 
     def update(
         self,
@@ -437,13 +441,18 @@ class AccountEstimate:
             self._account = account
             self._base_cash = _number(account.get("cash"))
             self._base_flow = self.flow
+            self._outside_due = True
 
     def cash(self) -> float:
         return self._base_cash - (self.flow - self._base_flow)
 
     def equity(self, positions: Sequence[Mapping[str, Any]], mids: Mapping[str, float]) -> float:
         value = sum(float(p["quantity"]) * mids.get(str(p["ticker"]), float(p["bought_at"])) for p in positions)
-        equity = self.cash() + value
+        if self._outside_due and self._account is not None:
+            broker = _number(self._account.get("equity"))
+            self._outside = broker - self.cash() - value if math.isfinite(broker) else 0.0
+            self._outside_due = False
+        equity = self.cash() + value + self._outside
         if math.isnan(self.start_equity) and math.isfinite(equity):
             self.start_equity = equity
         return equity

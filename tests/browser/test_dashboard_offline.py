@@ -392,6 +392,18 @@ def test_account_estimate_follows_fills_between_refreshes() -> None:
     assert estimate.cash() == 980.0
 
 
+def test_account_estimate_counts_what_the_account_holds_outside_the_session() -> None:
+    """10 XYZ kept from before the session (worth 500 at the broker's refresh) are in the equity: left
+    out, the header showed them as a loss (equity 500 short, Day P&L −500)."""
+    estimate = AccountEstimate()
+    estimate.update({"cash": 1000.0, "equity": 1524.0}, {})  # the session's 2 AAPL at 12 + the outside 500
+    positions = [{"ticker": "AAPL", "quantity": 2.0, "bought_at": 10.0}]
+    assert estimate.equity(positions, {"AAPL": 12.0}) == 1524.0
+    assert estimate.equity(positions, {"AAPL": 13.0}) == 1526.0  # the session's move, the outside as last valued
+    estimate.update({"cash": 1000.0, "equity": 1530.0}, {})  # the next refresh values the outside again
+    assert estimate.equity(positions, {"AAPL": 13.0}) == 1530.0
+
+
 # --------------------------------------------------------------------------- controls
 
 
