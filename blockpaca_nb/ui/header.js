@@ -3,6 +3,8 @@
 // the times in the state, corrected by the kernel's clock at sending.
 
 const STALE_FEED_S = 5;
+const SILENT_S = 20; // the kernel sends the header at least every 5 s (header.py HEARTBEAT_S)
+const LIVE_STATUSES = ["starting", "warming_up", "running", "paused", "liquidating", "stopping"];
 
 const STATUS_TEXT = {
   created: "not started",
@@ -93,6 +95,7 @@ class HeaderView {
   update() {
     const s = this.model.get("state") || {};
     this.s = s;
+    this.heardAt = Date.now() / 1000;
     if (isNum(s.now)) this.offset = s.now - Date.now() / 1000;
     const mode = s.mode || "—";
     this.mode.textContent = mode;
@@ -148,6 +151,13 @@ class HeaderView {
         parts.push(`next tick in ${duration(next - now)}`);
       }
       clock = parts.join(" · ");
+    }
+    const silent = Date.now() / 1000 - (this.heardAt || Date.now() / 1000);
+    if (LIVE_STATUSES.includes(status) && silent > SILENT_S) {
+      // a restarted (or dead) kernel sends nothing: the last state must not pass for a live session
+      this.statusText.textContent = `no word from the kernel for ${duration(silent)}: restarted, or stopped?`;
+      this.items.status.value.className = "bp-value bp-warn";
+      clock = "";
     }
     this.progress.style.display = progress === null ? "none" : "inline-block";
     if (progress !== null) this.progressBar.style.width = `${progress * 100}%`;

@@ -1,8 +1,10 @@
 """The dashboard's header: mode, status, strategy, account, rate limit, feed and workers.
 
-The state is one small dict sent whole, and only when a value in it changed. Clocks are not in
-it: the browser counts down the warm-up, the time left and the next tick, and ages the last
-quote, from the times sent here (with the kernel's clock at sending, to correct for skew).
+The state is one small dict sent whole, when a value in it changed and at least every
+HEARTBEAT_S (so the page can tell a silent kernel — restarted, or dead — from a quiet session).
+Clocks are not in it: the browser counts down the warm-up, the time left and the next tick, and
+ages the last quote, from the times sent here (with the kernel's clock at sending, to correct for
+skew).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import traitlets
 from .tables import HERE, clean, front_end
 
 MODE_LABELS = {"sim": "SIM", "paper": "PAPER", "live": "LIVE"}
+HEARTBEAT_S = 5.0  # the longest the header stays silent; header.js's SILENT_S is a few of these
 
 
 class HeaderPanel(anywidget.AnyWidget):
@@ -31,15 +34,18 @@ class HeaderPanel(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._last: dict[str, Any] = {}
+        self._sent_at = -math.inf
         self._lock = threading.Lock()
         self.messages = 0
 
     def publish(self, state: Mapping[str, Any], now: float) -> bool:
-        """Send ``state`` (plus the kernel's clock) if it differs from the last one sent."""
+        """Send ``state`` (plus the kernel's clock) if it differs from the last one sent, or if
+        HEARTBEAT_S passed since: the page tells a kernel gone silent (restarted, dead) from a
+        quiet session by the clock it last heard (header.js)."""
         with self._lock:
-            if state == self._last:
+            if state == self._last and now - self._sent_at < HEARTBEAT_S:
                 return False
-            self._last = dict(state)
+            self._last, self._sent_at = dict(state), now
             self.state = {**state, "now": round(now, 3)}
             self.messages += 1
             return True

@@ -598,3 +598,15 @@ def test_chart_history_stays_bounded_and_sends_only_new_samples() -> None:
     assert not chart.publish(3.0)  # nothing new
     chart.select("MSFT")
     assert chart.publish(4.0) and chart.patch["reset"] and chart.patch["ticker"] == "MSFT"
+
+
+def test_the_header_is_sent_at_least_every_heartbeat_so_a_silent_kernel_shows() -> None:
+    """Sent only when a value changed, a quiet session's header and a restarted kernel's looked the
+    same on the page (the old one stayed green, "running"): now a heartbeat, which header.js misses."""
+    from blockpaca_nb.ui.header import HEARTBEAT_S, HeaderPanel
+
+    header = HeaderPanel()
+    assert header.publish({"status": "running"}, now=100.0)
+    assert not header.publish({"status": "running"}, now=100.0 + HEARTBEAT_S / 2)  # nothing new, soon after
+    assert header.publish({"status": "running"}, now=100.0 + HEARTBEAT_S)  # nothing new, but a heartbeat
+    assert header.state["now"] == 100.0 + HEARTBEAT_S
