@@ -298,6 +298,7 @@ class Session:
         return register(fn) if fn is not None else register
 
     def _register(self, slot: Slot, *, alongside: bool, rate: float | None = None) -> None:
+        self._say_what_it_drops(slot)
         self._risk.set(slot.name, slot.limits, slot.budget)  # and its book; before self._lock (submit: the other way)
         if alongside:
             self.books.unforward(slot.name)  # a former main strategy's fills are its own again
@@ -309,6 +310,18 @@ class Session:
             if replaced is not None:
                 self._hand_over(replaced, slot.name)
         self._wake.set()  # the tick loop sees the change now, not at the old clock's next tick
+
+    def _say_what_it_drops(self, slot: Slot) -> None:
+        """Re-registered (its cell re-run, a swap) without the budget or limits it had: it has none
+        now — said in s.errors, as a risk control removed without a word would not be noticed."""
+        old = self._lineup.slots.get(slot.name)
+        if old is None:
+            return
+        pairs = (("budget", old.budget, slot.budget), ("limits", old.limits, slot.limits))
+        dropped = [what for what, had, has in pairs if had and not has]
+        if dropped:
+            self.errors.append(error_event("strategy", f"{slot.name} re-registered without its "
+                                           f"{' and '.join(dropped)}: it has none now"))  # fmt: skip
 
     def _hand_over(self, old: str, new: str) -> None:
         """A new main strategy takes over the old one's positions at the current prices."""

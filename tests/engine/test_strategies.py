@@ -282,7 +282,8 @@ def test_a_budget_caps_what_a_strategys_positions_may_cost(sim: Simulator, tmp_p
         session.strategy(idle, alongside=True, name="small", budget=price * 5.5)  # re-run with a larger budget
         assert len(session.submit([market("MSFT", "buy", 2)], strategy="small")) == 1  # 4 of 5.5: within it
         wait_for(lambda: book(session, "small") == {"MSFT": 4.0}, 30, "the second buy, under the new budget")
-        session.strategy(idle, alongside=True, name="small")  # re-run without one: none
+        session.strategy(idle, alongside=True, name="small")  # re-run without one: none, and said so
+        assert any("small re-registered without its budget: it has none now" in str(e) for e in session.errors)
         assert len(session.submit([market("MSFT", "buy", 3)], strategy="small")) == 1
         wait_for(lambda: book(session, "small") == {"MSFT": 7.0}, 30, "a buy no budget caps")
         assert len(risk_rows(session, "small")) == 1  # the first refusal only
