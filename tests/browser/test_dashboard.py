@@ -291,13 +291,14 @@ def test_switching_the_strategy_changes_the_active_one(page: Page) -> None:
 
 
 def test_the_strategies_panel_lists_each_strategy_with_its_role_and_state(page: Page) -> None:
-    """Both registered strategies: the main one running on the session's 1 s clock, the other off (a
-    row "session" follows once the session sent orders of its own, e.g. a liquidation's)."""
+    """Both registered strategies: the main one on the session's 1 s clock — shown paused, as the
+    session is since the Liquidate above (it said running) — the other off (a row "session" follows
+    once the session sent orders of its own, e.g. a liquidation's)."""
     names = {"buy_then_hold", "hold_only"}
     rows = wait_until(lambda: names <= set(page.rows("strategies")) and page.rows("strategies"), 30, "both rows")
     main = page.header("strategy").split()[0]
     other = ({"buy_then_hold", "hold_only"} - {main}).pop()
-    assert (rows[main]["Role"], rows[main]["Every"], rows[main]["State"]) == ("main", "1 s", "running")
+    assert (rows[main]["Role"], rows[main]["Every"], rows[main]["State"]) == ("main", "1 s", "paused")
     assert (rows[other]["Role"], rows[other]["State"]) == ("off", "inactive")
     assert page.page.query_selector(".bp-btn-kill") and page.page.query_selector(".bp-strategy-target select")
 
