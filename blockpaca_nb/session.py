@@ -254,6 +254,7 @@ class Session:
         self._threads: list[threading.Thread] = []
         self._recorder_ready = threading.Event()
         self._recorder_problem: str | None = None
+        self._quote_heard = False  # a quote came (or the lack of one was said): see _say_if_no_quote
         self._started_simulator = False  # this session stops the simulator at its end (it started it, or took it over)
         self._adopted_simulator = False
         self._stop_eos: str | None = None
@@ -505,6 +506,20 @@ class Session:
         self._await_recorder()
         self._pool.wait_ready(READY_TIMEOUT_S)  # a worker still booting holds the first block back
 
+    def _say_if_no_quote(self) -> None:
+        """Once, if no quote has come since the session started: the dashboard said "waiting for
+        quotes" and nothing else, while the data stream refused the connection."""
+        if self._quote_heard or self._book is None:
+            return
+        if self._book.bid_ask():
+            self._quote_heard = True
+            return
+        self._quote_heard = True  # said once
+        self.errors.append({"kind": "warning", "where": "feed", "time": time.time(), "reason": (
+            f"no quote of {len(self.tickers)} tickers since the session started: outside market hours a quiet"
+            " feed is normal; otherwise the data stream may refuse the connection — Alpaca's free plan takes one"
+            " data connection per account, and another session or program may hold it")})  # fmt: skip
+
     def _check_broker(self, connection: broker_mod.Connection) -> None:
         """Before anything is spawned: the keys, the endpoint, the tickers, the close (see preflight)."""
         probe = BrokerCalls(
@@ -669,6 +684,7 @@ class Session:
         if time.monotonic() < self._next_reconcile:
             return
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
+        self._say_if_no_quote()
         try:
             self.account_info = self._rest(lambda c: account_dict(c.get_account()))
 

@@ -423,6 +423,30 @@ def test_re_running_a_session_on_a_simulator_it_started_replaces_it_and_keeps_th
     simulator.stop()
 
 
+def test_a_session_with_no_quote_says_why_the_feed_may_be_silent(sim: Simulator, tmp_path: Path) -> None:
+    """Another program holds the free data plan's one connection: the session's feed is refused and
+    no quote comes. The dashboard said "waiting for quotes" and nothing else; now s.errors says why."""
+    import json
+
+    from websockets.sync.client import connect
+
+    other = connect(f"ws://127.0.0.1:{sim.port}/v2/iex", open_timeout=5, close_timeout=1)
+    other.recv(timeout=5)  # connected
+    other.send(json.dumps({"action": "auth", "key": sim.api_key, "secret": sim.secret_key}))
+    other.recv(timeout=5)  # authenticated: the account's one data connection is this one
+    session = make_session(sim, tmp_path)
+    started(session)
+    try:
+        session._next_reconcile = 0.0  # the check runs with the reconciliation, every 30 s: now
+        session._lineup.version += 1  # (the loop, asleep until then, looks again)
+        session._wake.set()
+        said = wait_for(lambda: [e for e in session.errors if e.get("where") == "feed"], 60, "the word on the feed")
+        assert "one data connection per account" in said[0]["reason"] and session.quotes["bid"].isna().all()
+    finally:
+        other.close()
+        session.stop(wait=True)
+
+
 def test_a_new_session_stops_the_running_one(sim: Simulator, tmp_path: Path, capsys: Any) -> None:
     first = make_session(sim, tmp_path, trade_log_name="first")
     first.strategy(buying_once(2))
