@@ -107,7 +107,9 @@ class HeaderView {
       if (v.textContent !== text) v.textContent = text;
       v.className = `bp-value ${cls || ""}`;
     };
-    set("strategy", s.strategy ? `${s.strategy}${s.strategies > 1 ? ` (${s.strategies} registered)` : ""}` : "none registered");
+    const stopped = s.strategy_state ? ` · ${s.strategy_state.replace("_", "-")}` : "";
+    set("strategy", s.strategy ? `${s.strategy}${stopped}${s.strategies > 1 ? ` (${s.strategies} registered)` : ""}` : "none registered",
+        stopped ? "bp-warn" : "");
     set("equity", money(s.equity));
     set("cash", money(s.cash));
     set("buying_power", money(s.buying_power));

@@ -71,6 +71,7 @@ def header_state(
         "status": session.status,
         "activity": session.activity,  # what a control action waits for, e.g. "liquidating: 3 orders, ..."
         "strategy": session.active_strategy,
+        "strategy_state": _stopped_state(session),  # "halted" after the kill switch, say; "" while it runs
         "strategies": len(session.strategies),
         "equity": clean(equity, 2),
         "cash": clean(cash, 2),
@@ -97,6 +98,16 @@ def header_state(
         "skipped": int(session.skipped_ticks),
         "errors": errors,
     }
+
+
+def _stopped_state(session: Any) -> str:
+    """The main strategy's state when it is not running (the session may run while it is halted)."""
+    name = session.active_strategy
+    state = getattr(session, "strategy_state", None)
+    if not name or state is None:
+        return ""
+    shown = str(state(name))
+    return "" if shown == "running" else shown
 
 
 def _number(value: Any) -> float:

@@ -610,3 +610,14 @@ def test_the_header_is_sent_at_least_every_heartbeat_so_a_silent_kernel_shows() 
     assert not header.publish({"status": "running"}, now=100.0 + HEARTBEAT_S / 2)  # nothing new, soon after
     assert header.publish({"status": "running"}, now=100.0 + HEARTBEAT_S)  # nothing new, but a heartbeat
     assert header.state["now"] == 100.0 + HEARTBEAT_S
+
+
+def test_the_header_says_when_the_main_strategy_does_not_run(fake: FakeSession) -> None:
+    """After the kill switch and resume() the session runs while its strategies stay halted: the
+    header said "running · next tick in …" with nothing to show that no strategy would trade."""
+    dashboard = Dashboard(fake, autostart=False)
+    dashboard.refresh()
+    assert dashboard.header.state["strategy_state"] == ""  # a session without strategy_state(): nothing said
+    fake.strategy_state = lambda name: "halted" if name == "alpha" else "running"  # type: ignore[attr-defined]
+    dashboard.refresh()
+    assert dashboard.header.state["strategy"] == "alpha" and dashboard.header.state["strategy_state"] == "halted"
