@@ -201,10 +201,10 @@ def frame_tape(
     missing = sorted(set(symbols) - set(long["symbol"]))
     if missing:
         raise ConfigurationError(f"data has no rows for {', '.join(missing)}; it has: {sorted(set(long['symbol']))}")
-    replayed = _within(long[long["symbol"].isin(symbols)], window)
-    _warn_of_missing_days(replayed)
+    mine = _with_days(long[long["symbol"].isin(symbols)])
+    _warn_of_missing_days(mine, window)
     if {"bid", "ask"} <= set(long.columns):
-        _warn_of_crossed(replayed)
+        _warn_of_crossed(mine[_in_window(mine["day"], window)])
         return _quote_tape(long, symbols)
     if not set(BAR_FIELDS) - {"volume"} <= set(long.columns):
         raise ConfigurationError(
@@ -219,34 +219,44 @@ def frame_tape(
     return tape_from_bars(symbols, start, bars, np.full(len(symbols), float(spread_bps)))
 
 
-def _within(long: pd.DataFrame, window: Window) -> pd.DataFrame:
-    """The rows of the days in ``window`` (New York dates, both included), with their day."""
+def _with_days(long: pd.DataFrame) -> pd.DataFrame:
+    """The rows with their New York day (midnight, as a Timestamp)."""
+    from .sim.calendar import EASTERN
+
+    return long.assign(day=long["timestamp"].dt.tz_convert(EASTERN).dt.normalize())
+
+
+def _in_window(days: pd.Series | pd.DatetimeIndex, window: Window) -> np.ndarray:
+    """Which of ``days`` are in ``window`` (New York dates, both included; None: open)."""
     import pandas as pd
 
     from .sim.calendar import EASTERN
 
-    days = long["timestamp"].dt.tz_convert(EASTERN).dt.normalize()
-    keep = np.ones(len(long), dtype=bool)
+    keep = np.ones(len(days), dtype=bool)
     if window[0] is not None:
-        keep &= (days >= pd.Timestamp(window[0], tz=EASTERN)).to_numpy()
+        keep &= np.asarray(days >= pd.Timestamp(window[0], tz=EASTERN))
     if window[1] is not None:
-        keep &= (days <= pd.Timestamp(window[1], tz=EASTERN)).to_numpy()
-    return long.assign(day=days)[keep]
+        keep &= np.asarray(days <= pd.Timestamp(window[1], tz=EASTERN))
+    return keep
 
 
-def _warn_of_missing_days(long: pd.DataFrame) -> None:
-    """Say which symbols have no rows on a day the data has others': before a symbol's first day the
-    replay cannot start (nothing is filled backwards), after it the last price is carried through
-    the day — orders fill at it. A quiet minute is no gap (minute bars skip minutes with no trade)."""
+def _warn_of_missing_days(long: pd.DataFrame, window: Window) -> None:
+    """Say which symbols have no rows on a replayed day the data has others': before a symbol's first
+    day the replay cannot start (nothing is filled backwards), after it the last price is carried
+    through the day — orders fill at it. A quiet minute is no gap (minute bars skip minutes with no
+    trade). A symbol's first day is its first in the whole data: one before ``start`` carries in."""
     import warnings
+
+    import pandas as pd
 
     pairs = long[["symbol", "day"]].drop_duplicates()  # one row per symbol and day: millions of quotes are few days
     held = {symbol: set(group) for symbol, group in pairs["day"].groupby(pairs["symbol"].to_numpy())}
-    every = set(pairs["day"].unique())
+    every = sorted(pairs["day"].unique())
+    replayed = {d for d, keep in zip(every, _in_window(pd.DatetimeIndex(every), window), strict=True) if keep}
     for symbol, its in sorted(held.items()):
         first = min(its)
-        late = sorted(d for d in every if d < first)
-        gaps = sorted(d for d in every - its if d > first)
+        late = sorted(d for d in replayed if d < first)
+        gaps = sorted(d for d in replayed - its if d > first)
         if late:
             warnings.warn(f"data= has no {symbol} rows before {first:%Y-%m-%d}: the replay starts there "
                           f"({len(late)} days of the others left out)", DataWarning, stacklevel=4)  # fmt: skip
@@ -306,6 +316,10 @@ def _long_form(frame: pd.DataFrame) -> pd.DataFrame:
     return long
 
 
+# A time of day followed by its zone: Z, +05:30, -0500 or -05 (as PostgreSQL writes it); a date alone is no time.
+ZONED = r"\d\d:\d\d(?::\d\d(?:\.\d+)?)?\s*(?:Z|[+-]\d\d(?::?\d\d)?)$"
+
+
 def _utc(stamps: pd.Series) -> pd.Series:
     """Timestamps in UTC: epoch seconds, or times with their zone. Times without one are refused, not
     guessed: read as UTC, a New York export replayed five hours early, trading before the open."""
@@ -318,7 +332,7 @@ def _utc(stamps: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_dtype(stamps):
         zoned = np.zeros(len(stamps), dtype=bool)
     else:  # text or datetime objects, perhaps some with a zone and some without
-        zoned = stamps.astype(str).str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).to_numpy()
+        zoned = stamps.astype(str).str.contains(ZONED, regex=True).to_numpy()
     naive = ~zoned & stamps.notna().to_numpy()
     if naive.any():
         first = stamps[naive].iloc[0]

@@ -117,6 +117,8 @@ class Lineup:
             self.slots[name].context_state = previous.context_state
         if name in self.alongside:
             self.alongside.remove(name)
+        if name != before:
+            self.restart_clocks(name)  # the time it was not the main one is no tick skipped
         self.version += 1
         return before if before not in (None, name) else None
 

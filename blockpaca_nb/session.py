@@ -254,9 +254,11 @@ class Session:
         self._threads: list[threading.Thread] = []
         self._recorder_ready = threading.Event()
         self._recorder_problem: str | None = None
+        self._acting: str | None = None  # the control action running on the session thread now, if any
         self._quote_heard = False  # a quote came (or the lack of one was said): see _say_if_no_quote
         self._started_simulator = False  # this session stops the simulator at its end (it started it, or took it over)
         self._adopted_simulator = False
+        self._handed_over = False  # a session replacing this one stops the simulator instead
         self._stop_eos: str | None = None
         self._next_reconcile = time.monotonic() + RECONCILE_EVERY_S
         self.overruns = 0
@@ -396,8 +398,8 @@ class Session:
             counts = self.books.summary(slot.name) or (0, 0)
             state = _shown_state(slot.state, role != "off")
             reason = slot.state_reason
-            if state == "running" and self.status in ("paused", "liquidating", "stopping"):
-                state, reason = "paused", f"the session is {self.status}"  # it does not tick, whatever its own state
+            if state == "running" and self.status != "running":  # it does not tick, whatever its own state
+                state, reason = _NOT_TICKING.get(self.status, "paused"), f"the session is {self.status}"
             rows.append(_strategy_row(slot.name, role, every, state, reason, counts))
             rows[-1].update(pnl=pnl.get(slot.name, 0.0), usage=usage, limit=limit)
         own = self.books.summary(SESSION_BOOK)
@@ -426,9 +428,14 @@ class Session:
 
     def _adopt_simulator(self, old: Session) -> None:
         """Replacing a session on the same Simulator (its cell re-run), this one stops it at the end:
-        the old one, which started it, would have stopped it under this one's feet."""
-        if old._target.simulator is self._target.simulator and old._started_simulator:
-            old._started_simulator, self._adopted_simulator = False, True
+        the old one, which started it (or took it over, or is about to start it), would have stopped
+        it under this one's feet. A Simulator the user started stays the user's."""
+        sim = self._target.simulator
+        if sim is None or old._target.simulator is not sim:
+            return
+        owner = old._started_simulator or old._adopted_simulator or (old.status == "starting" and not sim.running)
+        if owner:
+            old._handed_over, old._started_simulator, self._adopted_simulator = True, False, True
 
     def _replacement_notice(self, old: Session) -> str:
         how = "hold" if self.config.replace_running is True else str(self.config.replace_running)
@@ -475,7 +482,7 @@ class Session:
 
     def _bring_up(self) -> None:
         running_now = self._target.simulator is None or self._target.simulator.running
-        self._started_simulator = self._adopted_simulator or not running_now
+        self._started_simulator = not self._handed_over and (self._adopted_simulator or not running_now)
         with sigint_blocked():  # the simulator process must not die of an early Interrupt either
             self._connection = connection = self._target.connect()
         self._limiter = RateLimiter(self.max_orders_per_minute or 200, self.config.rate_window_s)
@@ -909,8 +916,9 @@ class Session:
             return
         if self.status in ("created", "liquidating", "stopping", *ENDED_SESSION_STATES):
             raise BlockpacaError(f"cannot liquidate {strategy}: the session is {self.status}")
-        if self._control != "hold":  # after Hold a strategy's book may still be closed: nothing else runs
-            refuse_while(self._control)  # the session's own control action owns the positions now
+        if self._acting is not None:  # the session's own action owns the positions while it runs
+            raise BlockpacaError(f"cannot liquidate {strategy}: the session's {self._acting} action is running;"
+                                 " once it ends (Hold ends a liquidation) its book can be closed")  # fmt: skip
         self._lineup.require(strategy)
         self._halt_strategy_liquidations(strategy, wait_s=2.0)  # a second press replaces the first
         self._set_state(strategy, "liquidating", "liquidated by the user")
@@ -1035,10 +1043,14 @@ class Session:
         """Run a control action on the session thread: strategy orders are refused from here on
         (until resume()), and the ones still waiting for a rate-limit slot are withdrawn."""
         self._begin_control(name)
-        if name == "liquidate":
-            self._liquidate(argument or "session")
-        elif name == "custom":
-            self._run_custom(argument or self.custom_shutdown_action)
+        self._acting = name
+        try:
+            if name == "liquidate":
+                self._liquidate(argument or "session")
+            elif name == "custom":
+                self._run_custom(argument or self.custom_shutdown_action)
+        finally:
+            self._acting = None
 
     def _begin_control(self, name: str) -> None:
         with self._lock:
@@ -1068,8 +1080,17 @@ class Session:
                 self.errors.append(error_event("liquidate", note))
         else:
             self._settle_books()
+        self._refresh_account()
         if self.status == "liquidating":
             self.status = before
+
+    def _refresh_account(self) -> None:
+        """The broker's account now (the dashboard's equity values what the account holds outside the
+        session at each refresh: after a Flatten sold it, the old value showed as a gain for 30 s)."""
+        try:
+            self.account_info = self._rest(lambda c: account_dict(c.get_account()))
+        except BrokerError as err:  # the next reconciliation refreshes it
+            self.errors.append(_error("account", err))
 
     def _liquidation(
         self, scope: str, halted: Callable[[], bool], keep: Callable[[], Mapping[str, float]], tag: str, where: str
@@ -1402,6 +1423,11 @@ def _fees_paid(target: broker_mod.Target) -> FeeSchedule | None:
     (Alpaca paper charges none), or the simulator's when it was asked to charge them."""
     charged = target.mode == "live" or bool(getattr(target.simulator, "regulatory_fees", False))
     return REGULATORY if charged else None
+
+
+# What a running strategy is shown as while the session is not running (paused, liquidating, stopping: "paused").
+_NOT_TICKING = {"created": "waiting", "starting": "waiting", "warming_up": "waiting", "stopped": "stopped",
+                "failed": "stopped"}  # fmt: skip
 
 
 def _shown_state(state: str, active: bool) -> str:

@@ -191,13 +191,15 @@ class Controls:
 
     def _ask(self, question: str, what: str, yes: str, action: Callable[[], Any]) -> None:
         """Ask before ``action`` (named ``what``; ``yes``: the button that does it)."""
-        self.question.value, self.yes.description = question, yes
+        self.question.value, self.yes.description, self.no.tooltip = question, yes, f"Do not {what}"
         self._confirmed_action, self._asked = action, what
         self.confirming = True
         self._wake()
 
     def _confirmed(self, yes: bool) -> None:
         if not self.confirming:  # withdrawn meanwhile (another action was taken)
+            self.last_action = "that question was withdrawn: another action was taken"
+            self._wake()
             return
         self.confirming = False
         if yes:

@@ -244,6 +244,7 @@ class Dashboard(widgets.VBox):
             workers=self._workers,
             errors=errors,
         )
+        state["refresh_s"] = float(self._pump.interval)  # how often the page hears from the kernel at most
         self.header.publish(state, now)
 
     def _publish_chart(self, equity: float, mids: dict[str, float], now: float, sample: bool) -> None:

@@ -155,7 +155,8 @@ class HeaderView {
       clock = parts.join(" · ");
     }
     const silent = Date.now() / 1000 - (this.heardAt || Date.now() / 1000);
-    if (LIVE_STATUSES.includes(status) && silent > SILENT_S) {
+    const patience = Math.max(SILENT_S, 4 * (s.refresh_s || 0)); // a slow refresh rate is no silence
+    if (LIVE_STATUSES.includes(status) && silent > patience) {
       // a restarted (or dead) kernel sends nothing: the last state must not pass for a live session
       this.statusText.textContent = `no word from the kernel for ${duration(silent)}: restarted, or stopped?`;
       this.items.status.value.className = "bp-value bp-warn";

@@ -43,7 +43,7 @@ class HeaderPanel(anywidget.AnyWidget):
         HEARTBEAT_S passed since: the page tells a kernel gone silent (restarted, dead) from a
         quiet session by the clock it last heard (header.js)."""
         with self._lock:
-            if state == self._last and now - self._sent_at < HEARTBEAT_S:
+            if state == self._last and 0.0 <= now - self._sent_at < HEARTBEAT_S:  # (a clock set back: send)
                 return False
             self._last, self._sent_at = dict(state), now
             self.state = {**state, "now": round(now, 3)}

@@ -435,8 +435,8 @@ def test_flatten_account_always_asks_first(fake: FakeSession) -> None:
     assert fake.calls == ["liquidate account"]
     dashboard.controls.flatten.click()  # asked again, then Liquidate pressed instead: the question is withdrawn
     dashboard.controls.liquidate.click()
-    dashboard.controls.yes.click()  # a "Yes" still on the page flattens nothing
-    assert fake.calls == ["liquidate account", "liquidate"]
+    dashboard.controls.yes.click()  # a "Yes" still on the page flattens nothing, and says why
+    assert fake.calls == ["liquidate account", "liquidate"] and "withdrawn" in dashboard.controls.last_action
     dashboard.refresh()
     assert dashboard.controls.confirm_bar.layout.display == "none"
 

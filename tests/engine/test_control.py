@@ -123,6 +123,8 @@ def test_a_liquidation_leaves_a_sliver_worth_under_a_dollar_open_and_says_so(sim
         session.liquidate(scope="account")  # Flatten account: the sliver goes as a whole position (no minimum)
         wait_for(lambda: held(sim, "AAPL") == 0, 30, "the account flat")
         wait_for(lambda: session.status != "liquidating", 30, "the flatten to end")
+        account = session.account_info or {}  # the broker's account read again at once (the dashboard values
+        assert float(account["equity"]) == float(account["cash"])  # outside holdings at it: 30 s stale before)
     finally:
         session.stop(wait=True)
 
@@ -341,6 +343,22 @@ def test_the_time_paused_is_no_tick_skipped(sim: Simulator, tmp_path: Path) -> N
         assert session.skipped_ticks - skipped < 8
     finally:
         session.stop(wait=True)
+    row = next(r for r in session.strategy_rows() if r["name"] == "lambda")  # the dashboard's final frame
+    assert (row["state"], row["reason"]) == ("stopped", "the session is stopped")
+
+
+def test_the_time_a_strategy_was_not_the_main_one_is_no_tick_skipped() -> None:
+    """Switched away from (select, the dashboard's picker) and back, a strategy counted the time it
+    was off as skipped ticks (10 for 1 s on a 0.1 s clock)."""
+    from blockpaca_nb.lineup import Lineup, Slot
+
+    lineup = Lineup()
+    lineup.register(Slot("a", lambda ctx: None), alongside=False)
+    lineup.next_due(0.1)
+    lineup.slots["a"].next_due = time.monotonic() - 1.0  # as if it were last due a second ago, then switched off
+    lineup.register(Slot("b", lambda ctx: None), alongside=False)
+    lineup.make_main("a")  # switched back
+    assert [slot.name for slot in lineup.due_now(0.1)] == ["a"] and lineup.slots["a"].skipped == 0
 
 
 def test_resume_is_refused_while_a_liquidation_runs(sim: Simulator, tmp_path: Path) -> None:
@@ -407,18 +425,19 @@ def test_re_running_a_session_on_a_simulator_it_started_replaces_it_and_keeps_th
     first = make_session(simulator, tmp_path, trade_log_name="first")
     first.strategy(buying_once(2))
     started(first)
-    second = None
+    second = third = None
     try:
         wait_for(lambda: held(simulator, "AAPL") == 2 and not first.positions.empty, what="the first session's fill")
-        second = make_session(simulator, tmp_path, trade_log_name="second")
-        started(second, quotes=True)  # the old feed gave up the data plan's one connection
-        assert first.wait(30), "the first session was not stopped"
+        second = make_session(simulator, tmp_path, trade_log_name="second").start()
+        third = make_session(simulator, tmp_path, trade_log_name="third")  # re-run again, the second still starting
+        started(third, quotes=True)  # the old feeds gave up the data plan's one connection
+        assert first.wait(30) and second.wait(30), "the earlier sessions were not stopped"
         assert "stopped the running session 'first' (hold)" in capsys.readouterr().out
-        assert simulator.running and held(simulator, "AAPL") == 2  # hold: kept, on the simulator still running
+        assert simulator.running and held(simulator, "AAPL") == 2  # hold: kept, on the same account still running
     finally:
-        if second is not None:
-            second.stop(wait=True)
-        first.stop(wait=True)
+        for session in (third, second, first):
+            if session is not None:
+                session.stop(wait=True)
     assert not simulator.running  # the session that took it over stopped it at its end
     simulator.stop()
 

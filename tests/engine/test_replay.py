@@ -428,12 +428,19 @@ def test_data_it_cannot_read_as_given_is_refused_or_said() -> None:
     naive = bars.assign(timestamp=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None))
     with pytest.raises(ConfigurationError, match=r"no time zone .*tz_localize\('America/New_York'\)"):
         replay(momentum, ["AAPL", "MSFT"], data=naive, progress=False)
+    text = bars.assign(timestamp=bars["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S+00"))  # PostgreSQL's text: zoned
+    mixed = text.assign(timestamp=text["timestamp"].where(text.index != 100, "2026-11-02 09:30:00"))  # one without
+    with pytest.raises(ConfigurationError, match=r"no time zone \(the first: '2026-11-02 09:30:00'\)"):
+        replay(momentum, ["AAPL", "MSFT"], data=mixed, progress=False)  # (it was read as UTC, as the rest)
+    assert replay(momentum, ["AAPL", "MSFT"], data=text, progress=False).ticks > 0
     with pytest.raises(ConfigurationError, match=r"2 rows that share a symbol and a time .*drop_duplicates"):
         replay(momentum, ["AAPL", "MSFT"], data=pd.concat([bars, bars.iloc[[7]]]), progress=False)
     day = bars["timestamp"].dt.tz_convert("America/New_York").dt.date
     gap = bars[~((bars["symbol"] == "MSFT") & (day == dt.date(2026, 11, 4)))]
     with pytest.warns(DataWarning, match="no MSFT rows on 2026-11-04: its last price is carried through that day"):
         replay(momentum, ["AAPL", "MSFT"], data=gap, progress=False)
+    with pytest.warns(DataWarning, match="no MSFT rows on 2026-11-04: its last price is carried"):
+        replay(momentum, ["AAPL", "MSFT"], data=gap, start="2026-11-04", progress=False)  # carried in from before start
     late = bars[~((bars["symbol"] == "MSFT") & (day < dt.date(2026, 11, 4)))]
     with pytest.warns(DataWarning, match="no MSFT rows before 2026-11-04: the replay starts there"):
         r = replay(momentum, ["AAPL", "MSFT"], data=late, progress=False)

@@ -589,9 +589,13 @@ def test_a_strategys_liquidation_refuses_what_its_running_call_returns_later(sim
         wait_for(lambda: any("is liquidating" in r for r in risk_rows(session, "slow")), 30, "the late order refused")
         assert held(sim, "AAPL") == 0 and book(session, "slow") == {}
         session.kill()
-        wait_for(lambda: session.status != "running", 30, "the kill switch to begin")
-        with pytest.raises(BlockpacaError):
-            session.liquidate(strategy="slow")  # the kill switch owns the positions now
+        wait_for(lambda: session.status == "paused" and session.activity == "", 30, "the kill switch to end")
+        session.liquidate(strategy="slow")  # once it ended, a book may be closed without resume(): nothing left here
+        wait_for(lambda: session.strategy_state("slow") in ("paused", "halted"), 30, "that liquidation to end")
+        session._acting = "liquidate"  # while the session's own action runs, it owns the positions
+        with pytest.raises(BlockpacaError, match="the session's liquidate action is running"):
+            session.liquidate(strategy="slow")
+        session._acting = None
     finally:
         release.set()
         session.stop(wait=True, timeout=60)
