@@ -376,7 +376,8 @@ class Replayer:
 
     def _worth_an_order(self, order: Order, t: float) -> bool:
         """As live: a position worth less than Alpaca's $1 minimum order is left open, and said."""
-        closing = typed_order(self.broker, order, "", t)
+        closing = SimOrder(order.ticker, order.side, order.order_type, order.time_in_force, "", order.quantity,
+                           id="", created_at=t)  # valued only: it takes no id from the run's counter  # fmt: skip
         value = self.broker.cost_basis(closing)
         if value >= MINIMUM_ORDER_VALUE:
             return True

@@ -518,10 +518,9 @@ class Session:
         quotes" and nothing else, while the data stream refused the connection."""
         if self._quote_heard or self._book is None:
             return
+        self._quote_heard = True  # looked once: a quote came, or its absence is said now
         if self._book.bid_ask():
-            self._quote_heard = True
             return
-        self._quote_heard = True  # said once
         self.errors.append({"kind": "warning", "where": "feed", "time": time.time(), "reason": (
             f"no quote of {len(self.tickers)} tickers since the session started: outside market hours a quiet"
             " feed is normal; otherwise the data stream may refuse the connection — Alpaca's free plan takes one"
